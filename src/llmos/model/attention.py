@@ -1,0 +1,92 @@
+"""Layer 2: multi-head (and grouped-query) attention through scaled_dot_product_attention.
+
+softmax(Q K^T / sqrt(d_k)) V per head. Q, K and V come from one fused
+projection; with n_kv_heads < n_heads each key/value head serves a group of
+query heads. The mask builder turns causality, padding, a KV cache offset and
+an optional sliding window into one boolean mask (True = may attend).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos.config import ModelConfig
+from llmos.model.cache import KVCache
+from llmos.model.positions import apply_rope
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.q_size = self.n_heads * self.head_dim
+        self.kv_size = self.n_kv_heads * self.head_dim
+        self.qkv = nn.Linear(config.d_model, self.q_size + 2 * self.kv_size, bias=config.qkv_bias)
+        self.out = nn.Linear(self.q_size, config.d_model, bias=config.attn_out_bias)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, T, C)
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,  # (B, 1, T, S) bool, or None
+        is_causal: bool,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)  # (B, Hkv, S, D)
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            is_causal=is_causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_kv_heads != self.n_heads,
+        )  # (B, H, T, D)
+        return self.out(y.transpose(1, 2).reshape(B, T, self.q_size))
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor | None,  # (B, S) 1 = real token, 0 = padding; S = past + T
+    batch_size: int,
+    past: int,
+    T: int,
+    causal: bool,
+    sliding_window: int | None,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, bool]:
+    """Return (mask, is_causal). mask is None whenever SDPA's own flags suffice (fast path)."""
+    S = past + T
+    needs_window = sliding_window is not None and S > sliding_window
+    if attention_mask is None and not needs_window:
+        if not causal or T == 1:
+            return None, False
+        if past == 0:
+            return None, True
+    mask = torch.ones(batch_size, 1, T, S, dtype=torch.bool, device=device)
+    if causal:
+        query_pos = torch.arange(past, S, device=device)[:, None]
+        key_pos = torch.arange(S, device=device)[None, :]
+        allowed = key_pos <= query_pos
+        if needs_window:
+            allowed = allowed & (key_pos > query_pos - sliding_window)
+        mask = mask & allowed
+    if attention_mask is not None:
+        if attention_mask.shape[-1] != S:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[-1]} positions; expected {S} "
+                f"({past} cached + {T} new)"
+            )
+        mask = mask & attention_mask.bool()[:, None, None, :]
+    # A query with nothing to attend to (a left-padding row) would give NaN: let it see everything.
+    return mask | ~mask.any(dim=-1, keepdim=True), False

@@ -1,0 +1,31 @@
+"""Layer 2: one Transformer block: attention and MLP sublayers with residuals, pre- or post-norm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmos.config import ModelConfig
+from llmos.model.attention import Attention
+from llmos.model.cache import KVCache
+from llmos.model.mlp import MLP
+from llmos.model.norms import make_norm
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.pre_norm = config.norm_placement == "pre"
+        self.attn_norm = make_norm(config)
+        self.attn = Attention(config, layer_index)
+        self.mlp_norm = make_norm(config)
+        self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, rope, mask, is_causal: bool, cache: KVCache | None) -> torch.Tensor:
+        if self.pre_norm:  # x + f(norm(x))
+            x = x + self.dropout(self.attn(self.attn_norm(x), rope, mask, is_causal, cache))
+            return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        # post-norm, as in the original Transformer and BERT: norm(x + f(x))
+        x = self.attn_norm(x + self.dropout(self.attn(x, rope, mask, is_causal, cache)))
+        return self.mlp_norm(x + self.dropout(self.mlp(x)))

@@ -1,0 +1,52 @@
+"""Layer 2: the key/value cache, preallocated once so decoding never reallocates.
+
+Keys and values of every layer live in two tensors of shape
+(n_layers, B, H_kv, max_len, D). `length` counts the positions filled; a
+forward pass writes its new positions after them and the model advances
+`length` once all layers have run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmos.config import ModelConfig
+
+
+class KVCache:
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.max_len = max_len or config.max_seq_len
+        shape = (config.n_layers, batch_size, config.n_kv_heads, self.max_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H_kv, T, D) after the filled positions; return all keys/values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache overflow: {end} positions requested, cache holds max_len={self.max_len}"
+            )
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows `index` (beam search: follow each beam's parent)."""
+        self.k = self.k.index_select(1, index)
+        self.v = self.v.index_select(1, index)

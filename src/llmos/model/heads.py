@@ -1,0 +1,205 @@
+"""Layer 2: task heads on the trunk: causal LM, masked LM (+ next-sentence prediction),
+sequence classification. Each is an `nn.Module` that returns a `ModelOutput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos.config import ModelConfig
+from llmos.model.cache import KVCache
+from llmos.model.norms import make_norm
+from llmos.model.transformer import Transformer, init_weights
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    nsp_logits: torch.Tensor | None = None  # (B, 2) for pretraining encoders
+    hidden_states: torch.Tensor | None = None
+
+
+class PreTrainedModel(nn.Module):
+    """What every head shares: a config, a trunk, tied weights, `num_parameters`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = Transformer(config)
+
+    def post_init(self) -> None:
+        init_weights(self, self.config)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        pass
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+class CausalLM(PreTrainedModel):
+    """Next-token prediction. `labels` are the input ids themselves: the shift happens here."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.lm_head_bias)
+        self.post_init()
+
+    def tie_weights(self) -> None:
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.transformer.embed.tokens.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        labels: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+    ) -> ModelOutput:
+        """logits_to_keep > 0 runs the LM head on the last that many positions only."""
+        h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
+        logits = self.lm_head(h)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        return ModelOutput(logits=logits, loss=loss)
+
+    def generate(self, *args, **kwargs):
+        """Decode with `llmos.generation` (see there). The one call from the model layer
+        upward: the API people know puts `generate` on the model, so it is kept a thin
+        late import and the model code itself stays free of decoding logic."""
+        from llmos.generation import generate
+
+        return generate(self, *args, **kwargs)
+
+
+class MLMHead(nn.Module):
+    """BERT's prediction head: optional dense + GELU + norm, then a decoder tied to the embeddings."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.mlm_transform:
+            self.dense = nn.Linear(config.d_model, config.d_model)
+            self.norm = make_norm(config)
+        self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=config.lm_head_bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "dense"):
+            h = self.norm(F.gelu(self.dense(h)))
+        return self.decoder(h)
+
+
+class Pooler(nn.Module):
+    """tanh(dense(h[:, 0])): a summary of the sequence from its first ([CLS]) token."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(h[:, 0]))
+
+
+class MaskedLM(PreTrainedModel):
+    """Masked-token prediction; `labels` hold the original ids at masked positions, -100 elsewhere."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.mlm = MLMHead(config)
+        self.post_init()
+
+    def tie_weights(self) -> None:
+        if self.config.tie_embeddings:
+            self.mlm.decoder.weight = self.transformer.embed.tokens.weight
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None) -> ModelOutput:
+        h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
+        logits = self.mlm(h)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return ModelOutput(logits=logits, loss=loss, hidden_states=h)
+
+
+class PreTrainingModel(MaskedLM):
+    """Masked LM + next-sentence prediction (is segment B the true continuation of A?)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        PreTrainedModel.__init__(self, config)
+        self.mlm = MLMHead(config)
+        self.pooler = Pooler(config)
+        self.nsp = nn.Linear(config.d_model, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None, next_sentence_label=None) -> ModelOutput:
+        out = super().forward(input_ids, attention_mask, token_type_ids, position_ids, labels)
+        out.nsp_logits = self.nsp(self.pooler(out.hidden_states))
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(out.nsp_logits.float(), next_sentence_label.reshape(-1))
+            out.loss = nsp_loss if out.loss is None else out.loss + nsp_loss
+        return out
+
+
+class SequenceClassifier(PreTrainedModel):
+    """Encoders classify from the pooled first token; decoders from the last non-pad token."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        if not config.causal and config.pooler:
+            self.pooler = Pooler(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels, bias=config.classifier_bias)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None) -> ModelOutput:
+        h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
+        if not self.config.causal:
+            pooled = self.pooler(h) if hasattr(self, "pooler") else h[:, 0]
+        else:
+            pooled = h[torch.arange(h.shape[0], device=h.device), self._last_token(input_ids, attention_mask)]
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels.reshape(-1))
+        return ModelOutput(logits=logits, loss=loss, hidden_states=h)
+
+    def _last_token(self, input_ids, attention_mask) -> torch.Tensor:
+        if attention_mask is not None:
+            real = attention_mask.bool()
+        elif self.config.pad_token_id is not None:
+            real = input_ids != self.config.pad_token_id
+        else:
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return (positions * real).argmax(-1)  # right-most real token, left or right padding

@@ -1,0 +1,105 @@
+"""Layer 2: the Transformer trunk: embeddings, positions, blocks, final norm.
+
+Heads (causal LM, masked LM + NSP, classification) sit on top of it in
+`llmos.model.heads`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from llmos.config import ModelConfig
+from llmos.model.attention import build_attention_mask
+from llmos.model.block import Block
+from llmos.model.cache import KVCache
+from llmos.model.norms import make_norm
+from llmos.model.positions import RotaryEmbedding, sinusoidal_table
+
+
+class ContextLengthError(ValueError):
+    """The input is longer than the model's context window."""
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        if config.position == "learned":
+            self.positions = nn.Embedding(config.max_seq_len, config.d_model)
+        elif config.position == "sinusoidal":
+            self.register_buffer(
+                "sinusoid", sinusoidal_table(config.max_seq_len, config.d_model), persistent=False
+            )
+        if config.type_vocab_size:
+            self.segments = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.norm = make_norm(config) if config.embedding_norm else None
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids, position_ids, token_type_ids) -> torch.Tensor:
+        x = self.tokens(input_ids)  # (B, T, C)
+        if hasattr(self, "positions"):
+            x = x + self.positions(position_ids)
+        elif hasattr(self, "sinusoid"):
+            x = x + self.sinusoid[position_ids].to(x.dtype)
+        if hasattr(self, "segments"):
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            x = x + self.segments(token_type_ids)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = Embeddings(config)
+        self.rotary = RotaryEmbedding(config) if config.position == "rope" else None
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        use_final_norm = config.final_norm and config.norm_placement == "pre"
+        self.final_norm = make_norm(config) if use_final_norm else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, past + T)
+        position_ids: torch.Tensor | None = None,  # (B, T)
+        token_type_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.max_seq_len:
+            raise ContextLengthError(
+                f"input of {past + T} tokens exceeds the context window "
+                f"(max_seq_len={self.config.max_seq_len})"
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
+        x = self.embed(input_ids, position_ids, token_type_ids)
+        rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        mask, is_causal = build_attention_mask(
+            attention_mask, B, past, T, self.config.causal, self.config.sliding_window, x.device
+        )
+        for block in self.blocks:
+            x = block(x, rope, mask, is_causal, cache)
+        if cache is not None:
+            cache.advance(T)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x  # (B, T, C)
+
+
+def init_weights(module: nn.Module, config: ModelConfig) -> None:
+    """GPT-2 style: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2 n_layers)."""
+    std = config.initializer_range
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            scale = 1 / math.sqrt(2 * config.n_layers) if name.endswith(("attn.out.weight", "mlp.down.weight")) else 1.0
+            nn.init.normal_(p, mean=0.0, std=std * scale)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)
