@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.errors import LLMOSError
+
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
@@ -21,7 +23,7 @@ MLPS = ("gelu", "gelu_tanh", "swiglu")
 ROPE_SCALINGS = (None, "llama3", "linear")
 
 
-class ConfigError(ValueError):
+class ConfigError(LLMOSError):
     """A configuration value is invalid; the message names it and what is valid."""
 
 

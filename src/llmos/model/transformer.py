@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from llmos.config import ModelConfig
+from llmos.errors import LLMOSError
 from llmos.model.attention import build_attention_mask
 from llmos.model.block import Block
 from llmos.model.cache import KVCache
@@ -19,7 +20,7 @@ from llmos.model.norms import make_norm
 from llmos.model.positions import RotaryEmbedding, sinusoidal_table
 
 
-class ContextLengthError(ValueError):
+class ContextLengthError(LLMOSError):
     """The input is longer than the model's context window."""
 
 
