@@ -1,0 +1,279 @@
+"""Layer 7: the continuous-batching engine: many requests share every forward pass.
+
+One background thread owns the model. Each iteration it admits waiting
+requests (prefilled together, left-padded, then copied into free rows of a
+`SlotCache`), decodes one token for every active request in a single
+forward, and retires requests that finished, hit a stop token or were
+cancelled. Requests therefore join and leave the batch at token granularity:
+a new request never waits for the batch to drain.
+
+Callers talk to the thread through `submit` (a bounded queue: back-pressure
+raises `QueueFullError`) and receive `TokenEvent`s through the `emit`
+callback they pass in; `Request.cancel()` frees the slot at the next step.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from llmos.errors import LLMOSError
+from llmos.serving.metrics import Metrics
+from llmos.serving.sampling import RequestSampler, SamplingParams, token_logprobs
+from llmos.serving.slot_cache import SlotCache
+
+
+class QueueFullError(LLMOSError):
+    """The engine's waiting queue is full; the client should retry later (HTTP 429)."""
+
+
+class PromptTooLongError(LLMOSError):
+    """A prompt does not fit the context window (HTTP 400)."""
+
+
+@dataclass
+class TokenEvent:
+    """One message from the engine to a request's consumer.
+
+    kind: "prompt" (prompt-token logprobs, once), "token" (one generated token),
+    "done" (finish_reason set) or "error" (message set).
+    """
+
+    kind: str
+    token_id: int | None = None
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
+    prompt_logprobs: list[tuple[int, float | None, list[tuple[int, float]]]] | None = None
+    finish_reason: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class Request:
+    prompt_ids: list[int]
+    params: SamplingParams
+    emit: Callable[[TokenEvent], None]
+    id: int = 0
+    created: float = field(default_factory=time.perf_counter)
+    generated: list[int] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sampler: RequestSampler | None = None
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    finish_reason: str | None = None
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this request and free its slot (e.g. client went away)."""
+        self.cancelled.set()
+
+
+class Engine:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        max_batch: int = 16,
+        max_queue: int = 64,
+        max_len: int | None = None,
+        prefill_token_budget: int = 2048,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.prefill_token_budget = prefill_token_budget
+        self.metrics = metrics or Metrics()
+        self.cache = SlotCache(
+            self.config, max_batch, self.max_len, dtype=model.dtype, device=model.device
+        )
+        self.rows: list[Request] = []  # rows[i] is the request in cache row i
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.lock = threading.Condition()
+        self.ids = itertools.count(1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="llmos-engine", daemon=True)
+
+    # -- the callers' side ------------------------------------------------------------
+    def start(self) -> Engine:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.lock.notify_all()
+        self.thread.join(timeout=10)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Callable[[TokenEvent], None]) -> Request:
+        """Queue a request; raises PromptTooLongError or QueueFullError instead of truncating/waiting."""
+        if not prompt_ids:
+            raise LLMOSError("the prompt is empty after tokenization; give at least one token")
+        if len(prompt_ids) >= self.max_len and not (params.max_tokens == 0 and len(prompt_ids) <= self.max_len):
+            raise PromptTooLongError(
+                f"the prompt has {len(prompt_ids)} tokens; this model's context window is "
+                f"{self.max_len} tokens (prompt + completion), so the prompt must be shorter"
+            )
+        request = Request(prompt_ids=list(prompt_ids), params=params, emit=emit, id=next(self.ids))
+        request.sampler = RequestSampler(params, fallback_seed=int(torch.randint(0, 2**62, (1,))))
+        with self.lock:
+            if len(self.waiting) >= self.max_queue:
+                self.metrics.rejected_queue_full()
+                raise QueueFullError(
+                    f"the server is busy: {len(self.waiting)} requests are waiting "
+                    f"(max_queue={self.max_queue}); retry later"
+                )
+            self.waiting.append(request)
+            self.metrics.set_queue_depth(len(self.waiting))
+            self.lock.notify_all()
+        return request
+
+    def room_for(self, prompt_length: int) -> int:
+        """How many tokens a prompt of this length may still generate."""
+        return max(self.max_len - prompt_length, 0)
+
+    # -- the engine thread --------------------------------------------------------------
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self.lock:
+                while not self.stopping and not self.waiting and not self.rows:
+                    self.lock.wait(timeout=1.0)
+                if self.stopping:
+                    break
+                admitted = self._take_admissible()
+            try:
+                if admitted:
+                    self._prefill(admitted)
+                if self.rows:
+                    self._decode_step()
+            except Exception as exc:  # never let one bad step kill the server
+                for request in self.rows + admitted:
+                    request.emit(TokenEvent("error", message=f"internal engine error: {exc}"))
+                self.rows = []
+                self.cache = SlotCache(
+                    self.config, self.max_batch, self.max_len, self.model.dtype, self.model.device
+                )
+        for request in list(self.rows) + list(self.waiting):
+            request.emit(TokenEvent("error", message="the server is shutting down"))
+
+    def _take_admissible(self) -> list[Request]:
+        """Waiting requests that fit in free rows and this step's prefill budget."""
+        taken: list[Request] = []
+        budget = self.prefill_token_budget
+        free = self.cache.free_rows
+        while self.waiting and len(taken) < free:
+            request = self.waiting[0]
+            if request.cancelled.is_set():
+                self.waiting.popleft()
+                self.metrics.finished("cancelled", request)
+                continue
+            if taken and len(request.prompt_ids) > budget:
+                break
+            taken.append(self.waiting.popleft())
+            budget -= len(request.prompt_ids)
+        self.metrics.set_queue_depth(len(self.waiting))
+        return taken
+
+    def _prefill(self, requests: list[Request]) -> None:
+        """Run the prompts as one left-padded batch, then give each a row and its first token."""
+        from llmos.model.cache import KVCache
+
+        longest = max(len(r.prompt_ids) for r in requests)
+        device = self.model.device
+        ids = torch.zeros(len(requests), longest, dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for i, request in enumerate(requests):
+            n = len(request.prompt_ids)
+            ids[i, longest - n :] = torch.tensor(request.prompt_ids, device=device)
+            mask[i, longest - n :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        scratch = KVCache(self.config, len(requests), longest, self.model.dtype, device)
+        keep_all = any(r.params.prompt_logprobs for r in requests)
+        out = self.model(ids, attention_mask=mask, position_ids=positions, cache=scratch,
+                         logits_to_keep=0 if keep_all else 1)
+        for i, request in enumerate(requests):
+            n = len(request.prompt_ids)
+            if request.params.prompt_logprobs:
+                request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(
+                    out.logits[i, longest - n :], request)))
+            if request.params.max_tokens == 0:
+                self._finish(request, "length")
+                continue
+            self.cache.insert(scratch.k[:, i, :, longest - n :], scratch.v[:, i, :, longest - n :])
+            self.rows.append(request)
+            self._accept_token(len(self.rows) - 1, out.logits[i, -1:].float())
+
+    def _score_prompt(self, logits: torch.Tensor, request: Request):
+        """Log-probabilities of prompt tokens 1..n-1 given their prefixes (token 0 has none)."""
+        top = request.params.logprobs or 0
+        ids = torch.tensor(request.prompt_ids, device=logits.device)
+        scored = token_logprobs(logits[:-1].float().log_softmax(-1), ids[1:], top)
+        return [(request.prompt_ids[0], None, [])] + scored
+
+    def _decode_step(self) -> None:
+        started = time.perf_counter()
+        mask, positions = self.cache.decode_inputs()
+        last = torch.tensor([r.generated[-1] for r in self.rows], device=mask.device)[:, None]
+        out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache)
+        logits = out.logits[:, -1].float()  # (active, V)
+        self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
+        greedy = logits.argmax(-1).tolist()
+        for row in range(len(self.rows)):
+            self._accept_token(row, logits[row : row + 1], greedy[row])
+        self._retire()
+
+    def _accept_token(self, row: int, logits: torch.Tensor, greedy_choice: int | None = None) -> None:
+        """Choose, record and emit one token for the request in `row`; mark it done if it ended."""
+        request = self.rows[row]
+        if request.cancelled.is_set():
+            return
+        params = request.params
+        if params.greedy and greedy_choice is not None:
+            token = greedy_choice
+        else:
+            history = torch.tensor([request.prompt_ids + request.generated])
+            token = request.sampler.choose(history, logits)
+        event = TokenEvent("token", token_id=token)
+        if params.logprobs is not None:
+            (_, event.logprob, event.top_logprobs), = token_logprobs(
+                logits.log_softmax(-1), torch.tensor([token]), params.logprobs)
+        request.generated.append(token)
+        now = time.perf_counter()
+        if request.first_token_at is None:
+            request.first_token_at = now
+            self.metrics.observe_ttft(now - request.created)
+        else:
+            self.metrics.observe_itl(now - request.last_token_at)
+        request.last_token_at = now
+        self.metrics.tokens_out(1)
+        request.emit(event)
+        total = len(request.prompt_ids) + len(request.generated)
+        if token in params.stop_token_ids:
+            self._finish(request, "stop")
+        elif len(request.generated) >= params.max_tokens or total >= self.max_len:
+            self._finish(request, "length")
+
+    def _finish(self, request: Request, reason: str) -> None:
+        request.finish_reason = reason
+        request.cancelled.set()  # the row is retired at the end of this step
+        request.emit(TokenEvent("done", finish_reason=reason))
+        self.metrics.finished(reason, request)
+
+    def _retire(self) -> None:
+        """Free rows of requests that finished or were cancelled (walk backwards: rows move)."""
+        for row in range(len(self.rows) - 1, -1, -1):
+            request = self.rows[row]
+            if not request.cancelled.is_set():
+                continue
+            if request.finish_reason is None:
+                self.metrics.finished("cancelled", request)
+            moved = self.cache.remove(row)
+            if moved is not None:
+                self.rows[row] = self.rows[moved]
+            self.rows.pop()
