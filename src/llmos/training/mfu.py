@@ -1,0 +1,100 @@
+"""Layer 6: model FLOPs utilization (MFU) against this machine's measured fp32 matmul peak.
+
+Peak: instead of a datasheet number, a short benchmark times square fp32
+matmuls (the best of a few sizes and repeats) with the current thread count;
+the result is cached in ~/.cache/llmos/matmul_peak.json (LLMOS_CACHE_DIR
+overrides) keyed by device and threads, so it runs once per machine setting.
+
+Model FLOPs per trained token (the PaLM / nanoGPT convention):
+    6 * N  +  12 * n_layers * d_attn * T
+where N counts the parameters that take part in matmuls (everything except
+position-embedding tables; a tied token embedding counts once, as the LM head),
+6 = 2 (multiply-add) * 3 (forward + the two backward matmuls), and the second
+term is the attention scores and weighted sum (QK^T and AV) over a context of T,
+with d_attn = n_heads * head_dim. MFU = flops_per_token * tokens_per_second / peak.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from llmos.config import ModelConfig
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("LLMOS_CACHE_DIR") or Path.home() / ".cache" / "llmos"
+    return Path(root) / "matmul_peak.json"
+
+
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:threads={torch.get_num_threads()}"
+
+
+def measure_matmul_peak(device: torch.device | str = "cpu", sizes: tuple[int, ...] = (512, 1024, 2048),
+                        seconds_per_size: float = 0.3) -> float:
+    """Best fp32 matmul throughput in FLOP/s observed on `device` (no cache)."""
+    device = torch.device(device)
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        out = torch.empty(n, n, device=device)
+        torch.mm(a, b, out=out)  # warm-up
+        deadline = time.perf_counter() + seconds_per_size
+        while time.perf_counter() < deadline:
+            _sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            _sync(device)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def matmul_peak(device: torch.device | str = "cpu") -> float:
+    """The cached fp32 matmul peak for `device` and the current thread count (measured once)."""
+    device = torch.device(device)
+    path, key = _cache_file(), _device_key(device)
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key not in cached:
+        cached[key] = measure_matmul_peak(device)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(cached, indent=2))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # an unwritable cache only costs a re-measurement next time
+    return float(cached[key])
+
+
+def matmul_parameters(config: ModelConfig, num_parameters: int) -> int:
+    """Parameters that enter matmuls: all but a learned position table."""
+    if config.position == "learned":
+        num_parameters -= config.max_seq_len * config.d_model
+    return num_parameters
+
+
+def training_flops_per_token(config: ModelConfig, num_parameters: int, context: int) -> float:
+    """6N + 12 L d_attn T: forward + backward FLOPs per token (see module docstring)."""
+    n = matmul_parameters(config, num_parameters)
+    return 6.0 * n + 12.0 * config.n_layers * config.n_heads * config.head_dim * context
+
+
+def mfu(flops_per_token: float, tokens_per_second: float, peak_flops: float) -> float:
+    """Model FLOPs utilization as a fraction (0.5 = 50% of peak)."""
+    return flops_per_token * tokens_per_second / peak_flops if peak_flops > 0 else 0.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

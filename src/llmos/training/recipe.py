@@ -1,0 +1,142 @@
+"""Layer 6: `TrainConfig`, the one description of a training run, and its YAML recipe form.
+
+The dataclass is the single source of truth: YAML recipes are its fields, the
+`llmos pretrain` flags are generated from its fields, and the run directory
+keeps a copy (`recipe.yaml`) so every run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmos.errors import LLMOSError
+
+OBJECTIVES = ("causal", "mlm_nsp")
+DTYPES = ("float32", "bfloat16")
+DISTRIBUTED = ("ddp", "fsdp")
+
+
+class RecipeError(LLMOSError):
+    """A recipe (YAML file or CLI override) names an unknown field or an invalid value."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a pretraining run. Batches are counted in sequences of `context` tokens.
+
+    `batch_size` is the global micro-batch: under torchrun each of the N processes
+    takes batch_size / N of it, so a run's losses do not depend on N. One optimizer
+    step sees batch_size * grad_accum sequences.
+    """
+
+    data_dir: str = ""  # token shards written by `llmos.data.prepare`
+    out_dir: str = "runs/pretrain"
+    objective: str = "causal"  # causal | mlm_nsp
+    model: str = "micro"  # a ModelConfig preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields over the preset
+    context: int = 128
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int = 1000
+    max_minutes: float = 0.0  # stop after this wall time (0 = no limit); the schedule still spans max_steps
+    stop_at_step: int = 0  # stop (with a checkpoint) at this step, to resume later (0 = run to max_steps)
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 = no clipping
+    dtype: str = "float32"  # float32 | bfloat16 (autocast; weights and optimizer stay fp32)
+    compile: bool = False
+    eval_every: int = 250
+    eval_batches: int = 20
+    log_every: int = 10
+    seed: int = 1337
+    resume: str = ""  # "" = fresh run, "auto" = out_dir/last if present, or a checkpoint path
+    distributed: str = "ddp"  # how to wrap the model under torchrun: ddp | fsdp
+    mlm_probability: float = 0.15
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name, valid in (("objective", OBJECTIVES), ("dtype", DTYPES), ("distributed", DISTRIBUTED)):
+            value = getattr(self, name)
+            if value not in valid:
+                raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}")
+        for name in ("context", "batch_size", "grad_accum", "max_steps", "eval_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise RecipeError(f"{name}={value!r} must be a positive integer")
+        for name in ("warmup_steps", "eval_every", "log_every"):
+            if getattr(self, name) < 0:
+                raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 0")
+        if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
+            raise RecipeError(f"need lr > 0 and 0 <= min_lr <= lr; got lr={self.lr}, min_lr={self.min_lr}")
+        if not isinstance(self.model_overrides, dict):
+            raise RecipeError(f"model_overrides={self.model_overrides!r} must be a mapping of ModelConfig fields")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.context
+
+    # ---- dict / YAML ---------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise RecipeError(f"unknown recipe key(s) {unknown}; valid keys are {cls.field_names()}")
+        try:
+            return cls(**{k: _coerce(k, v) for k, v in data.items()})
+        except TypeError as exc:
+            raise RecipeError(f"bad recipe: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise RecipeError(f"recipe {str(path)!r} must be a mapping of TrainConfig fields")
+        return cls.from_dict(data)
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        """Apply CLI overrides (None = not given) on top of this recipe."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig.from_dict({**self.to_dict(), **given})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Accept the string forms a CLI or hand-written YAML may give (a JSON mapping for dicts)."""
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    kind = str(types[name])
+    if isinstance(value, str) and kind.startswith("dict"):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise RecipeError(f"{name}={value!r} must be a JSON object, e.g. '{{\"d_model\": 128}}'") from exc
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value
