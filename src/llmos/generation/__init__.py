@@ -1,0 +1,40 @@
+"""Layer 5: decoding: greedy, sampling, beam search, streaming, stop strings, fill-mask."""
+
+from llmos.generation.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
+from llmos.generation.decode import GenerateOutput
+from llmos.generation.fill_mask import fill_mask
+from llmos.generation.generate import generate
+from llmos.generation.logits_process import (
+    MinNewTokensProcessor,
+    MinPWarper,
+    NoRepeatNGramProcessor,
+    RepetitionPenaltyProcessor,
+    TemperatureWarper,
+    TopKWarper,
+    TopPWarper,
+    apply_processors,
+    build_logits_processors,
+)
+from llmos.generation.stopping import StopStringCriteria
+from llmos.generation.streamers import TextIteratorStreamer, TextStreamer
+
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "GenerateOutput",
+    "GenerationConfig",
+    "GenerationError",
+    "MinNewTokensProcessor",
+    "MinPWarper",
+    "NoRepeatNGramProcessor",
+    "RepetitionPenaltyProcessor",
+    "StopStringCriteria",
+    "TemperatureWarper",
+    "TextIteratorStreamer",
+    "TextStreamer",
+    "TopKWarper",
+    "TopPWarper",
+    "apply_processors",
+    "build_logits_processors",
+    "fill_mask",
+    "generate",
+]

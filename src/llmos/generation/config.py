@@ -1,0 +1,186 @@
+"""Layer 5: `GenerationConfig`: how to decode, with Hugging Face's names and meanings.
+
+Values are validated on construction and on `replace`, so a bad request fails
+with one `GenerationError` naming the field and its valid range before any
+forward pass runs. It round-trips to `generation_config.json`.
+
+Length default, on purpose different from transformers: when neither
+`max_new_tokens` nor `max_length` is given, up to `DEFAULT_MAX_NEW_TOKENS`
+(256) new tokens are generated (never past the context window), and a warning
+says so if that default, not an end-of-sequence token, ended the text. HF's
+silent 20-token `max_length` cut is the trap this avoids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import LLMOSError
+
+DEFAULT_MAX_NEW_TOKENS = 256
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+
+class GenerationError(LLMOSError):
+    """A generation parameter or input that decoding cannot use."""
+
+
+@dataclass
+class GenerationConfig:
+    # length
+    max_length: int | None = None  # prompt + new tokens
+    max_new_tokens: int | None = None  # wins over max_length when both are set
+    min_new_tokens: int = 0
+    # strategy
+    do_sample: bool = False
+    num_beams: int = 1
+    # logits processing
+    temperature: float = 1.0
+    top_k: int | None = 50  # sampling only, as in transformers; 0/None = off
+    top_p: float = 1.0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    # beam search
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True, False or "never"
+    num_return_sequences: int = 1
+    # special tokens and stopping
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    stop_strings: str | list[str] | None = None
+    seed: int | None = None
+    # outputs
+    return_dict_in_generate: bool = False
+    output_scores: bool = False
+    output_logits: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of a loaded file, kept
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        def bad(name: str, valid: str) -> GenerationError:
+            return GenerationError(f"{name}={getattr(self, name)!r} is invalid; valid: {valid}")
+
+        if self.max_new_tokens is not None and (not _is_int(self.max_new_tokens) or self.max_new_tokens <= 0):
+            raise bad("max_new_tokens", "an integer >= 1")
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length <= 0):
+            raise bad("max_length", "an integer >= 1")
+        if not _is_int(self.min_new_tokens) or self.min_new_tokens < 0:
+            raise bad("min_new_tokens", "an integer >= 0")
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+            raise bad("temperature", "a number > 0 (use do_sample=False for greedy decoding)")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
+            raise bad("top_k", "an integer >= 0 (0 or None turns it off)")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise bad("top_p", "a number in (0, 1]")
+        if self.min_p is not None and (not isinstance(self.min_p, (int, float)) or not 0 <= self.min_p <= 1):
+            raise bad("min_p", "a number in [0, 1] or None")
+        if not isinstance(self.repetition_penalty, (int, float)) or not self.repetition_penalty > 0:
+            raise bad("repetition_penalty", "a number > 0 (1.0 = no penalty)")
+        if not _is_int(self.no_repeat_ngram_size) or self.no_repeat_ngram_size < 0:
+            raise bad("no_repeat_ngram_size", "an integer >= 0")
+        if not _is_int(self.num_beams) or self.num_beams < 1:
+            raise bad("num_beams", "an integer >= 1")
+        if not _is_int(self.num_return_sequences) or self.num_return_sequences < 1:
+            raise bad("num_return_sequences", "an integer >= 1")
+        if self.num_return_sequences > self.num_beams and (not self.do_sample or self.num_beams > 1):
+            raise bad(
+                "num_return_sequences",
+                f"at most num_beams={self.num_beams} for greedy and beam search (sample with "
+                "do_sample=True and num_beams=1, or raise num_beams)",
+            )
+        if self.early_stopping not in (True, False, "never"):
+            raise bad("early_stopping", "True, False or 'never'")
+        if not isinstance(self.length_penalty, (int, float)):
+            raise bad("length_penalty", "a number")
+        for name in ("bos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 0):
+                raise bad(name, "a token id >= 0 or None")
+        if self.eos_token_id is not None:
+            ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+            if not all(_is_int(i) and i >= 0 for i in ids):
+                raise bad("eos_token_id", "a token id >= 0, a list of them, or None")
+        if self.stop_strings is not None:
+            strings = [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
+            if not strings or not all(isinstance(s, str) and s for s in strings):
+                raise bad("stop_strings", "a non-empty string or list of non-empty strings")
+        if self.seed is not None and not _is_int(self.seed):
+            raise bad("seed", "an integer or None")
+
+    # -- derived values -----------------------------------------------------------------------
+    @property
+    def eos_token_ids(self) -> list[int]:
+        if self.eos_token_id is None:
+            return []
+        return list(self.eos_token_id) if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+
+    @property
+    def stop_string_list(self) -> list[str]:
+        if self.stop_strings is None:
+            return []
+        return [self.stop_strings] if isinstance(self.stop_strings, str) else list(self.stop_strings)
+
+    def replace(self, **overrides: Any) -> GenerationConfig:
+        """A validated copy with `overrides`; unknown names raise GenerationError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise GenerationError(
+                f"unknown generation parameter(s) {unknown}; valid: {sorted(names - {'extra'})}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    # -- (de)serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names and k != "transformers_version"}
+        return cls(**known, extra=extra)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        path = Path(directory) / GENERATION_CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> GenerationConfig:
+        """Read `generation_config.json` from a checkpoint directory (or a path to the file)."""
+        path = Path(directory)
+        if path.is_dir():
+            path = path / GENERATION_CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no {GENERATION_CONFIG_NAME} at {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GenerationError(f"{path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_model_config(cls, model_config: Any) -> GenerationConfig:
+        """Defaults for a model without a generation_config.json: its bos/eos/pad ids."""
+        return cls(
+            bos_token_id=getattr(model_config, "bos_token_id", None),
+            eos_token_id=getattr(model_config, "eos_token_id", None),
+            pad_token_id=getattr(model_config, "pad_token_id", None),
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

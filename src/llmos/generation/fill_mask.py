@@ -1,0 +1,65 @@
+"""Layer 5: fill-mask for encoders: the top-k candidates (with probabilities) for each mask token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from llmos.generation.config import GenerationError
+from llmos.generation.stopping import decode
+
+
+def _mask_token_id(tokenizer: Any) -> int:
+    for attr in ("mask_token_id",):
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            return value
+    token_to_id = getattr(tokenizer, "token_to_id", None)
+    if token_to_id is not None:
+        for token in ("[MASK]", "<mask>"):
+            value = token_to_id(token)
+            if value is not None:
+                return value
+    raise GenerationError("the tokenizer has no mask token ([MASK] or <mask>); fill_mask needs one")
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    encoded = tokenizer.encode(text)
+    return list(getattr(encoded, "ids", encoded))
+
+
+@torch.inference_mode()
+def fill_mask(model: Any, tokenizer: Any, text: str, top_k: int = 5) -> list[list[dict]]:
+    """For each mask token in `text`, in order: `top_k` dicts {token_id, token, score, sequence},
+    most likely first; `score` is the softmax probability and `sequence` the text with that
+    candidate in place of the mask."""
+    if not isinstance(top_k, int) or top_k < 1:
+        raise GenerationError(f"top_k={top_k!r} is invalid; valid: an integer >= 1")
+    mask_id = _mask_token_id(tokenizer)
+    ids = _encode(tokenizer, text)
+    positions = [i for i, t in enumerate(ids) if t == mask_id]
+    if not positions:
+        raise GenerationError(f"no mask token (id {mask_id}) in the text {text!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        input_ids = torch.tensor([ids], device=model.device)
+        logits = model(input_ids).logits[0, positions].float()  # (M, V)
+    finally:
+        model.train(was_training)
+    probs = logits.softmax(-1)
+    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    results = []
+    for m, pos in enumerate(positions):
+        candidates = []
+        for score, token_id in zip(top.values[m].tolist(), top.indices[m].tolist(), strict=True):
+            filled = ids[:pos] + [token_id] + ids[pos + 1:]
+            candidates.append({
+                "token_id": token_id,
+                "token": decode(tokenizer, [token_id]),
+                "score": score,
+                "sequence": decode(tokenizer, filled),
+            })
+        results.append(candidates)
+    return results

@@ -1,0 +1,54 @@
+"""Layer 5: `generate(model, input_ids, ...)`: the one entry point, choosing the strategy.
+
+Parameters have Hugging Face's names and meanings (see `GenerationConfig`);
+defaults come from `model.generation_config` (set by the checkpoint loader from
+generation_config.json) or, failing that, the model config's special token ids.
+Returns the token ids (N, prompt + new) with N = batch * num_return_sequences,
+or a `GenerateOutput` with `return_dict_in_generate=True`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from llmos.generation.beam import beam_search
+from llmos.generation.config import GenerationConfig, GenerationError
+from llmos.generation.decode import GenerateOutput, sample_loop
+from llmos.generation.request import build_request, resolve_config
+
+
+def generate(
+    model: Any,
+    input_ids: torch.Tensor | list,
+    attention_mask: torch.Tensor | None = None,
+    generation_config: GenerationConfig | None = None,
+    streamer: Any = None,
+    tokenizer: Any = None,
+    generator: torch.Generator | None = None,
+    **kwargs: Any,
+) -> torch.Tensor | GenerateOutput:
+    """Continue each prompt in `input_ids` (B, T), left-padded with `attention_mask` when
+    their lengths differ. `generator` (or `seed=`) makes sampling reproducible."""
+    if not getattr(model.config, "causal", True):
+        raise GenerationError(
+            "generate needs a causal (decoder) language model; for an encoder use fill_mask"
+        )
+    config = resolve_config(model, generation_config, kwargs)
+    request = build_request(model, input_ids, attention_mask, config, tokenizer, generator)
+    if streamer is not None and request.input_ids.shape[0] * config.num_return_sequences > 1:
+        raise GenerationError(
+            "a streamer follows one sequence; got batch size "
+            f"{request.input_ids.shape[0]} x num_return_sequences {config.num_return_sequences}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        if config.num_beams > 1:
+            output = beam_search(model, request, streamer)
+        else:
+            output = sample_loop(model, request, streamer)
+    finally:
+        model.train(was_training)
+    return output if config.return_dict_in_generate else output.sequences
