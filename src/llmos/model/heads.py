@@ -41,6 +41,14 @@ class PreTrainedModel(nn.Module):
     def tie_weights(self) -> None:
         pass
 
+    def save_pretrained(self, path, tokenizer=None, generation_config=None, **kwargs):
+        """Write a checkpoint directory with `llmos.checkpoint.save_pretrained` (see there).
+        Like `generate`, a thin late import: the familiar API puts it on the model, while
+        the model layer itself stays free of file formats."""
+        from llmos.checkpoint import save_pretrained
+
+        return save_pretrained(self, path, tokenizer=tokenizer, generation_config=generation_config, **kwargs)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 

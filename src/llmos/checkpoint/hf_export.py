@@ -1,0 +1,63 @@
+"""Layer 3: write an LLMOS model (or checkpoint directory) as a Hugging Face checkpoint.
+
+The result (config.json + model.safetensors, plus tokenizer files and
+generation_config.json when the source has them) loads in `transformers` with
+the matching class (GPT2LMHeadModel, LlamaForCausalLM, BertForMaskedLM, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from llmos.checkpoint.hf_config import choose_family, config_to_hf
+from llmos.checkpoint.hf_weights import ours_to_hf
+from llmos.checkpoint.pretrained import (
+    GENERATION_CONFIG_NAME,
+    TOKENIZER_FILES,
+    _write_json,
+    atomic_directory,
+    generation_defaults,
+    load_pretrained,
+    unique_state_dict,
+)
+from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, write_state_dict
+from llmos.model.heads import PreTrainedModel
+
+
+def export_hf(
+    model_or_dir: PreTrainedModel | str | Path,
+    out_dir: str | Path,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> Path:
+    """Export to `out_dir` in Hugging Face format; LLMOSError names any field HF cannot express."""
+    source_dir: Path | None = None
+    if isinstance(model_or_dir, PreTrainedModel):
+        model = model_or_dir
+    else:
+        source_dir = Path(model_or_dir)
+        model = load_pretrained(source_dir, dtype="auto")
+    config = model.config
+    head = type(model).__name__
+    hf_config = config_to_hf(config, head)  # raises before anything is written
+    family = choose_family(config)
+    state = unique_state_dict(model)
+    tensors = ours_to_hf(state, config, family)
+    if family == "bert" and head in ("MaskedLM", "PreTrainingModel") and "cls.predictions.bias" not in tensors:
+        tensors["cls.predictions.bias"] = torch.zeros(config.vocab_size, dtype=model.dtype)
+    hf_config["dtype"] = str(model.dtype).removeprefix("torch.")
+    with atomic_directory(out_dir) as tmp:
+        _write_json(tmp / "config.json", hf_config)
+        write_state_dict(tensors, tmp, max_shard_bytes)
+        generation = None
+        if source_dir is not None and (source_dir / GENERATION_CONFIG_NAME).is_file():
+            generation = json.loads((source_dir / GENERATION_CONFIG_NAME).read_text())
+        _write_json(tmp / GENERATION_CONFIG_NAME, generation_defaults(config, generation))
+        if source_dir is not None:
+            for name in TOKENIZER_FILES:
+                if (source_dir / name).is_file():
+                    shutil.copy2(source_dir / name, tmp / name)
+    return Path(out_dir)
