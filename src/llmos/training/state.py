@@ -207,7 +207,14 @@ def check_same_config(saved: dict[str, Any], current: ModelConfig, where: Path) 
 
 def load_model_weights(model: nn.Module, directory: Path) -> None:
     """Load model.safetensors into `model` (tied weights may be stored once)."""
-    weights = load_file(str(directory / MODEL_WEIGHTS))
+    try:
+        from llmos.checkpoint.safetensors_io import LazyStateDict  # handles sharded weights too
+
+        lazy = LazyStateDict(directory)
+        weights = dict(lazy.items())
+        lazy.close()
+    except ImportError:
+        weights = load_file(str(directory / MODEL_WEIGHTS))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     names_of: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
