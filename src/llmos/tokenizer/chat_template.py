@@ -97,7 +97,9 @@ def _tojson(
     separators: tuple[str, str] | None = None,
     sort_keys: bool = False,
 ) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _strftime_now(format: str) -> str:  # noqa: A002 - the name templates call it with
@@ -118,7 +120,9 @@ def compile_chat_template(template: str) -> jinja2.Template:
     try:
         return env.from_string(template)
     except jinja2.TemplateSyntaxError as exc:
-        raise ChatTemplateError(f"chat template does not compile: {exc.message} (line {exc.lineno})") from None
+        raise ChatTemplateError(
+            f"chat template does not compile: {exc.message} (line {exc.lineno})"
+        ) from None
 
 
 def _plain(value: Any) -> Any:
@@ -149,9 +153,13 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
     normalized = []
     for message in _plain(list(messages)):
         if not isinstance(message, dict):
-            raise ChatTemplateError(f"chat messages must be dicts with 'role' and 'content', got {message!r}")
+            raise ChatTemplateError(
+                f"chat messages must be dicts with 'role' and 'content', got {message!r}"
+            )
         message = {k: v for k, v in message.items() if v is not None}
-        reasoning = next((message[k] for k in _REASONING_FIELDS if message.get(k) is not None), None)
+        reasoning = next(
+            (message[k] for k in _REASONING_FIELDS if message.get(k) is not None), None
+        )
         if reasoning is not None:
             message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
         normalized.append(message)

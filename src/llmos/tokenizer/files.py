@@ -118,7 +118,9 @@ def _parse_chat_template(value: Any, path: Path) -> str | dict[str, str] | None:
         return named
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
-    raise TokenizerFilesError(f"chat_template in {path} should be a string or a list, got {value!r}")
+    raise TokenizerFilesError(
+        f"chat_template in {path} should be a string or a list, got {value!r}"
+    )
 
 
 def _added_token(entry: dict[str, Any]) -> AddedToken:
@@ -137,17 +139,25 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[BackendTokenizer, Tokeniz
     path = Path(directory)
     expected = f"{TOKENIZER_FILE} (and optionally {CONFIG_FILE}, {SPECIAL_TOKENS_MAP_FILE})"
     if not path.is_dir():
-        raise TokenizerFilesError(f"tokenizer path {str(path)!r} is not a directory holding {expected}")
+        raise TokenizerFilesError(
+            f"tokenizer path {str(path)!r} is not a directory holding {expected}"
+        )
     if not (path / TOKENIZER_FILE).is_file():
-        raise TokenizerFilesError(f"tokenizer directory {str(path)!r} has no {TOKENIZER_FILE}; expected {expected}")
+        raise TokenizerFilesError(
+            f"tokenizer directory {str(path)!r} has no {TOKENIZER_FILE}; expected {expected}"
+        )
     try:
         backend = BackendTokenizer.from_file(str(path / TOKENIZER_FILE))
     except Exception as exc:  # the Rust side raises plain Exception on bad JSON
-        raise TokenizerFilesError(f"{path / TOKENIZER_FILE} cannot be read by tokenizers: {exc}") from None
+        raise TokenizerFilesError(
+            f"{path / TOKENIZER_FILE} cannot be read by tokenizers: {exc}"
+        ) from None
 
     config = _read_json(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else {}
     special_map = (
-        _read_json(path / SPECIAL_TOKENS_MAP_FILE) if (path / SPECIAL_TOKENS_MAP_FILE).is_file() else {}
+        _read_json(path / SPECIAL_TOKENS_MAP_FILE)
+        if (path / SPECIAL_TOKENS_MAP_FILE).is_file()
+        else {}
     )
     settings = TokenizerSettings()
     for name in SPECIAL_TOKEN_NAMES:
@@ -158,7 +168,9 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[BackendTokenizer, Tokeniz
             settings.special_tokens[name] = content
     extras = config.get("extra_special_tokens") or config.get("additional_special_tokens")
     if extras is None:
-        extras = special_map.get("extra_special_tokens") or special_map.get("additional_special_tokens")
+        extras = special_map.get("extra_special_tokens") or special_map.get(
+            "additional_special_tokens"
+        )
     if isinstance(extras, list):
         settings.extra_special_tokens = [token_content(v) for v in extras]
 
@@ -175,7 +187,9 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[BackendTokenizer, Tokeniz
     settings.add_bos_token = config.get("add_bos_token")
     settings.add_eos_token = config.get("add_eos_token")
     decoder = config.get("added_tokens_decoder") or {}
-    settings.added_tokens = [_added_token(entry) for _, entry in sorted(decoder.items(), key=lambda kv: int(kv[0]))]
+    settings.added_tokens = [
+        _added_token(entry) for _, entry in sorted(decoder.items(), key=lambda kv: int(kv[0]))
+    ]
     settings.passthrough = {k: v for k, v in config.items() if k not in _OWNED_KEYS}
     return backend, settings
 
@@ -222,7 +236,9 @@ def write_tokenizer_dir(
         config["chat_template"] = [{"name": k, "template": v} for k, v in template.items()]
     elif template is not None:
         config["chat_template"] = template
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (path / CONFIG_FILE).write_text(
+        json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
     special_map: dict[str, Any] = dict(settings.special_tokens)
     if settings.extra_special_tokens:

@@ -23,13 +23,19 @@ from llmos.tokenizer.chat_template import render_chat, select_template
 from llmos.tokenizer.encoding import BatchEncoding, to_tensor
 from llmos.tokenizer.files import (
     LARGE_INTEGER,
-    SPECIAL_TOKEN_NAMES,
     TokenizerSettings,
     read_tokenizer_dir,
     write_tokenizer_dir,
 )
+from llmos.tokenizer.special_tokens import TokenizerAttributes
 
-_PADDING = {False: None, "do_not_pad": None, True: "longest", "longest": "longest", "max_length": "max_length"}
+_PADDING = {
+    False: None,
+    "do_not_pad": None,
+    True: "longest",
+    "longest": "longest",
+    "max_length": "max_length",
+}
 _TRUNCATION = {
     None: None,
     False: None,
@@ -39,7 +45,6 @@ _TRUNCATION = {
     "only_first": "only_first",
     "only_second": "only_second",
 }
-_SIDES = ("left", "right")
 
 
 def _clean_up_tokenization(text: str) -> str:
@@ -67,13 +72,17 @@ def _as_id_list(ids: Any) -> list[int]:
         if ids and isinstance(ids[0], (list, tuple)):
             raise LLMOSError("decode takes one sequence but got a list of lists; use batch_decode")
         return [int(i) for i in ids]
-    raise LLMOSError(f"token ids must be a list, tensor or numpy array of ints, got {type(ids).__name__}")
+    raise LLMOSError(
+        f"token ids must be a list, tensor or numpy array of ints, got {type(ids).__name__}"
+    )
 
 
-class Tokenizer:
+class Tokenizer(TokenizerAttributes):
     """A fast tokenizer with the transformers API: `tok(texts, padding=True)`, `decode`, `apply_chat_template`."""
 
-    def __init__(self, backend: BackendTokenizer, settings: TokenizerSettings | None = None) -> None:
+    def __init__(
+        self, backend: BackendTokenizer, settings: TokenizerSettings | None = None
+    ) -> None:
         self._backend = backend
         self._settings = settings or TokenizerSettings()
         self._lock = threading.Lock()  # padding/truncation are set on the shared backend per call
@@ -133,127 +142,6 @@ class Tokenizer:
         """The underlying `tokenizers.Tokenizer` (for data pipelines that batch-encode directly)."""
         return self._backend
 
-    # ---- sizes and special tokens ------------------------------------------------------------
-
-    @property
-    def vocab_size(self) -> int:
-        """Size of the base vocabulary, without added tokens (as in transformers)."""
-        return self._backend.get_vocab_size(with_added_tokens=False)
-
-    def __len__(self) -> int:
-        return self._backend.get_vocab_size(with_added_tokens=True)
-
-    def get_vocab(self) -> dict[str, int]:
-        return self._backend.get_vocab(with_added_tokens=True)
-
-    def _special(self, name: str) -> str | None:
-        return self._settings.special_tokens.get(name)
-
-    def _special_id(self, name: str) -> int | None:
-        token = self._special(name)
-        return None if token is None else self._backend.token_to_id(token)
-
-    def _set_special(self, name: str, token: str | None) -> None:
-        if token is None:
-            self._settings.special_tokens.pop(name, None)
-            return
-        if self._backend.token_to_id(token) is None:
-            raise LLMOSError(
-                f"{name} {token!r} is not in the vocabulary; use an existing token "
-                f"(e.g. the eos token {self.eos_token!r})"
-            )
-        self._settings.special_tokens[name] = token
-
-    bos_token = property(lambda self: self._special("bos_token"), lambda self, v: self._set_special("bos_token", v))
-    eos_token = property(lambda self: self._special("eos_token"), lambda self, v: self._set_special("eos_token", v))
-    pad_token = property(lambda self: self._special("pad_token"), lambda self, v: self._set_special("pad_token", v))
-    unk_token = property(lambda self: self._special("unk_token"), lambda self, v: self._set_special("unk_token", v))
-    sep_token = property(lambda self: self._special("sep_token"), lambda self, v: self._set_special("sep_token", v))
-    cls_token = property(lambda self: self._special("cls_token"), lambda self, v: self._set_special("cls_token", v))
-    mask_token = property(lambda self: self._special("mask_token"), lambda self, v: self._set_special("mask_token", v))
-    bos_token_id = property(lambda self: self._special_id("bos_token"))
-    eos_token_id = property(lambda self: self._special_id("eos_token"))
-    unk_token_id = property(lambda self: self._special_id("unk_token"))
-    sep_token_id = property(lambda self: self._special_id("sep_token"))
-    cls_token_id = property(lambda self: self._special_id("cls_token"))
-    mask_token_id = property(lambda self: self._special_id("mask_token"))
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._special_id("pad_token")
-
-    @pad_token_id.setter
-    def pad_token_id(self, value: int | None) -> None:
-        token = None if value is None else self._backend.id_to_token(int(value))
-        if value is not None and token is None:
-            raise LLMOSError(f"pad_token_id {value} is outside the vocabulary (0..{len(self) - 1})")
-        self.pad_token = token
-
-    @property
-    def special_tokens_map(self) -> dict[str, str]:
-        """Named special tokens in transformers' order, e.g. {"bos_token": "<s>", ...}."""
-        return {n: self._settings.special_tokens[n] for n in SPECIAL_TOKEN_NAMES if n in self._settings.special_tokens}
-
-    @property
-    def all_special_tokens(self) -> list[str]:
-        seen: list[str] = []
-        for token in [*self.special_tokens_map.values(), *self._settings.extra_special_tokens]:
-            if token not in seen:
-                seen.append(token)
-        return seen
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return self.convert_tokens_to_ids(self.all_special_tokens)
-
-    @staticmethod
-    def _check_side(name: str, side: str) -> None:
-        if side not in _SIDES:
-            raise LLMOSError(f"{name} must be 'left' or 'right', got {side!r}")
-
-    @property
-    def padding_side(self) -> str:
-        return self._settings.padding_side
-
-    @padding_side.setter
-    def padding_side(self, side: str) -> None:
-        self._check_side("padding_side", side)
-        self._settings.padding_side = side
-
-    @property
-    def truncation_side(self) -> str:
-        return self._settings.truncation_side
-
-    @truncation_side.setter
-    def truncation_side(self, side: str) -> None:
-        self._check_side("truncation_side", side)
-        self._settings.truncation_side = side
-
-    @property
-    def model_max_length(self) -> int:
-        return self._settings.model_max_length
-
-    @model_max_length.setter
-    def model_max_length(self, value: int) -> None:
-        self._settings.model_max_length = int(value)
-
-    @property
-    def chat_template(self) -> str | dict[str, str] | None:
-        return self._settings.chat_template
-
-    @chat_template.setter
-    def chat_template(self, template: str | dict[str, str] | None) -> None:
-        self._settings.chat_template = template
-
-    @property
-    def model_input_names(self) -> list[str]:
-        """Fields a call returns: from the config, else token_type_ids only where pairs get type id 1."""
-        if self._settings.model_input_names is not None:
-            return list(self._settings.model_input_names)
-        pair = self._backend.encode("a", "b")  # a tokenizer with segments marks the second text with 1s
-        with_types = any(t == 1 for t in pair.type_ids)
-        return ["input_ids", "token_type_ids", "attention_mask"] if with_types else ["input_ids", "attention_mask"]
-
     # ---- tokens <-> ids ----------------------------------------------------------------------
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | None | list[int | None]:
@@ -263,13 +151,19 @@ class Tokenizer:
             return found if found is not None else self.unk_token_id
         return [self.convert_tokens_to_ids(t) for t in tokens]
 
-    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
+    def convert_ids_to_tokens(
+        self, ids: int | Sequence[int], skip_special_tokens: bool = False
+    ) -> str | list[str]:
         if isinstance(ids, int):
             return self._backend.id_to_token(ids)
         special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self._backend.id_to_token(int(i)) for i in _as_id_list(ids) if int(i) not in special]
+        return [
+            self._backend.id_to_token(int(i)) for i in _as_id_list(ids) if int(i) not in special
+        ]
 
-    def tokenize(self, text: str, text_pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+    def tokenize(
+        self, text: str, text_pair: str | None = None, add_special_tokens: bool = False
+    ) -> list[str]:
         return self._backend.encode(text, text_pair, add_special_tokens=add_special_tokens).tokens
 
     # ---- encoding ----------------------------------------------------------------------------
@@ -315,7 +209,7 @@ class Tokenizer:
         truncation: str | None,
         max_length: int | None,
     ) -> list:
-        inputs = list(zip(texts, pairs)) if pairs is not None else texts
+        inputs = list(zip(texts, pairs, strict=True)) if pairs is not None else texts
         with self._lock:
             if truncation is None:
                 self._backend.no_truncation()
@@ -362,7 +256,9 @@ class Tokenizer:
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
             if len(pairs) != len(texts):
-                raise LLMOSError(f"got {len(texts)} texts but {len(pairs)} text pairs; they must match")
+                raise LLMOSError(
+                    f"got {len(texts)} texts but {len(pairs)} text pairs; they must match"
+                )
         pad, trunc, max_length = self._strategies(padding, truncation, max_length)
         encodings = self._encode_batch(texts, pairs, add_special_tokens, pad, trunc, max_length)
 
@@ -389,7 +285,9 @@ class Tokenizer:
     ) -> list[int] | torch.Tensor:
         """Text -> ids (with the tokenizer's special tokens unless add_special_tokens=False)."""
         if not isinstance(text, str):
-            raise LLMOSError(f"encode takes one string, got {type(text).__name__}; call the tokenizer for batches")
+            raise LLMOSError(
+                f"encode takes one string, got {type(text).__name__}; call the tokenizer for batches"
+            )
         ids = self(
             text, text_pair, truncation=truncation, max_length=max_length, add_special_tokens=add_special_tokens,
             return_attention_mask=False, return_token_type_ids=False,
@@ -397,13 +295,18 @@ class Tokenizer:
         if return_tensors is None:
             return ids
         if return_tensors != "pt":
-            raise LLMOSError(f"return_tensors={return_tensors!r} is not supported; use 'pt' or None")
+            raise LLMOSError(
+                f"return_tensors={return_tensors!r} is not supported; use 'pt' or None"
+            )
         return to_tensor("input_ids", ids)
 
     # ---- decoding ----------------------------------------------------------------------------
 
     def decode(
-        self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
+        self,
+        ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
     ) -> str:
         """Ids (list, 1-D tensor or numpy array) -> text."""
         text = self._backend.decode(_as_id_list(ids), skip_special_tokens=skip_special_tokens)
@@ -416,7 +319,10 @@ class Tokenizer:
         return text
 
     def batch_decode(
-        self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
     ) -> list[str]:
         """A list of id sequences or a 2-D tensor -> one string per row."""
         rows = sequences.tolist() if hasattr(sequences, "tolist") else list(sequences)
@@ -442,7 +348,9 @@ class Tokenizer:
         """Render messages with the chat template (as transformers does) and optionally tokenize them."""
         template = select_template(self.chat_template, chat_template, tools)
         if isinstance(messages, (list, tuple)) and not messages:
-            raise LLMOSError("cannot apply a chat template to an empty conversation; give at least one message")
+            raise LLMOSError(
+                "cannot apply a chat template to an empty conversation; give at least one message"
+            )
         batched = isinstance(messages[0], (list, tuple))
         conversations = list(messages) if batched else [messages]
         variables = {**self.special_tokens_map, **kwargs}

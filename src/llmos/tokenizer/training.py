@@ -60,7 +60,9 @@ class _CorpusStream:
     def __iter__(self) -> Iterator[str]:
         for text in self._texts:
             if not isinstance(text, str):
-                raise TokenizerTrainingError(f"training texts must be strings, got {type(text).__name__}")
+                raise TokenizerTrainingError(
+                    f"training texts must be strings, got {type(text).__name__}"
+                )
             if text.strip():
                 self.non_empty += 1
             yield text
@@ -88,7 +90,9 @@ def _settings_for(kind: str, special_tokens: list[str]) -> TokenizerSettings:
     return settings
 
 
-def _train_bpe(corpus: _CorpusStream, vocab_size: int, specials: list[str], min_frequency: int) -> BackendTokenizer:
+def _train_bpe(
+    corpus: _CorpusStream, vocab_size: int, specials: list[str], min_frequency: int
+) -> BackendTokenizer:
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + len(specials):
         raise TokenizerTrainingError(
@@ -115,7 +119,9 @@ def _train_wordpiece(
 ) -> BackendTokenizer:
     unk = "[UNK]" if "[UNK]" in specials else None
     if unk is None:
-        raise TokenizerTrainingError(f"a wordpiece tokenizer needs '[UNK]' among its special tokens, got {specials}")
+        raise TokenizerTrainingError(
+            f"a wordpiece tokenizer needs '[UNK]' among its special tokens, got {specials}"
+        )
     backend = BackendTokenizer(models.WordPiece(unk_token=unk))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -165,9 +171,13 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train a tokenizer of `kind` ("bpe", "wordpiece" or "char") on `texts`."""
     if kind not in TOKENIZER_KINDS:
-        raise TokenizerTrainingError(f"unknown tokenizer kind {kind!r}; valid kinds: {', '.join(TOKENIZER_KINDS)}")
+        raise TokenizerTrainingError(
+            f"unknown tokenizer kind {kind!r}; valid kinds: {', '.join(TOKENIZER_KINDS)}"
+        )
     if isinstance(texts, str):
-        raise TokenizerTrainingError("texts must be an iterable of strings, not one string; wrap it in a list")
+        raise TokenizerTrainingError(
+            "texts must be an iterable of strings, not one string; wrap it in a list"
+        )
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise TokenizerTrainingError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     if min_frequency < 1:
@@ -184,13 +194,17 @@ def train_tokenizer(
     else:
         backend = _train_char(corpus, vocab_size, specials)
     if corpus.non_empty == 0:
-        raise TokenizerTrainingError("the training corpus is empty: give at least one non-blank text")
+        raise TokenizerTrainingError(
+            "the training corpus is empty: give at least one non-blank text"
+        )
     if backend.get_vocab_size() > vocab_size:
         raise TokenizerTrainingError(
             f"vocab_size {vocab_size} is below the corpus alphabet + special tokens "
             f"({backend.get_vocab_size()} symbols); raise vocab_size"
         )
-    backend.add_special_tokens(specials)  # marks them special so decode(skip_special_tokens=True) drops them
+    backend.add_special_tokens(
+        specials
+    )  # marks them special so decode(skip_special_tokens=True) drops them
     return Tokenizer(backend, _settings_for(kind, specials))
 
 
@@ -213,5 +227,7 @@ def train_tokenizer_from_files(
         raise TokenizerTrainingError("no training files given; pass one or more UTF-8 text files")
     for path in files:
         if not path.is_file():
-            raise TokenizerTrainingError(f"training file {str(path)!r} does not exist or is not a file")
+            raise TokenizerTrainingError(
+                f"training file {str(path)!r} does not exist or is not a file"
+            )
     return train_tokenizer(_read_lines(files), kind, vocab_size, special_tokens, min_frequency)
