@@ -2,9 +2,8 @@
 
 Every request in the running batch keeps its own temperature, top-p, top-k,
 seed and logprob wishes. The logits are warped by the generation layer's
-processors (`llmos.generation.build_logits_processors`) when that layer
-provides them; the small built-in warpers below are the same math, kept only
-so serving works on its own.
+processors (`llmos.generation.build_logits_processors`), so a request served
+here samples from the same distribution as `model.generate` would.
 """
 
 from __future__ import annotations
@@ -12,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from llmos.generation.config import GenerationConfig
+from llmos.generation.logits_process import LogitsProcessor, build_logits_processors
 
 
 @dataclass
@@ -30,33 +32,11 @@ class SamplingParams:
         return self.temperature == 0.0 or self.top_k == 1
 
 
-def _generation_processors(params: SamplingParams):
-    """The generation layer's processors for these settings, or None if it has none yet."""
-    try:
-        from llmos.generation import GenerationConfig, build_logits_processors
-    except ImportError:
-        return None
-    try:
-        config = GenerationConfig(
-            do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k
-        )
-        return build_logits_processors(config)
-    except Exception:  # an API we do not know: fall back to the built-in warpers
-        return None
-
-
-def _builtin_warp(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """temperature, then top-k, then top-p (nucleus) on (1, V) scores."""
-    scores = scores / params.temperature
-    if params.top_k and params.top_k < scores.shape[-1]:
-        kth = torch.topk(scores, params.top_k, dim=-1).values[..., -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
-        cumulative = sorted_scores.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_scores.softmax(-1) >= params.top_p  # keep the first that crosses
-        scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return scores
+def _processors(params: SamplingParams) -> list[LogitsProcessor]:
+    config = GenerationConfig(
+        do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None
+    )
+    return build_logits_processors(config)
 
 
 class RequestSampler:
@@ -67,18 +47,15 @@ class RequestSampler:
         self.generator = torch.Generator().manual_seed(
             params.seed if params.seed is not None else fallback_seed
         )
-        self.processors = None if params.greedy else _generation_processors(params)
+        self.processors = [] if params.greedy else _processors(params)
 
     def choose(self, history: torch.Tensor, logits: torch.Tensor) -> int:
         """history: (1, t) ids so far; logits: (1, V) float. Returns the next token id."""
         if self.params.greedy:
             return int(logits.argmax(-1))
-        if self.processors is not None:
-            scores = logits
-            for processor in self.processors:
-                scores = processor(history, scores)
-        else:
-            scores = _builtin_warp(logits, self.params)
+        scores = logits
+        for processor in self.processors:
+            scores = processor(history, scores)
         probs = scores.float().softmax(-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))
 

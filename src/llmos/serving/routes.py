@@ -1,0 +1,231 @@
+"""Layer 7: the two generation endpoints, /v1/completions and /v1/chat/completions.
+
+Each validates its body, turns it into prompts + `SamplingParams` (rejecting,
+never truncating, what does not fit the context), runs a `ChoiceGroup`, and
+answers with OpenAI's JSON or its server-sent-event chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llmos.errors import LLMOSError
+from llmos.serving.dispatch import ChoiceGroup, Piece, TokenInfo
+from llmos.serving.errors import APIError, read_json_body
+from llmos.serving.sampling import SamplingParams
+from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
+
+CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+              "tool": "tool"}
+
+
+def _check_model(state, model: str) -> None:
+    if model != state.model_id:
+        raise APIError(404, f"The model '{model}' does not exist; this server serves '{state.model_id}'",
+                       param="model", code="model_not_found")
+
+
+def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: int | None,
+            prompt_logprobs: bool = False) -> SamplingParams:
+    longest = max(len(p) for p in prompts)
+    room = state.engine.room_for(longest)
+    if longest > state.engine.max_len or (longest == state.engine.max_len and limit != 0):
+        raise APIError(400, f"This model's maximum context length is {state.engine.max_len} tokens; "
+                       f"the prompt has {longest} tokens, leaving no room for a completion",
+                       param="messages" if isinstance(body, ChatCompletionRequest) else "prompt",
+                       code="context_length_exceeded")
+    if limit is not None and limit > room:
+        raise APIError(400, f"This model's maximum context length is {state.engine.max_len} tokens. "
+                       f"However, you requested {longest + limit} tokens ({longest} in the prompt, "
+                       f"{limit} for the completion); ask for at most {room} completion tokens",
+                       param="max_tokens", code="context_length_exceeded")
+    return SamplingParams(
+        max_tokens=room if limit is None else limit, temperature=body.temperature, top_p=body.top_p,
+        top_k=body.top_k, seed=body.seed, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
+        stop_token_ids=state.tokenizer.stop_token_ids)
+
+
+def _completion_prompts(state, prompt: Any) -> list[list[int]]:
+    vocab = state.engine.config.vocab_size
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    elif prompt and isinstance(prompt[0], int):
+        prompt = [prompt]
+    prompts = []
+    for item in prompt:
+        ids = state.tokenizer.encode(item) if isinstance(item, str) else list(item)
+        if any(not 0 <= t < vocab for t in ids):
+            raise APIError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
+        if not ids:
+            raise APIError(400, "the prompt is empty; give at least one token", param="prompt")
+        prompts.append(ids)
+    return prompts
+
+
+def _chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
+    messages = []
+    for i, message in enumerate(body.messages):
+        if message.role not in CHAT_ROLES:
+            raise APIError(400, f"Invalid value for 'messages[{i}].role': {message.role!r}; expected one "
+                           f"of {sorted(CHAT_ROLES)}", param=f"messages[{i}].role", code="invalid_value")
+        messages.append({"role": CHAT_ROLES[message.role], "content": message.text()})
+    try:
+        text = state.tokenizer.render_chat(messages)
+    except LLMOSError as exc:
+        raise APIError(400, f"the chat template rejected these messages: {exc}", param="messages") from None
+    return state.tokenizer.encode(text)
+
+
+def _usage(group: ChoiceGroup) -> dict[str, int]:
+    completion = sum(len(c.tokens) for c in group.choices)
+    return {"prompt_tokens": group.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": group.prompt_tokens + completion}
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _stream(group: ChoiceGroup, request: Request, first: list[dict], chunk, usage_chunk) -> AsyncIterator[str]:
+    try:
+        for data in first:
+            yield _sse(data)
+        async for piece in group.pieces(request.is_disconnected):
+            yield _sse(chunk(piece))
+        if usage_chunk is not None:
+            yield _sse(usage_chunk())
+    except APIError as exc:
+        yield _sse(exc.body())
+    finally:
+        group.cancel()
+    yield "data: [DONE]\n\n"
+
+
+async def _collect(group: ChoiceGroup, request: Request) -> dict[int, str]:
+    texts = {c.index: "" for c in group.choices}
+    async for piece in group.pieces(request.is_disconnected):
+        texts[piece.index] += piece.text
+    return texts
+
+
+# ---- /v1/completions ------------------------------------------------------------------------
+
+
+def _completion_logprobs(state, tokens: list[TokenInfo], offset: int) -> dict[str, Any]:
+    text_of = state.tokenizer.token_text
+    out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for token_id, logprob, tops in tokens:
+        piece = text_of(token_id)
+        out["tokens"].append(piece)
+        out["token_logprobs"].append(logprob)
+        out["top_logprobs"].append({text_of(t): lp for t, lp in tops} if logprob is not None else None)
+        out["text_offset"].append(offset)
+        offset += len(piece)
+    return out
+
+
+async def completions(request: Request) -> Any:
+    state = request.app.state.llmos
+    body = await read_json_body(request, CompletionRequest, state.max_body_bytes)
+    _check_model(state, body.model)
+    prompts = _completion_prompts(state, body.prompt)
+    want_prompt_scores = body.echo and body.logprobs is not None
+    params = _params(state, body, prompts, body.max_tokens, body.logprobs, want_prompt_scores)
+    group = ChoiceGroup(state.engine, state.tokenizer)
+    group.submit(prompts, body.n, params, body.stop or [])
+    ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    prompt_texts = [state.tokenizer.decode(p) for p in prompts]
+
+    def logprobs_for(choice, tokens, prefix_len=0):
+        if body.logprobs is None:
+            return None
+        if body.echo and choice.prompt_logprobs is not None and not prefix_len:
+            tokens = choice.prompt_logprobs + tokens
+        return _completion_logprobs(state, tokens, prefix_len)
+
+    def base(choices):
+        return {"id": ident, "object": "text_completion", "created": created, "model": state.model_id,
+                "choices": choices}
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        first = []
+        if body.echo:
+            first = [base([{"index": c.index, "text": prompt_texts[c.index // body.n], "logprobs": None,
+                            "finish_reason": None}]) for c in group.choices]
+
+        def chunk(piece: Piece):
+            choice = group.choices[piece.index]
+            return base([{"index": piece.index, "text": piece.text, "finish_reason": piece.finish_reason,
+                          "logprobs": logprobs_for(choice, piece.tokens, 1) if body.logprobs is not None
+                          else None}])
+
+        usage = (lambda: {**base([]), "usage": _usage(group)}) if include_usage else None
+        return StreamingResponse(_stream(group, request, first, chunk, usage), media_type="text/event-stream")
+
+    texts = await _collect(group, request)
+    choices = []
+    for choice in group.choices:
+        prefix = prompt_texts[choice.index // body.n] if body.echo else ""
+        choices.append({"index": choice.index, "text": prefix + texts[choice.index],
+                        "logprobs": logprobs_for(choice, choice.tokens),
+                        "finish_reason": choice.finish_reason})
+    return JSONResponse({**base(choices), "usage": _usage(group)})
+
+
+# ---- /v1/chat/completions -------------------------------------------------------------------
+
+
+def _chat_logprobs(state, tokens: list[TokenInfo]) -> dict[str, Any]:
+    def entry(token_id: int, logprob: float) -> dict[str, Any]:
+        text = state.tokenizer.token_text(token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    return {"content": [{**entry(t, lp), "top_logprobs": [entry(i, v) for i, v in tops]}
+                        for t, lp, tops in tokens], "refusal": None}
+
+
+async def chat_completions(request: Request) -> Any:
+    state = request.app.state.llmos
+    body = await read_json_body(request, ChatCompletionRequest, state.max_body_bytes)
+    _check_model(state, body.model)
+    prompt = _chat_prompt(state, body)
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    params = _params(state, body, [prompt], body.token_limit, logprobs)
+    group = ChoiceGroup(state.engine, state.tokenizer)
+    group.submit([prompt], body.n, params, body.stop or [])
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def base(choices, kind="chat.completion"):
+        return {"id": ident, "object": kind, "created": created, "model": state.model_id,
+                "system_fingerprint": "llmos", "choices": choices}
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        extra = {"usage": None} if include_usage else {}
+        first = [{**base([{"index": c.index, "delta": {"role": "assistant", "content": ""},
+                           "logprobs": None, "finish_reason": None}], "chat.completion.chunk"), **extra}
+                 for c in group.choices]
+
+        def chunk(piece: Piece):
+            delta = {"content": piece.text} if piece.text else {}
+            lp = _chat_logprobs(state, piece.tokens) if body.logprobs else None
+            return {**base([{"index": piece.index, "delta": delta, "logprobs": lp,
+                             "finish_reason": piece.finish_reason}], "chat.completion.chunk"), **extra}
+
+        usage = (lambda: {**base([], "chat.completion.chunk"), "usage": _usage(group)}) if include_usage else None
+        return StreamingResponse(_stream(group, request, first, chunk, usage), media_type="text/event-stream")
+
+    texts = await _collect(group, request)
+    choices = [{"index": c.index, "message": {"role": "assistant", "content": texts[c.index],
+                                              "refusal": None},
+                "logprobs": _chat_logprobs(state, c.tokens) if body.logprobs else None,
+                "finish_reason": c.finish_reason} for c in group.choices]
+    return JSONResponse({**base(choices), "usage": _usage(group)})

@@ -1,0 +1,147 @@
+// The LLMOS chat page: streams answers from /v1/chat/completions (SSE), keeps the history in memory.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { model: null, history: [], controller: null };
+
+function bindSlider(id) {
+  const input = $(id), out = $(id + "-value");
+  input.addEventListener("input", () => { out.textContent = input.value; });
+}
+bindSlider("temperature");
+bindSlider("top-p");
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function addMessage(role, text) {
+  const div = document.createElement("div");
+  div.className = "message " + role;
+  div.textContent = text;
+  $("messages").appendChild(div);
+  div.scrollIntoView({ block: "end" });
+  return div;
+}
+
+async function loadModel() {
+  try {
+    const res = await fetch("/v1/models", { headers: headers() });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+    state.model = body.data[0].id;
+    $("model-name").textContent = "model: " + state.model;
+  } catch (err) {
+    $("model-name").textContent = "model unavailable";
+    showError("Could not list models: " + err.message);
+  }
+}
+
+function setBusy(busy) {
+  $("send").disabled = busy;
+  $("stop").disabled = !busy;
+}
+
+async function send(text) {
+  showError("");
+  if (!state.model) await loadModel();
+  state.history.push({ role: "user", content: text });
+  addMessage("user", text);
+  const bubble = addMessage("assistant", "");
+  bubble.classList.add("streaming");
+  const messages = [];
+  const system = $("system-prompt").value.trim();
+  if (system) messages.push({ role: "system", content: system });
+  messages.push(...state.history);
+  const body = {
+    model: state.model, messages, stream: true,
+    temperature: parseFloat($("temperature").value),
+    top_p: parseFloat($("top-p").value),
+    max_tokens: parseInt($("max-tokens").value, 10) || 128,
+  };
+  state.controller = new AbortController();
+  setBusy(true);
+  let answer = "", finish = null;
+  try {
+    const res = await fetch("/v1/chat/completions", {
+      method: "POST", headers: headers(), body: JSON.stringify(body), signal: state.controller.signal,
+    });
+    if (!res.ok) {
+      const err = await res.json().catch(() => ({}));
+      throw new Error(err.error ? err.error.message : res.status + " " + res.statusText);
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, cut).trim();
+        buffer = buffer.slice(cut + 2);
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        for (const choice of chunk.choices) {
+          if (choice.delta && choice.delta.content) {
+            answer += choice.delta.content;
+            bubble.textContent = answer;
+            bubble.scrollIntoView({ block: "end" });
+          }
+          if (choice.finish_reason) finish = choice.finish_reason;
+        }
+      }
+    }
+  } catch (err) {
+    if (err.name === "AbortError") finish = "stopped";
+    else showError(err.message);
+  } finally {
+    bubble.classList.remove("streaming");
+    setBusy(false);
+    state.controller = null;
+  }
+  bubble.textContent = answer;
+  if (finish) {
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = finish;
+    bubble.appendChild(meta);
+  }
+  bubble.dataset.finish = finish || "error";
+  state.history.push({ role: "assistant", content: answer });
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("input").value.trim();
+  if (!text || state.controller) return;
+  $("input").value = "";
+  send(text);
+});
+$("input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+  }
+});
+$("stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); });
+$("reset").addEventListener("click", () => {
+  if (state.controller) state.controller.abort();
+  state.history = [];
+  $("messages").replaceChildren();
+  showError("");
+});
+loadModel();

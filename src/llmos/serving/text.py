@@ -1,0 +1,126 @@
+"""Layer 7: text in and out of the engine: one tokenizer face, chat rendering, streamed text.
+
+`ServedTokenizer` gives the HTTP layer one interface over either an LLMOS
+tokenizer or a bare `tokenizers.Tokenizer`. `TextStream` turns a request's
+token ids into text deltas: it never emits half a UTF-8 character, holds back
+text that could still become a stop string, and cuts the text at the first
+stop string it sees (which is not part of the answer, as in OpenAI's API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmos.tokenizer.chat_template import CHATML_TEMPLATE, render_chat
+
+# Tokens that end an assistant turn in common chat formats (ChatML, Llama 3, Phi, Gemma).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+
+
+class ServedTokenizer:
+    def __init__(self, tokenizer: Any, chat_template: str | None = None,
+                 eos_token_ids: list[int] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+        if self.backend is None and hasattr(tokenizer, "id_to_token"):
+            self.backend = tokenizer  # a bare tokenizers.Tokenizer
+        own = getattr(tokenizer, "chat_template", None)
+        self.chat_template = chat_template or (own if isinstance(own, str) else None) or CHATML_TEMPLATE
+        stops = set(eos_token_ids or [])
+        own_eos = getattr(tokenizer, "eos_token_id", None)
+        if isinstance(own_eos, int):
+            stops.add(own_eos)
+        for token in END_OF_TURN_TOKENS:
+            token_id = self.token_to_id(token)
+            if token_id is not None:
+                stops.add(token_id)
+        self.stop_token_ids = frozenset(stops)
+
+    @property
+    def vocab_size(self) -> int:
+        if self.backend is not None:
+            return self.backend.get_vocab_size()
+        return len(self.tokenizer)
+
+    def token_to_id(self, token: str) -> int | None:
+        if self.backend is not None:
+            return self.backend.token_to_id(token)
+        return self.tokenizer.convert_tokens_to_ids(token)
+
+    def encode(self, text: str) -> list[int]:
+        if self.backend is not None:
+            return list(self.backend.encode(text, add_special_tokens=False).ids)
+        ids = self.tokenizer.encode(text)
+        return list(getattr(ids, "ids", ids))
+
+    def decode(self, ids: list[int]) -> str:
+        if self.backend is not None:
+            return self.backend.decode(list(ids), skip_special_tokens=True)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text for logprob listings (special tokens included). A token that is only
+        part of a UTF-8 character shows as its vocabulary piece, so listings stay distinct."""
+        if self.backend is not None:
+            text = self.backend.decode([token_id], skip_special_tokens=False)
+            if "\ufffd" in text:
+                text = self.backend.id_to_token(token_id) or text
+            return text
+        return self.tokenizer.decode([token_id])
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt for the assistant's next turn, through the checkpoint's chat template."""
+        return render_chat(self.chat_template, messages, add_generation_prompt=True)
+
+
+class TextStream:
+    """Token ids in, text deltas out, stop strings honoured."""
+
+    def __init__(self, tokenizer: ServedTokenizer, stop: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.ids: list[int] = []
+        self.emitted = 0  # characters of the decoded text already handed out
+        self.text = ""
+        self.stopped = False
+
+    def push(self, token_id: int) -> str:
+        """Add a token; return the text that is now safe to show (maybe empty)."""
+        self.ids.append(token_id)
+        full = self.tokenizer.decode(self.ids)
+        if full.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
+            return ""
+        if self.stop:
+            window = max(0, self.emitted - max(len(s) for s in self.stop))
+            hits = [i for i in (full.find(s, window) for s in self.stop) if i >= 0]
+            if hits:
+                self.stopped = True
+                return self._emit_until(full, min(hits))
+            return self._emit_until(full, len(full) - self._held_back(full))
+        return self._emit_until(full, len(full))
+
+    def flush(self) -> str:
+        """At the end: whatever was held back (no stop string completed)."""
+        if self.stopped:
+            return ""
+        return self._emit_until(self.tokenizer.decode(self.ids), None)
+
+    def _held_back(self, full: str) -> int:
+        """Length of the longest tail of `full` that begins some stop string."""
+        longest = 0
+        for stop in self.stop:
+            for n in range(min(len(stop) - 1, len(full)), longest, -1):
+                if full.endswith(stop[:n]):
+                    longest = n
+                    break
+        return longest
+
+    def _emit_until(self, full: str, end: int | None) -> str:
+        end = len(full) if end is None else end
+        if end <= self.emitted:
+            self.text = full[: max(end, 0)] if self.stopped else self.text
+            return ""
+        delta = full[self.emitted : end]
+        self.emitted = end
+        self.text = full[:end]
+        return delta
