@@ -32,9 +32,14 @@ def export_hf(
     model_or_dir: PreTrainedModel | str | Path,
     out_dir: str | Path,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    source_dir: str | Path | None = None,
 ) -> Path:
-    """Export to `out_dir` in Hugging Face format; LLMOSError names any field HF cannot express."""
-    source_dir: Path | None = None
+    """Export to `out_dir` in Hugging Face format; LLMOSError names any field HF cannot express.
+
+    Tokenizer files and generation_config.json are copied from the source directory
+    (`model_or_dir` when it is a path, else `source_dir` if given).
+    """
+    source_dir = Path(source_dir) if source_dir is not None else None
     if isinstance(model_or_dir, PreTrainedModel):
         model = model_or_dir
     else:

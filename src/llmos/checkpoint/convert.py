@@ -1,0 +1,74 @@
+"""Layer 3: convert a checkpoint directory between formats: LLMOS <-> Hugging Face.
+
+`convert_checkpoint(src, out, to="hf")` writes a transformers-loadable copy;
+`to="llmos"` writes our own format (from either kind of source). Tokenizer
+files and generation_config.json travel with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from llmos.checkpoint.hf_export import export_hf
+from llmos.checkpoint.pretrained import (
+    GENERATION_CONFIG_NAME,
+    TOKENIZER_FILES,
+    load_pretrained,
+    save_pretrained,
+)
+from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, CheckpointError
+
+FORMATS = ("hf", "llmos")
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(text: str | int) -> int:
+    """'2GB', '500MB', '10KiB' or a byte count -> bytes."""
+    if isinstance(text, int):
+        return text
+    raw = text.strip().upper()
+    digits = raw.rstrip("KMGIB")
+    unit = raw[len(digits):]
+    try:
+        value = float(digits)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value <= 0:
+        raise CheckpointError(f"size {text!r} is not valid; expected a positive number with an optional unit "
+                              "such as 500MB, 2GB or 1GiB")
+    return int(value * _UNITS[unit])
+
+
+class _CopiedTokenizer:
+    """Adapter so save_pretrained copies tokenizer files verbatim from a source directory."""
+
+    def __init__(self, source: Path) -> None:
+        self.files = [source / name for name in TOKENIZER_FILES if (source / name).is_file()]
+
+    def save_pretrained(self, directory: str) -> None:
+        for path in self.files:
+            shutil.copy2(path, Path(directory) / path.name)
+
+
+def convert_checkpoint(
+    source: str | Path, out: str | Path, to: str = "hf", dtype: Any = "auto",
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> Path:
+    if to not in FORMATS:
+        raise CheckpointError(f"--to {to!r} is not a known format; expected one of {list(FORMATS)}")
+    source, out = Path(source), Path(out)
+    if out.resolve() == source.resolve():
+        raise CheckpointError(f"output {out} is the source directory; choose a different output path")
+    model = load_pretrained(source, dtype=dtype)
+    if to == "hf":
+        return export_hf(model, out, max_shard_bytes=max_shard_bytes, source_dir=source)
+    tokenizer = _CopiedTokenizer(source)
+    generation = None
+    if (source / GENERATION_CONFIG_NAME).is_file():
+        generation = json.loads((source / GENERATION_CONFIG_NAME).read_text())
+    return save_pretrained(model, out, tokenizer=tokenizer if tokenizer.files else None,
+                           generation_config=generation, max_shard_bytes=max_shard_bytes)
+

@@ -1,0 +1,173 @@
+"""Saving and loading LLMOS checkpoint directories: round trips, sharding, atomicity, dtype, heads."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from checkpoint_configs import tiny_bert, tiny_gpt2, tiny_llama
+
+from llmos import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+)
+from llmos.checkpoint import safetensors_io
+from llmos.model import CausalLM, MaskedLM, PreTrainingModel, SequenceClassifier
+
+
+def _same_logits(a, b, ids, **kw) -> bool:
+    with torch.no_grad():
+        return torch.equal(a(ids, **kw).logits, b(ids, **kw).logits)
+
+
+@pytest.mark.parametrize("make_config", [tiny_llama, tiny_gpt2])
+def test_causal_lm_round_trip_gives_identical_logits(make_config, tmp_path, ids):
+    torch.manual_seed(0)
+    model = CausalLM(make_config()).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
+    assert isinstance(loaded, CausalLM) and not loaded.training
+    assert loaded.config == model.config
+    assert _same_logits(model, loaded, ids)
+
+
+def test_checkpoint_directory_holds_config_head_weights_and_generation_config(tmp_path):
+    model = CausalLM(tiny_gpt2(bos_token_id=1, eos_token_id=2))
+    model.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["model_type"] == "llmos" and config["head"] == "CausalLM"
+    assert config["d_model"] == 32
+    generation = json.loads((tmp_path / "ckpt" / "generation_config.json").read_text())
+    assert generation == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_tied_weights_are_saved_once_and_tied_again_on_load(tmp_path):
+    from safetensors import safe_open
+
+    model = CausalLM(tiny_gpt2())
+    model.save_pretrained(tmp_path / "ckpt")
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert "transformer.embed.tokens.weight" in keys and "lm_head.weight" not in keys
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
+    assert loaded.lm_head.weight is loaded.transformer.embed.tokens.weight
+
+
+def test_generation_config_object_with_to_dict_is_written(tmp_path):
+    class Generation:
+        def to_dict(self):
+            return {"max_new_tokens": 7, "temperature": 0.5}
+
+    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt", generation_config=Generation())
+    data = json.loads((tmp_path / "ckpt" / "generation_config.json").read_text())
+    assert data == {"max_new_tokens": 7, "temperature": 0.5}
+
+
+def test_sharded_save_writes_index_and_loads_back(tmp_path, ids):
+    model = CausalLM(tiny_llama()).eval()
+    model.save_pretrained(tmp_path / "ckpt", max_shard_bytes=20_000)
+    files = sorted(p.name for p in (tmp_path / "ckpt").glob("model*.safetensors"))
+    assert len(files) > 2 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
+    index = json.loads((tmp_path / "ckpt" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == set(files)
+    assert not (tmp_path / "ckpt" / "model.safetensors").exists()
+    assert _same_logits(model, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
+
+
+def test_failed_save_leaves_previous_checkpoint_intact_and_no_partial_directory(tmp_path, monkeypatch, ids):
+    first = CausalLM(tiny_gpt2()).eval()
+    first.save_pretrained(tmp_path / "ckpt")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def failing_save_file(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors_io, "save_file", failing_save_file)
+    torch.manual_seed(5)
+    with pytest.raises(OSError, match="disk full"):
+        CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert _same_logits(first, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
+
+
+def test_save_replaces_an_existing_checkpoint(tmp_path, ids):
+    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt")
+    torch.manual_seed(3)
+    second = CausalLM(tiny_gpt2()).eval()
+    second.save_pretrained(tmp_path / "ckpt")
+    assert _same_logits(second, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@pytest.mark.parametrize("dtype,expected", [
+    ("bfloat16", torch.bfloat16), (torch.float16, torch.float16), ("float32", torch.float32),
+    (None, torch.float32),
+])
+def test_dtype_option_sets_parameter_dtype(dtype, expected, tmp_path, ids):
+    CausalLM(tiny_llama()).save_pretrained(tmp_path / "ckpt")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype=dtype)
+    assert {p.dtype for p in model.parameters()} == {expected}
+    with torch.no_grad():
+        assert model(ids).logits.dtype == expected
+
+
+def test_dtype_auto_keeps_the_stored_dtype(tmp_path):
+    CausalLM(tiny_llama()).to(torch.bfloat16).save_pretrained(tmp_path / "ckpt")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype="auto")
+    assert model.dtype == torch.bfloat16
+
+
+def test_config_overrides_apply_on_load(tmp_path):
+    CausalLM(tiny_llama()).save_pretrained(tmp_path / "ckpt")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dropout=0.1)
+    assert model.config.dropout == 0.1
+
+
+def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(tmp_path, caplog):
+    torch.manual_seed(0)
+    pretraining = PreTrainingModel(tiny_bert()).eval()
+    pretraining.save_pretrained(tmp_path / "ckpt")
+    with caplog.at_level(logging.WARNING, logger="llmos.checkpoint"):
+        masked = AutoModelForMaskedLM.from_pretrained(tmp_path / "ckpt")
+    assert isinstance(masked, MaskedLM)
+    assert "nsp.weight" in caplog.text and "pooler.dense.weight" in caplog.text
+    ids = torch.randint(0, 80, (2, 6))
+    with torch.no_grad():
+        assert torch.equal(masked(ids).logits, pretraining(ids).logits)
+
+
+def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys(tmp_path, caplog):
+    pretraining = PreTrainingModel(tiny_bert())
+    pretraining.save_pretrained(tmp_path / "ckpt")
+    with caplog.at_level(logging.WARNING, logger="llmos.checkpoint"):
+        classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=3)
+    assert isinstance(classifier, SequenceClassifier)
+    assert "classifier.weight" in caplog.text and "classifier.bias" in caplog.text
+    assert torch.equal(classifier.pooler.dense.weight, pretraining.pooler.dense.weight)
+    assert classifier.classifier.weight.shape == (3, 32)
+    assert classifier.classifier.weight.device.type == "cpu"
+    assert classifier.classifier.weight.std() > 0
+    with torch.no_grad():
+        assert torch.isfinite(classifier(torch.randint(0, 80, (2, 6))).logits).all()
+
+
+def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path):
+    model = PreTrainingModel(tiny_bert()).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt")
+    ids = torch.randint(0, 80, (2, 6))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).nsp_logits, model(ids).nsp_logits)
+
+
+def test_from_config_builds_a_fresh_model_of_the_task_head():
+    assert isinstance(AutoModelForCausalLM.from_config(tiny_gpt2()), CausalLM)
+    assert isinstance(AutoModelForPreTraining.from_config(tiny_bert()), PreTrainingModel)
+    assert isinstance(AutoModelForSequenceClassification.from_config(tiny_bert()), SequenceClassifier)
