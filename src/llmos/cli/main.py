@@ -13,7 +13,7 @@ import typer
 
 from llmos.errors import LLMOSError
 
-VERB_MODULES: list[str] = ["pretrain", "generate", "convert", "tokenizer"]
+VERB_MODULES: list[str] = ["pretrain", "generate", "convert", "tokenizer", "serve", "chat"]
 
 app = typer.Typer(
     name="llmos",

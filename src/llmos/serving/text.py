@@ -25,6 +25,9 @@ class ServedTokenizer:
         if self.backend is None and hasattr(tokenizer, "id_to_token"):
             self.backend = tokenizer  # a bare tokenizers.Tokenizer
         own = getattr(tokenizer, "chat_template", None)
+        # The tokenizer's own templates (str or named dict) go through its apply_chat_template.
+        self.use_own_template = chat_template is None and own is not None and hasattr(
+            tokenizer, "apply_chat_template")
         self.chat_template = chat_template or (own if isinstance(own, str) else None) or CHATML_TEMPLATE
         stops = set(eos_token_ids or [])
         own_eos = getattr(tokenizer, "eos_token_id", None)
@@ -70,6 +73,8 @@ class ServedTokenizer:
 
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         """The prompt for the assistant's next turn, through the checkpoint's chat template."""
+        if self.use_own_template:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return render_chat(self.chat_template, messages, add_generation_prompt=True)
 
 

@@ -1,0 +1,163 @@
+"""Layer 9: `llmos chat DIR`: a terminal chat with streamed answers and a conversation history.
+
+Runs the serving engine in-process (no HTTP). Input ends with an empty line
+when it spans several lines (start with \"\"\" to paste a block, end with \"\"\").
+Commands: /reset, /system TEXT, /set temperature|top_p|top_k|max_tokens VALUE,
+/history, /help, /exit.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from llmos.errors import LLMOSError
+
+HELP = ("commands: /reset (forget the conversation), /system TEXT (set the system prompt), "
+        "/set temperature|top_p|top_k|max_tokens VALUE, /history, /exit. "
+        'Multi-line: start with """ and end with """ on its own line.')
+SETTINGS = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int}
+
+
+class ChatSession:
+    """History + settings + one engine; `reply` streams the assistant's answer to `write`."""
+
+    def __init__(self, engine: Any, tokenizer: Any, system: str | None = None) -> None:
+        self.engine, self.tokenizer = engine, tokenizer
+        self.system = system
+        self.history: list[dict[str, str]] = []
+        self.settings: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.95, "top_k": 0,
+                                                 "max_tokens": 256}
+
+    def command(self, line: str) -> str | None:
+        """Run a /command; return a message to show, or None to exit."""
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        if name in ("exit", "quit"):
+            return None
+        if name == "reset":
+            self.history = []
+            return "(conversation cleared)"
+        if name == "system":
+            self.system = arg or None
+            return f"(system prompt {'set' if arg else 'cleared'})"
+        if name == "history":
+            return "\n".join(f"{m['role']}: {m['content']}" for m in self.messages()) or "(empty)"
+        if name == "set":
+            key, _, value = arg.partition(" ")
+            if key not in SETTINGS:
+                return f"unknown setting {key!r}; expected one of {sorted(SETTINGS)}"
+            try:
+                self.settings[key] = SETTINGS[key](value)
+            except ValueError:
+                return f"{key} needs a {SETTINGS[key].__name__}, got {value!r}"
+            return f"({key} = {self.settings[key]})"
+        if name == "help":
+            return HELP
+        return f"unknown command /{name}; {HELP}"
+
+    def messages(self) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + self.history
+
+    def reply(self, user_text: str, write) -> str:
+        from llmos.serving.sampling import SamplingParams
+        from llmos.serving.text import TextStream
+
+        self.history.append({"role": "user", "content": user_text})
+        prompt = self.tokenizer.encode(self.tokenizer.render_chat(self.messages()))
+        room = self.engine.room_for(len(prompt))
+        if room <= 0:
+            self.history.pop()
+            raise LLMOSError(f"the conversation ({len(prompt)} tokens) no longer fits the context window "
+                             f"of {self.engine.max_len} tokens; /reset to start over")
+        params = SamplingParams(max_tokens=min(int(self.settings["max_tokens"]), room),
+                                temperature=float(self.settings["temperature"]),
+                                top_p=float(self.settings["top_p"]), top_k=int(self.settings["top_k"]),
+                                stop_token_ids=self.tokenizer.stop_token_ids)
+        events: queue.Queue = queue.Queue()
+        request = self.engine.submit(prompt, params, events.put)
+        stream, answer = TextStream(self.tokenizer, []), ""
+        try:
+            while True:
+                event = events.get()
+                if event.kind == "token":
+                    delta = stream.push(event.token_id)
+                elif event.kind == "done":
+                    delta = stream.flush()
+                else:
+                    raise LLMOSError(event.message or "generation failed")
+                answer += delta
+                write(delta)
+                if event.kind == "done":
+                    break
+        finally:
+            request.cancel()
+            self.history.append({"role": "assistant", "content": answer})
+        return answer
+
+
+def read_message(prompt: str = "you> ") -> str | None:
+    """One user message; a line of \"\"\" starts and ends a multi-line block. None at end of input."""
+    try:
+        line = input(prompt)
+    except EOFError:
+        return None
+    if line.strip() != '"""':
+        return line
+    lines = []
+    while True:
+        try:
+            line = input("... ")
+        except EOFError:
+            break
+        if line.strip() == '"""':
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def chat_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (model + tokenizer)."),
+    system: str = typer.Option(None, help="System prompt."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
+    max_tokens: int = typer.Option(256, help="Longest answer in tokens."),
+) -> None:
+    """Chat with a checkpoint in the terminal; answers stream as they are generated."""
+    import torch
+
+    from llmos.serving.engine import Engine
+    from llmos.serving.loader import load_for_serving
+
+    torch.set_grad_enabled(False)
+    model, tokenizer = load_for_serving(checkpoint)
+    engine = Engine(model, max_batch=1, max_queue=1).start()
+    session = ChatSession(engine, tokenizer, system)
+    session.settings.update(temperature=temperature, max_tokens=max_tokens)
+    typer.echo(f"chatting with {Path(checkpoint).name}; /help for commands, /exit to leave", err=True)
+    try:
+        while True:
+            text = read_message()
+            if text is None:
+                break
+            if not text.strip():
+                continue
+            if text.startswith("/"):
+                message = session.command(text.strip())
+                if message is None:
+                    break
+                typer.echo(message)
+                continue
+            sys.stdout.write("assistant> ")
+            session.reply(text, lambda delta: (sys.stdout.write(delta), sys.stdout.flush()))
+            sys.stdout.write("\n")
+    finally:
+        engine.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat_command)

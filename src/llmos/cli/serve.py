@@ -1,0 +1,46 @@
+"""Layer 9: `llmos serve DIR`: an OpenAI-compatible HTTP server and web chat page for a checkpoint.
+
+Binds 127.0.0.1 unless --host says otherwise; --api-key makes every /v1 route
+require `Authorization: Bearer KEY`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from llmos.errors import LLMOSError
+
+
+def serve_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (model + tokenizer)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, help="TCP port."),
+    api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="Require this bearer token on /v1 routes."),
+    max_batch: int = typer.Option(16, help="Requests decoded together in one forward pass."),
+    max_queue: int = typer.Option(64, help="Requests allowed to wait for a slot; more get HTTP 429."),
+    model_name: str = typer.Option(None, help="Model id clients send (default: the directory name)."),
+    max_body_kb: int = typer.Option(1024, help="Largest request body accepted, in KiB (413 above)."),
+) -> None:
+    """Serve a checkpoint over an OpenAI-compatible API, with a chat page at /."""
+    import torch
+    import uvicorn
+
+    from llmos.serving.api import create_app
+    from llmos.serving.loader import load_for_serving
+
+    for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
+        if value < 1:
+            raise LLMOSError(f"{name} must be a positive integer, got {value}")
+    torch.set_grad_enabled(False)
+    model, tokenizer = load_for_serving(checkpoint)
+    model_id = model_name or Path(checkpoint).resolve().name
+    app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
+                     max_queue=max_queue, max_body_bytes=max_body_kb * 1024)
+    typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
