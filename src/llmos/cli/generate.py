@@ -1,0 +1,55 @@
+"""Layer 9: `llmos generate DIR --prompt ...`: stream a continuation of a prompt to the terminal.
+
+Greedy decoding unless --do-sample (or a sampling flag such as --temperature,
+--top-k, --top-p) asks for sampling; defaults for everything else come from
+the checkpoint's generation_config.json. A single sequence streams as it is
+generated; several (--num-return-sequences) are printed one after another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def generate_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (ours or a transformers one)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
+    max_new_tokens: int = typer.Option(128, help="How many tokens to generate at most."),
+    temperature: float = typer.Option(None, help="Sampling temperature (> 0); implies sampling."),
+    top_k: int = typer.Option(None, help="Sample among the k most likely tokens; implies sampling."),
+    top_p: float = typer.Option(None, help="Nucleus sampling mass in (0, 1]; implies sampling."),
+    num_beams: int = typer.Option(1, help="Beam search width (1 = no beam search)."),
+    num_return_sequences: int = typer.Option(1, help="How many continuations to return."),
+    seed: int = typer.Option(None, help="Random seed: the same seed gives the same text."),
+    do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the argmax."),
+) -> None:
+    """Generate text from a checkpoint, streamed as it is produced."""
+    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+    from llmos.generation import TextStreamer
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
+    options: dict = {"max_new_tokens": max_new_tokens, "num_beams": num_beams,
+                     "num_return_sequences": num_return_sequences,
+                     "do_sample": do_sample if do_sample is not None else sampling_flags}
+    for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("seed", seed)):
+        if value is not None:
+            options[name] = value
+    input_ids = tokenizer.encode(prompt, return_tensors="pt")
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if num_return_sequences == 1:
+        streamer = TextStreamer(tokenizer, skip_prompt=False)
+        model.generate(input_ids, streamer=streamer, tokenizer=tokenizer, **options)
+        return
+    sequences = model.generate(input_ids, tokenizer=tokenizer, **options)
+    for i, row in enumerate(sequences.tolist()):
+        typer.echo(f"--- {i + 1} ---")
+        typer.echo(tokenizer.decode(row, skip_special_tokens=True))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_command)
