@@ -29,8 +29,8 @@ import numpy as np
 from llmos.data.corpus import DEFAULT_MAX_DOCUMENT_CHARS, Corpus, CorpusError
 from llmos.data.shards import INDEX_FILE, INDEX_FORMAT, INDEX_VERSION, ShardWriter, token_dtype
 from llmos.data.tokenizing import (
-    backend_of,
     encode_texts,
+    encoding_copy,
     load_tokenizer,
     save_tokenizer,
     special_token_id,
@@ -146,7 +146,7 @@ def prepare(
         tokenizer = train_new_tokenizer(corpus, tokenizer_kind, vocab_size, special_tokens)
     elif isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(tokenizer)
-    backend = backend_of(tokenizer)
+    backend = encoding_copy(tokenizer)
     eos_id = special_token_id(tokenizer, "eos")
     if eos_id is None:
         eos_id = special_token_id(tokenizer, "sep")

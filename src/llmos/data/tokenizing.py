@@ -104,6 +104,14 @@ def all_special_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+def encoding_copy(tokenizer: Any) -> BackendTokenizer:
+    """A private copy of the backend with padding and truncation off, for whole documents."""
+    copy = BackendTokenizer.from_str(backend_of(tokenizer).to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
 def encode_texts(backend: BackendTokenizer, texts: list[str]) -> list[np.ndarray]:
     """Encode a batch of texts without special tokens, in parallel inside ``tokenizers``."""
     encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
