@@ -1,0 +1,84 @@
+"""`llmos serve DIR` and `llmos chat DIR` on a checkpoint saved to tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import CORPUS, SPECIALS, build_model, free_port
+
+from llmos.tokenizer import train_tokenizer
+
+LLMOS = [sys.executable, "-m", "llmos.cli.main"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    tokenizer = train_tokenizer(CORPUS, kind="bpe", vocab_size=300, special_tokens=SPECIALS)
+    model = build_model(len(tokenizer), seed=3)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-chat"
+    model.save_pretrained(path, tokenizer=tokenizer)
+    return path
+
+
+def test_llmos_serve_answers_the_openai_client_on_loopback(checkpoint):
+    port = free_port()
+    proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--api-key", "k1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "server did not come up"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k1", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["tiny-chat"]
+        out = client.chat.completions.create(model="tiny-chat", max_tokens=5, temperature=0,
+                                             messages=[{"role": "user", "content": "hello"}])
+        assert out.choices[0].finish_reason == "length" and out.usage.completion_tokens == 5
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200 and "LLMOS chat" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_llmos_serve_on_a_missing_directory_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    from llmos.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
+
+
+def test_llmos_chat_streams_answers_and_obeys_commands(checkpoint):
+    script = "\n".join([
+        "/set temperature 0", "/set max_tokens 4", "/system be brief", "hello there",
+        '"""', "line one", "line two", '"""', "/history", "/reset", "/history", "/set colour red", "/exit",
+    ]) + "\n"
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+
+    r = CliRunner().invoke(app, ["chat", str(checkpoint)], input=script)
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "(temperature = 0.0)" in out and "(max_tokens = 4)" in out
+    assert out.count("assistant> ") == 2
+    assert "system: be brief" in out and "user: hello there" in out and "user: line one\nline two" in out
+    assert "(conversation cleared)" in out
+    assert "unknown setting 'colour'" in out
