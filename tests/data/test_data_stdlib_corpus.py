@@ -1,0 +1,39 @@
+"""build_stdlib_corpus: real prose from the standard library, bounded, deterministic."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmos.data import Corpus
+from llmos.data.stdlib_corpus import SKIPPED_MODULES, build_stdlib_corpus, stdlib_module_names
+from llmos.errors import LLMOSError
+
+
+def test_folder_output_has_one_document_per_module_within_the_byte_budget(tmp_path):
+    paths = build_stdlib_corpus(tmp_path / "std", max_bytes=300_000)
+    assert len(paths) > 5
+    assert sum(p.stat().st_size for p in paths) <= 300_000
+    names = [p.stem for p in paths]
+    assert names == sorted(names, key=lambda n: [p for p in n.split(".")])
+    text = paths[0].read_text(encoding="utf-8")
+    assert text.startswith(f"Module {names[0]}")
+    assert len(list(Corpus([tmp_path / "std"], max_document_chars=10**9))) == len(paths)
+
+
+def test_output_is_deterministic_and_free_of_memory_addresses(tmp_path):
+    first = build_stdlib_corpus(tmp_path / "a.txt", max_bytes=200_000)[0].read_text()
+    second = build_stdlib_corpus(tmp_path / "b.txt", max_bytes=200_000)[0].read_text()
+    assert first == second
+    assert " at 0x" not in first
+    assert "def " in first or "(" in first  # signatures are there
+
+
+def test_modules_with_side_effects_are_never_imported():
+    names = stdlib_module_names()
+    assert not SKIPPED_MODULES & set(names)
+    assert "json" in names and "antigravity" not in names and "this" not in names
+
+
+def test_non_positive_budget_is_an_error(tmp_path):
+    with pytest.raises(LLMOSError, match="max_bytes"):
+        build_stdlib_corpus(tmp_path / "x", max_bytes=0)
