@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from corpus_samples import write_text_corpus
 
 from llmos.data import CausalBatches, TokenShards, eval_batches, prepare
 from llmos.errors import LLMOSError
 
 
 @pytest.fixture
-def shards(tmp_path, word_tokenizer) -> TokenShards:
+def shards(tmp_path, word_tokenizer, write_text_corpus) -> TokenShards:
     write_text_corpus(tmp_path / "corpus", 30)
     prepare(
         [tmp_path / "corpus"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-from corpus_samples import write_text_corpus
 
 from llmos.cli.main import main
 from llmos.data import TokenShards
@@ -19,7 +18,9 @@ def _run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return exc.value.code or 0, out, err
 
 
-def test_data_prepare_writes_shards_and_prints_one_summary_line(tmp_path, monkeypatch, capsys):
+def test_data_prepare_writes_shards_and_prints_one_summary_line(
+    tmp_path, monkeypatch, capsys, write_text_corpus
+):
     write_text_corpus(tmp_path / "corpus", 10)
     (tmp_path / "corpus" / "extra.jsonl").write_text('{"body": "the fox \\u00e9"}\n')
     code, out, err = _run(

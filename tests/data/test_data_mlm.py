@@ -62,7 +62,7 @@ def test_chunks_stay_inside_documents_and_skip_eos(shards):
 
 
 def test_pairs_are_cls_a_sep_b_sep_with_segments_and_padding(shards, special):
-    batch = next(MLMNSPBatches(shards, special, batch_size=64, context=32, seed=0))
+    batch = next(MLMNSPBatches(shards, 64, 32, seed=0, special=special))
     assert set(batch) == {
         "input_ids",
         "token_type_ids",
@@ -98,7 +98,7 @@ def test_pairs_are_cls_a_sep_b_sep_with_segments_and_padding(shards, special):
 
 
 def test_masking_and_nsp_proportions_match_bert(shards, special):
-    batches = MLMNSPBatches(shards, special, batch_size=100, context=64, seed=1)
+    batches = MLMNSPBatches(shards, 100, 64, seed=1, special=special)
     chosen = masked = randomized = kept = candidates = not_next = 0
     for _ in range(4):
         batch = next(batches)
@@ -122,17 +122,17 @@ def test_masking_and_nsp_proportions_match_bert(shards, special):
 
 
 def test_same_seed_same_batches_and_exact_resume(shards, special):
-    reference = MLMNSPBatches(shards, special, batch_size=8, context=24, seed=5)
+    reference = MLMNSPBatches(shards, 8, 24, seed=5, special=special)
     per_epoch = reference.examples_per_epoch
     expected = [next(reference) for _ in range(per_epoch // 8 + 3)]  # crosses an epoch
-    first = MLMNSPBatches(shards, special, batch_size=8, context=24, seed=5)
+    first = MLMNSPBatches(shards, 8, 24, seed=5, special=special)
     got = [next(first) for _ in range(4)]
-    resumed = MLMNSPBatches(shards, special, batch_size=8, context=24, seed=5)
+    resumed = MLMNSPBatches(shards, 8, 24, seed=5, special=special)
     resumed.load_state_dict(first.state_dict())
     got += [next(resumed) for _ in range(len(expected) - 4)]
     for e, g in zip(expected, got, strict=True):
         assert all(torch.equal(e[k], g[k]) for k in e)
-    other = next(MLMNSPBatches(shards, special, batch_size=8, context=24, seed=6))
+    other = next(MLMNSPBatches(shards, 8, 24, seed=6, special=special))
     assert not torch.equal(other["input_ids"], expected[0]["input_ids"])
 
 
@@ -145,11 +145,11 @@ def test_tokenizer_without_mask_token_is_refused():
 
 def test_too_short_context_is_refused(shards, special):
     with pytest.raises(LLMOSError, match="context"):
-        MLMNSPBatches(shards, special, batch_size=2, context=4)
+        MLMNSPBatches(shards, 2, 4, special=special)
 
 
 def test_examples_never_exceed_the_context(shards, special):
-    batches = MLMNSPBatches(shards, special, batch_size=50, context=7, seed=2)
+    batches = MLMNSPBatches(shards, 50, 7, seed=2, special=special)
     batch = next(batches)
     assert batch["input_ids"].shape == (50, 7)
     assert (batch["attention_mask"].sum(1) <= 7).all()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from corpus_samples import sample_text, write_text_corpus
 
 from llmos.data import CausalBatches, MLMNSPBatches, SpecialTokenIds, TokenShards, prepare
 from llmos.tokenizer import Tokenizer
 
 
-def test_prepare_trains_a_bpe_tokenizer_and_saves_it_with_the_shards(tmp_path):
+def test_prepare_trains_a_bpe_tokenizer_and_saves_it_with_the_shards(
+    tmp_path, sample_text, write_text_corpus
+):
     write_text_corpus(tmp_path / "corpus", 12)
     summary = prepare(
         [tmp_path / "corpus"], tmp_path / "data", vocab_size=300, val_fraction=0.2, progress=False
@@ -26,7 +27,7 @@ def test_prepare_trains_a_bpe_tokenizer_and_saves_it_with_the_shards(tmp_path):
     assert x.shape == (2, 16) and int(x.max()) < len(tok)
 
 
-def test_wordpiece_corpus_feeds_mlm_nsp_batches(tmp_path):
+def test_wordpiece_corpus_feeds_mlm_nsp_batches(tmp_path, write_text_corpus):
     write_text_corpus(tmp_path / "corpus", 8, n_words=60)
     prepare(
         [tmp_path / "corpus"],
@@ -40,7 +41,9 @@ def test_wordpiece_corpus_feeds_mlm_nsp_batches(tmp_path):
     tok = Tokenizer.from_pretrained(shards.tokenizer_dir)
     assert tok.eos_token_id is None and shards.eos_id == tok.sep_token_id  # [SEP] separates docs
     special = SpecialTokenIds.from_tokenizer(tok)
-    batch = next(MLMNSPBatches(shards, special, batch_size=4, context=32, seed=0))
+    batches = MLMNSPBatches(shards, 4, 32, seed=0)  # special ids from the saved tokenizer
+    assert batches.special == special
+    batch = next(batches)
     ids = batch["input_ids"]
     assert (ids[:, 0] == tok.cls_token_id).all()
     assert ((ids == tok.sep_token_id).sum(1) == 2).all()

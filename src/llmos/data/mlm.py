@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from llmos.data.shards import TokenShards
-from llmos.data.tokenizing import all_special_ids, special_token_id, vocab_size_of
+from llmos.data.tokenizing import (
+    all_special_ids,
+    load_tokenizer,
+    special_token_id,
+    vocab_size_of,
+)
 from llmos.errors import LLMOSError
 
 IGNORE_INDEX = -100
@@ -91,21 +96,24 @@ class MLMNSPBatches:
     def __init__(
         self,
         shards: TokenShards,
-        special: SpecialTokenIds,
         batch_size: int,
         context: int,
         seed: int = 0,
-        mask_prob: float = 0.15,
+        special: SpecialTokenIds | None = None,
+        mlm_probability: float = 0.15,
         not_next_prob: float = 0.5,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        """``special`` defaults to the ids of the tokenizer saved with the shards."""
+        if special is None:
+            special = SpecialTokenIds.from_tokenizer(load_tokenizer(shards.tokenizer_dir))
         if batch_size < 1:
             raise LLMOSError(f"batch_size must be >= 1, got {batch_size}")
         if context < 5:
             raise LLMOSError(f"context must be >= 5 for [CLS] A [SEP] B [SEP], got {context}")
-        if not 0 < mask_prob < 1:
-            raise LLMOSError(f"mask_prob must be in (0, 1), got {mask_prob}")
+        if not 0 < mlm_probability < 1:
+            raise LLMOSError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
         if not 0 <= not_next_prob <= 1:
             raise LLMOSError(f"not_next_prob must be in [0, 1], got {not_next_prob}")
         if not 0 <= rank < world_size:
@@ -120,7 +128,7 @@ class MLMNSPBatches:
         self.batch_size = batch_size
         self.context = context
         self.seed = seed
-        self.mask_prob = mask_prob
+        self.mlm_probability = mlm_probability
         self.not_next_prob = not_next_prob
         self.rank = rank
         self.world_size = world_size
@@ -206,7 +214,7 @@ class MLMNSPBatches:
 
         candidates = np.flatnonzero(~np.isin(input_ids[:n], self._never_masked))
         if len(candidates):
-            n_chosen = max(1, int(round(self.mask_prob * len(candidates))))
+            n_chosen = max(1, int(round(self.mlm_probability * len(candidates))))
             chosen = np.sort(rng.choice(candidates, size=n_chosen, replace=False))
             labels[chosen] = input_ids[chosen]
             action = rng.random(n_chosen)
