@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from checkpoint_configs import tiny_gpt2, tiny_llama
 from safetensors.torch import load_file, save_file
 
 from llmos import AutoModelForCausalLM
@@ -15,9 +14,9 @@ from llmos.model import CausalLM
 
 
 @pytest.fixture
-def checkpoint(tmp_path):
+def checkpoint(tmp_path, tiny):
     path = tmp_path / "ckpt"
-    CausalLM(tiny_llama()).save_pretrained(path)
+    CausalLM(tiny.llama()).save_pretrained(path)
     return path
 
 
@@ -56,8 +55,8 @@ def test_corrupt_weights_file_is_named(checkpoint):
         AutoModelForCausalLM.from_pretrained(checkpoint)
 
 
-def test_missing_shard_is_named(tmp_path):
-    CausalLM(tiny_llama()).save_pretrained(tmp_path / "ckpt", max_shard_bytes=20_000)
+def test_missing_shard_is_named(tmp_path, tiny):
+    CausalLM(tiny.llama()).save_pretrained(tmp_path / "ckpt", max_shard_bytes=20_000)
     shard = sorted((tmp_path / "ckpt").glob("model-*.safetensors"))[1]
     shard.unlink()
     with pytest.raises(LLMOSError, match=shard.name):
@@ -91,12 +90,12 @@ def test_unexpected_trunk_keys_are_listed(checkpoint):
         AutoModelForCausalLM.from_pretrained(checkpoint)
 
 
-def test_tokenizer_larger_than_embedding_is_refused(tmp_path):
+def test_tokenizer_larger_than_embedding_is_refused(tmp_path, tiny):
     from tokenizers import Tokenizer, models
 
     vocab = {f"t{i}": i for i in range(120)}
     Tokenizer(models.WordLevel(vocab, unk_token="t0")).save(str(tmp_path / "tokenizer.json"))
-    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt")
+    CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ckpt")
     (tmp_path / "tokenizer.json").rename(tmp_path / "ckpt" / "tokenizer.json")
     with pytest.raises(LLMOSError, match=r"120 tokens.*vocab_size=80"):
         AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
@@ -116,7 +115,7 @@ def test_unknown_dtype_lists_valid_ones(checkpoint):
         AutoModelForCausalLM.from_pretrained(checkpoint, dtype="int3")
 
 
-def test_save_into_an_existing_file_is_refused(tmp_path):
+def test_save_into_an_existing_file_is_refused(tmp_path, tiny):
     (tmp_path / "file").write_text("x")
     with pytest.raises(LLMOSError, match="not a directory"):
-        CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "file")
+        CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "file")

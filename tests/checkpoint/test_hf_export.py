@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-from checkpoint_configs import tiny_bert, tiny_gpt2, tiny_llama
 from typer.testing import CliRunner
 
 from llmos import AutoModelForCausalLM
@@ -44,29 +43,29 @@ def _ids_and_mask():
 
 
 EXPORT_CASES = {
-    "llama_gqa": (CausalLM, lambda: tiny_llama(), "AutoModelForCausalLM", "LlamaForCausalLM"),
-    "llama_tied_biases": (CausalLM, lambda: tiny_llama(tie_embeddings=True, qkv_bias=True, attn_out_bias=True,
+    "llama_gqa": (CausalLM, lambda t: t.llama(), "AutoModelForCausalLM", "LlamaForCausalLM"),
+    "llama_tied_biases": (CausalLM, lambda t: t.llama(tie_embeddings=True, qkv_bias=True, attn_out_bias=True,
                                                        mlp_bias=True), "AutoModelForCausalLM", "LlamaForCausalLM"),
-    "llama3_scaling": (CausalLM, lambda: tiny_llama(rope_scaling={
+    "llama3_scaling": (CausalLM, lambda t: t.llama(rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 16}), "AutoModelForCausalLM", "LlamaForCausalLM"),
-    "qwen2": (CausalLM, lambda: tiny_llama(qkv_bias=True, family="qwen2"), "AutoModelForCausalLM", "Qwen2ForCausalLM"),
-    "mistral": (CausalLM, lambda: tiny_llama(sliding_window=4, family="mistral"), "AutoModelForCausalLM",
+    "qwen2": (CausalLM, lambda t: t.llama(qkv_bias=True, family="qwen2"), "AutoModelForCausalLM", "Qwen2ForCausalLM"),
+    "mistral": (CausalLM, lambda t: t.llama(sliding_window=4, family="mistral"), "AutoModelForCausalLM",
                 "MistralForCausalLM"),
-    "gpt2": (CausalLM, lambda: tiny_gpt2(), "AutoModelForCausalLM", "GPT2LMHeadModel"),
-    "bert_mlm": (MaskedLM, lambda: tiny_bert(), "AutoModelForMaskedLM", "BertForMaskedLM"),
-    "bert_classifier": (SequenceClassifier, lambda: tiny_bert(num_labels=3),
+    "gpt2": (CausalLM, lambda t: t.gpt2(), "AutoModelForCausalLM", "GPT2LMHeadModel"),
+    "bert_mlm": (MaskedLM, lambda t: t.bert(), "AutoModelForMaskedLM", "BertForMaskedLM"),
+    "bert_classifier": (SequenceClassifier, lambda t: t.bert(num_labels=3),
                         "AutoModelForSequenceClassification", "BertForSequenceClassification"),
-    "llama_classifier": (SequenceClassifier, lambda: tiny_llama(pad_token_id=0, classifier_bias=False),
+    "llama_classifier": (SequenceClassifier, lambda t: t.llama(pad_token_id=0, classifier_bias=False),
                          "AutoModelForSequenceClassification", "LlamaForSequenceClassification"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(EXPORT_CASES))
-def test_exported_model_loads_in_transformers_with_identical_logits(case, tmp_path):
+def test_exported_model_loads_in_transformers_with_identical_logits(case, tmp_path, tiny):
     head, make_config, auto_name, hf_class = EXPORT_CASES[case]
     torch.manual_seed(0)
-    ours = _randomize_vectors(head(make_config()))
+    ours = _randomize_vectors(head(make_config(tiny)))
     ours.save_pretrained(tmp_path / "ours")
     _convert(tmp_path / "ours", tmp_path / "hf")
     hf_model = getattr(transformers, auto_name).from_pretrained(tmp_path / "hf").eval()
@@ -82,9 +81,9 @@ def test_exported_model_loads_in_transformers_with_identical_logits(case, tmp_pa
     assert (got[real] - expected[real]).abs().max().item() <= TOL
 
 
-def test_exported_bert_pretraining_gives_identical_nsp_logits(tmp_path):
+def test_exported_bert_pretraining_gives_identical_nsp_logits(tmp_path, tiny):
     torch.manual_seed(0)
-    ours = _randomize_vectors(PreTrainingModel(tiny_bert()))
+    ours = _randomize_vectors(PreTrainingModel(tiny.bert()))
     export_hf(ours, tmp_path / "hf")
     hf_model = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
     ids, mask = _ids_and_mask()
@@ -95,19 +94,19 @@ def test_exported_bert_pretraining_gives_identical_nsp_logits(tmp_path):
     assert (got.logits - expected.prediction_logits)[mask.bool()].abs().max().item() <= TOL
 
 
-def test_export_copies_tokenizer_files_and_generation_config(tmp_path):
+def test_export_copies_tokenizer_files_and_generation_config(tmp_path, tiny):
     from tokenizers import Tokenizer, models
 
-    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ours", generation_config={"max_new_tokens": 5})
+    CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ours", generation_config={"max_new_tokens": 5})
     Tokenizer(models.WordLevel({"a": 0, "b": 1}, unk_token="a")).save(str(tmp_path / "ours" / "tokenizer.json"))
     _convert(tmp_path / "ours", tmp_path / "hf")
     assert (tmp_path / "hf" / "tokenizer.json").read_text() == (tmp_path / "ours" / "tokenizer.json").read_text()
     assert json.loads((tmp_path / "hf" / "generation_config.json").read_text()) == {"max_new_tokens": 5}
 
 
-def test_hf_checkpoint_converts_to_llmos_and_back_with_identical_logits(tmp_path):
+def test_hf_checkpoint_converts_to_llmos_and_back_with_identical_logits(tmp_path, tiny):
     torch.manual_seed(0)
-    ours = _randomize_vectors(CausalLM(tiny_llama()))
+    ours = _randomize_vectors(CausalLM(tiny.llama()))
     export_hf(ours, tmp_path / "hf")
     result = CliRunner().invoke(app, ["convert", str(tmp_path / "hf"), str(tmp_path / "back"), "--to", "llmos"])
     assert result.exit_code == 0, result.output
@@ -117,15 +116,15 @@ def test_hf_checkpoint_converts_to_llmos_and_back_with_identical_logits(tmp_path
         assert torch.equal(AutoModelForCausalLM.from_pretrained(tmp_path / "back")(ids).logits, ours(ids).logits)
 
 
-@pytest.mark.parametrize("config,field", [
-    (ModelConfig.from_preset("textbook", vocab_size=80, d_model=32, n_layers=1, n_heads=4), "position='sinusoidal'"),
-    (tiny_llama(norm_placement="post"), "norm_placement='post'"),
-    (tiny_gpt2(n_kv_heads=2), "n_kv_heads=2"),
-    (tiny_llama(lm_head_bias=True), "lm_head_bias=True"),
+@pytest.mark.parametrize("make_config,field", [
+    (lambda t: ModelConfig.from_preset("textbook", vocab_size=80, d_model=32, n_layers=1, n_heads=4), "position='sinusoidal'"),
+    (lambda t: t.llama(norm_placement="post"), "norm_placement='post'"),
+    (lambda t: t.gpt2(n_kv_heads=2), "n_kv_heads=2"),
+    (lambda t: t.llama(lm_head_bias=True), "lm_head_bias=True"),
 ])
-def test_config_without_hf_equivalent_is_refused_naming_the_field(config, field, tmp_path):
+def test_config_without_hf_equivalent_is_refused_naming_the_field(make_config, field, tmp_path, tiny):
     with pytest.raises(LLMOSError, match=f"{field}.*no Hugging Face equivalent"):
-        export_hf(CausalLM(config), tmp_path / "hf")
+        export_hf(CausalLM(make_config(tiny)), tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
 
 
@@ -140,3 +139,17 @@ def test_convert_cli_prints_one_error_line_and_exits_2(tmp_path, monkeypatch, ca
     assert stderr.strip().count("\n") == 0
     assert stderr.startswith("error: position='sinusoidal' has no Hugging Face equivalent")
     assert not (tmp_path / "hf").exists()
+
+
+def test_sharded_export_loads_in_transformers(tmp_path, tiny):
+    torch.manual_seed(0)
+    ours = _randomize_vectors(CausalLM(tiny.llama()))
+    ours.save_pretrained(tmp_path / "ours")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "ours"), str(tmp_path / "hf"),
+                                      "--to", "hf", "--max-shard-size", "20KB"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "hf").glob("model-*-of-*.safetensors"))) > 2
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids, _ = _ids_and_mask()
+    with torch.no_grad():
+        assert (hf_model(input_ids=ids).logits - ours(ids).logits).abs().max().item() <= TOL

@@ -176,3 +176,15 @@ def test_decoder_sequence_classification_loads_with_identical_logits(cls_name, c
         expected = hf_model(input_ids=ids, attention_mask=mask).logits
         got = ours(ids, attention_mask=mask).logits
     assert (got - expected).abs().max().item() <= TOL
+
+
+def test_bert_base_model_loads_its_trunk_with_identical_hidden_states(tmp_path, caplog):
+    hf_model = _save(_hf("BertModel", "BertConfig", **_bert_kwargs()), tmp_path)
+    with caplog.at_level("WARNING", logger="llmos.checkpoint"):
+        ours = AutoModelForMaskedLM.from_pretrained(tmp_path)
+    assert "mlm.dense.weight" in caplog.text  # the MLM head is not in a BertModel: fresh, with a warning
+    ids, types, mask = _bert_inputs()
+    with torch.no_grad():
+        expected = hf_model(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+        got = ours(ids, attention_mask=mask, token_type_ids=types).hidden_states
+    assert (got - expected)[mask.bool()].abs().max().item() <= TOL

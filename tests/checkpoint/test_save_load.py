@@ -7,7 +7,6 @@ import logging
 
 import pytest
 import torch
-from checkpoint_configs import tiny_bert, tiny_gpt2, tiny_llama
 
 from llmos import (
     AutoModelForCausalLM,
@@ -24,10 +23,10 @@ def _same_logits(a, b, ids, **kw) -> bool:
         return torch.equal(a(ids, **kw).logits, b(ids, **kw).logits)
 
 
-@pytest.mark.parametrize("make_config", [tiny_llama, tiny_gpt2])
-def test_causal_lm_round_trip_gives_identical_logits(make_config, tmp_path, ids):
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_causal_lm_round_trip_gives_identical_logits(family, tmp_path, ids, tiny):
     torch.manual_seed(0)
-    model = CausalLM(make_config()).eval()
+    model = CausalLM(getattr(tiny, family)()).eval()
     model.save_pretrained(tmp_path / "ckpt")
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
     assert isinstance(loaded, CausalLM) and not loaded.training
@@ -35,8 +34,8 @@ def test_causal_lm_round_trip_gives_identical_logits(make_config, tmp_path, ids)
     assert _same_logits(model, loaded, ids)
 
 
-def test_checkpoint_directory_holds_config_head_weights_and_generation_config(tmp_path):
-    model = CausalLM(tiny_gpt2(bos_token_id=1, eos_token_id=2))
+def test_checkpoint_directory_holds_config_head_weights_and_generation_config(tmp_path, tiny):
+    model = CausalLM(tiny.gpt2(bos_token_id=1, eos_token_id=2))
     model.save_pretrained(tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["model_type"] == "llmos" and config["head"] == "CausalLM"
@@ -48,10 +47,10 @@ def test_checkpoint_directory_holds_config_head_weights_and_generation_config(tm
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_tied_weights_are_saved_once_and_tied_again_on_load(tmp_path):
+def test_tied_weights_are_saved_once_and_tied_again_on_load(tmp_path, tiny):
     from safetensors import safe_open
 
-    model = CausalLM(tiny_gpt2())
+    model = CausalLM(tiny.gpt2())
     model.save_pretrained(tmp_path / "ckpt")
     with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
@@ -60,18 +59,18 @@ def test_tied_weights_are_saved_once_and_tied_again_on_load(tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.embed.tokens.weight
 
 
-def test_generation_config_object_with_to_dict_is_written(tmp_path):
+def test_generation_config_object_with_to_dict_is_written(tmp_path, tiny):
     class Generation:
         def to_dict(self):
             return {"max_new_tokens": 7, "temperature": 0.5}
 
-    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt", generation_config=Generation())
+    CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ckpt", generation_config=Generation())
     data = json.loads((tmp_path / "ckpt" / "generation_config.json").read_text())
     assert data == {"max_new_tokens": 7, "temperature": 0.5}
 
 
-def test_sharded_save_writes_index_and_loads_back(tmp_path, ids):
-    model = CausalLM(tiny_llama()).eval()
+def test_sharded_save_writes_index_and_loads_back(tmp_path, ids, tiny):
+    model = CausalLM(tiny.llama()).eval()
     model.save_pretrained(tmp_path / "ckpt", max_shard_bytes=20_000)
     files = sorted(p.name for p in (tmp_path / "ckpt").glob("model*.safetensors"))
     assert len(files) > 2 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
@@ -81,8 +80,8 @@ def test_sharded_save_writes_index_and_loads_back(tmp_path, ids):
     assert _same_logits(model, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
 
 
-def test_failed_save_leaves_previous_checkpoint_intact_and_no_partial_directory(tmp_path, monkeypatch, ids):
-    first = CausalLM(tiny_gpt2()).eval()
+def test_failed_save_leaves_previous_checkpoint_intact_and_no_partial_directory(tmp_path, monkeypatch, ids, tiny):
+    first = CausalLM(tiny.gpt2()).eval()
     first.save_pretrained(tmp_path / "ckpt")
     before = sorted(p.name for p in tmp_path.iterdir())
 
@@ -92,15 +91,15 @@ def test_failed_save_leaves_previous_checkpoint_intact_and_no_partial_directory(
     monkeypatch.setattr(safetensors_io, "save_file", failing_save_file)
     torch.manual_seed(5)
     with pytest.raises(OSError, match="disk full"):
-        CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt")
+        CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert _same_logits(first, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
 
 
-def test_save_replaces_an_existing_checkpoint(tmp_path, ids):
-    CausalLM(tiny_gpt2()).save_pretrained(tmp_path / "ckpt")
+def test_save_replaces_an_existing_checkpoint(tmp_path, ids, tiny):
+    CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ckpt")
     torch.manual_seed(3)
-    second = CausalLM(tiny_gpt2()).eval()
+    second = CausalLM(tiny.gpt2()).eval()
     second.save_pretrained(tmp_path / "ckpt")
     assert _same_logits(second, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
@@ -110,29 +109,29 @@ def test_save_replaces_an_existing_checkpoint(tmp_path, ids):
     ("bfloat16", torch.bfloat16), (torch.float16, torch.float16), ("float32", torch.float32),
     (None, torch.float32),
 ])
-def test_dtype_option_sets_parameter_dtype(dtype, expected, tmp_path, ids):
-    CausalLM(tiny_llama()).save_pretrained(tmp_path / "ckpt")
+def test_dtype_option_sets_parameter_dtype(dtype, expected, tmp_path, ids, tiny):
+    CausalLM(tiny.llama()).save_pretrained(tmp_path / "ckpt")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype=dtype)
     assert {p.dtype for p in model.parameters()} == {expected}
     with torch.no_grad():
         assert model(ids).logits.dtype == expected
 
 
-def test_dtype_auto_keeps_the_stored_dtype(tmp_path):
-    CausalLM(tiny_llama()).to(torch.bfloat16).save_pretrained(tmp_path / "ckpt")
+def test_dtype_auto_keeps_the_stored_dtype(tmp_path, tiny):
+    CausalLM(tiny.llama()).to(torch.bfloat16).save_pretrained(tmp_path / "ckpt")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype="auto")
     assert model.dtype == torch.bfloat16
 
 
-def test_config_overrides_apply_on_load(tmp_path):
-    CausalLM(tiny_llama()).save_pretrained(tmp_path / "ckpt")
+def test_config_overrides_apply_on_load(tmp_path, tiny):
+    CausalLM(tiny.llama()).save_pretrained(tmp_path / "ckpt")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dropout=0.1)
     assert model.config.dropout == 0.1
 
 
-def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(tmp_path, caplog):
+def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(tmp_path, caplog, tiny):
     torch.manual_seed(0)
-    pretraining = PreTrainingModel(tiny_bert()).eval()
+    pretraining = PreTrainingModel(tiny.bert()).eval()
     pretraining.save_pretrained(tmp_path / "ckpt")
     with caplog.at_level(logging.WARNING, logger="llmos.checkpoint"):
         masked = AutoModelForMaskedLM.from_pretrained(tmp_path / "ckpt")
@@ -143,8 +142,8 @@ def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(t
         assert torch.equal(masked(ids).logits, pretraining(ids).logits)
 
 
-def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys(tmp_path, caplog):
-    pretraining = PreTrainingModel(tiny_bert())
+def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys(tmp_path, caplog, tiny):
+    pretraining = PreTrainingModel(tiny.bert())
     pretraining.save_pretrained(tmp_path / "ckpt")
     with caplog.at_level(logging.WARNING, logger="llmos.checkpoint"):
         classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=3)
@@ -158,8 +157,8 @@ def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys
         assert torch.isfinite(classifier(torch.randint(0, 80, (2, 6))).logits).all()
 
 
-def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path):
-    model = PreTrainingModel(tiny_bert()).eval()
+def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path, tiny):
+    model = PreTrainingModel(tiny.bert()).eval()
     model.save_pretrained(tmp_path / "ckpt")
     loaded = AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt")
     ids = torch.randint(0, 80, (2, 6))
@@ -167,7 +166,7 @@ def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path):
         assert torch.equal(loaded(ids).nsp_logits, model(ids).nsp_logits)
 
 
-def test_from_config_builds_a_fresh_model_of_the_task_head():
-    assert isinstance(AutoModelForCausalLM.from_config(tiny_gpt2()), CausalLM)
-    assert isinstance(AutoModelForPreTraining.from_config(tiny_bert()), PreTrainingModel)
-    assert isinstance(AutoModelForSequenceClassification.from_config(tiny_bert()), SequenceClassifier)
+def test_from_config_builds_a_fresh_model_of_the_task_head(tiny):
+    assert isinstance(AutoModelForCausalLM.from_config(tiny.gpt2()), CausalLM)
+    assert isinstance(AutoModelForPreTraining.from_config(tiny.bert()), PreTrainingModel)
+    assert isinstance(AutoModelForSequenceClassification.from_config(tiny.bert()), SequenceClassifier)

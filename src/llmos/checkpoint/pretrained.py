@@ -294,7 +294,7 @@ def load_pretrained(
         config = config.replace(**config_overrides)
         config.validate()
     if head is None:
-        head = saved_head or "CausalLM"
+        head = saved_head or ("CausalLM" if config.causal else "MaskedLM")
     if isinstance(head, str):
         if head not in HEADS:
             raise CheckpointError(f"head {head!r} is not known; expected one of {sorted(HEADS)}")
