@@ -1,9 +1,10 @@
 """Layer 6 (data): a real text corpus with no download: the Python standard library's documentation.
 
-Every Python installation carries English prose about its own library: the
-docstrings of its modules, classes and functions. ``build_stdlib_corpus``
-writes them out (one document per module: the module docstring, then each
-public class and function with its signature and docstring), which is enough
+Every Python installation carries English prose about itself: the language
+reference topics behind ``help("assert")`` and the docstrings of its modules,
+classes and functions. ``build_stdlib_corpus`` writes them out (one document
+per topic, and per module: the module docstring, then each public class and
+function with its signature and docstring), which is enough
 for ``llmos quickstart`` to pretrain a small model on text that is not random.
 
 Importing arbitrary stdlib modules has side effects, so modules that open
@@ -19,11 +20,13 @@ import contextlib
 import importlib
 import inspect
 import io
+import itertools
 import pkgutil
 import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from llmos.errors import LLMOSError
@@ -153,15 +156,41 @@ def _import_quietly(name: str) -> object | None:
         return None
 
 
+def reference_topics() -> Iterator[tuple[str, str]]:
+    """(name, text) of the Python language reference topics that ship with pydoc."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        return
+    for name in sorted(topics):
+        yield f"reference.{name}", topics[name].strip() + "\n"
+
+
+def module_documents(deadline: float) -> Iterator[tuple[str, str]]:
+    """(module name, text) for every importable public stdlib module, depth first, sorted."""
+    pending = stdlib_module_names()
+    while pending and time.monotonic() < deadline:
+        name = pending.pop(0)
+        module = _import_quietly(name)
+        if module is None:
+            continue
+        pending[:0] = _submodule_names(module)
+        try:
+            yield name, module_document(module)
+        except Exception:  # noqa: BLE001 - a module whose members misbehave is skipped
+            continue
+
+
 def build_stdlib_corpus(
     out: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, time_budget_s: float = 20.0
 ) -> list[Path]:
     """Write the standard library's documentation as a text corpus; return the files written.
 
-    ``out`` ending in ``.txt`` gets everything in that one file (modules
-    separated by blank lines); otherwise ``out`` is a folder with one
-    ``<module>.txt`` per module (one document each). Stops after ``max_bytes``
-    of UTF-8 text or ``time_budget_s`` seconds, whichever comes first.
+    First the language reference topics that ship with pydoc, then every
+    module's documentation. ``out`` ending in ``.txt`` gets everything in that
+    one file (separated by blank lines); otherwise ``out`` is a folder with one
+    ``<name>.txt`` per topic or module (one document each). Stops after
+    ``max_bytes`` of UTF-8 text or ``time_budget_s`` seconds, whichever first.
     """
     if max_bytes < 1:
         raise LLMOSError(f"max_bytes must be >= 1, got {max_bytes}")
@@ -172,27 +201,14 @@ def build_stdlib_corpus(
     written: list[Path] = []
     documents: list[str] = []
     total = 0
-    pending = stdlib_module_names()
-    while pending:
-        name = pending.pop(0)
-        if total >= max_bytes or time.monotonic() > deadline:
-            break
-        module = _import_quietly(name)
-        if module is None:
-            continue
-        # Depth first, so the output order is the sorted tree of module names.
-        pending[:0] = _submodule_names(module)
-        try:
-            text = module_document(module)
-        except Exception:  # noqa: BLE001 - a module whose members misbehave is skipped
-            continue
+    for name, text in itertools.chain(reference_topics(), module_documents(deadline)):
         data = text.encode("utf-8", errors="replace")
-        separator = 2 if single_file and documents else 0  # the blank line between modules
+        separator = 2 if single_file and documents else 0  # the blank line between documents
         room = max_bytes - total - separator
         if room < 64:
             break
         if len(data) > room:
-            data = data[: max(room, 0)].decode("utf-8", errors="ignore").encode("utf-8")
+            data = data[:room].decode("utf-8", errors="ignore").encode("utf-8")
         if len(data.strip()) < 64:
             continue
         total += separator + len(data)
