@@ -99,3 +99,13 @@ def client(server):
     from openai import OpenAI
 
     return OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def kit():
+    """The helpers above for test modules (pytest runs with --import-mode=importlib, so tests
+    cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(build_model=build_model, start_server=start_server, free_port=free_port,
+                           corpus=CORPUS, specials=SPECIALS)

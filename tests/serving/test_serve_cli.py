@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import CORPUS, SPECIALS, build_model, free_port
 
 from llmos.tokenizer import train_tokenizer
 
@@ -19,16 +18,16 @@ LLMOS = [sys.executable, "-m", "llmos.cli.main"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    tokenizer = train_tokenizer(CORPUS, kind="bpe", vocab_size=300, special_tokens=SPECIALS)
-    model = build_model(len(tokenizer), seed=3)
+def checkpoint(tmp_path_factory, kit) -> Path:
+    tokenizer = train_tokenizer(kit.corpus, kind="bpe", vocab_size=300, special_tokens=kit.specials)
+    model = kit.build_model(len(tokenizer), seed=3)
     path = tmp_path_factory.mktemp("ckpt") / "tiny-chat"
     model.save_pretrained(path, tokenizer=tokenizer)
     return path
 
 
-def test_llmos_serve_answers_the_openai_client_on_loopback(checkpoint):
-    port = free_port()
+def test_llmos_serve_answers_the_openai_client_on_loopback(checkpoint, kit):
+    port = kit.free_port()
     proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--api-key", "k1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:

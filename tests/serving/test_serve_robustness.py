@@ -9,7 +9,6 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import build_model, start_server
 
 from llmos.serving.api import create_app
 
@@ -50,10 +49,10 @@ def test_a_new_request_joins_a_running_batch_without_waiting_for_it_to_drain(ser
     assert short_done < long_done  # served while the long one was still running
 
 
-def test_full_queue_answers_429_and_the_server_recovers(tokenizer):
-    app = create_app(build_model(tokenizer.get_vocab_size(), seed=1), tokenizer, model_id="q",
+def test_full_queue_answers_429_and_the_server_recovers(tokenizer, kit):
+    app = create_app(kit.build_model(tokenizer.get_vocab_size(), seed=1), tokenizer, model_id="q",
                      max_batch=1, max_queue=1)
-    uv, thread, url = start_server(app)
+    uv, thread, url = kit.start_server(app)
     try:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
         results, statuses = [], []
@@ -95,9 +94,9 @@ def test_a_client_that_disconnects_is_cancelled_and_its_slot_freed(server):
     assert 'llmos_requests_total{status="cancelled"}' in httpx.get(server.url + "/metrics").text
 
 
-def test_api_key_is_required_on_v1_routes_only(tokenizer):
-    app = create_app(build_model(tokenizer.get_vocab_size()), tokenizer, model_id="k", api_key="s3cret")
-    uv, thread, url = start_server(app)
+def test_api_key_is_required_on_v1_routes_only(tokenizer, kit):
+    app = create_app(kit.build_model(tokenizer.get_vocab_size()), tokenizer, model_id="k", api_key="s3cret")
+    uv, thread, url = kit.start_server(app)
     try:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
