@@ -163,7 +163,7 @@ def prepare(
     writers = {s: ShardWriter(out_dir, s, dtype, shard_tokens) for s in ("train", "val")}
     eos = np.array([eos_id], dtype=np.int64)
     doc_index = 0
-    with _progress_bar(progress, num_documents) as advance:
+    with _ProgressBar(progress, num_documents) as advance:
         for texts in _batches(corpus):
             for ids in encode_texts(backend, texts):
                 if ids.size and int(ids.max()) >= n_vocab:
@@ -202,7 +202,7 @@ def prepare(
     )
 
 
-class _progress_bar:
+class _ProgressBar:
     """A rich progress bar over documents, or nothing when disabled."""
 
     def __init__(self, enabled: bool, total: int) -> None:

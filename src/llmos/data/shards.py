@@ -56,18 +56,18 @@ class ShardWriter:
         self._file = None
         self._in_current = 0
         self._doc_starts_name = f"{split}_doc_starts.bin"
-        self._doc_starts = open(self.out_dir / self._doc_starts_name, "wb")
+        self._doc_starts = open(self.out_dir / self._doc_starts_name, "wb", buffering=1 << 16)
 
     def add_document(self, ids: np.ndarray) -> None:
         """Write one document's ids (EOS already appended by the caller)."""
-        np.asarray([self.num_tokens], dtype="<u8").tofile(self._doc_starts)
+        self._doc_starts.write(np.uint64(self.num_tokens).astype("<u8").tobytes())
         self.num_documents += 1
         ids = np.asarray(ids).astype(self.dtype, copy=False)
         while len(ids):
             if self._file is None or self._in_current == self.shard_tokens:
                 self._open_next()
             take = min(len(ids), self.shard_tokens - self._in_current)
-            ids[:take].tofile(self._file)
+            self._file.write(ids[:take].tobytes())  # buffered: many small documents stay cheap
             self._in_current += take
             self.shards[-1]["tokens"] += take
             self.num_tokens += take
@@ -77,7 +77,7 @@ class ShardWriter:
         if self._file is not None:
             self._file.close()
         name = f"{self.split}_{len(self.shards):06d}.bin"
-        self._file = open(self.out_dir / name, "wb")
+        self._file = open(self.out_dir / name, "wb", buffering=1 << 20)
         self.shards.append({"file": name, "tokens": 0})
         self._in_current = 0
 
