@@ -13,7 +13,7 @@ import typer
 
 from llmos.errors import LLMOSError
 
-VERB_MODULES: list[str] = ["pretrain", "generate", "convert", "tokenizer", "serve", "chat", "data"]
+VERB_MODULES: list[str] = ["quickstart", "pretrain", "generate", "convert", "tokenizer", "serve", "chat", "data"]
 
 app = typer.Typer(
     name="llmos",

@@ -38,8 +38,10 @@ from llmos.errors import LLMOSError
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
-# Test hook: seconds to sleep in the middle of writing a checkpoint (to kill a process there).
+# Test hook: "SECONDS@N" sleeps SECONDS in the middle of this process's N-th checkpoint write
+# (to kill a process exactly there); "SECONDS" alone sleeps in every write.
 SLEEP_IN_SAVE_ENV = "LLMOS_TEST_SLEEP_IN_SAVE"
+_writes_done = 0
 
 
 class CheckpointError(LLMOSError):
@@ -135,8 +137,7 @@ def write_checkpoint(
     opt_tensors, groups = flatten_optimizer_state(optimizer_state)
     rng_tensors, rng_scalars = rng_state()
     save_file({**opt_tensors, **rng_tensors}, str(tmp / OPTIMIZER_STATE), metadata={"format": "pt"})
-    if os.environ.get(SLEEP_IN_SAVE_ENV):
-        time.sleep(float(os.environ[SLEEP_IN_SAVE_ENV]))
+    _test_hook_sleep()
     state = {**trainer_state, "optimizer_param_groups": groups, "rng": rng_scalars}
     (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
     _fsync_tree(tmp)
@@ -147,6 +148,17 @@ def write_checkpoint(
     _fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _test_hook_sleep() -> None:
+    global _writes_done
+    _writes_done += 1
+    hook = os.environ.get(SLEEP_IN_SAVE_ENV)
+    if not hook:
+        return
+    seconds, _, nth = hook.partition("@")
+    if not nth or int(nth) == _writes_done:
+        time.sleep(float(seconds))
 
 
 def _fsync_tree(directory: Path) -> None:
