@@ -170,3 +170,18 @@ def test_from_config_builds_a_fresh_model_of_the_task_head(tiny):
     assert isinstance(AutoModelForCausalLM.from_config(tiny.gpt2()), CausalLM)
     assert isinstance(AutoModelForPreTraining.from_config(tiny.bert()), PreTrainingModel)
     assert isinstance(AutoModelForSequenceClassification.from_config(tiny.bert()), SequenceClassifier)
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch, ids, tiny):
+    import pickle
+
+    model = CausalLM(tiny.llama()).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    assert _same_logits(model, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)

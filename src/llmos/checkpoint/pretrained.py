@@ -229,7 +229,11 @@ def resolve_dtype(dtype: Any, lazy: LazyStateDict | None = None) -> torch.dtype:
 
 @contextlib.contextmanager
 def parameters_on_meta() -> Iterator[None]:
-    """Create every nn.Parameter on the meta device (buffers stay real): no memory, no init cost."""
+    """Create every nn.Parameter on the meta device (buffers stay real): no memory, no init cost.
+
+    It patches `nn.Module.register_parameter` for the duration (as accelerate's
+    init_empty_weights does), so modules built concurrently in other threads would
+    be affected too; loading is not meant to race with model construction."""
     original = nn.Module.register_parameter
 
     def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
