@@ -43,7 +43,8 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig.from_preset("micro", **{"vocab_size": 64, "max_seq_len": 32, **overrides})
 
 
-def run_tiny(out_dir, model_config: ModelConfig | None = None, model_seed: int = 0, **train) -> tuple:
+def run_tiny(out_dir, model_config: ModelConfig | None = None, model_seed: int = 0, ctx=None,
+             **train) -> tuple:
     """Train a micro causal LM on ToyBatches; returns (result, trainer)."""
     torch.manual_seed(model_seed)
     model = CausalLM(model_config or tiny_config())
@@ -55,5 +56,5 @@ def run_tiny(out_dir, model_config: ModelConfig | None = None, model_seed: int =
     held_out.index = 250  # far from the few batches a test trains on
     evals = [next(held_out)]
     trainer = Trainer(model, config, CausalLMObjective(),
-                      ToyBatches(config.batch_size, config.context), evals)
+                      ToyBatches(config.batch_size, config.context), evals, ctx=ctx)
     return trainer.train(), trainer

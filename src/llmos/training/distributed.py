@@ -53,6 +53,12 @@ def wrap_model(model: nn.Module, ctx: DistributedContext, strategy: str = "ddp")
     if not ctx.enabled:
         return model
     if strategy == "fsdp":
+        if ctx.device.type != "cuda":
+            from llmos.errors import LLMOSError
+
+            # torch's FSDP2 under gloo fails to free its gathered CPU buffers
+            # ("Trying to resize storage that is not resizable"); DDP is the CPU path.
+            raise LLMOSError("distributed='fsdp' needs CUDA devices; on CPU use distributed='ddp'")
         from torch.distributed.fsdp import fully_shard
 
         for block in getattr(getattr(model, "transformer", None), "blocks", []):
@@ -67,6 +73,22 @@ def wrap_model(model: nn.Module, ctx: DistributedContext, strategy: str = "ddp")
 
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def full_tensor(value: torch.Tensor) -> torch.Tensor:
+    """The whole of a (possibly FSDP-sharded) tensor, on CPU (a collective for sharded ones)."""
+    if hasattr(value, "full_tensor"):
+        value = value.full_tensor()
+    return value.detach().cpu()
+
+
+def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`full` cut the way `like` is sharded (unchanged when `like` is a plain tensor)."""
+    if hasattr(like, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(full.to(like.device), like.device_mesh, like.placements)
+    return full.to(like.device)
 
 
 def mean_across_processes(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:

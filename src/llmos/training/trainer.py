@@ -233,13 +233,19 @@ class Trainer:
         ckpt.check_same_config(saved["model_config"], self.model_config, directory)
         optim_state, rng = ckpt.read_optimizer_and_rng(directory, saved["optimizer_param_groups"])
         if self.ctx.enabled and self.config.distributed == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
             fresh = type(self.model)(self.model_config)
             ckpt.load_model_weights(fresh, directory)
-            set_state_dict(self.model, self.optimizer, model_state_dict=fresh.state_dict(),
-                           optim_state_dict=optim_state,
-                           options=StateDictOptions(full_state_dict=True))
+            full = dict(fresh.named_parameters())
+            params = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(dist_utils.shard_like(full[name], p))
+            ordered = [p for g in self.optimizer.param_groups for p in g["params"]]
+            for index, slots in optim_state["state"].items():
+                for slot, value in slots.items():
+                    if value.dim() > 0:
+                        slots[slot] = dist_utils.shard_like(value, ordered[index])
+            self.optimizer.load_state_dict(optim_state)
         else:
             ckpt.load_model_weights(self.model, directory)
             self.optimizer.load_state_dict(optim_state)
@@ -253,10 +259,11 @@ class Trainer:
     def _full_states(self) -> tuple[nn.Module, dict[str, Any]]:
         if not (self.ctx.enabled and self.config.distributed == "fsdp"):
             return self.model, self.optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state, optim_state = get_state_dict(self.model, self.optimizer, options=options)
+        # Every process takes part in gathering each sharded tensor; rank 0 keeps the result.
+        model_state = {n: dist_utils.full_tensor(p) for n, p in self.model.named_parameters()}
+        optim_state = self.optimizer.state_dict()
+        optim_state["state"] = {i: {k: dist_utils.full_tensor(v) for k, v in slots.items()}
+                                for i, slots in optim_state["state"].items()}
         if not self.ctx.is_main:
             return self.model, {}
         full = type(self.model)(self.model_config)
