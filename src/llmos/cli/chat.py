@@ -128,12 +128,10 @@ def chat_command(
     max_tokens: int = typer.Option(256, help="Longest answer in tokens."),
 ) -> None:
     """Chat with a checkpoint in the terminal; answers stream as they are generated."""
-    import torch
 
     from llmos.serving.engine import Engine
     from llmos.serving.loader import load_for_serving
 
-    torch.set_grad_enabled(False)
     model, tokenizer = load_for_serving(checkpoint)
     engine = Engine(model, max_batch=1, max_queue=1).start()
     session = ChatSession(engine, tokenizer, system)

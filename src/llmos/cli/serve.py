@@ -24,7 +24,6 @@ def serve_command(
     max_body_kb: int = typer.Option(1024, help="Largest request body accepted, in KiB (413 above)."),
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible API, with a chat page at /."""
-    import torch
     import uvicorn
 
     from llmos.serving.api import create_app
@@ -33,7 +32,6 @@ def serve_command(
     for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
         if value < 1:
             raise LLMOSError(f"{name} must be a positive integer, got {value}")
-    torch.set_grad_enabled(False)
     model, tokenizer = load_for_serving(checkpoint)
     model_id = model_name or Path(checkpoint).resolve().name
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
