@@ -47,7 +47,7 @@ def test_beam_search_stops_early_on_eos_like_transformers():
     hf, ours = gpt2_pair(vocab=32, eos=5, pad=1, std=0.3, seed=3)
     ids = torch.randint(6, 32, (2, 5), generator=torch.Generator().manual_seed(2))
     for early_stopping in (True, False, "never"):
-        kw = dict(num_beams=4, num_return_sequences=4, early_stopping=early_stopping, max_new_tokens=20)
+        kw = dict(num_beams=4, num_return_sequences=4, early_stopping=early_stopping, max_new_tokens=12)
         expected = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **kw)
         got = ours.generate(ids, **kw)
         assert torch.equal(got, expected), early_stopping

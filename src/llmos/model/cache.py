@@ -48,5 +48,7 @@ class KVCache:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows `index` (beam search: follow each beam's parent)."""
-        self.k = self.k.index_select(1, index)
-        self.v = self.v.index_select(1, index)
+        # In place and only over the filled positions: no reallocation of the whole cache.
+        n = self.length
+        self.k[:, :, :, :n] = self.k[:, :, :, :n].index_select(1, index)
+        self.v[:, :, :, :n] = self.v[:, :, :, :n].index_select(1, index)

@@ -12,6 +12,7 @@ from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.model.cache import KVCache
+from llmos.model.fast_linear import linear
 from llmos.model.norms import make_norm
 from llmos.model.transformer import Transformer, init_weights
 
@@ -86,7 +87,7 @@ class CausalLM(PreTrainedModel):
         h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
-        logits = self.lm_head(h)  # (B, T, V)
+        logits = linear(h, self.lm_head)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
