@@ -27,9 +27,12 @@ def generate_command(
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
-    from llmos.generation import TextStreamer
+    from llmos.generation import GenerationConfig, TextStreamer
+    from llmos.generation.config import GENERATION_CONFIG_NAME
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    if (Path(checkpoint) / GENERATION_CONFIG_NAME).is_file():
+        model.generation_config = GenerationConfig.from_pretrained(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
     options: dict = {"max_new_tokens": max_new_tokens, "num_beams": num_beams,
