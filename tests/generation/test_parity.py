@@ -71,3 +71,15 @@ def test_beam_scores_match_transformers_sequence_scores():
     got = ours.generate(ids, **kw)
     assert torch.equal(got.sequences, expected.sequences)
     torch.testing.assert_close(got.sequences_scores, expected.sequences_scores, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_checkpoint_loaded_with_auto_generates_like_transformers(family, tmp_path):
+    auto = pytest.importorskip("llmos.auto")
+    hf, _ = PAIRS[family](eos=3, pad=1)
+    hf.save_pretrained(tmp_path)
+    ours = auto.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids, mask = _padded_batch(256, pad=1)
+    for options in ({}, BEAM):
+        expected = hf.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, **options)
+        assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=10, **options), expected)
