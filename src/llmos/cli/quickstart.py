@@ -87,6 +87,8 @@ def quickstart(
     final = result.final_eval
     if final:
         console.print(f"    validation loss {final['val_loss']:.3f}, perplexity {final['val_perplexity']:.1f}")
+    else:
+        console.print("    no validation perplexity: the corpus is too small for a validation split")
 
     console.print("[bold]4/4[/] saving and sampling")
     model, tokenizer = _export_best(out)
@@ -98,9 +100,9 @@ def quickstart(
         console.rule(f"sample: {prompt!r}")
         console.print(text, markup=False, highlight=False)
     console.rule()
-    console.print(f"saved {out} in {time.perf_counter() - started:.0f} s. Next:")
+    console.print(f"saved {out} in {time.perf_counter() - started:.0f} s. Next:", soft_wrap=True)
     for verb in ("generate", "chat", "serve"):
-        console.print(f"  llmos {verb} {out}")
+        console.print(f"  llmos {verb} {out}", soft_wrap=True, highlight=False)
 
 
 def _calibrate_steps(overrides, vocab_size, context, batch_size, budget_s, console) -> int:

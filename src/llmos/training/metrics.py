@@ -52,7 +52,8 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:
+        ax.legend()
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path, dpi=100)
