@@ -104,3 +104,5 @@ def test_quickstart_trains_samples_and_saves_a_loadable_checkpoint(tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.max_seq_len >= 512 and (out / "tokenizer.json").is_file()
+    for kept in ("metrics.jsonl", "loss_curve.png", "recipe.yaml", "best", "last", "data"):
+        assert (out / kept).exists(), kept

@@ -139,7 +139,13 @@ def _export_best(out: Path):
     best = out / "best" if (out / "best").is_dir() else out / "last"
     model = AutoModelForCausalLM.from_pretrained(best)
     tokenizer = load_data_tokenizer(best)
-    model.save_pretrained(out, tokenizer=tokenizer)
+    # save_pretrained replaces its target directory whole; the run directory also holds the
+    # corpus, shards, metrics and trainer checkpoints, so write aside and move the files in.
+    staging = out / ".export"
+    model.save_pretrained(staging, tokenizer=tokenizer)
+    for path in staging.iterdir():
+        path.replace(out / path.name)
+    staging.rmdir()
     return model, tokenizer
 
 
