@@ -1,7 +1,7 @@
 """nanoGPT's CPU Shakespeare recipe, trained with the LLMOS trainer; compared with nanoGPT.
 
 Character-level tinyshakespeare, first 90% train / last 10% validation; a GPT
-with 4 layers, 4 heads, 128 dims, context 64, no biases, dropout 0; batch 12,
+with 4 layers, 4 heads, 128 dims, context 64, exact GELU, no biases, dropout 0; batch 12,
 2000 iterations, AdamW (beta2 0.99, weight decay 0.1, clip 1.0), lr 1e-3 with
 100 warmup steps and cosine decay to 1e-4; validation loss on 20 batches every
 250 steps. nanoGPT, run with that recipe (`python train.py
@@ -80,7 +80,7 @@ def main() -> None:
 
     context, batch = 64, 12
     config = ModelConfig(vocab_size=len(chars), d_model=128, n_layers=4, n_heads=4, max_seq_len=context,
-                         position="learned", norm="layernorm", mlp="gelu_tanh", norm_bias=False,
+                         position="learned", norm="layernorm", mlp="gelu", norm_bias=False,
                          mlp_bias=False, qkv_bias=False, attn_out_bias=False, dropout=0.0,
                          tie_embeddings=True)
     torch.manual_seed(args.seed)
