@@ -108,7 +108,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save_yaml(self.run_dir / "recipe.yaml")
             log = MetricsLog(self.run_dir / "metrics.jsonl", self.step if resume_from else None)
-        peak = matmul_peak(ctx.device) if ctx.is_main else 0.0
+        # tokens/s counts every process's tokens, so the peak is that of all processes together.
+        peak = matmul_peak(ctx.device) * ctx.world_size if ctx.is_main else 0.0
         result = TrainResult(steps=self.step, best_val_loss=self.best_val_loss, run_dir=self.run_dir)
         autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
         params = [p for p in self.model.parameters() if p.requires_grad]
