@@ -1,22 +1,29 @@
-"""LLMOS: train, adapt, run and serve open language models with code you can read."""
+"""LLMOS: train, adapt, run and serve open language models with code you can read.
 
-from llmos.auto import (
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForPreTraining,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-)
-from llmos.config import ModelConfig
+The public names load lazily (PEP 562), so `import llmos` and `llmos --help` don't
+pay for importing torch until a model or tokenizer is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AutoModelForCausalLM",
-    "AutoModelForMaskedLM",
-    "AutoModelForPreTraining",
-    "AutoModelForSequenceClassification",
-    "AutoTokenizer",
-    "ModelConfig",
-    "__version__",
-]
+_EXPORTS = {
+    "AutoModelForCausalLM": "llmos.auto",
+    "AutoModelForMaskedLM": "llmos.auto",
+    "AutoModelForPreTraining": "llmos.auto",
+    "AutoModelForSequenceClassification": "llmos.auto",
+    "AutoTokenizer": "llmos.auto",
+    "ModelConfig": "llmos.config",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'llmos' has no attribute {name!r}")
