@@ -42,7 +42,42 @@ def _stack(shards: TokenShards, starts: np.ndarray, length: int) -> tuple[torch.
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
-class CausalBatches:
+class DataPosition:
+    """The resumable position shared by the batch iterators: (epoch, index) into a seeded
+    per-epoch order, saved with the settings it is only meaningful with."""
+
+    def positions_in_epoch(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "index": self.index,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "context": self.context,
+            "world_size": self.world_size,
+            "num_tokens": self.shards.num_tokens,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; refuses one taken with other data or context."""
+        for key in ("seed", "context", "num_tokens"):
+            mine = self.state_dict()[key]
+            if key in state and state[key] != mine:
+                raise LLMOSError(
+                    f"cannot resume data position: saved {key}={state[key]} but this "
+                    f"iterator has {key}={mine}"
+                )
+        epoch, index = int(state["epoch"]), int(state["index"])
+        if epoch < 0 or not 0 <= index <= self.positions_in_epoch(epoch):
+            raise LLMOSError(f"invalid data position epoch={epoch}, index={index}")
+        self.epoch, self.index = epoch, index
+        if self.index == self.positions_in_epoch(epoch):
+            self.epoch, self.index = epoch + 1, 0
+
+
+class CausalBatches(DataPosition):
     """Infinite, deterministic ``(x, y)`` LongTensor batches of shape (batch_size, context)."""
 
     def __init__(
@@ -80,6 +115,9 @@ class CausalBatches:
             self._plan_epoch = epoch
         return self._shift, self._order
 
+    def positions_in_epoch(self, epoch: int) -> int:
+        return self.windows_per_epoch(epoch)
+
     def windows_per_epoch(self, epoch: int | None = None) -> int:
         """How many windows epoch ``epoch`` (default: the current one) visits."""
         return len(self._plan(self.epoch if epoch is None else epoch)[1])
@@ -104,34 +142,6 @@ class CausalBatches:
         starts = self._take(self.batch_size * self.world_size)
         mine = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         return _stack(self.shards, mine, self.context + 1)
-
-    def state_dict(self) -> dict:
-        """The data position (plus the settings it is only meaningful with)."""
-        return {
-            "epoch": self.epoch,
-            "index": self.index,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "context": self.context,
-            "world_size": self.world_size,
-            "num_tokens": self.shards.num_tokens,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a saved position; refuses one taken with other data or window size."""
-        for key in ("seed", "context", "num_tokens"):
-            mine = self.state_dict()[key]
-            if key in state and state[key] != mine:
-                raise LLMOSError(
-                    f"cannot resume data position: saved {key}={state[key]} but this "
-                    f"iterator has {key}={mine}"
-                )
-        epoch, index = int(state["epoch"]), int(state["index"])
-        if epoch < 0 or not 0 <= index <= self.windows_per_epoch(epoch):
-            raise LLMOSError(f"invalid data position epoch={epoch}, index={index}")
-        self.epoch, self.index = epoch, index
-        if self.index == self.windows_per_epoch(epoch):
-            self.epoch, self.index = epoch + 1, 0
 
 
 def eval_batches(

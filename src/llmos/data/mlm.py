@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmos.data.batches import DataPosition
 from llmos.data.shards import TokenShards
 from llmos.data.tokenizing import (
     all_special_ids,
@@ -90,7 +91,7 @@ def document_chunks(shards: TokenShards, max_len: int) -> tuple[np.ndarray, np.n
     return chunk_start[keep], chunk_len[keep], doc[keep]
 
 
-class MLMNSPBatches:
+class MLMNSPBatches(DataPosition):
     """Infinite, deterministic dicts of (batch_size, context) LongTensors for BERT pretraining."""
 
     def __init__(
@@ -150,6 +151,9 @@ class MLMNSPBatches:
     @property
     def examples_per_epoch(self) -> int:
         return len(self._chunk_start)
+
+    def positions_in_epoch(self, epoch: int) -> int:
+        return self.examples_per_epoch
 
     def _order_of(self, epoch: int) -> np.ndarray:
         if self._order_epoch != epoch:
@@ -229,30 +233,3 @@ class MLMNSPBatches:
             "labels": labels,
             "next_sentence_label": np.int64(label),
         }
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "index": self.index,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "context": self.context,
-            "world_size": self.world_size,
-            "num_tokens": self.shards.num_tokens,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a saved position; refuses one taken with other data or context."""
-        for key in ("seed", "context", "num_tokens"):
-            mine = self.state_dict()[key]
-            if key in state and state[key] != mine:
-                raise LLMOSError(
-                    f"cannot resume data position: saved {key}={state[key]} but this "
-                    f"iterator has {key}={mine}"
-                )
-        epoch, index = int(state["epoch"]), int(state["index"])
-        if epoch < 0 or not 0 <= index <= self.examples_per_epoch:
-            raise LLMOSError(f"invalid data position epoch={epoch}, index={index}")
-        self.epoch, self.index = epoch, index
-        if self.index == self.examples_per_epoch:
-            self.epoch, self.index = epoch + 1, 0
