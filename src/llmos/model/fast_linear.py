@@ -18,7 +18,10 @@ Measured on this project's 2-core AMD Zen 3 (fp32, quiet machine):
   linears go through `torch.ops.mkldnn._linear_pointwise` (dense weights: no
   repacked copy, no extra memory).
 
-Training (autograd on), GPUs and half precision use plain `F.linear`.
+With autograd on (training), CPU float32 linears go through
+`llmos.model.train_linear.onednn_linear`, whose forward and both backward
+matmuls use the same oneDNN kernel (not under torch.compile, which keeps
+F.linear). GPUs and half precision use plain `F.linear`.
 Parameters remain ordinary nn.Linear modules.
 """
 
@@ -32,6 +35,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from llmos.model.train_linear import onednn_linear
 
 _decoding = threading.local()
 
@@ -66,12 +71,11 @@ ONEDNN = _has_onednn_linear() and os.environ.get("LLMOS_ONEDNN_LINEAR", "1") != 
 
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     weight = layer.weight
-    if (
-        torch.is_grad_enabled()
-        or weight.device.type != "cpu"
-        or weight.dtype != torch.float32
-        or x.dtype != torch.float32
-    ):
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or x.dtype != torch.float32:
+        return F.linear(x, weight, layer.bias)
+    if torch.is_grad_enabled():
+        if ONEDNN and x.numel() > 0 and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu"):
+            return onednn_linear(x, weight, layer.bias)
         return F.linear(x, weight, layer.bias)
     rows = x.numel() // x.shape[-1]
     if rows == 1 and getattr(_decoding, "active", False):
