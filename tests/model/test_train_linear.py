@@ -99,3 +99,16 @@ def test_inference_without_grad_still_skips_autograd():
     with torch.no_grad():
         y = fast_linear.linear(torch.randn(3, 8), layer)
     assert y.grad_fn is None and not y.requires_grad
+
+
+def test_mfu_peak_is_the_best_of_mkl_and_onednn_kernels(monkeypatch):
+    import llmos.training.mfu as mfu_module
+
+    assert set(mfu_module.matmul_kernels("cpu")) == {"torch.mm", "oneDNN"}
+    a, b = torch.randn(33, 33), torch.randn(33, 33)
+    for kernel in mfu_module.matmul_kernels("cpu").values():  # every kernel does the same product's FLOPs
+        assert kernel(a, b).shape == (33, 33)
+    peaks = mfu_module.measure_matmul_peaks("cpu", sizes=(64,), seconds_per_size=0.02)
+    assert set(peaks) == {"torch.mm", "oneDNN"} and min(peaks.values()) > 0
+    monkeypatch.setattr(mfu_module, "measure_matmul_peaks", lambda *a, **k: {"torch.mm": 2e11, "oneDNN": 4.5e11})
+    assert mfu_module.measure_matmul_peak("cpu") == 4.5e11
