@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from llmos.errors import LLMOSError
+from llmos.model.fast_linear import one_row_decoding
 from llmos.serving.metrics import Metrics
 from llmos.serving.sampling import RequestSampler, SamplingParams, token_logprobs
 from llmos.serving.slot_cache import SlotCache
@@ -82,12 +83,16 @@ class Engine:
         max_len: int | None = None,
         prefill_token_budget: int = 2048,
         metrics: Metrics | None = None,
+        one_row_fast_path: bool = True,
     ) -> None:
         self.model = model.eval()
         self.config = model.config
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.prefill_token_budget = prefill_token_budget
+        # With one request active, decode through `one_row_decoding` (NumPy gemv, torch on
+        # one thread inside the engine's step): the single-stream latency `generate` gets.
+        self.one_row_fast_path = one_row_fast_path
         self.metrics = metrics or Metrics()
         self.cache = SlotCache(
             self.config, max_batch, self.max_len, dtype=model.dtype, device=model.device
@@ -219,13 +224,15 @@ class Engine:
     def _decode_step(self) -> None:
         started = time.perf_counter()
         mask, positions = self.cache.decode_inputs()
-        last = torch.tensor([r.generated[-1] for r in self.rows], device=mask.device)[:, None]
-        out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache)
+        last = torch.tensor([r.generated[-1] for r in self.rows], device=positions.device)[:, None]
+        with one_row_decoding(self.one_row_fast_path and len(self.rows) == 1):
+            out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache,
+                             logits_to_keep=1)
         logits = out.logits[:, -1].float()  # (active, V)
         self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
-        greedy = logits.argmax(-1).tolist()
+        greedy = logits.argmax(-1).tolist() if any(r.params.greedy for r in self.rows) else None
         for row in range(len(self.rows)):
-            self._accept_token(row, logits[row : row + 1], greedy[row])
+            self._accept_token(row, logits[row : row + 1], greedy[row] if greedy else None)
         self._retire()
 
     def _accept_token(self, row: int, logits: torch.Tensor, greedy_choice: int | None = None) -> None:

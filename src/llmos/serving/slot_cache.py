@@ -2,11 +2,18 @@
 
 It speaks the model's cache protocol (`length`, `update`, `advance`) so the
 unchanged `CausalLM.forward` decodes every active request in one pass. Rows
-are kept *right-aligned*: every active row's history ends at the global
-column `length`, row r occupying columns [length - n_r, length). That makes
-the per-step attention mask a simple "last n_r columns" test, keeps relative
-distances (causality, sliding windows) right, and turns compaction into one
-slice: columns left of the longest active row hold only padding.
+are kept *right-aligned*: every active row's history ends at the absolute
+column `end`, row r occupying columns [start_r, end). That makes the
+per-step attention mask a simple "columns from start_r on" test and keeps
+relative distances (causality, sliding windows) right.
+
+The model sees only the live window [start, end), start = min_r start_r:
+`length` is the window's width, so attention costs what the longest active
+request needs, however long the server has been running; columns left of
+`start` are stale padding and are never read. When the window would run off
+the buffer's right edge it is copied back to column 0 (rare: once per
+max_len - longest steps). When every active row starts at `start` (always
+so for a single row), no mask is needed at all.
 
 Active rows are packed at the front ([0, active)); retiring a row moves the
 last active row into its place, so a decode step only touches live rows.
@@ -33,68 +40,86 @@ class SlotCache:
         shape = (config.n_layers, max_batch, config.n_kv_heads, self.max_len, config.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.length = 0  # global column count: every active row ends here
+        self.end = 0  # absolute column where every active row's history ends
+        self.start = 0  # leftmost column any active row uses
         self.active = 0  # rows [0, active) are live
-        self.row_lengths: list[int] = []  # n_r for each active row
+        self.row_starts: list[int] = []  # start_r (absolute column) for each active row
 
     # -- the model's cache protocol -------------------------------------------------
+    @property
+    def length(self) -> int:
+        """Width of the live window: the model's "past" for the next step."""
+        return self.end - self.start
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (active, Hkv, T, D) at the global end; return keys/values of live rows."""
-        rows, start, end = k.shape[0], self.length, self.length + k.shape[2]
-        self.k[layer, :rows, :, start:end] = k
-        self.v[layer, :rows, :, start:end] = v
-        return self.k[layer, :rows, :, :end], self.v[layer, :rows, :, :end]
+        """Write k, v (active, Hkv, T, D) at the end; return the live window of live rows."""
+        rows, end = k.shape[0], self.end + k.shape[2]
+        self.k[layer, :rows, :, self.end : end] = k
+        self.v[layer, :rows, :, self.end : end] = v
+        return self.k[layer, :rows, :, self.start : end], self.v[layer, :rows, :, self.start : end]
 
     def advance(self, n: int) -> None:
-        self.length += n
-        self.row_lengths = [n_r + n for n_r in self.row_lengths]
+        self.end += n
 
     # -- what the engine needs --------------------------------------------------------
     @property
     def free_rows(self) -> int:
         return self.max_batch - self.active
 
-    def decode_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(attention_mask (active, length + 1), position_ids (active, 1)) for one decode step.
+    @property
+    def row_lengths(self) -> list[int]:
+        """Tokens of history per active row."""
+        return [self.end - s for s in self.row_starts]
 
-        Makes room first: the step writes column `length`, which must exist.
+    def decode_inputs(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(attention_mask (active, length + 1) or None, position_ids (active, 1)) for one step.
+
+        Narrows the window to the longest active row and makes room for the
+        column this step writes. The mask is None when every row spans the
+        whole window (nothing to hide).
         """
-        if self.length + 1 > self.max_len:
+        self.start = min(self.row_starts, default=self.end)
+        if self.end + 1 > self.max_len:
             self.compact()
         device = self.k.device
-        n = torch.tensor(self.row_lengths, device=device)  # (active,)
-        columns = torch.arange(self.length + 1, device=device)
-        mask = columns[None, :] >= (self.length - n)[:, None]  # own history + the new token
-        return mask.long(), n[:, None]
+        starts = torch.tensor(self.row_starts, device=device)  # (active,)
+        positions = (self.end - starts)[:, None]
+        if all(s == self.start for s in self.row_starts):
+            return None, positions
+        columns = torch.arange(self.start, self.end + 1, device=device)
+        mask = columns[None, :] >= starts[:, None]  # own history + the new token
+        return mask.long(), positions
 
     def compact(self) -> None:
-        """Drop the columns left of the longest active row: they are padding for everyone."""
-        longest = max(self.row_lengths, default=0)
-        shift = self.length - longest
+        """Copy the live window back to column 0 (the columns left of it are padding)."""
+        self.start = min(self.row_starts, default=self.end)
+        shift, width, rows = self.start, self.end - self.start, self.active
         if shift <= 0:
             return
-        rows = self.active
-        self.k[:, :rows, :, :longest] = self.k[:, :rows, :, shift:self.length].clone()
-        self.v[:, :rows, :, :longest] = self.v[:, :rows, :, shift:self.length].clone()
-        self.length = longest
+        if rows and width:
+            self.k[:, :rows, :, :width] = self.k[:, :rows, :, shift : self.end].clone()
+            self.v[:, :rows, :, :width] = self.v[:, :rows, :, shift : self.end].clone()
+        self.row_starts = [s - shift for s in self.row_starts]
+        self.start, self.end = 0, width
 
     def insert(self, k: torch.Tensor, v: torch.Tensor) -> int:
         """Add a prefilled request; k, v are (n_layers, Hkv, n, D). Returns its row."""
         if self.active >= self.max_batch:
             raise RuntimeError("no free slot")  # the engine checks free_rows first
         n = k.shape[2]
-        self.compact()
-        if n > self.length:  # shift everyone right so the new row fits, still right-aligned
-            grow, rows = n - self.length, self.active
+        if n > self.end:  # shift everyone right so the new row fits, still right-aligned
+            grow, rows = n - self.end, self.active
             if rows:
-                self.k[:, :rows, :, grow:n] = self.k[:, :rows, :, : self.length].clone()
-                self.v[:, :rows, :, grow:n] = self.v[:, :rows, :, : self.length].clone()
-            self.length = n
+                self.k[:, :rows, :, grow:n] = self.k[:, :rows, :, : self.end].clone()
+                self.v[:, :rows, :, grow:n] = self.v[:, :rows, :, : self.end].clone()
+            self.row_starts = [s + grow for s in self.row_starts]
+            self.start, self.end = self.start + grow, n
         row = self.active
-        self.k[:, row, :, self.length - n : self.length] = k
-        self.v[:, row, :, self.length - n : self.length] = v
+        self.k[:, row, :, self.end - n : self.end] = k
+        self.v[:, row, :, self.end - n : self.end] = v
         self.active += 1
-        self.row_lengths.append(n)
+        self.row_starts.append(self.end - n)
+        self.start = min(self.start, self.end - n) if row else self.end - n
         return row
 
     def remove(self, row: int) -> int | None:
@@ -102,12 +127,13 @@ class SlotCache:
         last = self.active - 1
         moved = None
         if row != last:
-            self.k[:, row, :, : self.length] = self.k[:, last, :, : self.length]
-            self.v[:, row, :, : self.length] = self.v[:, last, :, : self.length]
-            self.row_lengths[row] = self.row_lengths[last]
+            begin = self.row_starts[last]
+            self.k[:, row, :, begin : self.end] = self.k[:, last, :, begin : self.end]
+            self.v[:, row, :, begin : self.end] = self.v[:, last, :, begin : self.end]
+            self.row_starts[row] = begin
             moved = last
-        self.row_lengths.pop()
+        self.row_starts.pop()
         self.active -= 1
         if self.active == 0:
-            self.length = 0
+            self.start = self.end = 0
         return moved
