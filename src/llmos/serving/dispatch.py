@@ -89,12 +89,15 @@ class ChoiceGroup:
         unfinished = len(self.choices)
         try:
             while unfinished:
-                try:
-                    index, event = await asyncio.wait_for(self.queue.get(), timeout=0.5)
-                except asyncio.TimeoutError:
-                    if await disconnected():
-                        return
-                    continue
+                try:  # events usually wait already: skip wait_for's task and timer then
+                    index, event = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        index, event = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+                    except asyncio.TimeoutError:
+                        if await disconnected():
+                            return
+                        continue
                 choice = self.choices[index]
                 if choice.finish_reason is not None:
                     continue  # a token that raced a stop-string cancel
