@@ -45,7 +45,8 @@ def serve(args: argparse.Namespace) -> None:
     tokenizer = Tokenizer(models.WordLevel({f"w{i}": i for i in range(config.vocab_size)}, unk_token="w0"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     app = create_app(model, tokenizer, model_id="gpt2-random", max_batch=args.max_batch,
-                     max_queue=args.max_queue)
+                     max_queue=args.max_queue, prefill_min_batch=args.prefill_min_batch,
+                     prefill_max_wait_steps=args.prefill_max_wait_steps)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
@@ -121,6 +122,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=0, help="override GPT-2's 12 layers (0 = keep)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-queue", type=int, default=256)
+    parser.add_argument("--prefill-min-batch", type=int, default=1,
+                        help="while decoding, gather this many new prompts per prefill")
+    parser.add_argument("--prefill-max-wait-steps", type=int, default=0,
+                        help="...or prefill once the oldest has waited this many decode steps")
     parser.add_argument("--quick", action="store_true", help="4 layers, 2 requests/client, 16 tokens")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -132,7 +137,9 @@ def main() -> None:
         return
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--layers", str(args.layers),
-           "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue)]
+           "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue),
+           "--prefill-min-batch", str(args.prefill_min_batch),
+           "--prefill-max-wait-steps", str(args.prefill_max_wait_steps)]
     server = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -150,7 +157,8 @@ def main() -> None:
         levels = [int(c) for c in args.clients.split(",")]
         shape = f"GPT-2 shape, {args.layers or 12} layers"
         print(f"# serve_load: {shape}, prompt {args.prompt_len} tokens, {args.max_tokens} new tokens, "
-              f"{args.requests} requests/client, max_batch {args.max_batch}, 2 threads")
+              f"{args.requests} requests/client, max_batch {args.max_batch}, prefill_min_batch "
+              f"{args.prefill_min_batch}, prefill_max_wait_steps {args.prefill_max_wait_steps}, 2 threads")
         print(f"{'clients':>7} {'reqs':>5} {'fail':>4} {'tok/s':>8} {'x1':>6} {'TTFT p50':>9} "
               f"{'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8}  (ms)")
         single = None

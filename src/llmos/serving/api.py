@@ -47,11 +47,14 @@ def create_app(
     max_queue: int = 64,
     max_body_bytes: int = 1 << 20,
     chat_template: str | None = None,
+    **engine_options: Any,
 ) -> FastAPI:
-    """An app serving `model` (a CausalLM) with `tokenizer` (LLMOS or `tokenizers.Tokenizer`)."""
+    """An app serving `model` (a CausalLM) with `tokenizer` (LLMOS or `tokenizers.Tokenizer`).
+
+    engine_options go to `Engine` (e.g. prefill_min_batch, prefill_max_wait_steps)."""
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
         tokenizer, chat_template, _eos_ids(model.config))
-    engine = Engine(model, max_batch=max_batch, max_queue=max_queue)
+    engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
     state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()))
 
     @asynccontextmanager

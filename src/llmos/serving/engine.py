@@ -68,6 +68,7 @@ class Request:
     first_token_at: float | None = None
     last_token_at: float | None = None
     finish_reason: str | None = None
+    arrival_step: int = 0  # the engine's decode-step count when it was queued
 
     def cancel(self) -> None:
         """Ask the engine to drop this request and free its slot (e.g. client went away)."""
@@ -84,6 +85,8 @@ class Engine:
         prefill_token_budget: int = 2048,
         metrics: Metrics | None = None,
         one_row_fast_path: bool = True,
+        prefill_min_batch: int = 1,
+        prefill_max_wait_steps: int = 0,
     ) -> None:
         self.model = model.eval()
         self.config = model.config
@@ -93,6 +96,13 @@ class Engine:
         # With one request active, decode through `one_row_decoding` (NumPy gemv, torch on
         # one thread inside the engine's step): the single-stream latency `generate` gets.
         self.one_row_fast_path = one_row_fast_path
+        # A prefill stalls every running request for about one decode step, whatever its
+        # size, so while requests are decoding new ones are prefilled together: once
+        # `prefill_min_batch` wait (or every free row is wanted), or the oldest has waited
+        # `prefill_max_wait_steps` decode steps, which bounds the extra time to first token.
+        self.prefill_min_batch = max(1, prefill_min_batch)
+        self.prefill_max_wait_steps = prefill_max_wait_steps
+        self.steps = 0  # decode steps run so far
         self.metrics = metrics or Metrics()
         self.cache = SlotCache(
             self.config, max_batch, self.max_len, dtype=model.dtype, device=model.device
@@ -126,6 +136,7 @@ class Engine:
             )
         request = Request(prompt_ids=list(prompt_ids), params=params, emit=emit, id=next(self.ids))
         request.sampler = RequestSampler(params, fallback_seed=int(torch.randint(0, 2**62, (1,))))
+        request.arrival_step = self.steps
         with self.lock:
             if len(self.waiting) >= self.max_queue:
                 self.metrics.rejected_queue_full()
@@ -170,6 +181,8 @@ class Engine:
     def _take_admissible(self) -> list[Request]:
         """Waiting requests that fit in free rows and this step's prefill budget."""
         taken: list[Request] = []
+        if not self._prefill_due():
+            return taken
         budget = self.prefill_token_budget
         free = self.cache.free_rows
         while self.waiting and len(taken) < free:
@@ -184,6 +197,14 @@ class Engine:
             budget -= len(request.prompt_ids)
         self.metrics.set_queue_depth(len(self.waiting))
         return taken
+
+    def _prefill_due(self) -> bool:
+        """Whether to prefill now rather than gather more prompts first (see __init__)."""
+        if not self.rows or not self.waiting:
+            return True
+        wanted = min(self.prefill_min_batch, self.cache.free_rows)
+        waited = self.steps - self.waiting[0].arrival_step
+        return len(self.waiting) >= wanted or waited >= self.prefill_max_wait_steps
 
     def _prefill(self, requests: list[Request]) -> None:
         """Run the prompts as one left-padded batch, then give each a row and its first token."""
@@ -230,6 +251,7 @@ class Engine:
                              logits_to_keep=1)
         logits = out.logits[:, -1].float()  # (active, V)
         self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
+        self.steps += 1
         greedy = logits.argmax(-1).tolist() if any(r.params.greedy for r in self.rows) else None
         for row in range(len(self.rows)):
             self._accept_token(row, logits[row : row + 1], greedy[row] if greedy else None)
