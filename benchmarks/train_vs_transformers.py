@@ -5,9 +5,14 @@ tokens of a GPT-2 with 6 layers, 384 dims, 6 heads, vocabulary 8192, dropout 0,
 in both libraries (transformers' GPT2LMHeadModel with SDPA attention and
 torch.optim.AdamW; LLMOS' CausalLM with its own optimizer setup: AdamW with the
 fused kernel and decay on matrices only). Steps of the two alternate in rounds so
-both see the same machine conditions. MFU uses one formula for both
-(6 * matmul params + 12 * layers * d * T FLOPs per token, see llmos.training.mfu)
-against the fp32 matmul peak measured at the start of the run.
+both see the same machine conditions (median of the rounds). MFU uses one formula
+for both (6 * matmul params + 12 * layers * d * T FLOPs per token, see
+llmos.training.mfu) against the fp32 matmul peak measured at the start of the
+run as the best of the kernels torch has (MKL's torch.mm and oneDNN's inner
+product; both printed). LLMOS' linears train through oneDNN in the forward and
+both backward matmuls (llmos.model.train_linear); transformers' Conv1D layers
+use torch.addmm (MKL), which on this AMD CPU reaches less than half the peak,
+so transformers' MFU is low by construction of the machine, not of the formula.
 
     python benchmarks/train_vs_transformers.py [--steps 10 --rounds 3 --compile]
 """
