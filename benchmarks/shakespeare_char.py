@@ -11,7 +11,17 @@ config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
 machine (2 Zen3 cores), reached val loss 1.886 in 165 s; that figure is a
 constant here (measured once, outside this script), the ratio is against it.
 
-    python benchmarks/shakespeare_char.py --data /work/shared/data/tinyshakespeare.txt
+Two architectures, same recipe and size (both rows printed, labelled):
+- "nanoGPT GPT": nanoGPT's own block (learned positions, LayerNorm, GELU);
+- "Llama-style": LLMOS' RoPE + RMSNorm + SwiGLU (d_ff 341, so the parameter
+  count matches; no position table).
+Validation: "val loss (20)" is nanoGPT's protocol (20 random 12 x 64 windows of
+the validation split, evaluated at the end, inside the timed run); "val loss
+(200)" is a less noisy estimate on 200 other random windows, after the timed
+run. The goal counts as met only when both are <= 1.88 for every seed.
+Wall time covers the whole trainer run (2000 steps plus its 8 evaluations).
+
+    python benchmarks/shakespeare_char.py --seeds 1337 1338 1339 [--arch gpt|llama|both]
 """
 
 from __future__ import annotations
