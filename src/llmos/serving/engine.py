@@ -84,7 +84,7 @@ class Engine:
         max_len: int | None = None,
         prefill_token_budget: int = 2048,
         metrics: Metrics | None = None,
-        one_row_fast_path: bool = True,
+        one_row_fast_path: bool = False,
         prefill_min_batch: int = 1,
         prefill_max_wait_steps: int = 0,
     ) -> None:
@@ -93,8 +93,11 @@ class Engine:
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.prefill_token_budget = prefill_token_budget
-        # With one request active, decode through `one_row_decoding` (NumPy gemv, torch on
-        # one thread inside the engine's step): the single-stream latency `generate` gets.
+        # Opt-in: with one request active, decode through `one_row_decoding` (NumPy gemv,
+        # torch on one thread). On this project's 2-core machine a lone GPT-2 stream then
+        # took 14 ms a token instead of 18.5, but in about one server process in four,
+        # with other processes on the cores, every token took ~390 ms (NumPy's BLAS
+        # threads against torch's OpenMP pool and the HTTP thread), so it is off by default.
         self.one_row_fast_path = one_row_fast_path
         # A prefill stalls every running request for about one decode step, whatever its
         # size, so while requests are decoding new ones are prefilled together: once
@@ -243,19 +246,25 @@ class Engine:
         return [(request.prompt_ids[0], None, [])] + scored
 
     def _decode_step(self) -> None:
+        # One active row: the whole step (forward and choice) runs on one torch thread
+        # with NumPy gemv linears; torch's second OpenMP thread would only spin against
+        # NumPy's BLAS threads between the forward and the sampling.
+        with one_row_decoding(self.one_row_fast_path and len(self.rows) == 1):
+            self._decode_rows()
+        self._retire()
+
+    def _decode_rows(self) -> None:
         started = time.perf_counter()
         mask, positions = self.cache.decode_inputs()
         last = torch.tensor([r.generated[-1] for r in self.rows], device=positions.device)[:, None]
-        with one_row_decoding(self.one_row_fast_path and len(self.rows) == 1):
-            out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache,
-                             logits_to_keep=1)
+        out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache,
+                         logits_to_keep=1)
         logits = out.logits[:, -1].float()  # (active, V)
         self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
         self.steps += 1
         greedy = logits.argmax(-1).tolist() if any(r.params.greedy for r in self.rows) else None
         for row in range(len(self.rows)):
             self._accept_token(row, logits[row : row + 1], greedy[row] if greedy else None)
-        self._retire()
 
     def _accept_token(self, row: int, logits: torch.Tensor, greedy_choice: int | None = None) -> None:
         """Choose, record and emit one token for the request in `row`; mark it done if it ended."""
