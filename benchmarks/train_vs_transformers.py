@@ -14,7 +14,7 @@ both backward matmuls (llmos.model.train_linear); transformers' Conv1D layers
 use torch.addmm (MKL), which on this AMD CPU reaches less than half the peak,
 so transformers' MFU is low by construction of the machine, not of the formula.
 
-    python benchmarks/train_vs_transformers.py [--steps 10 --rounds 3 --compile]
+    python benchmarks/train_vs_transformers.py [--steps 2 --rounds 12 --compile]
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def time_steps(step, batches) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=8, help="steps per round per library")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2, help="steps per round per library")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds alternate the libraries; the median round counts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the LLMOS model")
     args = parser.parse_args()
