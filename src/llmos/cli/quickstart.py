@@ -101,8 +101,8 @@ def quickstart(
         console.print(text, markup=False, highlight=False)
     console.rule()
     console.print(f"saved {out} in {time.perf_counter() - started:.0f} s. Next:", soft_wrap=True)
-    for verb in ("generate", "chat", "serve"):
-        console.print(f"  llmos {verb} {out}", soft_wrap=True, highlight=False)
+    for command in (f"generate {out} --prompt 'Return the'", f"chat {out}", f"serve {out}"):
+        console.print(f"  llmos {command}", soft_wrap=True, highlight=False)
 
 
 def _calibrate_steps(overrides, vocab_size, context, batch_size, budget_s, console) -> int:
