@@ -17,6 +17,9 @@ from llmos.model.cache import KVCache
 from llmos.model.fast_linear import linear
 from llmos.model.positions import apply_rope
 
+# SDPA shares key/value heads itself from torch 2.5 on; on 2.4 they are repeated first.
+SDPA_SHARES_KV_HEADS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
 
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
@@ -47,12 +50,19 @@ class Attention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (B, Hkv, S, D)
+        grouped = {}
+        if self.n_kv_heads != self.n_heads:
+            if SDPA_SHARES_KV_HEADS:
+                grouped = {"enable_gqa": True}
+            else:
+                group = self.n_heads // self.n_kv_heads
+                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=mask,
             is_causal=is_causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_heads != self.n_heads,
+            **grouped,
         )  # (B, H, T, D)
         return linear(y.transpose(1, 2).reshape(B, T, self.q_size), self.out)
 
