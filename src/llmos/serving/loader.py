@@ -24,6 +24,4 @@ def load_for_serving(directory: str | Path, dtype: Any = None) -> tuple[Any, Ser
                          "(save it with model.save_pretrained(dir, tokenizer=tokenizer))")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    eos = model.config.eos_token_id
-    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    return model, ServedTokenizer(tokenizer, eos_token_ids=eos_ids)
+    return model, ServedTokenizer(tokenizer, eos_token_ids=model.config.eos_token_ids)
