@@ -142,6 +142,20 @@ def test_pretraining_loss_is_masked_lm_plus_next_sentence():
     torch.testing.assert_close(out.loss, mlm + F.cross_entropy(out.nsp_logits, nsp))
 
 
+def test_masked_only_runs_the_mlm_head_on_the_labelled_positions_with_the_same_loss():
+    torch.manual_seed(0)
+    model = PreTrainingModel(encoder()).eval()
+    ids = torch.randint(0, 97, (2, 8))
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 5], labels[1, 6] = ids[0, 2], ids[1, 5], ids[1, 6]
+    nsp = torch.tensor([0, 1])
+    full = model(ids, labels=labels, next_sentence_label=nsp)
+    only = model(ids, labels=labels, next_sentence_label=nsp, masked_only=True)
+    assert only.logits.shape == (3, 97)
+    torch.testing.assert_close(only.logits, full.logits[labels != -100])
+    torch.testing.assert_close(only.loss, full.loss)
+
+
 def test_decoder_classifier_reads_the_last_real_token():
     torch.manual_seed(0)
     model = SequenceClassifier(tiny(num_labels=3, pad_token_id=0)).eval()

@@ -146,9 +146,16 @@ class MaskedLM(PreTrainedModel):
             self.mlm.decoder.weight = self.transformer.embed.tokens.weight
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None) -> ModelOutput:
+                labels=None, masked_only: bool = False) -> ModelOutput:
+        """masked_only (with labels): run the prediction head only where labels != -100, so
+        `logits` is (number of masked tokens, V), in row-major order of those positions.
+        Training needs no more, and the head then costs ~15% of what it costs on every token."""
         h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
-        logits = self.mlm(h)
+        if masked_only and labels is not None:
+            masked = labels != IGNORE_INDEX
+            logits, labels = self.mlm(h[masked]), labels[masked]
+        else:
+            logits = self.mlm(h)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
@@ -167,8 +174,8 @@ class PreTrainingModel(MaskedLM):
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, next_sentence_label=None) -> ModelOutput:
-        out = super().forward(input_ids, attention_mask, token_type_ids, position_ids, labels)
+                labels=None, next_sentence_label=None, masked_only: bool = False) -> ModelOutput:
+        out = super().forward(input_ids, attention_mask, token_type_ids, position_ids, labels, masked_only)
         out.nsp_logits = self.nsp(self.pooler(out.hidden_states))
         if next_sentence_label is not None:
             nsp_loss = F.cross_entropy(out.nsp_logits.float(), next_sentence_label.reshape(-1))
