@@ -53,13 +53,13 @@ def wrap_model(model: nn.Module, ctx: DistributedContext, strategy: str = "ddp")
     if not ctx.enabled:
         return model
     if strategy == "fsdp":
-        if ctx.device.type != "cuda":
-            from llmos.errors import LLMOSError
+        import warnings
 
-            # torch's FSDP2 under gloo fails to free its gathered CPU buffers
-            # ("Trying to resize storage that is not resizable"); DDP is the CPU path.
-            raise LLMOSError("distributed='fsdp' needs CUDA devices; on CPU use distributed='ddp'")
         from torch.distributed.fsdp import fully_shard
+
+        # Logits come back as a reshaped view of the head's 2-D output; nothing here
+        # modifies them in place, which is the only case this warning is about.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
 
         for block in getattr(getattr(model, "transformer", None), "blocks", []):
             fully_shard(block)
@@ -91,12 +91,15 @@ def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return full.to(like.device)
 
 
-def mean_across_processes(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+def sum_across_processes(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
     if ctx.enabled:
         value = value.detach().clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= ctx.world_size
     return value
+
+
+def mean_across_processes(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    return sum_across_processes(value, ctx) / ctx.world_size
 
 
 def barrier(ctx: DistributedContext) -> None:
@@ -106,4 +109,7 @@ def barrier(ctx: DistributedContext) -> None:
 
 def teardown(ctx: DistributedContext) -> None:
     if ctx.enabled and dist.is_initialized():
+        # Every process arrives before any tears down: without it, gloo under FSDP could
+        # abort a process still finishing its last collective at exit.
+        dist.barrier()
         dist.destroy_process_group()

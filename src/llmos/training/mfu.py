@@ -108,9 +108,13 @@ def matmul_parameters(config: ModelConfig, num_parameters: int) -> int:
     return num_parameters
 
 
-def training_flops_per_token(config: ModelConfig, num_parameters: int, context: int) -> float:
-    """6N + 12 L d_attn T: forward + backward FLOPs per token (see module docstring)."""
-    n = matmul_parameters(config, num_parameters)
+def training_flops_per_token(config: ModelConfig, num_parameters: int, context: int,
+                             head_fraction: float = 1.0) -> float:
+    """6N + 12 L d_attn T: forward + backward FLOPs per token (see module docstring).
+
+    head_fraction: the share of tokens the output head (V x d) runs on; masked-LM
+    training runs it on the masked ~15% only, so those FLOPs are not counted for the rest."""
+    n = matmul_parameters(config, num_parameters) - (1.0 - head_fraction) * config.vocab_size * config.d_model
     return 6.0 * n + 12.0 * config.n_layers * config.n_heads * config.head_dim * context
 
 

@@ -10,7 +10,7 @@ objective.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import torch
@@ -22,14 +22,28 @@ IGNORE_INDEX = -100
 Batch = Any  # a (x, y) tuple for causal LM, a dict of tensors for MLM + NSP
 
 
+SumAcross = Callable[[torch.Tensor], torch.Tensor]
+
+
 class Objective(Protocol):
     name: str
+    head_fraction: float  # the share of tokens the output head runs on (for MFU's FLOP count)
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
     def num_tokens(self, batch: Batch) -> int: ...
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]: ...
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 sum_across: SumAcross | None = None) -> dict[str, float]:
+        """Metrics over `batches`. Under data parallelism each process evaluates its slice
+        and `sum_across` adds the raw totals of all processes before any ratio is taken,
+        so the metrics are those of the whole validation set."""
+        ...
+
+
+def _summed(totals: list[float], sum_across: SumAcross | None) -> list[float]:
+    values = torch.tensor(totals, dtype=torch.float64)
+    return (sum_across(values) if sum_across is not None else values).tolist()
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -55,6 +69,7 @@ class CausalLMObjective:
     """
 
     name = "causal"
+    head_fraction = 1.0  # the LM head runs on every token
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
@@ -66,7 +81,8 @@ class CausalLMObjective:
         return batch[0].numel()
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 sum_across: SumAcross | None = None) -> dict[str, float]:
         total, count = 0.0, 0
         for batch in batches:
             x, y = batch
@@ -74,6 +90,7 @@ class CausalLMObjective:
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
                                      ignore_index=IGNORE_INDEX, reduction="sum").item()
             count += int((y != IGNORE_INDEX).sum())
+        total, count = _summed([total, count], sum_across)
         if count == 0:
             raise ValueError("evaluation saw no target tokens")
         loss = total / count
@@ -90,28 +107,35 @@ class MLMNSPObjective:
 
     name = "mlm_nsp"
 
+    def __init__(self, mlm_probability: float = 0.15) -> None:
+        self.head_fraction = mlm_probability  # the prediction head runs on the masked tokens only
+
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return model(**batch).loss
+        return model(**batch, masked_only=True).loss
 
     def num_tokens(self, batch: Batch) -> int:
         return int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 sum_across: SumAcross | None = None) -> dict[str, float]:
         mlm_loss = mlm_correct = mlm_count = 0.0
         nsp_loss = nsp_correct = nsp_count = 0.0
         for batch in batches:
-            out = model(**{k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")})
-            labels, nsp_labels = batch["labels"], batch["next_sentence_label"].reshape(-1)
-            masked = labels != IGNORE_INDEX
-            logits = out.logits[masked].float()
-            mlm_loss += F.cross_entropy(logits, labels[masked], reduction="sum").item()
-            mlm_correct += (logits.argmax(-1) == labels[masked]).sum().item()
-            mlm_count += masked.sum().item()
+            inputs = {k: v for k, v in batch.items() if k != "next_sentence_label"}
+            out = model(**inputs, masked_only=True)  # logits of the masked positions only
+            labels = batch["labels"][batch["labels"] != IGNORE_INDEX]
+            nsp_labels = batch["next_sentence_label"].reshape(-1)
+            logits = out.logits.float()
+            mlm_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            mlm_correct += (logits.argmax(-1) == labels).sum().item()
+            mlm_count += labels.numel()
             nsp_logits = out.nsp_logits.float()
             nsp_loss += F.cross_entropy(nsp_logits, nsp_labels, reduction="sum").item()
             nsp_correct += (nsp_logits.argmax(-1) == nsp_labels).sum().item()
             nsp_count += nsp_labels.numel()
+        mlm_loss, mlm_correct, mlm_count, nsp_loss, nsp_correct, nsp_count = _summed(
+            [mlm_loss, mlm_correct, mlm_count, nsp_loss, nsp_correct, nsp_count], sum_across)
         if mlm_count == 0 or nsp_count == 0:
             raise ValueError("evaluation saw no masked tokens or no sentence pairs")
         mlm, nsp = mlm_loss / mlm_count, nsp_loss / nsp_count
@@ -125,10 +149,11 @@ class MLMNSPObjective:
         }
 
 
-def objective_for(name: str) -> Objective:
-    objectives = {"causal": CausalLMObjective, "mlm_nsp": MLMNSPObjective}
-    if name not in objectives:
-        from llmos.errors import LLMOSError
+def objective_for(name: str, mlm_probability: float = 0.15) -> Objective:
+    if name == "causal":
+        return CausalLMObjective()
+    if name == "mlm_nsp":
+        return MLMNSPObjective(mlm_probability)
+    from llmos.errors import LLMOSError
 
-        raise LLMOSError(f"unknown objective {name!r}; expected one of {sorted(objectives)}")
-    return objectives[name]()
+    raise LLMOSError(f"unknown objective {name!r}; expected one of ['causal', 'mlm_nsp']")

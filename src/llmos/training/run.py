@@ -60,7 +60,7 @@ def pretrain(config: TrainConfig) -> TrainResult:
             evals = eval_batches(val, config.batch_size, config.context, config.eval_batches) if val else None
         else:
             batches, evals = _mlm_batches(config, train)
-        trainer = Trainer(model, config, objective_for(config.objective), batches, evals,
+        trainer = Trainer(model, config, objective_for(config.objective, config.mlm_probability), batches, evals,
                           tokenizer=tokenizer, ctx=ctx)
         return trainer.train()
     finally:

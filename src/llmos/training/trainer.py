@@ -95,7 +95,8 @@ class Trainer:
         self.forward_model = torch.compile(self.wrapped) if config.compile else self.wrapped
         self.step, self.tokens_seen, self.best_val_loss, self.elapsed = 0, 0, math.inf, 0.0
         self.num_parameters = self.model.num_parameters()
-        self.flops_per_token = training_flops_per_token(self.model_config, self.num_parameters, config.context)
+        self.flops_per_token = training_flops_per_token(self.model_config, self.num_parameters, config.context,
+                                                         objective.head_fraction)
 
     # ---- the loop ------------------------------------------------------------
 
@@ -185,11 +186,11 @@ class Trainer:
             with autocast:
                 local = (to_device(shard_batch(b, self.ctx.rank, self.ctx.world_size), self.ctx.device)
                          for b in batches)
-                metrics = self.objective.evaluate(self.forward_model, local)
+                return self.objective.evaluate(
+                    self.forward_model, local,
+                    sum_across=lambda totals: dist_utils.sum_across_processes(totals, self.ctx))
         finally:
             self.wrapped.train()
-        return {k: dist_utils.mean_across_processes(torch.tensor(v), self.ctx).item()
-                for k, v in metrics.items()}
 
     def _evaluate_and_save(self, result: TrainResult, log: MetricsLog | None, start: float) -> None:
         metrics = self.evaluate()
