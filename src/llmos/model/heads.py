@@ -13,6 +13,7 @@ from torch import nn
 from llmos.config import ModelConfig
 from llmos.model.cache import KVCache
 from llmos.model.fast_linear import linear
+from llmos.model.fused_head_loss import head_cross_entropy
 from llmos.model.norms import make_norm
 from llmos.model.transformer import Transformer, init_weights
 
@@ -21,7 +22,7 @@ IGNORE_INDEX = -100
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     loss: torch.Tensor | None = None
     nsp_logits: torch.Tensor | None = None  # (B, 2) for pretraining encoders
     hidden_states: torch.Tensor | None = None
@@ -82,9 +83,16 @@ class CausalLM(PreTrainedModel):
         cache: KVCache | None = None,
         labels: torch.Tensor | None = None,
         logits_to_keep: int = 0,
+        targets: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """logits_to_keep > 0 runs the LM head on the last that many positions only."""
+        """logits_to_keep > 0 runs the LM head on the last that many positions only.
+
+        targets (training): the next token at each position (already shifted, -100 =
+        ignored); the loss is computed with the head over row chunks, without keeping
+        the (B, T, V) logits (`fused_head_loss.py`), and `logits` is None."""
         h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
+        if targets is not None:
+            return ModelOutput(logits=None, loss=head_cross_entropy(h, self.lm_head, targets))
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
         logits = linear(h, self.lm_head)  # (B, T, V)

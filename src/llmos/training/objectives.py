@@ -73,9 +73,7 @@ class CausalLMObjective:
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
-        logits = model(x).logits  # (B, T, V)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
-                               ignore_index=IGNORE_INDEX)
+        return model(x, targets=y).loss  # head + cross-entropy fused, no (B, T, V) logits kept
 
     def num_tokens(self, batch: Batch) -> int:
         return batch[0].numel()
