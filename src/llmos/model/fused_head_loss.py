@@ -7,10 +7,10 @@ scattered for the gradient, and the weight gradient needs that matrix
 transposed. Measured on the training benchmark (GPT-2 shape, 2,048 tokens,
 vocabulary 8,192): ~180 ms of a ~710 ms step.
 
-Here the head runs over row chunks: each chunk's logits give its part of the
-loss and, right away, its gradient (softmax - one-hot), which is multiplied back
-into the hidden-state gradient and copied, transposed, into one buffer; one
-inner product at the end gives the weight gradient. All matmuls go through
+Here the head runs over row chunks (~16 MB of logits each): each chunk's
+logits give its part of the loss and, right away, its gradient (softmax -
+one-hot), which is multiplied back into the hidden-state gradient and, copied
+transposed into one reused buffer, into the weight gradient. All matmuls go through
 oneDNN's inner product (see fast_linear.py). The gradients are kept for
 backward, which only scales them by the incoming gradient. The result equals
 `F.cross_entropy(F.linear(h, W, b), targets, ignore_index=-100)` (mean over
