@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmos.model.train_linear import onednn_linear
+from llmos.model.train_linear import inner_product, onednn_linear
 
 _decoding = threading.local()
 
@@ -84,7 +84,7 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
             y += layer.bias
     elif ONEDNN:
         x2 = x.reshape(rows, x.shape[-1]).contiguous()
-        y = torch.ops.mkldnn._linear_pointwise(x2, weight, layer.bias, "none", [], "")
+        y = inner_product(x2, weight, layer.bias)
     else:
         return F.linear(x, weight, layer.bias)
     return y.view(*x.shape[:-1], weight.shape[0])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 
-def _inner_product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def inner_product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a @ b^T (+ bias) through oneDNN; a is (rows, k), b is (n, k)."""
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
 
@@ -32,7 +32,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x2, weight)
         ctx.has_bias = bias is not None
-        return _inner_product(x2, weight, bias)
+        return inner_product(x2, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -41,9 +41,9 @@ class _OneDNNLinear(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _inner_product(grad_out, weight.t())
+            grad_x = inner_product(grad_out, weight.t())
         if ctx.needs_input_grad[1]:
-            grad_w = _inner_product(grad_out.t(), x2.t())
+            grad_w = inner_product(grad_out.t(), x2.t())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum(0)
         return grad_x, grad_w, grad_b

@@ -31,6 +31,7 @@ import torch
 
 from llmos.config import ModelConfig
 from llmos.model.fast_linear import ONEDNN
+from llmos.model.train_linear import inner_product
 
 
 def _cache_file() -> Path:
@@ -49,7 +50,7 @@ def matmul_kernels(device: torch.device | str = "cpu") -> dict[str, Callable[[to
     kernels: dict[str, Callable[[torch.Tensor, torch.Tensor], object]] = {"torch.mm": torch.mm}
     if torch.device(device).type == "cpu" and ONEDNN:
         # oneDNN computes a @ b^T for a dense b, as a linear layer does (same FLOPs as a @ b).
-        kernels["oneDNN"] = lambda a, b: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        kernels["oneDNN"] = inner_product
     return kernels
 
 
