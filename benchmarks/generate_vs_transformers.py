@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "generation"))
 from pairs import gpt2_pair, llama_pair  # noqa: E402
 
+from llmos.kernels import use_kernels  # noqa: E402
+
 ROWS = ("greedy", "sample", "beam4", "greedy_b8", "ttft512")
 
 
@@ -109,6 +111,7 @@ def main() -> None:
         else:
             hf, ours = llama_pair(vocab=32000, d_model=768, n_layers=10, n_heads=12, n_kv_heads=4, d_ff=2048,
                                   max_seq_len=2048, std=0.02, rope_theta=500000.0)
+        use_kernels(ours)
         vocab = ours.config.vocab_size
         roofline = bandwidth * 1e9 / weight_bytes_per_token(ours)
         greedy_ours = None

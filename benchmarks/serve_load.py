@@ -10,7 +10,6 @@ row's throughput over it.
 
     python benchmarks/serve_load.py                 # GPT-2 shape, 1/4/16/64 clients
     python benchmarks/serve_load.py --quick         # 4-layer model, fewer requests
-    python benchmarks/serve_load.py --one-row-fast-path   # lone requests via NumPy gemv
 
 Measure on a quiet machine (`uptime` load < 1.2): with other processes on the
 two cores, the OpenMP/BLAS thread pools stall and every figure swings by 2x.
@@ -43,6 +42,7 @@ def serve(args: argparse.Namespace) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from llmos.config import ModelConfig
+    from llmos.kernels import use_kernels
     from llmos.model import CausalLM
     from llmos.serving.api import create_app
 
@@ -50,13 +50,12 @@ def serve(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     overrides = {"n_layers": args.layers} if args.layers else {}
     config = ModelConfig.from_preset("gpt2", eos_token_id=None, **overrides)
-    model = CausalLM(config).eval()
+    model = use_kernels(CausalLM(config).eval())
     tokenizer = Tokenizer(models.WordLevel({f"w{i}": i for i in range(config.vocab_size)}, unk_token="w0"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     app = create_app(model, tokenizer, model_id="gpt2-random", max_batch=args.max_batch,
                      max_queue=args.max_queue, prefill_min_batch=args.prefill_min_batch,
-                     prefill_max_wait_steps=args.prefill_max_wait_steps,
-                     one_row_fast_path=args.one_row_fast_path)
+                     prefill_max_wait_steps=args.prefill_max_wait_steps)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
@@ -136,8 +135,6 @@ def main() -> None:
                         help="while decoding, gather this many new prompts per prefill")
     parser.add_argument("--prefill-max-wait-steps", type=int, default=0,
                         help="...or prefill once the oldest has waited this many decode steps")
-    parser.add_argument("--one-row-fast-path", action="store_true",
-                        help="decode a lone request through one_row_decoding (see Engine)")
     parser.add_argument("--quick", action="store_true", help="4 layers, 2 requests/client, 16 tokens")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -152,7 +149,6 @@ def main() -> None:
            "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue),
            "--prefill-min-batch", str(args.prefill_min_batch),
            "--prefill-max-wait-steps", str(args.prefill_max_wait_steps)]
-    cmd += ["--one-row-fast-path"] if args.one_row_fast_path else []
     server = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -171,8 +167,7 @@ def main() -> None:
         shape = f"GPT-2 shape, {args.layers or 12} layers"
         print(f"# serve_load: {shape}, prompt {args.prompt_len} tokens, {args.max_tokens} new tokens, "
               f"{args.requests} requests/client, max_batch {args.max_batch}, prefill_min_batch "
-              f"{args.prefill_min_batch}, prefill_max_wait_steps {args.prefill_max_wait_steps}, "
-              f"one_row_fast_path {args.one_row_fast_path}, 2 threads")
+              f"{args.prefill_min_batch}, prefill_max_wait_steps {args.prefill_max_wait_steps}, 2 threads")
         print(f"{'clients':>7} {'reqs':>5} {'fail':>4} {'tok/s':>8} {'x1':>6} {'TTFT p50':>9} "
               f"{'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8}  (ms)")
         single = None

@@ -10,7 +10,7 @@ for both (6 * matmul params + 12 * layers * d * T FLOPs per token, see
 llmos.training.mfu) against the fp32 matmul peak measured at the start of the
 run as the best of the kernels torch has (MKL's torch.mm and oneDNN's inner
 product; both printed). LLMOS' linears train through oneDNN in the forward and
-both backward matmuls (llmos.model.train_linear); transformers' Conv1D layers
+both backward matmuls (llmos.kernels.onednn); transformers' Conv1D layers
 use torch.addmm (MKL), which on this AMD CPU reaches less than half the peak,
 so transformers' MFU is low by construction of the machine, not of the formula.
 
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from llmos.config import ModelConfig
+from llmos.kernels import use_kernels
 from llmos.model import CausalLM
 from llmos.training.mfu import measure_matmul_peaks, training_flops_per_token
 from llmos.training.objectives import CausalLMObjective
@@ -39,7 +40,7 @@ def ours(compile_model: bool):
     config = ModelConfig(vocab_size=VOCAB, d_model=DIM, n_layers=LAYERS, n_heads=HEADS, max_seq_len=CONTEXT,
                          position="learned", mlp="gelu_tanh", dropout=0.0, tie_embeddings=True)
     torch.manual_seed(0)
-    model = CausalLM(config).train()
+    model = use_kernels(CausalLM(config).train())
     optimizer = build_optimizer(model, lr=3e-4, weight_decay=0.1)
     forward = torch.compile(model) if compile_model else model
     objective = CausalLMObjective()

@@ -14,6 +14,7 @@ from typing import Any
 
 from llmos.checkpoint import load_pretrained
 from llmos.config import ModelConfig
+from llmos.kernels import use_kernels
 from llmos.model.heads import (
     CausalLM,
     MaskedLM,
@@ -30,9 +31,13 @@ class _AutoModel:
         raise TypeError(f"{type(self).__name__} is not instantiated; use .from_pretrained(path) or .from_config(config)")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: Any = None, **config_overrides: Any) -> PreTrainedModel:
-        """Load `path` into this task's head (eval mode); dtype: torch dtype, 'float32', 'bfloat16', 'float16' or 'auto'."""
-        return load_pretrained(path, cls.head, dtype=dtype, **config_overrides)
+    def from_pretrained(cls, path: str | Path, dtype: Any = None, kernels: bool | None = None,
+                        **config_overrides: Any) -> PreTrainedModel:
+        """Load `path` into this task's head (eval mode); dtype: torch dtype, 'float32', 'bfloat16',
+        'float16' or 'auto'. kernels=False keeps plain PyTorch modules (default: the CPU fast
+        paths of `llmos.kernels`, unless LLMOS_KERNELS=0)."""
+        model = load_pretrained(path, cls.head, dtype=dtype, **config_overrides)
+        return use_kernels(model, enabled=kernels)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> PreTrainedModel:

@@ -80,19 +80,3 @@ def test_a_lone_newcomer_waits_at_most_prefill_max_wait_steps():
     assert newcomer.first_step is not None
     assert 3 <= newcomer.first_step - arrived <= 4  # gathered for 3 steps, then prefilled
     assert newcomer.tokens == solo_tokens(model, [7, 8], 2)
-
-
-@torch.no_grad()
-def test_the_opt_in_one_row_fast_path_gives_the_same_tokens_and_restores_torch_threads():
-    model = build_model(400)
-    threads = torch.get_num_threads()
-    engine = Engine(model, max_batch=4, one_row_fast_path=True)
-    alone, joined = Recorder(engine), Recorder(engine)
-    engine.submit([3, 4, 5], SamplingParams(max_tokens=8, temperature=0), alone)
-    for i in range(12):
-        if i == 3:  # a second request makes the batch two rows: back to the batched path
-            engine.submit([9, 8], SamplingParams(max_tokens=3, temperature=0), joined)
-        step(engine)
-    assert alone.tokens == solo_tokens(model, [3, 4, 5], 8)
-    assert joined.tokens == solo_tokens(model, [9, 8], 3)
-    assert torch.get_num_threads() == threads

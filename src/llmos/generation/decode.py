@@ -18,7 +18,6 @@ from llmos.generation.logits_process import apply_processors
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
 from llmos.model.cache import KVCache
-from llmos.model.fast_linear import one_row_decoding
 
 
 @dataclass
@@ -72,37 +71,36 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
     logits = model(input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                    logits_to_keep=1).logits[:, -1].float()
     length = T
-    with one_row_decoding(enabled=N == 1):  # batch-1 decoding: NumPy gemv (see fast_linear)
-        for step in range(max_new):
-            scores = apply_processors(request.processors, sequences[:, :length], logits)
-            if cfg.do_sample:
-                probs = torch.softmax(scores, dim=-1)
-                next_tokens = torch.multinomial(probs, 1, generator=request.generator).squeeze(1)
-            else:
-                next_tokens = scores.argmax(dim=-1)
-            next_tokens = torch.where(unfinished, next_tokens, request.pad_token_id)
-            sequences[:, length] = next_tokens
-            length += 1
-            if keep_scores:
-                all_scores.append(scores)
-            if keep_logits:
-                all_logits.append(logits)
-            if cfg.return_dict_in_generate:
-                chosen_log_probs.append(torch.log_softmax(scores, -1).gather(1, next_tokens[:, None])[:, 0])
-            if streamer is not None:
-                streamer.put(next_tokens.cpu())
-            finished = eos_hits(next_tokens, request.eos_ids)
-            if request.stop_strings is not None:
-                finished |= request.stop_strings(sequences[:, :length], T)
-            unfinished &= ~finished
-            if step == max_new - 1 or not bool(unfinished.any()):
-                break
-            if mask_buffer is not None:
-                logits = model(next_tokens[:, None], attention_mask=mask_buffer[:, :length],
-                               position_ids=next_position, cache=cache, logits_to_keep=1).logits[:, -1].float()
-                next_position = next_position + 1
-            else:
-                logits = model(next_tokens[:, None], cache=cache, logits_to_keep=1).logits[:, -1].float()
+    for step in range(max_new):
+        scores = apply_processors(request.processors, sequences[:, :length], logits)
+        if cfg.do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            next_tokens = torch.multinomial(probs, 1, generator=request.generator).squeeze(1)
+        else:
+            next_tokens = scores.argmax(dim=-1)
+        next_tokens = torch.where(unfinished, next_tokens, request.pad_token_id)
+        sequences[:, length] = next_tokens
+        length += 1
+        if keep_scores:
+            all_scores.append(scores)
+        if keep_logits:
+            all_logits.append(logits)
+        if cfg.return_dict_in_generate:
+            chosen_log_probs.append(torch.log_softmax(scores, -1).gather(1, next_tokens[:, None])[:, 0])
+        if streamer is not None:
+            streamer.put(next_tokens.cpu())
+        finished = eos_hits(next_tokens, request.eos_ids)
+        if request.stop_strings is not None:
+            finished |= request.stop_strings(sequences[:, :length], T)
+        unfinished &= ~finished
+        if step == max_new - 1 or not bool(unfinished.any()):
+            break
+        if mask_buffer is not None:
+            logits = model(next_tokens[:, None], attention_mask=mask_buffer[:, :length],
+                           position_ids=next_position, cache=cache, logits_to_keep=1).logits[:, -1].float()
+            next_position = next_position + 1
+        else:
+            logits = model(next_tokens[:, None], cache=cache, logits_to_keep=1).logits[:, -1].float()
     if streamer is not None:
         streamer.end()
     _warn_if_default_length_cut(request, bool(unfinished.any()), length - T)

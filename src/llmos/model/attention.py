@@ -14,7 +14,6 @@ from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.model.cache import KVCache
-from llmos.model.fast_linear import linear
 from llmos.model.positions import apply_rope
 
 # SDPA shares key/value heads itself from torch 2.5 on; on 2.4 they are repeated first.
@@ -41,7 +40,7 @@ class Attention(nn.Module):
         cache: KVCache | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = linear(x, self.qkv).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q, k, v = self.qkv(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -64,7 +63,7 @@ class Attention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             **grouped,
         )  # (B, H, T, D)
-        return linear(y.transpose(1, 2).reshape(B, T, self.q_size), self.out)
+        return self.out(y.transpose(1, 2).reshape(B, T, self.q_size))
 
 
 def build_attention_mask(

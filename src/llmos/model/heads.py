@@ -12,12 +12,17 @@ from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.model.cache import KVCache
-from llmos.model.fast_linear import linear
-from llmos.model.fused_head_loss import head_cross_entropy
 from llmos.model.norms import make_norm
 from llmos.model.transformer import Transformer, init_weights
 
 IGNORE_INDEX = -100
+
+
+def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the targets that are not IGNORE_INDEX (0, not nan, when all are)."""
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                            ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
 @dataclass
@@ -72,7 +77,7 @@ class CausalLM(PreTrainedModel):
         self.post_init()
 
     def tie_weights(self) -> None:
-        if self.config.tie_embeddings:
+        if self.config.tie_embeddings and isinstance(self.lm_head, nn.Linear):
             self.lm_head.weight = self.transformer.embed.tokens.weight
 
     def forward(
@@ -88,14 +93,18 @@ class CausalLM(PreTrainedModel):
         """logits_to_keep > 0 runs the LM head on the last that many positions only.
 
         targets (training): the next token at each position (already shifted, -100 =
-        ignored); the loss is computed with the head over row chunks, without keeping
-        the (B, T, V) logits (`fused_head_loss.py`), and `logits` is None."""
+        ignored); only the mean loss is returned and `logits` is None, so a head that can
+        compute its loss without the (B, T, V) logits (`llmos.kernels.FusedLossHead`,
+        through its `cross_entropy` method) never builds them."""
         h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
         if targets is not None:
-            return ModelOutput(logits=None, loss=head_cross_entropy(h, self.lm_head, targets))
+            head_loss = getattr(self.lm_head, "cross_entropy", None)
+            if head_loss is not None:
+                return ModelOutput(logits=None, loss=head_loss(h, targets))
+            return ModelOutput(logits=None, loss=mean_cross_entropy(self.lm_head(h), targets))
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
-        logits = linear(h, self.lm_head)  # (B, T, V)
+        logits = self.lm_head(h)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(

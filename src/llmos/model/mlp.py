@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
-from llmos.model.fast_linear import linear
 
 
 class MLP(nn.Module):
@@ -22,10 +21,10 @@ class MLP(nn.Module):
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = linear(x, self.up)
+        h = self.up(x)
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
             h = F.gelu(h, approximate=self.approximate)
-        return linear(h, self.down)
+        return self.down(h)

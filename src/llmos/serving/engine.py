@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import torch
 
 from llmos.errors import LLMOSError
-from llmos.model.fast_linear import one_row_decoding
 from llmos.serving.metrics import Metrics
 from llmos.serving.sampling import RequestSampler, SamplingParams, token_logprobs
 from llmos.serving.slot_cache import SlotCache
@@ -84,7 +83,6 @@ class Engine:
         max_len: int | None = None,
         prefill_token_budget: int = 2048,
         metrics: Metrics | None = None,
-        one_row_fast_path: bool = False,
         prefill_min_batch: int = 1,
         prefill_max_wait_steps: int = 0,
     ) -> None:
@@ -93,12 +91,6 @@ class Engine:
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.max_batch, self.max_queue = max_batch, max_queue
         self.prefill_token_budget = prefill_token_budget
-        # Opt-in: with one request active, decode through `one_row_decoding` (NumPy gemv,
-        # torch on one thread). On this project's 2-core machine a lone GPT-2 stream then
-        # took 14 ms a token instead of 18.5, but in about one server process in four,
-        # with other processes on the cores, every token took ~390 ms (NumPy's BLAS
-        # threads against torch's OpenMP pool and the HTTP thread), so it is off by default.
-        self.one_row_fast_path = one_row_fast_path
         # A prefill stalls every running request for about one decode step, whatever its
         # size, so while requests are decoding new ones are prefilled together: once
         # `prefill_min_batch` wait (or every free row is wanted), or the oldest has waited
@@ -246,11 +238,7 @@ class Engine:
         return [(request.prompt_ids[0], None, [])] + scored
 
     def _decode_step(self) -> None:
-        # One active row: the whole step (forward and choice) runs on one torch thread
-        # with NumPy gemv linears; torch's second OpenMP thread would only spin against
-        # NumPy's BLAS threads between the forward and the sampling.
-        with one_row_decoding(self.one_row_fast_path and len(self.rows) == 1):
-            self._decode_rows()
+        self._decode_rows()
         self._retire()
 
     def _decode_rows(self) -> None:

@@ -7,7 +7,7 @@ on CPU, cuBLAS on GPU) and, on CPU, oneDNN's inner product (the kernel LLMOS'
 linears use; on this project's AMD Zen 3 it is ~2x MKL's sgemm). The peak is
 the best of them, so MFU is against what the machine can do, not against one
 library's slow path. The result is cached in ~/.cache/llmos/matmul_peak.json
-(LLMOS_CACHE_DIR overrides) keyed by device, threads and kernel set, so it runs
+(see llmos.measured) keyed by device, threads and kernel set, so it runs
 once per machine setting.
 
 Model FLOPs per trained token (the PaLM / nanoGPT convention):
@@ -21,22 +21,14 @@ with d_attn = n_heads * head_dim. MFU = flops_per_token * tokens_per_second / pe
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from llmos.config import ModelConfig
-from llmos.model.fast_linear import ONEDNN
-from llmos.model.train_linear import inner_product
-
-
-def _cache_file() -> Path:
-    root = os.environ.get("LLMOS_CACHE_DIR") or Path.home() / ".cache" / "llmos"
-    return Path(root) / "matmul_peak.json"
+from llmos.kernels.onednn import ONEDNN, inner_product
+from llmos.measured import measured_once
 
 
 def _device_key(device: torch.device) -> str:
@@ -85,21 +77,7 @@ def measure_matmul_peak(device: torch.device | str = "cpu", sizes: tuple[int, ..
 def matmul_peak(device: torch.device | str = "cpu") -> float:
     """The cached fp32 matmul peak for `device` and the current thread count (measured once)."""
     device = torch.device(device)
-    path, key = _cache_file(), _device_key(device)
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if key not in cached:
-        cached[key] = measure_matmul_peak(device)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cached, indent=2))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # an unwritable cache only costs a re-measurement next time
-    return float(cached[key])
+    return float(measured_once("matmul_peak.json", _device_key(device), lambda: measure_matmul_peak(device)))
 
 
 def matmul_parameters(config: ModelConfig, num_parameters: int) -> int:

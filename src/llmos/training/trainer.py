@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from llmos.errors import LLMOSError
+from llmos.kernels import use_kernels
 from llmos.training import distributed as dist_utils
 from llmos.training import state as ckpt
 from llmos.training.metrics import MetricsLog, plot_loss_curve
@@ -86,7 +87,7 @@ class Trainer:
                 "processes (each takes an equal slice of the global batch)"
             )
         torch.manual_seed(config.seed)
-        self.model = model.to(self.ctx.device)
+        self.model = use_kernels(model.to(self.ctx.device))  # oneDNN linears, fused head loss (CPU)
         self.wrapped = dist_utils.wrap_model(self.model, self.ctx, config.distributed)
         self.optimizer = build_optimizer(
             self.model, config.lr, config.weight_decay, (config.beta1, config.beta2),

@@ -6,8 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
-from llmos.model import CausalLM, fused_head_loss
-from llmos.model.fused_head_loss import head_cross_entropy
+from llmos.kernels import FusedLossHead, use_kernels
+from llmos.kernels import head_loss as fused_head_loss
+from llmos.kernels.head_loss import head_cross_entropy
+from llmos.model import CausalLM
 
 
 def _reference(h, layer, targets, scale):
@@ -40,11 +42,15 @@ def test_loss_and_gradients_match_the_full_logits_computation(monkeypatch, rows,
         torch.testing.assert_close(layer.bias.grad.double(), ref_b, rtol=1e-4, atol=1e-7)
 
 
-def test_causal_lm_targets_give_the_loss_and_gradients_of_its_logits():
-    """Through the model: tied embeddings get the head's gradient plus the lookup's."""
+@pytest.mark.parametrize("kernels", [True, False])
+def test_causal_lm_targets_give_the_loss_and_gradients_of_its_logits(kernels):
+    """Through the model, with the fused head swapped in or the plain one: tied embeddings get
+    the head's gradient plus the lookup's."""
     config = ModelConfig.from_preset("micro", vocab_size=50, max_seq_len=16)
     torch.manual_seed(0)
-    model = CausalLM(config)
+    model = use_kernels(CausalLM(config), enabled=kernels)
+    assert isinstance(model.lm_head, FusedLossHead) == kernels
+    assert model.lm_head.weight is model.transformer.embed.tokens.weight
     x = torch.randint(0, 50, (2, 12))
     y = torch.roll(x, -1, dims=1)
     y[:, -1] = -100

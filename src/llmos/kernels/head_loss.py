@@ -1,4 +1,4 @@
-"""Layer 2: `head_cross_entropy(h, layer, targets)`: LM head + cross-entropy without the full logits.
+"""Layer 2b (kernels): `FusedLossHead`, an LM head whose cross-entropy never builds the full logits.
 
 Training a causal LM spends a large share of a step around its output head:
 the (tokens, vocabulary) logits are allocated (on CPU, large blocks come fresh
@@ -11,7 +11,7 @@ Here the head runs over row chunks (~16 MB of logits each): each chunk's
 logits give its part of the loss and, right away, its gradient (softmax -
 one-hot), which is multiplied back into the hidden-state gradient and, copied
 transposed into one reused buffer, into the weight gradient. All matmuls go through
-oneDNN's inner product (see fast_linear.py). The gradients are kept for
+oneDNN's inner product (see onednn.py). The gradients are kept for
 backward, which only scales them by the incoming gradient. The result equals
 `F.cross_entropy(F.linear(h, W, b), targets, ignore_index=-100)` (mean over
 the targets that are not -100), up to float32 rounding; when every target is
@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmos.model.fast_linear import ONEDNN
-from llmos.model.train_linear import inner_product
+from llmos.kernels.onednn import ONEDNN, OneDNNLinear, inner_product
+from llmos.model.heads import IGNORE_INDEX, mean_cross_entropy
 
-IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 22  # logits per row chunk (16 MB in float32): stays in reused heap memory
 TRANSPOSE_ROWS = 32  # a transposed copy in 32-row pieces runs ~3x faster than in one go
 
@@ -93,7 +92,14 @@ def head_cross_entropy(h: torch.Tensor, layer: nn.Linear, targets: torch.Tensor)
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
     h2, flat_targets = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
     if not fast:
-        total = F.cross_entropy(F.linear(h2, weight, bias).float(), flat_targets, ignore_index=IGNORE_INDEX,
-                                reduction="sum")
-        return total / (flat_targets != IGNORE_INDEX).sum().clamp(min=1)
+        return mean_cross_entropy(F.linear(h2, weight, bias), flat_targets)
     return _HeadCrossEntropy.apply(h2.contiguous(), weight, bias, flat_targets)
+
+
+class FusedLossHead(OneDNNLinear):
+    """The LM head as a OneDNNLinear, plus `cross_entropy(h, targets)` computed chunk by chunk.
+
+    `CausalLM.forward(targets=...)` calls `lm_head.cross_entropy` when the head has one."""
+
+    def cross_entropy(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return head_cross_entropy(h, self, targets)

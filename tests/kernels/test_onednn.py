@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
-from llmos.model import CausalLM, fast_linear
-from llmos.model.train_linear import onednn_linear
+from llmos.kernels import OneDNNLinear, onednn, use_kernels
+from llmos.kernels.onednn import onednn_linear
+from llmos.model import CausalLM
 
-pytestmark = pytest.mark.skipif(not fast_linear.ONEDNN, reason="torch built without oneDNN linear")
+pytestmark = pytest.mark.skipif(not onednn.ONEDNN, reason="torch built without oneDNN linear")
 
 
 def _reference(x, weight, bias, grad_out):
@@ -75,30 +76,75 @@ def test_gradients_are_bitwise_identical_run_to_run():
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
 
 
-def test_training_linears_route_through_onednn_and_model_gradients_match_f_linear(monkeypatch):
+def test_training_linears_route_through_onednn_and_model_gradients_match_plain_modules(monkeypatch):
     config = ModelConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=4, max_seq_len=16, mlp="swiglu")
     torch.manual_seed(0)
-    model = CausalLM(config)
+    plain = CausalLM(config)
     ids = torch.randint(0, 61, (2, 16))
+    plain(ids, labels=ids).loss.backward()
+    linears = sum(type(m) is nn.Linear for m in plain.modules())
+    fast = use_kernels(plain)  # in place: the same parameters, now behind OneDNNLinear modules
+    reference = {n: p.grad.clone() for n, p in fast.named_parameters()}
+    assert sum(isinstance(m, OneDNNLinear) for m in fast.modules()) == linears
+    assert not any(type(m) is nn.Linear for m in fast.modules())
     calls = []
-    real = fast_linear.onednn_linear
-    monkeypatch.setattr(fast_linear, "onednn_linear", lambda *a: calls.append(1) or real(*a))
-    model(ids, labels=ids).loss.backward()
-    ours = {n: p.grad.clone() for n, p in model.named_parameters()}
-    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    real = onednn.onednn_linear
+    monkeypatch.setattr(onednn, "onednn_linear", lambda *a: calls.append(1) or real(*a))
+    fast.zero_grad()
+    fast(ids, labels=ids).loss.backward()
     assert len(calls) == linears
-    model.zero_grad()
-    monkeypatch.setattr(fast_linear, "ONEDNN", False)
-    model(ids, labels=ids).loss.backward()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(ours[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, reference[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_inference_without_grad_still_skips_autograd():
-    layer = nn.Linear(8, 4)
+def test_swapped_linears_keep_parameters_state_dict_and_ties():
+    config = ModelConfig.from_preset("micro", vocab_size=50, max_seq_len=16)
+    model = CausalLM(config)
+    before = {n: p for n, p in model.named_parameters(remove_duplicate=False)}
+    keys = list(model.state_dict())
+    use_kernels(model)
+    after = dict(model.named_parameters(remove_duplicate=False))
+    assert list(model.state_dict()) == keys
+    assert all(after[n] is p for n, p in before.items())
+    assert model.lm_head.weight is model.transformer.embed.tokens.weight
+
+
+def test_kernels_switched_off_leave_plain_linears(monkeypatch):
+    config = ModelConfig.from_preset("micro", vocab_size=50, max_seq_len=16)
+    monkeypatch.setenv("LLMOS_KERNELS", "0")
+    model = use_kernels(CausalLM(config))
+    assert not any(isinstance(m, OneDNNLinear) for m in model.modules())
+    assert any(isinstance(m, OneDNNLinear) for m in use_kernels(model, enabled=True).modules())
+
+
+@pytest.mark.parametrize("few_rows_onednn", [True, False])
+@pytest.mark.parametrize("rows", [1, 3, 40])
+def test_inference_output_equals_f_linear_without_autograd(rows, few_rows_onednn):
+    layer = nn.Linear(24, 20)
+    fast = OneDNNLinear.from_linear(layer, few_rows_onednn=few_rows_onednn)
+    x = torch.randn(rows, 24)
     with torch.no_grad():
-        y = fast_linear.linear(torch.randn(3, 8), layer)
+        y = fast(x)
     assert y.grad_fn is None and not y.requires_grad
+    torch.testing.assert_close(y, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_the_few_rows_choice_is_measured_once_and_cached(tmp_path, monkeypatch):
+    from llmos.kernels import choice
+
+    monkeypatch.setenv("LLMOS_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(choice, "measure_few_rows", lambda: calls.append(1) or {"few_rows_onednn": False})
+    assert choice.few_rows_onednn() is False and choice.few_rows_onednn() is False
+    assert calls == [1] and (tmp_path / "kernels.json").is_file()
+
+
+def test_the_few_rows_measurement_times_both_kernels():
+    from llmos.kernels import choice
+
+    timings = choice.measure_few_rows()
+    assert all(timings[f"{k}_{r}_row_us"] > 0 for k in ("mkl", "onednn") for r in (1, 4))
+    assert isinstance(timings["few_rows_onednn"], bool)
 
 
 def test_mfu_peak_is_the_best_of_mkl_and_onednn_kernels(monkeypatch):

@@ -1,0 +1,169 @@
+"""Layer 2b (kernels): weight-only quantized linears, int8 per output channel and int4 in groups of 32.
+
+Both run torch's own CPU kernels, the ones gpt-fast and torchao use:
+`torch.ops.aten._weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu`.
+Measured on this project's 2-core AMD Zen 3, those kernels are fast only with
+bfloat16 activations (a 576 x 1536 int4 mat-vec: ~30 us in bf16, ~960 us in
+fp32; int8 33 us vs 600 us), and they take their scales in the activation
+dtype. So a few-row input (decoding) is rounded to bf16 on the way in, the
+kernel accumulates in fp32 and the result is returned in the input's dtype.
+A many-row input (prefill, scoring a text) is compute-bound, where those
+kernels are slow: there the weight is dequantized to fp32 (exactly: codes
+times scales) and multiplied through oneDNN.
+
+Stored layout (what `state_dict()` holds and `llmos quantize` writes):
+
+- Int8Linear: `qweight` int8 (out, in); `scales` bf16 (out,). w = qweight * scale.
+- Int4Linear: `qweight` uint8 (out, in/2), two 4-bit codes per byte, element
+  2j in the low nibble and 2j+1 in the high one; `scales` and `zeros` bf16
+  (out, in/32). w = (code - 8) * scale + zero, for each group of 32 inputs.
+  The kernel's own packed copy is built at load time and never saved.
+
+Shapes the kernels cannot take (int4: out % 16 or in % 32 not 0) stay float;
+`quantizable` says which.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos.kernels.onednn import inner_product, usable
+
+GROUP_SIZE = 32
+KERNEL_DTYPE = torch.bfloat16
+FEW_ROWS = 16  # up to this many rows (decode steps) use the quantized kernel; more go dequantized
+METHODS = ("int8", "int4")
+
+
+class QuantizedLinear(nn.Module):
+    """What both quantized linears share: sizes, an optional float bias, the few/many-rows split."""
+
+    method: str
+
+    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = nn.Parameter(bias.detach().float(), requires_grad=False) if bias is not None else None
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, method={self.method}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        x2 = x.reshape(rows, x.shape[-1])
+        if rows <= FEW_ROWS and x.device.type == "cpu":
+            y = self._kernel(x2.to(KERNEL_DTYPE).contiguous()).to(x.dtype)
+            if self.bias is not None:
+                y = y + self.bias.to(x.dtype)
+        else:
+            weight = self.dequantize().to(x.dtype)
+            bias = self.bias.to(x.dtype) if self.bias is not None else None
+            y = inner_product(x2.contiguous(), weight, bias) if usable(x2, weight) else F.linear(x2, weight, bias)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _kernel(self, x2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out, in) these codes and scales stand for."""
+        raise NotImplementedError
+
+
+class Int8Linear(QuantizedLinear):
+    method = "int8"
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        super().__init__(qweight.shape[1], qweight.shape[0], bias)
+        self.register_buffer("qweight", qweight.to(torch.int8).contiguous())
+        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
+        """Symmetric per-output-channel int8: scale = max|w| / 127 (rounded to bf16 first, so the
+        codes are the nearest ones for the scale the kernel will really use)."""
+        w = weight.detach().float()
+        scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(KERNEL_DTYPE)
+        qweight = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        return cls(qweight, scales, bias)
+
+    def _kernel(self, x2: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales)
+
+    def dequantize(self) -> torch.Tensor:
+        return self.qweight.float() * self.scales.float()[:, None]
+
+
+def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """(out, in) codes 0..15 -> (out, in/2) uint8, element 2j low nibble, 2j+1 high nibble."""
+    codes = codes.to(torch.uint8)
+    return codes[:, 0::2] | (codes[:, 1::2] << 4)
+
+
+def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """(out, in/2) uint8 -> (out, in) codes 0..15 (uint8)."""
+    return torch.stack([packed & 15, packed >> 4], dim=-1).flatten(1)
+
+
+class Int4Linear(QuantizedLinear):
+    method = "int4"
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> None:
+        out_features, in_features = qweight.shape[0], qweight.shape[1] * 2
+        super().__init__(in_features, out_features, bias)
+        if not quantizable(out_features, in_features, "int4"):
+            raise ValueError(f"int4 needs out % 16 == 0 and in % {GROUP_SIZE} == 0; got ({out_features}, "
+                             f"{in_features})")
+        self.register_buffer("qweight", qweight.to(torch.uint8).contiguous())
+        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
+        self.register_buffer("zeros", zeros.to(KERNEL_DTYPE).contiguous())
+        self.register_buffer("packed", None, persistent=False)
+        self.register_buffer("scales_and_zeros", None, persistent=False)
+        self._pack()
+        self.register_load_state_dict_post_hook(lambda module, _: module._pack())
+
+    def _pack(self) -> None:
+        """The kernel's own layout: its packed codes and a (in/32, out, 2) scale/zero table."""
+        if self.qweight.device.type == "meta":
+            return
+        codes = unpack_nibbles(self.qweight).to(torch.int32)
+        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        self.scales_and_zeros = torch.stack([self.scales.t(), self.zeros.t()], dim=-1).contiguous()
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int4Linear:
+        """Asymmetric int4 per group of 32 inputs: the group's [min, max] spread over codes 0..15."""
+        w = weight.detach().float()
+        groups = w.view(w.shape[0], -1, GROUP_SIZE)
+        low, high = groups.amin(dim=-1), groups.amax(dim=-1)
+        scales = ((high - low) / 15).clamp(min=1e-12).to(KERNEL_DTYPE)
+        zeros = (low + 8 * scales.float()).to(KERNEL_DTYPE)
+        codes = torch.round((groups - zeros.float()[..., None]) / scales.float()[..., None] + 8).clamp(0, 15)
+        return cls(pack_nibbles(codes.view_as(w)), scales, zeros, bias)
+
+    def _kernel(self, x2: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, GROUP_SIZE, self.scales_and_zeros)
+
+    def dequantize(self) -> torch.Tensor:
+        codes = unpack_nibbles(self.qweight).float().view(self.out_features, -1, GROUP_SIZE)
+        w = (codes - 8) * self.scales.float()[..., None] + self.zeros.float()[..., None]
+        return w.view(self.out_features, self.in_features)
+
+
+def quantizable(out_features: int, in_features: int, method: str) -> bool:
+    """Whether a (out, in) weight fits `method`'s kernel."""
+    if method == "int4":
+        return out_features % 16 == 0 and in_features % GROUP_SIZE == 0
+    return True
+
+
+def quantize_linear(layer: nn.Linear, method: str) -> nn.Module:
+    """`layer` as an Int8Linear / Int4Linear, or unchanged when its shape does not fit the kernel."""
+    if method not in METHODS:
+        raise ValueError(f"quantization {method!r} is not known; expected one of {list(METHODS)}")
+    if not quantizable(layer.out_features, layer.in_features, method):
+        return layer
+    cls = Int8Linear if method == "int8" else Int4Linear
+    return cls.from_float(layer.weight, layer.bias)

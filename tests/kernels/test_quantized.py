@@ -1,0 +1,106 @@
+"""Weight-only int8 / int4 linears: their codes stand for the weights, and both paths compute with them."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos.config import ModelConfig
+from llmos.errors import LLMOSError
+from llmos.kernels import Int4Linear, Int8Linear, quantize
+from llmos.kernels.quantized import pack_nibbles, unpack_nibbles
+from llmos.model import CausalLM
+
+CLASSES = {"int8": Int8Linear, "int4": Int4Linear}
+
+
+def _layer(out_features=48, in_features=64, bias=True, seed=0):
+    torch.manual_seed(seed)
+    return nn.Linear(in_features, out_features, bias=bias)
+
+
+def test_nibble_packing_round_trips_and_puts_even_elements_low():
+    codes = torch.randint(0, 16, (5, 8), dtype=torch.uint8)
+    packed = pack_nibbles(codes)
+    assert packed.shape == (5, 4) and packed.dtype == torch.uint8
+    assert torch.equal(packed[:, 0], codes[:, 0] | (codes[:, 1] << 4))
+    assert torch.equal(unpack_nibbles(packed), codes)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_codes_approximate_the_weight_within_half_a_step(method):
+    layer = _layer()
+    q = CLASSES[method].from_float(layer.weight, layer.bias)
+    error = (q.dequantize() - layer.weight).abs()
+    if method == "int8":
+        step = q.scales.float()[:, None]
+    else:
+        step = q.scales.float().repeat_interleave(32, dim=1)
+    assert (error <= step * 0.5 + 1e-6).all()
+    assert error.max() > 0  # really quantized
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+@pytest.mark.parametrize("rows", [1, 3, 40])  # few rows: the bf16 kernel; many rows: dequantized fp32
+def test_forward_computes_with_the_dequantized_weight(method, rows):
+    layer = _layer()
+    q = CLASSES[method].from_float(layer.weight, layer.bias)
+    x = torch.randn(2, rows, 64)
+    with torch.no_grad():
+        y = q(x)
+    assert y.shape == (2, rows, 48) and y.dtype == torch.float32
+    if 2 * rows <= 16:  # the kernel sees bf16 activations and accumulates in fp32
+        reference = F.linear(x.bfloat16().float(), q.dequantize(), layer.bias)
+        torch.testing.assert_close(y, reference, rtol=2e-2, atol=2e-2)
+    else:
+        torch.testing.assert_close(y, F.linear(x, q.dequantize(), layer.bias), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_state_dict_holds_the_documented_layout_and_loads_back(method):
+    layer = _layer(bias=False)
+    q = CLASSES[method].from_float(layer.weight)
+    state = q.state_dict()
+    if method == "int8":
+        assert set(state) == {"qweight", "scales"}
+        assert state["qweight"].dtype == torch.int8 and state["qweight"].shape == (48, 64)
+        assert state["scales"].shape == (48,)
+    else:
+        assert set(state) == {"qweight", "scales", "zeros"}  # the kernel's packed copy is not saved
+        assert state["qweight"].dtype == torch.uint8 and state["qweight"].shape == (48, 32)
+        assert state["scales"].shape == state["zeros"].shape == (48, 2)
+    assert all(v.dtype == torch.bfloat16 for k, v in state.items() if k != "qweight")
+    other = CLASSES[method].from_float(_layer(bias=False, seed=1).weight)
+    other.load_state_dict(state)
+    x = torch.randn(1, 64)
+    with torch.no_grad():
+        assert torch.equal(other(x), q(x))  # includes the repacked kernel copy
+
+
+def test_quantize_swaps_the_fitting_linears_and_keeps_the_embedding_float():
+    config = ModelConfig(vocab_size=96, d_model=64, n_layers=2, n_heads=4, max_seq_len=32, d_ff=80)
+    torch.manual_seed(0)
+    model = CausalLM(config).eval()
+    ids = torch.randint(0, 96, (1, 10))
+    with torch.no_grad():
+        before = model(ids).logits
+    quantize(model, "int4")
+    kinds = {name: type(m).__name__ for name, m in model.named_modules() if "Linear" in type(m).__name__}
+    assert kinds["lm_head"] == "Int4Linear" and kinds["transformer.blocks.0.attn.qkv"] == "Int4Linear"
+    assert kinds["transformer.blocks.0.mlp.down"] == "Linear"  # in = d_ff = 80 is not a multiple of 32
+    assert model.transformer.embed.tokens.weight.dtype == torch.float32
+    with torch.no_grad():
+        after = model(ids).logits
+    assert (after - before).abs().max() < 0.05 * before.abs().max()
+
+
+def test_quantize_can_skip_layers_by_name():
+    config = ModelConfig.from_preset("micro", d_model=64)
+    model = quantize(CausalLM(config), "int8", skip=lambda name: name == "lm_head")
+    assert type(model.lm_head) is nn.Linear
+    assert isinstance(model.transformer.blocks[0].attn.qkv, Int8Linear)
+
+
+def test_an_unknown_method_names_the_valid_ones():
+    with pytest.raises(LLMOSError, match=r"'int3'.*\['int8', 'int4'\]"):
+        quantize(CausalLM(ModelConfig.from_preset("micro")), "int3")
