@@ -1,8 +1,10 @@
-"""Layer 3: convert a checkpoint directory between formats: LLMOS <-> Hugging Face.
+"""Layer 3: convert a checkpoint between formats: LLMOS <-> Hugging Face, and from GGUF.
 
 `convert_checkpoint(src, out, to="hf")` writes a transformers-loadable copy;
-`to="llmos"` writes our own format (from either kind of source). Tokenizer
-files and generation_config.json travel with the weights.
+`to="llmos"` writes our own format (from any kind of source). Tokenizer
+files and generation_config.json travel with the weights. A GGUF source is
+dequantized to float (its tokenizer and generation defaults are written as
+files), so the result can be fine-tuned and exported like any checkpoint.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def convert_checkpoint(
     source, out = Path(source), Path(out)
     if out.resolve() == source.resolve():
         raise CheckpointError(f"output {out} is the source directory; choose a different output path")
+    if source.is_file():
+        return _convert_gguf(source, out, to, dtype, max_shard_bytes)
     model = load_pretrained(source, dtype=dtype)
     if to == "hf":
         return export_hf(model, out, max_shard_bytes=max_shard_bytes, source_dir=source)
@@ -72,3 +76,16 @@ def convert_checkpoint(
     return save_pretrained(model, out, tokenizer=tokenizer if tokenizer.files else None,
                            generation_config=generation, max_shard_bytes=max_shard_bytes)
 
+
+
+def _convert_gguf(source: Path, out: Path, to: str, dtype: Any, max_shard_bytes: int) -> Path:
+    from llmos.checkpoint.gguf_load import load_gguf, load_gguf_tokenizer
+
+    model = load_gguf(source, quantize_mode="none", dtype=None if dtype == "auto" else dtype)
+    tokenizer = load_gguf_tokenizer(source)
+    generation = dict(model.generation_config)
+    if to == "hf":
+        return export_hf(model, out, max_shard_bytes=max_shard_bytes, tokenizer=tokenizer,
+                         generation_config=generation)
+    return save_pretrained(model, out, tokenizer=tokenizer, generation_config=generation,
+                           max_shard_bytes=max_shard_bytes)

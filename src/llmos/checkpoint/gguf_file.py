@@ -12,6 +12,7 @@ can hand blocks to a kernel without a float copy).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,20 @@ def is_gguf(path: str | Path) -> bool:
 
 
 def open_gguf(path: str | Path) -> GGUFFile:
-    """Read a GGUF file's metadata and tensor table (the tensor data stays memory-mapped)."""
+    """Read a GGUF file's metadata and tensor table (the tensor data stays memory-mapped).
+
+    The gguf reader takes seconds on a large vocabulary (each token is parsed on its own),
+    and loading a model and its tokenizer both need it, so the last few files read are
+    kept, keyed by path, size and modification time."""
     path = Path(path)
     if not path.is_file():
         raise GGUFError(f"GGUF file {str(path)!r} does not exist")
+    stat = path.stat()
+    return _open_gguf(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _open_gguf(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,11 +34,14 @@ def export_hf(
     out_dir: str | Path,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     source_dir: str | Path | None = None,
+    tokenizer: Any = None,
+    generation_config: dict[str, Any] | None = None,
 ) -> Path:
     """Export to `out_dir` in Hugging Face format; LLMOSError names any field HF cannot express.
 
     Tokenizer files and generation_config.json are copied from the source directory
-    (`model_or_dir` when it is a path, else `source_dir` if given).
+    (`model_or_dir` when it is a path, else `source_dir` if given), or written from
+    `tokenizer` / `generation_config` when given (a GGUF source has no such files).
     """
     source_dir = Path(source_dir) if source_dir is not None else None
     if isinstance(model_or_dir, PreTrainedModel):
@@ -57,11 +61,13 @@ def export_hf(
     with atomic_directory(out_dir) as tmp:
         _write_json(tmp / "config.json", hf_config)
         write_state_dict(tensors, tmp, max_shard_bytes)
-        generation = None
-        if source_dir is not None and (source_dir / GENERATION_CONFIG_NAME).is_file():
+        generation = generation_config
+        if generation is None and source_dir is not None and (source_dir / GENERATION_CONFIG_NAME).is_file():
             generation = json.loads((source_dir / GENERATION_CONFIG_NAME).read_text())
         _write_json(tmp / GENERATION_CONFIG_NAME, generation_defaults(config, generation))
-        if source_dir is not None:
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        elif source_dir is not None:
             for name in TOKENIZER_FILES:
                 if (source_dir / name).is_file():
                     shutil.copy2(source_dir / name, tmp / name)

@@ -1,4 +1,7 @@
-"""Layer 9: `llmos convert DIR --to hf OUT`: rewrite a checkpoint for transformers (or back, --to llmos).
+"""Layer 9: `llmos convert SOURCE OUT --to hf|llmos`: rewrite a checkpoint for transformers or LLMOS.
+
+SOURCE is a checkpoint directory, a GGUF file or an embedded model's name
+(`smollm2`); a GGUF source is dequantized to float.
 
 The output holds config.json, model.safetensors (sharded above --max-shard-size),
 generation_config.json and the tokenizer files of the source. A model whose
@@ -14,7 +17,8 @@ import typer
 
 
 def convert_command(
-    checkpoint: Path = typer.Argument(..., help="Source checkpoint directory (ours or a transformers one)."),
+    checkpoint: str = typer.Argument(..., help="Source: checkpoint directory (ours or transformers'), GGUF file, "
+                                          "or model name (smollm2)."),
     out: Path = typer.Argument(..., help="Output directory (replaced atomically if it exists)."),
     to: str = typer.Option("hf", "--to", help="Target format: hf (transformers) or llmos."),
     dtype: str = typer.Option("auto", help="Weights dtype: auto (as stored), float32, bfloat16 or float16."),
@@ -22,8 +26,10 @@ def convert_command(
 ) -> None:
     """Convert a checkpoint directory to another format."""
     from llmos.checkpoint.convert import convert_checkpoint, parse_size
+    from llmos.model_names import resolve_model
 
-    written = convert_checkpoint(checkpoint, out, to=to, dtype=dtype, max_shard_bytes=parse_size(max_shard_size))
+    source = resolve_model(checkpoint).path
+    written = convert_checkpoint(source, out, to=to, dtype=dtype, max_shard_bytes=parse_size(max_shard_size))
     typer.echo(f"wrote {to} checkpoint to {written}")
 
 

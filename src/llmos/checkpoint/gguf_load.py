@@ -1,0 +1,98 @@
+"""Layer 3: load a GGUF file into an LLMOS model, its tokenizer, and its generation defaults.
+
+`quantize` says what becomes of quantized tensors:
+
+- "auto" (default): as stored, like llama.cpp. Q4_0 / Q4_1 linears go straight
+  into `Int4Linear` (their 4-bit codes unchanged); everything else is
+  dequantized to float. A tied embedding that is quantized is dequantized for
+  the lookup and, when Q4_x, its blocks also serve the LM head.
+- "none": every tensor dequantized to float32, as transformers loads GGUF files
+  (what `llmos convert` and fine-tuning start from).
+- "int8" / "int4": every linear in that kernel (Q4_x blocks kept as they are
+  for int4, other weights quantized from their float values).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from llmos.checkpoint.gguf_config import config_from_gguf, generation_defaults_from_gguf
+from llmos.checkpoint.gguf_file import GGUFError, open_gguf
+from llmos.checkpoint.gguf_weights import INT4_TYPES, GGUFWeight, gguf_weights
+from llmos.checkpoint.pretrained import HEADS, parameters_on_meta, resolve_dtype, tied_names
+from llmos.kernels import Int4Linear, quantize
+from llmos.kernels.quantized import quantizable
+from llmos.model.heads import CausalLM, PreTrainedModel
+
+QUANTIZE_CHOICES = ("auto", "none", "int8", "int4")
+TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
+
+
+def _check_types(path: Path, weights: dict[str, GGUFWeight]) -> None:
+    bad = sorted({f"{name}: {w.qtype}" for name, w in weights.items() if w.qtype not in TENSOR_TYPES})
+    if bad:
+        raise GGUFError(f"{path}: tensor type(s) not supported: {bad[:4]}; supported types are {list(TENSOR_TYPES)}")
+
+
+def _module(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    parent_name, _, attr = name.rpartition(".")
+    return (model.get_submodule(parent_name) if parent_name else model), attr
+
+
+def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None, quantize_mode: str = "auto",
+              dtype: Any = None) -> PreTrainedModel:
+    """A model with the file's weights; see the module docstring for `quantize_mode`."""
+    if quantize_mode not in QUANTIZE_CHOICES:
+        raise GGUFError(f"quantize={quantize_mode!r} is not valid; expected one of {list(QUANTIZE_CHOICES)}")
+    gguf = open_gguf(path)
+    config = config_from_gguf(gguf)
+    head = HEADS[head] if isinstance(head, str) else (head or CausalLM)
+    if head is not CausalLM:
+        raise GGUFError(f"{gguf.path} holds a causal language model; load it with AutoModelForCausalLM")
+    weights = gguf_weights(gguf, config)
+    _check_types(gguf.path, weights)
+    with parameters_on_meta():
+        model = head(config)
+    expected = model.state_dict()
+    tied = tied_names(model)
+    missing = sorted(k for k in expected if k not in weights and k not in tied)
+    unexpected = sorted(k for k in weights if k not in expected)
+    if missing or unexpected:
+        raise GGUFError(f"{gguf.path} does not match a {config.family} model of its own metadata: missing "
+                        f"tensors {missing[:6]}, unexpected {unexpected[:6]}")
+    target = resolve_dtype(dtype)
+    keep_int4 = quantize_mode in ("auto", "int4")
+    int4_modules = {
+        key.removesuffix(".weight") for key, w in weights.items()
+        if keep_int4 and key.endswith(".weight") and w.qtype in INT4_TYPES and quantizable(*w.shape, "int4")
+        and isinstance(model.get_submodule(key.removesuffix(".weight")), nn.Linear)
+    }
+    for module_name in int4_modules:
+        bias = weights.get(f"{module_name}.bias")
+        parent, attr = _module(model, module_name)
+        codes = weights[f"{module_name}.weight"].int4_codes()
+        setattr(parent, attr, Int4Linear(*codes, bias.to_float() if bias is not None else None))
+    state = {key: w.to_float().to(target) for key, w in weights.items()
+             if key.rpartition(".")[0] not in int4_modules}
+    model.load_state_dict(state, strict=False, assign=True)
+    embedding = weights["transformer.embed.tokens.weight"]
+    if config.tie_embeddings and keep_int4 and embedding.qtype in INT4_TYPES and \
+            quantizable(config.vocab_size, config.d_model, "int4"):
+        model.lm_head = Int4Linear(*embedding.int4_codes())  # the head reads the blocks; the lookup has floats
+    else:
+        model.tie_weights()
+    if quantize_mode in ("int8", "int4"):
+        quantize(model, quantize_mode)
+    model.generation_config = generation_defaults_from_gguf(gguf)
+    return model.eval()
+
+
+def load_gguf_tokenizer(path: str | Path):
+    """The file's tokenizer (ids, special tokens, add-BOS behaviour, chat template)."""
+    from llmos.tokenizer.from_gguf import tokenizer_from_gguf
+
+    gguf = open_gguf(path)
+    return tokenizer_from_gguf(gguf.metadata)

