@@ -15,7 +15,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import torch
-from gguf_tokenizers import add_tokenizer_metadata
+from gguf_tokenizers import CHATML_TEMPLATE, add_tokenizer_metadata
 
 from llmos.config import ModelConfig
 from llmos.model import CausalLM
@@ -98,16 +98,10 @@ def _encode(values: np.ndarray, tensor_type: str, rng: np.random.Generator) -> t
     return gguf.quants.quantize(values.astype(np.float32), kind), kind
 
 
-def write_gguf_model(directory: Path, arch: str = "llama", tensor_type: str = "F32", tied: bool = False,
-                     tokenizer: str = "gpt2", seed: int = 0, file_name: str | None = None) -> Path:
-    """A tiny random `arch` model as a GGUF file in `directory`; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (file_name or f"tiny-{arch}-{tensor_type}.gguf")
-    writer = gguf.GGUFWriter(str(path), arch)
-    vocab = add_tokenizer_metadata(writer, tokenizer)
-    config = _config(arch, vocab, tensor_type, tied or arch == "gpt2")
-    torch.manual_seed(seed)
-    model = CausalLM(config)
+def write_model_tensors(writer: gguf.GGUFWriter, model: CausalLM, tensor_type: str = "F32", seed: int = 0) -> None:
+    """Write `model`'s hyperparameters and tensors (llama.cpp names, `tensor_type`) with `writer`, whose
+    architecture and tokenizer metadata are already set, and close the file."""
+    config, arch = model.config, model.config.family
     writer.add_block_count(config.n_layers)
     writer.add_context_length(config.max_seq_len)
     writer.add_embedding_length(config.d_model)
@@ -128,4 +122,17 @@ def write_gguf_model(directory: Path, arch: str = "llama", tensor_type: str = "F
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def write_gguf_model(directory: Path, arch: str = "llama", tensor_type: str = "F32", tied: bool = False,
+                     tokenizer: str = "gpt2", seed: int = 0, file_name: str | None = None,
+                     chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """A tiny random `arch` model as a GGUF file in `directory`; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (file_name or f"tiny-{arch}-{tensor_type}.gguf")
+    writer = gguf.GGUFWriter(str(path), arch)
+    vocab = add_tokenizer_metadata(writer, tokenizer, chat_template=chat_template)
+    config = _config(arch, vocab, tensor_type, tied or arch == "gpt2")
+    torch.manual_seed(seed)
+    write_model_tensors(writer, CausalLM(config), tensor_type, seed)
     return path

@@ -104,3 +104,20 @@ def test_quantize_can_skip_layers_by_name():
 def test_an_unknown_method_names_the_valid_ones():
     with pytest.raises(LLMOSError, match=r"'int3'.*\['int8', 'int4'\]"):
         quantize(CausalLM(ModelConfig.from_preset("micro")), "int3")
+
+
+@pytest.mark.parametrize("rows", [1, 5, 40])
+def test_grouped_int8_runs_its_codes_exactly_through_the_int4_kernel(rows):
+    from llmos.kernels import GroupInt8Linear
+
+    layer = _layer(out_features=32, in_features=96)
+    q = GroupInt8Linear.from_float(layer.weight, layer.bias)
+    assert q.qweight.dtype == torch.int8 and q.scales.shape == (32, 3)
+    assert (q.dequantize() - layer.weight).abs().max() <= q.scales.float().max() / 2 + 1e-6
+    x = torch.randn(rows, 96)
+    with torch.no_grad():
+        y = q(x)
+    kernel = rows <= 16  # the kernel takes bf16 activations and returns bf16 (8 significant bits)
+    reference_x = x.bfloat16().float() if kernel else x
+    expected = F.linear(reference_x.double(), q.dequantize().double(), layer.bias.double()).float()
+    torch.testing.assert_close(y, expected, rtol=1e-2 if kernel else 1e-5, atol=1e-2 if kernel else 1e-5)

@@ -3,13 +3,14 @@
 `quantize` says what becomes of quantized tensors:
 
 - "auto" (default): as stored, like llama.cpp. Q4_0 / Q4_1 linears go straight
-  into `Int4Linear` (their 4-bit codes unchanged); everything else is
-  dequantized to float. A tied embedding that is quantized is dequantized for
-  the lookup and, when Q4_x, its blocks also serve the LM head.
+  into `Int4Linear` and Q8_0 ones into `GroupInt8Linear` (their codes
+  unchanged); everything else is dequantized to float. A tied embedding that
+  is quantized is dequantized for the lookup, and its blocks also serve as the
+  LM head.
 - "none": every tensor dequantized to float32, as transformers loads GGUF files
   (what `llmos convert` and fine-tuning start from).
-- "int8" / "int4": every linear in that kernel (Q4_x blocks kept as they are
-  for int4, other weights quantized from their float values).
+- "int8" / "int4": every linear in that kernel (per-channel int8, or group-32
+  int4 with Q4_x blocks kept as they are), quantized from the float values.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from torch import nn
 
 from llmos.checkpoint.gguf_config import config_from_gguf, generation_defaults_from_gguf
 from llmos.checkpoint.gguf_file import GGUFError, open_gguf
-from llmos.checkpoint.gguf_weights import INT4_TYPES, GGUFWeight, gguf_weights
+from llmos.checkpoint.gguf_weights import INT4_TYPES, KERNEL_TYPES, GGUFWeight, gguf_weights
 from llmos.checkpoint.pretrained import HEADS, parameters_on_meta, resolve_dtype, tied_names
-from llmos.kernels import Int4Linear, quantize
+from llmos.kernels import quantize
 from llmos.kernels.quantized import quantizable
 from llmos.model.heads import CausalLM, PreTrainedModel
 
@@ -64,24 +65,23 @@ def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None,
         raise GGUFError(f"{gguf.path} does not match a {config.family} model of its own metadata: missing "
                         f"tensors {missing[:6]}, unexpected {unexpected[:6]}")
     target = resolve_dtype(dtype)
-    keep_int4 = quantize_mode in ("auto", "int4")
-    int4_modules = {
+    kept = {"auto": KERNEL_TYPES, "int4": INT4_TYPES}.get(quantize_mode, ())
+    in_kernels = {
         key.removesuffix(".weight") for key, w in weights.items()
-        if keep_int4 and key.endswith(".weight") and w.qtype in INT4_TYPES and quantizable(*w.shape, "int4")
+        if key.endswith(".weight") and w.qtype in kept and quantizable(*w.shape, "int4")
         and isinstance(model.get_submodule(key.removesuffix(".weight")), nn.Linear)
     }
-    for module_name in int4_modules:
+    state = {key: w.to_float().to(target) for key, w in weights.items()
+             if key.rpartition(".")[0] not in in_kernels}
+    model.load_state_dict(state, strict=False, assign=True)  # before the swap: it would repack every kernel
+    for module_name in in_kernels:
         bias = weights.get(f"{module_name}.bias")
         parent, attr = _module(model, module_name)
-        codes = weights[f"{module_name}.weight"].int4_codes()
-        setattr(parent, attr, Int4Linear(*codes, bias.to_float() if bias is not None else None))
-    state = {key: w.to_float().to(target) for key, w in weights.items()
-             if key.rpartition(".")[0] not in int4_modules}
-    model.load_state_dict(state, strict=False, assign=True)
+        weight = weights[f"{module_name}.weight"]
+        setattr(parent, attr, weight.kernel_module(bias.to_float() if bias is not None else None))
     embedding = weights["transformer.embed.tokens.weight"]
-    if config.tie_embeddings and keep_int4 and embedding.qtype in INT4_TYPES and \
-            quantizable(config.vocab_size, config.d_model, "int4"):
-        model.lm_head = Int4Linear(*embedding.int4_codes())  # the head reads the blocks; the lookup has floats
+    if config.tie_embeddings and embedding.qtype in kept and quantizable(config.vocab_size, config.d_model, "int4"):
+        model.lm_head = embedding.kernel_module()  # the head reads the blocks; the lookup has floats
     else:
         model.tie_weights()
     if quantize_mode in ("int8", "int4"):

@@ -12,10 +12,11 @@ quantization block never crosses a row, so the blocks stay untouched.
 
 Each weight is a `GGUFWeight`: its ggml type and rows. `to_float()` decodes it
 with the `gguf` package's own dequantizers (every type it knows: F32, F16,
-BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...). `int4_codes()` turns Q4_0 and
-Q4_1 blocks (32 weights: an f16 scale, for Q4_1 an f16 minimum, 16 bytes of
-4-bit codes) into the codes, scales and zeros of `llmos.kernels.Int4Linear`
-without a float detour: the codes are kept bit for bit.
+BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...). `kernel_module()` turns Q4_0
+and Q4_1 blocks (32 weights: an f16 scale, for Q4_1 an f16 minimum, 16 bytes
+of 4-bit codes) into an `llmos.kernels.Int4Linear`, and Q8_0 blocks (an f16
+scale, 32 int8 codes) into a `GroupInt8Linear`, without a float detour: the
+codes are kept bit for bit (the kernels take their scales in bf16).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ BLOCK = {  # llama.cpp tensor -> (ours, part index within a fused tensor or None
 }
 NAME = re.compile(r"^(?:blk\.(?P<i>\d+)\.)?(?P<base>\w+)\.(?P<p>weight|bias)$")
 INT4_TYPES = ("Q4_0", "Q4_1")
+KERNEL_TYPES = (*INT4_TYPES, "Q8_0")  # blocks that go into a quantized kernel as they are
 
 
 @dataclass
@@ -83,6 +85,24 @@ class GGUFWeight:
         else:  # w = d * (code - 8)
             zeros = np.zeros_like(d)
         return qweight, torch.from_numpy(d), torch.from_numpy(zeros)
+
+
+    def q8_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(qweight int8, scales) of GroupInt8Linear for Q8_0 rows: w = code * scale."""
+        if self.qtype != "Q8_0":
+            raise ValueError(f"{self.qtype} blocks are not Q8_0")
+        blocks = self.rows.reshape(self.rows.shape[0], -1, 2 + 32)
+        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        codes = blocks[..., 2:].copy().view(np.int8).reshape(self.rows.shape[0], -1)
+        return torch.from_numpy(codes), torch.from_numpy(d)
+
+    def kernel_module(self, bias: torch.Tensor | None = None):
+        """This weight's blocks in the matching quantized linear (Q4_0/Q4_1 -> int4, Q8_0 -> grouped int8)."""
+        from llmos.kernels import GroupInt8Linear, Int4Linear
+
+        if self.qtype == "Q8_0":
+            return GroupInt8Linear(*self.q8_codes(), bias)
+        return Int4Linear(*self.int4_codes(), bias)
 
 
 def _weight(gguf: GGUFFile, name: str) -> GGUFWeight:

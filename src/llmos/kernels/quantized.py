@@ -17,7 +17,15 @@ Stored layout (what `state_dict()` holds and `llmos quantize` writes):
 - Int4Linear: `qweight` uint8 (out, in/2), two 4-bit codes per byte, element
   2j in the low nibble and 2j+1 in the high one; `scales` and `zeros` bf16
   (out, in/32). w = (code - 8) * scale + zero, for each group of 32 inputs.
-  The kernel's own packed copy is built at load time and never saved.
+- GroupInt8Linear: `qweight` int8 (out, in); `scales` bf16 (out, in/32).
+  w = qweight * scale per group of 32 (GGUF's Q8_0). torch has no grouped int8
+  kernel, so it runs on the int4 one: code = 16 * hi + lo with hi in [-8, 7] and
+  lo in [0, 15] makes two 4-bit planes, (hi + 8) with scale 16 d and (lo) with
+  scale d and zero 8 d, over the input given twice: exactly d * code per weight.
+  A 49,152 x 576 mat-vec (SmolLM2's head) takes 1.9 ms this way against 2.7 ms
+  in `_weight_int8pack_mm` (per channel) and 5.8 ms in fp32.
+
+The kernels' own packed copies are built at load time and never saved.
 
 Shapes the kernels cannot take (int4: out % 16 or in % 32 not 0) stay float;
 `quantizable` says which.
@@ -150,6 +158,51 @@ class Int4Linear(QuantizedLinear):
         codes = unpack_nibbles(self.qweight).float().view(self.out_features, -1, GROUP_SIZE)
         w = (codes - 8) * self.scales.float()[..., None] + self.zeros.float()[..., None]
         return w.view(self.out_features, self.in_features)
+
+
+class GroupInt8Linear(QuantizedLinear):
+    method = "int8-group32"
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        super().__init__(qweight.shape[1], qweight.shape[0], bias)
+        if not quantizable(self.out_features, self.in_features, "int4"):
+            raise ValueError(f"grouped int8 needs out % 16 == 0 and in % {GROUP_SIZE} == 0; got "
+                             f"({self.out_features}, {self.in_features})")
+        self.register_buffer("qweight", qweight.to(torch.int8).contiguous())
+        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
+        self.register_buffer("packed", None, persistent=False)
+        self.register_buffer("scales_and_zeros", None, persistent=False)
+        self._pack()
+        self.register_load_state_dict_post_hook(lambda module, _: module._pack())
+
+    def _pack(self) -> None:
+        """Two 4-bit planes for the int4 kernel: [hi + 8 | lo] codes, [(16 d, 0) | (d, 8 d)] per group."""
+        if self.qweight.device.type == "meta":
+            return
+        q = self.qweight.to(torch.int32)
+        hi, lo = q >> 4, q & 15  # q = 16 * hi + lo
+        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(torch.cat([hi + 8, lo], dim=1), 1)
+        d = self.scales.t()  # (in/32, out)
+        high = torch.stack([d * 16, torch.zeros_like(d)], dim=-1)
+        low = torch.stack([d, d * 8], dim=-1)
+        self.scales_and_zeros = torch.cat([high, low], dim=0).contiguous()
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> GroupInt8Linear:
+        """Symmetric int8 per group of 32 inputs (as GGUF's Q8_0): scale = max|w| / 127."""
+        w = weight.detach().float()
+        groups = w.view(w.shape[0], -1, GROUP_SIZE)
+        scales = (groups.abs().amax(dim=-1) / 127).clamp(min=1e-12).to(KERNEL_DTYPE)
+        codes = torch.round(groups / scales.float()[..., None]).clamp(-127, 127).to(torch.int8)
+        return cls(codes.view_as(w), scales, bias)
+
+    def _kernel(self, x2: torch.Tensor) -> torch.Tensor:
+        doubled = torch.cat([x2, x2], dim=1)
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(doubled, self.packed, GROUP_SIZE, self.scales_and_zeros)
+
+    def dequantize(self) -> torch.Tensor:
+        groups = self.qweight.float().view(self.out_features, -1, GROUP_SIZE) * self.scales.float()[..., None]
+        return groups.view(self.out_features, self.in_features)
 
 
 def quantizable(out_features: int, in_features: int, method: str) -> bool:

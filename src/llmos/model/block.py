@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
@@ -20,7 +21,11 @@ class Block(nn.Module):
         self.attn = Attention(config, layer_index)
         self.mlp_norm = make_norm(config)
         self.mlp = MLP(config)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout_p = config.dropout
+
+    def dropout(self, x: torch.Tensor) -> torch.Tensor:
+        # A function, not an nn.Dropout module: at p = 0 or in eval it costs nothing per call.
+        return F.dropout(x, self.dropout_p, training=True) if self.training and self.dropout_p > 0 else x
 
     def forward(self, x: torch.Tensor, rope, mask, is_causal: bool, cache: KVCache | None) -> torch.Tensor:
         if self.pre_norm:  # x + f(norm(x))

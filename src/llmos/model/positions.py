@@ -49,28 +49,27 @@ def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for every position up to max_seq_len, looked up by position id."""
+    """cos/sin tables for every position up to max_seq_len, looked up by position id.
+
+    The sin table is stored with the sign of `rotate_half` folded in ([-sin, sin] over
+    the two halves), so applying RoPE is x * cos + swap_halves(x) * signed_sin."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         inv_freq = rope_inverse_frequencies(config)
         t = torch.arange(config.max_seq_len, dtype=torch.float32)
-        freqs = torch.outer(t, inv_freq)
-        emb = torch.cat([freqs, freqs], dim=-1)  # (T, D)
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
+        freqs = torch.outer(t, inv_freq)  # (T, D/2)
+        self.register_buffer("cos", torch.cat([freqs, freqs], dim=-1).cos(), persistent=False)  # (T, D)
+        self.register_buffer("signed_sin", torch.cat([-freqs.sin(), freqs.sin()], dim=-1), persistent=False)
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # position_ids (B, T) -> cos, sin (B, 1, T, D), broadcast over heads
-        return (self.cos[position_ids].unsqueeze(1).to(dtype),
-                self.sin[position_ids].unsqueeze(1).to(dtype))
+        # position_ids (B, T) -> cos, signed_sin (B, T, 1, D), broadcast over heads
+        return (self.cos[position_ids].unsqueeze(2).to(dtype),
+                self.signed_sin[position_ids].unsqueeze(2).to(dtype))
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate query or key vectors x (B, H, T, D) by their positions' angles."""
-    return x * cos + rotate_half(x) * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors x (B, T, heads, D) by their positions' angles, in Hugging Face's "rotate half"
+    layout: x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1] is the halves
+    swapped (`roll` by D/2) times the sign that `signed_sin` carries."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)

@@ -1,0 +1,221 @@
+"""Real-model speed: LLMOS against llama.cpp and transformers on the same GGUF file, one run.
+
+Rows (batch 1, greedy, 2 threads): SmolLM2-135M-Instruct (the `smollm2` embedded model,
+GGUF Q4_1 with a Q8_0 embedding) through
+
+- transformers, fp32 (its own GGUF loader dequantizes the file);
+- llama.cpp (llama-cpp-python) on the file itself;
+- LLMOS fp32 (`quantize="none"`: the file's values dequantized), int8 (`quantize="int8"`:
+  every linear per-channel int8) and int4 (the default for a GGUF: the Q4_1 blocks in the
+  int4 kernel, the Q8_0 head as grouped int8, codes unchanged);
+
+and a GPT-2 124M shape with random weights written as an F32 GGUF (the gguf package's
+writer) through LLMOS fp32 and llama.cpp. Each row reports decode tokens/s (a 32-token
+prompt, 128 new tokens; from the first new token to the last, so the prompt is not
+counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --repeats.
+Ratios are against llama.cpp measured in this same run.
+
+llama-cpp-python builds from source (about 10-15 minutes on 2 cores): the script builds it
+once into ~/.cache/llmos/peers/llama-cpp-python (a venv of its own) and reuses it; it is
+never built in tests or CI. --no-llama-cpp skips those rows. Run:
+
+    .venv/bin/python benchmarks/decode_vs_llamacpp.py
+    .venv/bin/python benchmarks/decode_vs_llamacpp.py --new-tokens 32 --repeats 1   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+LLAMA_CPP_VERSION = "0.3.36"
+PROMPT_TEXT = ("The history of the printing press begins in the fifteenth century, when Johannes "
+               "Gutenberg combined movable metal type, oil-based ink and a wooden press. ")
+
+LLAMA_CPP_SCRIPT = r"""
+import json, sys, time
+import llama_cpp
+path, threads, prompt, new, long = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+repeats = int(sys.argv[6])
+llm = llama_cpp.Llama(model_path=path, n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512,
+                      verbose=False)
+decode, prefill = 0.0, 0.0
+for _ in range(repeats):
+    llm.reset()
+    stamps = []
+    for token in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+        stamps.append(time.perf_counter())
+        if len(stamps) == new:
+            break
+    decode = max(decode, (new - 1) / (stamps[-1] - stamps[0]))
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(long)
+    prefill = max(prefill, len(long) / (time.perf_counter() - start))
+print(json.dumps({"decode": decode, "prefill": prefill}))
+"""
+
+
+def llama_cpp_python(build: bool) -> Path | None:
+    """The python of the cached llama-cpp-python venv, built there once when missing."""
+    from llmos.measured import cache_dir
+
+    venv = cache_dir() / "peers" / "llama-cpp-python"
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+        return python
+    if not build:
+        return None
+    print(f"building llama-cpp-python {LLAMA_CPP_VERSION} into {venv} (once; ~10-15 minutes)...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", f"llama-cpp-python=={LLAMA_CPP_VERSION}"], check=True,
+                   env={**__import__("os").environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"})
+    return python
+
+
+class Stamps:
+    """A streamer that only records when each new token arrives (generate's streamer protocol)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def torch_row(model, prompt: list[int], long: list[int], new: int, repeats: int, **generate_kw) -> dict:
+    ids = torch.tensor([prompt])
+    decode, prefill = 0.0, 0.0
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=4, do_sample=False, **generate_kw)  # warm-up
+        for _ in range(repeats):
+            stamps = Stamps()
+            model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=stamps,
+                           **generate_kw)
+            decode = max(decode, (new - 1) / (stamps.times[-1] - stamps.times[0]))
+            x = torch.tensor([long])
+            start = time.perf_counter()
+            model(x, logits_to_keep=1)
+            prefill = max(prefill, len(long) / (time.perf_counter() - start))
+    return {"decode": decode, "prefill": prefill}
+
+
+def llama_cpp_row(python: Path, path: Path, threads: int, prompt, new: int, long, repeats: int) -> dict:
+    out = subprocess.run([python, "-c", LLAMA_CPP_SCRIPT, str(path), str(threads), json.dumps(prompt), str(new),
+                          json.dumps(long), str(repeats)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gpt2_gguf(directory: Path) -> Path:
+    """GPT-2 124M with random weights (std 0.02) as an F32 GGUF with a synthetic 50,257-token vocabulary."""
+    import gguf
+    from gguf_models import write_model_tensors
+
+    from llmos.config import ModelConfig
+    from llmos.model import CausalLM
+
+    path = directory / "gpt2-124m-random.F32.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    alphabet = [chr(c) for c in range(33, 127)] + [chr(c) for c in range(161, 173)] + [chr(c) for c in range(174, 256)]
+    alphabet += [chr(256 + i) for i in range(256 - len(alphabet))]  # GPT-2's byte-to-unicode alphabet
+    tokens = alphabet + [f"tok{i}" for i in range(50256 - len(alphabet))] + ["<|endoftext|>"]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * 50256 + [3])
+    writer.add_token_merges(["Ġ t"])
+    writer.add_eos_token_id(50256)
+    writer.add_bos_token_id(50256)
+    torch.manual_seed(0)
+    write_model_tensors(writer, CausalLM(ModelConfig.from_preset("gpt2")), "F32")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--long-prompt", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,gpt2",
+                        help="comma list of transformers, llama.cpp, fp32, int8, int4, gpt2")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="skip (and never build) llama.cpp")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = args.rows.split(",")
+
+    from llmos import AutoModelForCausalLM, AutoTokenizer
+    from llmos.model_names import EMBEDDED, resolve_model
+
+    path = resolve_model("smollm2").path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    text_ids = tokenizer.encode(PROMPT_TEXT * 40)
+    prompt, long = text_ids[: args.prompt_tokens], text_ids[: args.long_prompt]
+    python = None if args.no_llama_cpp else llama_cpp_python(build="llama.cpp" in rows or "gpt2" in rows)
+    print(f"torch {torch.__version__}, {args.threads} threads; {EMBEDDED['smollm2'].description}; "
+          f"prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), prompt processing {len(long)} tokens")
+    results: dict[str, dict] = {}
+    if python is not None and "llama.cpp" in rows:
+        results["llama.cpp"] = llama_cpp_row(python, path, args.threads, prompt, args.new_tokens, long, args.repeats)
+    if "transformers" in rows:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                               dtype=torch.float32).eval()
+        results["transformers fp32"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
+                                                 pad_token_id=tokenizer.pad_token_id)
+        del hf
+    for name, quantize in (("fp32", "none"), ("int8", "int8"), ("int4", "auto")):
+        if name in rows:
+            model = AutoModelForCausalLM.from_pretrained(path, quantize=quantize)
+            results[f"LLMOS {name}"] = torch_row(model, prompt, long, args.new_tokens, args.repeats)
+            del model
+    peer = results.get("llama.cpp")
+    print(f"{'SmolLM2-135M-Instruct':26} {'decode tok/s':>12} {'x llama.cpp':>11} {'prompt tok/s':>13} "
+          f"{'x llama.cpp':>11}")
+    for name, r in results.items():
+        ratio = (f"{r['decode'] / peer['decode']:10.2f}x", f"{r['prefill'] / peer['prefill']:10.2f}x") if peer \
+            else ("", "")
+        print(f"{name:26} {r['decode']:12.1f} {ratio[0]:>11} {r['prefill']:13.1f} {ratio[1]:>11}")
+    if "transformers fp32" in results and "LLMOS fp32" in results:
+        print(f"LLMOS fp32 / transformers fp32: decode "
+              f"{results['LLMOS fp32']['decode'] / results['transformers fp32']['decode']:.2f}x, prompt "
+              f"{results['LLMOS fp32']['prefill'] / results['transformers fp32']['prefill']:.2f}x")
+    if "gpt2" in rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            gpt2_path = gpt2_gguf(Path(tmp))
+            ids = list(range(1000, 1000 + args.prompt_tokens))
+            long_ids = [(i * 7919) % 50000 for i in range(args.long_prompt)]
+            gpt2 = {"LLMOS fp32": torch_row(AutoModelForCausalLM.from_pretrained(gpt2_path, quantize="none"),
+                                            ids, long_ids, args.new_tokens, args.repeats)}
+            if python is not None:
+                gpt2["llama.cpp F32"] = llama_cpp_row(python, gpt2_path, args.threads, ids, args.new_tokens,
+                                                      long_ids, args.repeats)
+        print(f"{'GPT-2 124M (random, F32)':26} {'decode tok/s':>12} {'':>11} {'prompt tok/s':>13}")
+        for name, r in gpt2.items():
+            print(f"{name:26} {r['decode']:12.1f} {'':>11} {r['prefill']:13.1f}")
+        if "llama.cpp F32" in gpt2:
+            a, b = gpt2["LLMOS fp32"], gpt2["llama.cpp F32"]
+            print(f"LLMOS / llama.cpp on GPT-2: decode {a['decode'] / b['decode']:.2f}x, "
+                  f"prompt {a['prefill'] / b['prefill']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
