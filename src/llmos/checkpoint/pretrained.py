@@ -8,6 +8,10 @@ the target, fsynced, then renamed into place, so a failure leaves any previous
 checkpoint untouched. Loading builds the model with its parameters on the meta
 device and assigns tensors read from the memory-mapped safetensors files, so
 the weights are held in memory about once.
+
+A model with weight-only quantized linears (`llmos.kernels.quantize`, or a
+GGUF file's Q4 blocks) saves and loads the same way; config.json then has a
+"quantization" entry (see `checkpoint.quantization` for the layout).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,13 @@ from torch import nn
 
 from llmos.checkpoint.hf_config import HF_FAMILIES, config_from_hf
 from llmos.checkpoint.hf_weights import hf_to_ours
+from llmos.checkpoint.quantization import (
+    QUANTIZATION_KEY,
+    module_of_key,
+    quantization_entry,
+    quantized_module_names,
+    swap_in_empty,
+)
 from llmos.checkpoint.safetensors_io import (
     DEFAULT_SHARD_BYTES,
     CheckpointError,
@@ -163,8 +174,10 @@ def save_pretrained(
     if head not in HEADS:
         raise CheckpointError(f"cannot save a {head}; expected one of {sorted(HEADS)}")
     config = model.config
+    quantization = quantization_entry(model)
     with atomic_directory(path) as tmp:
-        _write_json(tmp / CONFIG_NAME, {**config.to_dict(), "head": head})
+        extra = {QUANTIZATION_KEY: quantization} if quantization else {}
+        _write_json(tmp / CONFIG_NAME, {**config.to_dict(), "head": head, **extra})
         write_state_dict(unique_state_dict(model), tmp, max_shard_bytes, metadata={"head": head})
         _write_json(tmp / GENERATION_CONFIG_NAME, generation_defaults(config, generation_config))
         if tokenizer is not None:
@@ -197,7 +210,7 @@ def read_config(path: str | Path) -> tuple[ModelConfig, str | None, dict[str, An
         raise CheckpointError(f"{config_path} must hold a JSON object, found {type(raw).__name__}")
     kind = raw.get("model_type")
     if kind == "llmos":
-        data = {k: v for k, v in raw.items() if k not in ("model_type", "head")}
+        data = {k: v for k, v in raw.items() if k not in ("model_type", "head", QUANTIZATION_KEY)}
         return ModelConfig.from_dict(data), raw.get("head"), raw
     config = config_from_hf(raw)  # raises for unknown model_type
     arch = (raw.get("architectures") or [""])[0]
@@ -208,7 +221,10 @@ def read_config(path: str | Path) -> tuple[ModelConfig, str | None, dict[str, An
     return config, head, raw
 
 
-def resolve_dtype(dtype: Any, lazy: LazyStateDict | None = None) -> torch.dtype:
+def resolve_dtype(dtype: Any, lazy: LazyStateDict | None = None,
+                  skip: Callable[[str], bool] | None = None) -> torch.dtype:
+    """The float dtype to load into; "auto" is the first float tensor's in `lazy` (keys `skip` rejects
+    aside: a quantized layer's bf16 scales say nothing about the model's dtype)."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -216,6 +232,8 @@ def resolve_dtype(dtype: Any, lazy: LazyStateDict | None = None) -> torch.dtype:
     if dtype == "auto":
         if lazy is not None:
             for key in lazy.keys():
+                if skip is not None and skip(key):
+                    continue
                 found = _SAFETENSORS_DTYPES.get(lazy.dtype(key))
                 if found is not None:
                     return found
@@ -290,7 +308,8 @@ def load_pretrained(
 
     Head tensors the checkpoint lacks are freshly initialised, and head tensors it has
     but `head` does not use are ignored, each with a warning naming the keys. Trunk
-    keys must match exactly.
+    keys must match exactly. A quantized checkpoint loads into its quantized modules,
+    their tensors as stored (`dtype` applies to the float tensors).
     """
     path = Path(path)
     config, saved_head, raw = read_config(path)
@@ -304,8 +323,10 @@ def load_pretrained(
             raise CheckpointError(f"head {head!r} is not known; expected one of {sorted(HEADS)}")
         head = HEADS[head]
     check_tokenizer_fits(path, config)
+    quantization = raw.get(QUANTIZATION_KEY)
+    quantized = quantized_module_names(quantization, str(path)) if quantization is not None else set()
     with LazyStateDict(path) as lazy:
-        target_dtype = resolve_dtype(dtype, lazy)
+        target_dtype = resolve_dtype(dtype, lazy, skip=lambda key: module_of_key(key, quantized) is not None)
         if raw.get("model_type") in HF_FAMILIES:
             source, unmapped = hf_to_ours(lazy.keys(), raw["model_type"], lazy.__getitem__)
             if unmapped:
@@ -317,9 +338,14 @@ def load_pretrained(
             names, shape_of, fetch = lazy.keys(), lazy.shape, lazy.__getitem__
         with parameters_on_meta():
             model = head(config)
+        if quantization is not None:
+            swap_in_empty(model, quantization, str(path))
         expected = model.state_dict()
         tied = tied_names(model)
         missing = [k for k in expected if k not in names and k not in tied]
+        lost = [k for k in missing if module_of_key(k, quantized) is not None]
+        if lost:
+            raise CheckpointError(f"{path}: the quantized layers' tensors {lost[:6]} are not in the checkpoint")
         unexpected = [k for k in names if k not in expected]
         bad_missing = [k for k in missing if not _is_head_key(k)]
         bad_unexpected = [k for k in unexpected if not _is_head_key(k)]
@@ -345,7 +371,10 @@ def load_pretrained(
                 continue
             if key in names:
                 tensor = fetch(key)
-                state[key] = tensor.to(target_dtype) if tensor.is_floating_point() else tensor
+                if module_of_key(key, quantized) is not None:
+                    state[key] = tensor  # as stored: codes and bf16 scales
+                else:
+                    state[key] = tensor.to(target_dtype) if tensor.is_floating_point() else tensor
             else:
                 state[key] = _fresh_init(expected[key].shape, key, target_dtype, config.initializer_range)
         model.load_state_dict(state, strict=False, assign=True)

@@ -1,5 +1,6 @@
-"""Layer 9: `llmos chat DIR`: a terminal chat with streamed answers and a conversation history.
+"""Layer 9: `llmos chat MODEL`: a terminal chat with streamed answers and a conversation history.
 
+MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
 Runs the serving engine in-process (no HTTP). Input ends with an empty line
 when it spans several lines (start with \"\"\" to paste a block, end with \"\"\").
 Commands: /reset, /system TEXT, /set temperature|top_p|top_k|max_tokens VALUE,
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -122,21 +122,24 @@ def read_message(prompt: str = "you> ") -> str | None:
 
 
 def chat_command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (model + tokenizer)."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
+                                          "name (smollm2)."),
     system: str = typer.Option(None, help="System prompt."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
     max_tokens: int = typer.Option(256, help="Longest answer in tokens."),
+    quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
 ) -> None:
-    """Chat with a checkpoint in the terminal; answers stream as they are generated."""
+    """Chat with a model in the terminal; answers stream as they are generated."""
 
+    from llmos.model_names import model_label
     from llmos.serving.engine import Engine
     from llmos.serving.loader import load_for_serving
 
-    model, tokenizer = load_for_serving(checkpoint)
+    model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
     engine = Engine(model, max_batch=1, max_queue=1).start()
     session = ChatSession(engine, tokenizer, system)
     session.settings.update(temperature=temperature, max_tokens=max_tokens)
-    typer.echo(f"chatting with {Path(checkpoint).name}; /help for commands, /exit to leave", err=True)
+    typer.echo(f"chatting with {model_label(checkpoint)}; /help for commands, /exit to leave", err=True)
     try:
         while True:
             text = read_message()

@@ -1,20 +1,21 @@
-"""Layer 9: `llmos generate DIR --prompt ...`: stream a continuation of a prompt to the terminal.
+"""Layer 9: `llmos generate MODEL --prompt ...`: stream a continuation of a prompt to the terminal.
 
+MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
 Greedy decoding unless --do-sample (or a sampling flag such as --temperature,
 --top-k, --top-p) asks for sampling; defaults for everything else come from
-the checkpoint's generation_config.json. A single sequence streams as it is
-generated; several (--num-return-sequences) are printed one after another.
+the checkpoint's generation_config.json (a GGUF file's from its metadata). A
+single sequence streams as it is generated; several (--num-return-sequences)
+are printed one after another.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 
 
 def generate_command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (ours or a transformers one)."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory (ours or a transformers one), GGUF file, "
+                                          "or model name (smollm2)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
     max_new_tokens: int = typer.Option(128, help="How many tokens to generate at most."),
     temperature: float = typer.Option(None, help="Sampling temperature (> 0); implies sampling."),
@@ -24,16 +25,20 @@ def generate_command(
     num_return_sequences: int = typer.Option(1, help="How many continuations to return."),
     seed: int = typer.Option(None, help="Random seed: the same seed gives the same text."),
     do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the argmax."),
+    quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
     from llmos.generation import GenerationConfig, TextStreamer
     from llmos.generation.config import GENERATION_CONFIG_NAME
+    from llmos.model_names import resolve_model
 
-    model = AutoModelForCausalLM.from_pretrained(checkpoint)
-    if (Path(checkpoint) / GENERATION_CONFIG_NAME).is_file():
-        model.generation_config = GenerationConfig.from_pretrained(checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    resolved = resolve_model(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)
+    if not resolved.is_gguf and (resolved.path / GENERATION_CONFIG_NAME).is_file():
+        model.generation_config = GenerationConfig.from_pretrained(resolved.path)
+    # a GGUF file's defaults (its bos/eos/pad ids) were set on the model by the loader
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
     options: dict = {"max_new_tokens": max_new_tokens, "num_beams": num_beams,
                      "num_return_sequences": num_return_sequences,

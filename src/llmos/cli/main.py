@@ -13,7 +13,8 @@ import typer
 
 from llmos.errors import LLMOSError
 
-VERB_MODULES: list[str] = ["quickstart", "pretrain", "generate", "convert", "tokenizer", "serve", "chat", "data"]
+VERB_MODULES: list[str] = ["quickstart", "pretrain", "generate", "convert", "quantize", "tokenizer", "serve", "chat",
+                           "data", "models"]
 
 app = typer.Typer(
     name="llmos",

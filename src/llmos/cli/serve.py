@@ -1,12 +1,13 @@
-"""Layer 9: `llmos serve DIR`: an OpenAI-compatible HTTP server and web chat page for a checkpoint.
+"""Layer 9: `llmos serve MODEL`: an OpenAI-compatible HTTP server and web chat page for a model.
 
-Binds 127.0.0.1 unless --host says otherwise; --api-key makes every /v1 route
-require `Authorization: Bearer KEY`.
+MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`); the
+model id clients send is its short name (`smollm2`, the file's stem, the
+directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
+--host says otherwise; --api-key makes every /v1 route require
+`Authorization: Bearer KEY`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 
@@ -14,26 +15,30 @@ from llmos.errors import LLMOSError
 
 
 def serve_command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (model + tokenizer)."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
+                                          "name (smollm2)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, help="TCP port."),
     api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="Require this bearer token on /v1 routes."),
     max_batch: int = typer.Option(16, help="Requests decoded together in one forward pass."),
     max_queue: int = typer.Option(64, help="Requests allowed to wait for a slot; more get HTTP 429."),
-    model_name: str = typer.Option(None, help="Model id clients send (default: the directory name)."),
+    model_name: str = typer.Option(None, help="Model id clients send (default: the model's name, file stem or "
+                                              "directory name)."),
     max_body_kb: int = typer.Option(1024, help="Largest request body accepted, in KiB (413 above)."),
+    quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
 ) -> None:
-    """Serve a checkpoint over an OpenAI-compatible API, with a chat page at /."""
+    """Serve a model over an OpenAI-compatible API, with a chat page at /."""
     import uvicorn
 
+    from llmos.model_names import model_label
     from llmos.serving.api import create_app
     from llmos.serving.loader import load_for_serving
 
     for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
         if value < 1:
             raise LLMOSError(f"{name} must be a positive integer, got {value}")
-    model, tokenizer = load_for_serving(checkpoint)
-    model_id = model_name or Path(checkpoint).resolve().name
+    model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
+    model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024)
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1)", err=True)

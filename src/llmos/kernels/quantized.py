@@ -79,13 +79,24 @@ class QuantizedLinear(nn.Module):
         raise NotImplementedError
 
 
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """`t`, or a copy in torch's own (64-byte aligned) memory: `_weight_int8pack_mm` crashes the
+    process (SIGSEGV) on int8 codes at an odd address, as a tensor read from an arbitrary
+    offset of a memory-mapped file can be."""
+    return t if t.device.type == "meta" or t.data_ptr() % 64 == 0 else t.clone()
+
+
 class Int8Linear(QuantizedLinear):
     method = "int8"
 
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__(qweight.shape[1], qweight.shape[0], bias)
-        self.register_buffer("qweight", qweight.to(torch.int8).contiguous())
-        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
+        self.register_buffer("qweight", aligned(qweight.to(torch.int8).contiguous()))
+        self.register_buffer("scales", aligned(scales.to(KERNEL_DTYPE).contiguous()))
+        self.register_load_state_dict_post_hook(lambda module, _: module._align())
+
+    def _align(self) -> None:
+        self.qweight, self.scales = aligned(self.qweight), aligned(self.scales)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
