@@ -125,23 +125,36 @@ def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack([packed & 15, packed >> 4], dim=-1).flatten(1)
 
 
-class Int4Linear(QuantizedLinear):
-    method = "int4"
+class Int4KernelLinear(QuantizedLinear):
+    """A linear that runs on torch's int4 kernel: it keeps the kernel's packed copy of its codes
+    (`packed`, `scales_and_zeros`), built from the stored tensors and rebuilt after every load."""
 
-    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-                 bias: torch.Tensor | None = None) -> None:
-        out_features, in_features = qweight.shape[0], qweight.shape[1] * 2
+    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None) -> None:
         super().__init__(in_features, out_features, bias)
         if not quantizable(out_features, in_features, "int4"):
-            raise ValueError(f"int4 needs out % 16 == 0 and in % {GROUP_SIZE} == 0; got ({out_features}, "
-                             f"{in_features})")
-        self.register_buffer("qweight", qweight.to(torch.uint8).contiguous())
-        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
-        self.register_buffer("zeros", zeros.to(KERNEL_DTYPE).contiguous())
+            raise ValueError(f"{self.method} needs out % 16 == 0 and in % {GROUP_SIZE} == 0; got "
+                             f"({out_features}, {in_features})")
+
+    def _keep_packed_copy(self) -> None:
         self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scales_and_zeros", None, persistent=False)
         self._pack()
         self.register_load_state_dict_post_hook(lambda module, _: module._pack())
+
+    def _pack(self) -> None:
+        raise NotImplementedError
+
+
+class Int4Linear(Int4KernelLinear):
+    method = "int4"
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> None:
+        super().__init__(qweight.shape[1] * 2, qweight.shape[0], bias)
+        self.register_buffer("qweight", qweight.to(torch.uint8).contiguous())
+        self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
+        self.register_buffer("zeros", zeros.to(KERNEL_DTYPE).contiguous())
+        self._keep_packed_copy()
 
     def _pack(self) -> None:
         """The kernel's own layout: its packed codes and a (in/32, out, 2) scale/zero table."""
@@ -171,20 +184,14 @@ class Int4Linear(QuantizedLinear):
         return w.view(self.out_features, self.in_features)
 
 
-class GroupInt8Linear(QuantizedLinear):
+class GroupInt8Linear(Int4KernelLinear):
     method = "int8-group32"
 
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__(qweight.shape[1], qweight.shape[0], bias)
-        if not quantizable(self.out_features, self.in_features, "int4"):
-            raise ValueError(f"grouped int8 needs out % 16 == 0 and in % {GROUP_SIZE} == 0; got "
-                             f"({self.out_features}, {self.in_features})")
         self.register_buffer("qweight", qweight.to(torch.int8).contiguous())
         self.register_buffer("scales", scales.to(KERNEL_DTYPE).contiguous())
-        self.register_buffer("packed", None, persistent=False)
-        self.register_buffer("scales_and_zeros", None, persistent=False)
-        self._pack()
-        self.register_load_state_dict_post_hook(lambda module, _: module._pack())
+        self._keep_packed_copy()
 
     def _pack(self) -> None:
         """Two 4-bit planes for the int4 kernel: [hi + 8 | lo] codes, [(16 d, 0) | (d, 8 d)] per group."""
