@@ -103,6 +103,8 @@ def quickstart(
     console.print(f"saved {out} in {time.perf_counter() - started:.0f} s. Next:", soft_wrap=True)
     for command in (f"generate {out} --prompt 'Return the'", f"chat {out}", f"serve {out}"):
         console.print(f"  llmos {command}", soft_wrap=True, highlight=False)
+    console.print("  llmos chat smollm2      # a real instruct model, embedded (SmolLM2-135M-Instruct)",
+                  soft_wrap=True, highlight=False)
 
 
 def _calibrate_steps(overrides, vocab_size, context, batch_size, budget_s, console) -> int:
