@@ -8,7 +8,7 @@
    resume) vs nanoGPT's `get_batch` (random offsets into a fresh np.memmap
    each call, no resume), batches per second.
 
-Corpus: /work/shared/data/tinyshakespeare.txt when present, plus the Python
+Corpus: ../shared/data/tinyshakespeare.txt (beside the repository) when present, plus the Python
 standard library's documentation (always available).
 
     .venv/bin/python benchmarks/data_pipeline.py
@@ -29,7 +29,7 @@ from llmos.data.corpus import Corpus
 from llmos.data.stdlib_corpus import build_stdlib_corpus
 from llmos.tokenizer import train_tokenizer
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def naive_prepare(inputs: list[Path], tokenizer, out: Path) -> int:

@@ -69,7 +69,7 @@ def baselines(data_dir: Path, config: TrainConfig) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
     parser.add_argument("--recipe", default=str(Path(__file__).parents[1] / "recipes" / "bert-mini-mlm.yaml"))
     parser.add_argument("--vocab-size", type=int, default=2048)
     parser.add_argument("--max-steps", type=int, default=0, help="override the recipe's max_steps")

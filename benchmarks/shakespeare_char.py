@@ -111,7 +111,7 @@ def train_one(arch: str, seed: int, train_ids, val_ids, vocab: int, args) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true")
