@@ -16,7 +16,7 @@ from typing import Any
 
 from llmos.checkpoint import load_pretrained, read_config
 from llmos.checkpoint.gguf_load import QUANTIZE_CHOICES, load_gguf, load_gguf_tokenizer
-from llmos.checkpoint.quantization import QUANTIZATION_KEY
+from llmos.checkpoint.quantization import stored_method
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.kernels import quantize as kernel_quantize
@@ -58,7 +58,7 @@ class _AutoModel:
                 raise LLMOSError(f"config overrides {sorted(config_overrides)} do not apply to a GGUF file")
             model = load_gguf(resolved.path, cls.head, quantize or "auto", dtype=dtype)
         else:
-            held = _stored_quantization(resolved.path)
+            held = stored_method(read_config(resolved.path)[2])
             if held is not None and quantize not in (None, "auto", held):
                 raise LLMOSError(f"{str(resolved.path)!r} is already quantized ({held}); quantize={quantize!r} "
                                  "applies to float checkpoints: load it with quantize='auto', or load the float "
@@ -72,14 +72,6 @@ class _AutoModel:
     def from_config(cls, config: ModelConfig) -> PreTrainedModel:
         """A freshly initialised model of this task's head for `config`."""
         return cls.head(config)
-
-
-def _stored_quantization(directory: Path) -> str | None:
-    """The method a checkpoint directory's linears are stored in (config.json), or None for float."""
-    entry = read_config(directory)[2].get(QUANTIZATION_KEY)
-    if not entry:
-        return None
-    return str(entry.get("method")) if isinstance(entry, dict) else str(entry)
 
 
 class AutoModelForCausalLM(_AutoModel):

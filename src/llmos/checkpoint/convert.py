@@ -25,7 +25,7 @@ from llmos.checkpoint.pretrained import (
     read_config,
     save_pretrained,
 )
-from llmos.checkpoint.quantization import QUANTIZATION_KEY
+from llmos.checkpoint.quantization import stored_method
 from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, CheckpointError
 
 FORMATS = ("hf", "llmos")
@@ -72,7 +72,7 @@ def convert_checkpoint(
     if source.is_file():
         return _convert_gguf(source, out, to, dtype, max_shard_bytes)
     if to == "hf":
-        refuse_quantized(read_config(source)[2].get(QUANTIZATION_KEY), str(source))
+        refuse_quantized(stored_method(read_config(source)[2]), str(source))
     model = load_pretrained(source, dtype=dtype)
     if to == "hf":
         return export_hf(model, out, max_shard_bytes=max_shard_bytes, source_dir=source)
@@ -82,7 +82,6 @@ def convert_checkpoint(
         generation = json.loads((source / GENERATION_CONFIG_NAME).read_text())
     return save_pretrained(model, out, tokenizer=tokenizer if tokenizer.files else None,
                            generation_config=generation, max_shard_bytes=max_shard_bytes)
-
 
 
 def _convert_gguf(source: Path, out: Path, to: str, dtype: Any, max_shard_bytes: int) -> Path:

@@ -38,11 +38,6 @@ def _check_types(path: Path, weights: dict[str, GGUFWeight]) -> None:
         raise GGUFError(f"{path}: tensor type(s) not supported: {bad[:4]}; supported types are {list(TENSOR_TYPES)}")
 
 
-def _module(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    parent_name, _, attr = name.rpartition(".")
-    return (model.get_submodule(parent_name) if parent_name else model), attr
-
-
 def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None, quantize_mode: str = "auto",
               dtype: Any = None) -> PreTrainedModel:
     """A model with the file's weights; see the module docstring for `quantize_mode`."""
@@ -76,9 +71,8 @@ def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None,
     model.load_state_dict(state, strict=False, assign=True)  # before the swap: it would repack every kernel
     for module_name in in_kernels:
         bias = weights.get(f"{module_name}.bias")
-        parent, attr = _module(model, module_name)
         weight = weights[f"{module_name}.weight"]
-        setattr(parent, attr, weight.kernel_module(bias.to_float() if bias is not None else None))
+        model.set_submodule(module_name, weight.kernel_module(bias.to_float() if bias is not None else None))
     embedding = weights["transformer.embed.tokens.weight"]
     if config.tie_embeddings and embedding.qtype in kept and quantizable(config.vocab_size, config.d_model, "int4"):
         model.lm_head = embedding.kernel_module()  # the head reads the blocks; the lookup has floats

@@ -29,6 +29,7 @@ import torch
 
 from llmos.checkpoint.gguf_file import GGUFError, GGUFFile
 from llmos.config import ModelConfig
+from llmos.kernels.quantized import pack_nibbles
 
 B = "transformer.blocks.{i}."
 TOP_LEVEL = {
@@ -78,7 +79,7 @@ class GGUFWeight:
         d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         qs = blocks[..., head:]
         codes = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(out_features, -1)  # elements 0..31
-        qweight = torch.from_numpy(codes[:, 0::2] | (codes[:, 1::2] << 4))
+        qweight = pack_nibbles(torch.from_numpy(codes))
         if self.qtype == "Q4_1":  # w = d * code + m = (code - 8) * d + (m + 8 d)
             m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
             zeros = m + 8 * d
@@ -121,7 +122,7 @@ def unpermute_rows(weight: GGUFWeight, n_heads: int) -> GGUFWeight:
     return GGUFWeight(weight.qtype, restored, weight.shape)
 
 
-def _fuse(parts: dict[int, GGUFWeight], ours: str) -> GGUFWeight:
+def _fuse(parts: dict[int, GGUFWeight]) -> GGUFWeight:
     ordered = [parts[i] for i in sorted(parts)]
     kinds = {p.qtype for p in ordered}
     if len(kinds) > 1:  # mixed types (e.g. a Q6_K value next to Q4_K query/key): fuse as floats
@@ -140,8 +141,7 @@ def gguf_weights(gguf: GGUFFile, config: ModelConfig) -> dict[str, GGUFWeight]:
     for name in gguf.tensors:
         match = NAME.match(name)
         base = match["base"] if match else None
-        if match is None or (match["i"] is None and base not in TOP_LEVEL) or (
-                match["i"] is not None and base not in BLOCK):
+        if base not in (TOP_LEVEL if match and match["i"] is None else BLOCK):
             unknown.append(name)
             continue
         weight = _weight(gguf, name)
@@ -162,5 +162,5 @@ def gguf_weights(gguf: GGUFFile, config: ModelConfig) -> dict[str, GGUFWeight]:
         raise GGUFError(f"{gguf.path}: tensors with no LLMOS equivalent for architecture "
                         f"{gguf.architecture!r}: {sorted(unknown)[:8]}")
     for key, pieces in parts.items():
-        weights[key] = _fuse(pieces, key)
+        weights[key] = _fuse(pieces)
     return weights

@@ -29,7 +29,7 @@ from llmos.checkpoint.pretrained import (
     read_config,
     unique_state_dict,
 )
-from llmos.checkpoint.quantization import QUANTIZATION_KEY, quantization_entry
+from llmos.checkpoint.quantization import quantization_entry, stored_method
 from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, write_state_dict
 from llmos.model.heads import PreTrainedModel
 
@@ -51,10 +51,11 @@ def export_hf(
     source_dir = Path(source_dir) if source_dir is not None else None
     if isinstance(model_or_dir, PreTrainedModel):
         model = model_or_dir
-        refuse_quantized(quantization_entry(model), "the model")
+        entry = quantization_entry(model)
+        refuse_quantized(entry and entry["method"], "the model")
     else:
         source_dir = Path(model_or_dir)
-        refuse_quantized(read_config(source_dir)[2].get(QUANTIZATION_KEY), str(source_dir))
+        refuse_quantized(stored_method(read_config(source_dir)[2]), str(source_dir))
         model = load_pretrained(source_dir, dtype="auto")
     config = model.config
     head = type(model).__name__
@@ -81,9 +82,8 @@ def export_hf(
     return Path(out_dir)
 
 
-def refuse_quantized(entry: Any, what: str) -> None:
-    """Raise when `entry` (a config.json "quantization" entry) says `what` is quantized."""
-    if entry:
-        method = entry.get("method") if isinstance(entry, dict) else entry
+def refuse_quantized(method: str | None, what: str) -> None:
+    """Raise when `what` is stored quantized (`method` from `stored_method`, None for float)."""
+    if method:
         raise HFConversionError(f"{what} is {method}-quantized in LLMOS's own layout, which transformers cannot "
                                 "load; export the float checkpoint it was quantized from")

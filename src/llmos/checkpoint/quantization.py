@@ -68,6 +68,15 @@ def quantization_entry(model: nn.Module) -> dict[str, Any] | None:
     return {"method": method, "group_size": None if method == "int8" else GROUP_SIZE, "modules": sorted(found)}
 
 
+def stored_method(raw_config: dict[str, Any]) -> str | None:
+    """The method a checkpoint's config.json says its linears are stored in ("mixed" when several),
+    or None for a float checkpoint."""
+    entry = raw_config.get(QUANTIZATION_KEY)
+    if not entry:
+        return None
+    return str(entry.get("method")) if isinstance(entry, dict) else str(entry)
+
+
 def module_of_key(key: str, modules: set[str]) -> str | None:
     """The quantized module a state-dict key belongs to, if any."""
     owner = key.rpartition(".")[0]
@@ -134,6 +143,4 @@ def swap_in_empty(model: nn.Module, entry: Any, where: str) -> None:
         if not quantizable(layer.out_features, layer.in_features, "int8" if method == "int8" else "int4"):
             raise CheckpointError(f"{where}: {name!r} ({layer.out_features} x {layer.in_features}) does not fit "
                                   f"the {method} kernel, yet config.json lists it as {method}")
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, _empty(method, layer))
+        model.set_submodule(name, _empty(method, layer))

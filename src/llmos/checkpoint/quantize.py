@@ -25,7 +25,7 @@ from llmos.checkpoint.pretrained import (
     read_config,
     save_pretrained,
 )
-from llmos.checkpoint.quantization import QUANTIZATION_KEY, quantization_entry
+from llmos.checkpoint.quantization import quantization_entry, stored_method
 from llmos.checkpoint.safetensors_io import DEFAULT_SHARD_BYTES, CheckpointError
 from llmos.kernels import METHODS, quantize
 from llmos.kernels.quantized import GROUP_SIZE
@@ -45,10 +45,9 @@ def quantize_checkpoint(source: str | Path, out: str | Path, method: str,
         model = load_gguf(source, quantize_mode=method)  # Q4_0/Q4_1 codes kept as they are for int4
         tokenizer, generation = load_gguf_tokenizer(source), dict(model.generation_config)
     else:
-        held = read_config(source)[2].get(QUANTIZATION_KEY)
+        held = stored_method(read_config(source)[2])
         if held:
-            have = held.get("method") if isinstance(held, dict) else held
-            raise CheckpointError(f"{source} is already quantized ({have}); quantize from the float checkpoint "
+            raise CheckpointError(f"{source} is already quantized ({held}); quantize from the float checkpoint "
                                   "it was made from")
         model = quantize(load_pretrained(source, dtype="auto"), method)
         copied = CopiedTokenizer(source)

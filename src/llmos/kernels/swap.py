@@ -15,16 +15,17 @@ as it is: the plain PyTorch path, for comparison or debugging.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from torch import nn
 
+from llmos.errors import LLMOSError
 from llmos.kernels.choice import few_rows_onednn
 from llmos.kernels.head_loss import FusedLossHead
 from llmos.kernels.onednn import ONEDNN, OneDNNLinear
 from llmos.kernels.quantized import METHODS, quantize_linear
 
-HEAD_NAMES = ("lm_head",)  # a causal LM's output head: fused loss in training
+HEAD_NAMES = ("lm_head",)  # a causal LM's output head (qualified name): fused loss in training
 
 
 def kernels_enabled(enabled: bool | None = None) -> bool:
@@ -34,17 +35,15 @@ def kernels_enabled(enabled: bool | None = None) -> bool:
     return os.environ.get("LLMOS_KERNELS", "1") != "0"
 
 
-def linears(model: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Linear]]:
-    """(parent, attribute name, layer) for every plain nn.Linear in `model`."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                yield parent, name, child
+def linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """(qualified name, layer) for every plain nn.Linear in `model`."""
+    return [(name, module) for name, module in model.named_modules() if type(module) is nn.Linear]
 
 
 def replace_linears(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module]) -> nn.Module:
-    for parent, name, layer in linears(model):
-        setattr(parent, name, make(name, layer))
+    """Put `make(name, layer)` in the place of each plain nn.Linear (in place; returns `model`)."""
+    for name, layer in linears(model):
+        model.set_submodule(name, make(name, layer))
     return model
 
 
@@ -71,13 +70,6 @@ def quantize(model: nn.Module, method: str, skip: Callable[[str], bool] | None =
     to the embedding table (a tied LM head) is quantized as a copy: the embedding
     lookup keeps the float table."""
     if method not in METHODS:
-        from llmos.errors import LLMOSError
-
         raise LLMOSError(f"quantization {method!r} is not known; expected one of {list(METHODS)}")
-    names = {id(module): name for name, module in model.named_modules()}
-    for parent, attr, layer in linears(model):
-        qualified = f"{names[id(parent)]}.{attr}".lstrip(".")
-        if skip is not None and skip(qualified):
-            continue
-        setattr(parent, attr, quantize_linear(layer, method))
-    return model
+    return replace_linears(model, lambda name, layer: layer if skip is not None and skip(name)
+                           else quantize_linear(layer, method))
