@@ -69,6 +69,7 @@ class ModelConfig:
     mlm_transform: bool = False  # BERT's dense + act + norm before the MLM decoder
     pooler: bool = False  # BERT's dense + tanh over the first token
     num_labels: int = 2
+    label_names: list[str] = field(default_factory=list)  # classifier label i's name ([] = LABEL_i)
     classifier_bias: bool = True
     dropout: float = 0.0
     initializer_range: float = 0.02
@@ -123,8 +124,16 @@ class ModelConfig:
                 raise ConfigError(
                     f"rope_scaling type {kind!r} is not supported; expected one of {list(ROPE_SCALINGS[1:])}"
                 )
+        if self.label_names and len(self.label_names) != self.num_labels:
+            raise ConfigError(
+                f"label_names={self.label_names!r} names {len(self.label_names)} labels but "
+                f"num_labels={self.num_labels}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+
+    def label_name(self, index: int) -> str:
+        return self.label_names[index] if self.label_names else f"LABEL_{index}"
 
     @property
     def eos_token_ids(self) -> list[int]:

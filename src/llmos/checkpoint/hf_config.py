@@ -39,6 +39,15 @@ def _num_labels(hf: dict[str, Any]) -> int:
     return int(hf.get("num_labels", 2))
 
 
+def _label_names(hf: dict[str, Any]) -> list[str]:
+    """Names from id2label, unless they are only transformers' LABEL_i defaults."""
+    id2label = hf.get("id2label")
+    if not isinstance(id2label, dict):
+        return []
+    names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label))]
+    return [] if names == [f"LABEL_{i}" for i in range(len(names))] else names
+
+
 def _tokens(hf: dict[str, Any]) -> dict[str, Any]:
     return {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
 
@@ -76,7 +85,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             norm_eps=hf.get("layer_norm_epsilon", 1e-5),
             mlp="gelu" if act == "gelu" else "gelu_tanh",
             tie_embeddings=hf.get("tie_word_embeddings", True), classifier_bias=False,
-            num_labels=_num_labels(hf), initializer_range=hf.get("initializer_range", 0.02),
+            num_labels=_num_labels(hf), label_names=_label_names(hf), initializer_range=hf.get("initializer_range", 0.02),
             family="gpt2", **_tokens(hf),
         )
     if kind == "bert":
@@ -95,7 +104,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             embedding_norm=True, final_norm=False, mlp="gelu",
             type_vocab_size=hf.get("type_vocab_size", 2), lm_head_bias=True, mlm_transform=True,
             pooler=True, tie_embeddings=hf.get("tie_word_embeddings", True),
-            num_labels=_num_labels(hf), initializer_range=hf.get("initializer_range", 0.02),
+            num_labels=_num_labels(hf), label_names=_label_names(hf), initializer_range=hf.get("initializer_range", 0.02),
             family="bert", **_tokens(hf),
         )
     # llama-like
@@ -116,7 +125,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         qkv_bias=True if kind == "qwen2" else bias, attn_out_bias=False if kind == "qwen2" else bias,
         sliding_window=hf.get("sliding_window") if kind == "mistral" else None,
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)), classifier_bias=False,
-        num_labels=_num_labels(hf), initializer_range=hf.get("initializer_range", 0.02),
+        num_labels=_num_labels(hf), label_names=_label_names(hf), initializer_range=hf.get("initializer_range", 0.02),
         family=kind, **_tokens(hf),
     )
 
@@ -168,8 +177,8 @@ def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
         "pad_token_id": config.pad_token_id,
     }
     if head == "SequenceClassifier":
-        common["id2label"] = {str(i): f"LABEL_{i}" for i in range(config.num_labels)}
-        common["label2id"] = {f"LABEL_{i}": i for i in range(config.num_labels)}
+        common["id2label"] = {str(i): config.label_name(i) for i in range(config.num_labels)}
+        common["label2id"] = {config.label_name(i): i for i in range(config.num_labels)}
     if family == "gpt2":
         _require(config, family, causal=True, position="learned", norm="layernorm", norm_bias=True,
                  norm_placement="pre", final_norm=True, embedding_norm=False,

@@ -1,0 +1,195 @@
+"""Layer 2b (adapters): LoRA, a trainable low-rank update beside a frozen linear layer.
+
+y = base(x) + (alpha / r) * B A dropout(x), with A (r, in) and B (out, r); B starts
+at zero, so a fresh adapter changes nothing. Our model fuses q/k/v (and SwiGLU's
+gate/up) into one linear, while Hugging Face and PEFT keep them apart, so one
+`LoRAAdapter` holds one (A, B) pair per *part*, a row range of the fused output:
+an adapter on q_proj and v_proj of a fused qkv touches exactly the q and v rows,
+as PEFT's would. The A matrices of all parts are stacked so the input is read once.
+
+`add_lora` wraps chosen linears in `LoRALinear` (the base module stays inside,
+whatever it is: nn.Linear, a oneDNN or a quantized kernel). A layer can hold
+several named adapters; `set_adapter` / `using_adapter` pick the one in use
+(or none), so one base model serves several tasks. `merge_lora` folds an
+adapter into the base weights and puts plain linears back. Which modules and
+parts to target, and the PEFT file format, belong to `checkpoint.peft_format`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos.errors import LLMOSError
+
+
+class LoRAError(LLMOSError):
+    """A LoRA target, adapter name or adapter file does not fit the model."""
+
+
+class LoRAAdapter(nn.Module):
+    """One adapter on one linear: per part (start row, rows), A (r, in) and B (rows, r)."""
+
+    def __init__(self, in_features: int, out_features: int, parts: Sequence[tuple[int, int]],
+                 r: int, alpha: float, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not parts:
+            raise LoRAError("a LoRA adapter needs at least one part of the layer's output")
+        self.r, self.alpha, self.out_features = r, alpha, out_features
+        self.scale = alpha / r
+        self.parts = [tuple(p) for p in sorted(parts)]
+        self.A = nn.Parameter(torch.empty(r * len(self.parts), in_features))  # stacked A of each part
+        self.B = nn.ParameterList(nn.Parameter(torch.zeros(rows, r)) for _, rows in self.parts)
+        self.dropout_p = dropout
+        for block in self.A.data.split(r):  # PEFT's init: kaiming-uniform A, zero B
+            nn.init.kaiming_uniform_(block, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.dropout_p > 0:
+            x = F.dropout(x, self.dropout_p, training=True)
+        z = F.linear(x, self.A.to(x.dtype)).split(self.r, dim=-1)  # one (..., r) per part
+        if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
+            return F.linear(z[0], self.B[0].to(x.dtype)) * self.scale
+        pieces, row = [], 0
+        for (start, rows), zi, b in zip(self.parts, z, self.B, strict=True):
+            if start > row:
+                pieces.append(x.new_zeros(*x.shape[:-1], start - row))
+            pieces.append(F.linear(zi, b.to(x.dtype)))
+            row = start + rows
+        if row < self.out_features:
+            pieces.append(x.new_zeros(*x.shape[:-1], self.out_features - row))
+        return torch.cat(pieces, dim=-1) * self.scale
+
+    @torch.no_grad()
+    def delta_weight(self) -> torch.Tensor:
+        """scale * B A in the layer's (out, in) shape: what merging adds to the base weight."""
+        delta = self.A.new_zeros(self.out_features, self.A.shape[1])
+        for (start, rows), a, b in zip(self.parts, self.A.split(self.r), self.B, strict=True):
+            delta[start:start + rows] = (b @ a) * self.scale
+        return delta
+
+
+class LoRALinear(nn.Module):
+    """A linear layer plus named LoRA adapters, at most one of them active."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.adapters = nn.ModuleDict()
+        self.active: str | None = None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.active is not None and self.active in self.adapters:
+            y = y + self.adapters[self.active](x)
+        return y
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def adapter_names(model: nn.Module) -> list[str]:
+    names: dict[str, None] = {}
+    for _, layer in lora_layers(model):
+        names.update(dict.fromkeys(layer.adapters))
+    return list(names)
+
+
+def add_lora(model: nn.Module, targets: dict[str, Sequence[tuple[int, int]]], r: int = 8,
+             alpha: float = 16.0, dropout: float = 0.0, name: str = "default") -> nn.Module:
+    """Add adapter `name` on the linears `targets` names ({module: [(start row, rows), ...]}).
+
+    It becomes the active adapter; everything else is left as it was (freezing the
+    base is the trainer's choice, see `training.finetune`). Returns `model`."""
+    if not isinstance(r, int) or r <= 0:
+        raise LoRAError(f"LoRA rank r={r!r} must be a positive integer")
+    if alpha <= 0:
+        raise LoRAError(f"lora_alpha={alpha!r} must be positive")
+    if not 0.0 <= dropout < 1.0:
+        raise LoRAError(f"lora_dropout={dropout!r} must be in [0, 1)")
+    if not targets:
+        raise LoRAError("no LoRA targets: name at least one linear layer")
+    if name in adapter_names(model):
+        raise LoRAError(f"the model already has an adapter named {name!r}; pick another name")
+    for module_name, parts in targets.items():
+        layer = model.get_submodule(module_name)
+        if not isinstance(layer, LoRALinear):
+            layer = LoRALinear(layer)
+            model.set_submodule(module_name, layer)
+        weight = layer.weight
+        adapter = LoRAAdapter(layer.in_features, layer.out_features, parts, r, alpha, dropout)
+        layer.adapters[name] = adapter.to(device=weight.device)
+    set_adapter(model, name)
+    return model
+
+
+def set_adapter(model: nn.Module, name: str | None) -> None:
+    """Make adapter `name` the one in use in every LoRA layer (None: the base model alone)."""
+    if name is not None and name not in adapter_names(model):
+        raise LoRAError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    for _, layer in lora_layers(model):
+        layer.active = name
+
+
+def active_adapter(model: nn.Module) -> str | None:
+    layers = lora_layers(model)
+    return layers[0][1].active if layers else None
+
+
+@contextlib.contextmanager
+def using_adapter(model: nn.Module, name: str | None) -> Iterator[nn.Module]:
+    """`with using_adapter(model, "sql"): model.generate(...)`: switch for one call, then switch back."""
+    previous = active_adapter(model)
+    set_adapter(model, name)
+    try:
+        yield model
+    finally:
+        set_adapter(model, previous)
+
+
+def delete_adapter(model: nn.Module, name: str) -> None:
+    if name not in adapter_names(model):
+        raise LoRAError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    for _, layer in lora_layers(model):
+        if name in layer.adapters:
+            del layer.adapters[name]
+            if layer.active == name:
+                layer.active = None
+
+
+@torch.no_grad()
+def merge_lora(model: nn.Module, name: str | None = None) -> nn.Module:
+    """Fold adapter `name` (default: the active one) into the base weights and remove every
+    LoRA layer, leaving the base modules: the plain model the merged weights describe."""
+    name = name if name is not None else active_adapter(model)
+    if name is None:
+        raise LoRAError("no adapter to merge: the model has none active; name one")
+    if name not in adapter_names(model):
+        raise LoRAError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    for module_name, layer in lora_layers(model):
+        base = layer.base
+        if name in layer.adapters:
+            if not isinstance(getattr(base, "weight", None), nn.Parameter) or not base.weight.is_floating_point():
+                raise LoRAError(f"cannot merge into {module_name!r}: its weight is quantized "
+                                f"({type(base).__name__}); merge into the float model, then quantize")
+            base.weight += layer.adapters[name].delta_weight().to(base.weight.dtype)
+        model.set_submodule(module_name, base)
+    return model
