@@ -16,6 +16,12 @@ from typing import Any
 
 from llmos.checkpoint import load_pretrained, read_config
 from llmos.checkpoint.gguf_load import QUANTIZE_CHOICES, load_gguf, load_gguf_tokenizer
+from llmos.checkpoint.peft_format import (
+    adapter_head_shape,
+    is_adapter_dir,
+    load_adapter,
+    read_adapter_config,
+)
 from llmos.checkpoint.quantization import stored_method
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
@@ -40,6 +46,7 @@ class _AutoModel:
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: Any = None, quantize: str | None = None,
                         gguf_file: str | None = None, kernels: bool | None = None,
+                        adapter: str | Path | dict[str, str | Path] | None = None,
                         **config_overrides: Any) -> PreTrainedModel:
         """Load `path` (directory, GGUF file or model name) into this task's head, in eval mode.
 
@@ -49,14 +56,42 @@ class _AutoModel:
         dequantizes everything to float (see `checkpoint.gguf_load`). A directory that
         `llmos quantize` wrote loads as it is stored ('auto', or its own method).
         kernels=False keeps plain PyTorch modules (default: the CPU fast paths of
-        `llmos.kernels`, unless LLMOS_KERNELS=0)."""
+        `llmos.kernels`, unless LLMOS_KERNELS=0).
+        adapter: a LoRA adapter directory (PEFT format) to put on the base, or {name: directory}
+        for several (switch with `llmos.adapters.set_adapter` / `using_adapter`). `path` may
+        itself be an adapter directory: its base model is then the one it names."""
+        if is_adapter_dir(path) and gguf_file is None:
+            return cls._base_with_adapter(Path(path), dtype, quantize, kernels, adapter, config_overrides)
+        model = cls._load(path, dtype, quantize, gguf_file, kernels, config_overrides)
+        if adapter is not None:
+            adapters = adapter if isinstance(adapter, dict) else {"default": adapter}
+            for name, directory in adapters.items():
+                load_adapter(model, directory, name=name, base_label=str(path))
+        return model
+
+    @classmethod
+    def _base_with_adapter(cls, directory: Path, dtype: Any, quantize: str | None, kernels: bool | None,
+                           more: Any, config_overrides: dict[str, Any]) -> PreTrainedModel:
+        base = read_adapter_config(directory).get("base_model_name_or_path")
+        if not base:
+            raise LLMOSError(f"the adapter {str(directory)!r} does not name its base model "
+                             "(base_model_name_or_path); load the base with adapter=DIR")
+        if cls.head is SequenceClassifier:
+            rows, names = adapter_head_shape(directory)
+            if rows:
+                config_overrides = {"num_labels": rows, "label_names": names, **config_overrides}
+        adapters = {"default": directory, **(more if isinstance(more, dict) else {} if more is None
+                                             else {"extra": more})}
+        return cls.from_pretrained(base, dtype, quantize, None, kernels, adapters, **config_overrides)
+
+    @classmethod
+    def _load(cls, path: str | Path, dtype: Any, quantize: str | None, gguf_file: str | None,
+              kernels: bool | None, config_overrides: dict[str, Any]) -> PreTrainedModel:
         if quantize is not None and quantize not in QUANTIZE_CHOICES:
             raise LLMOSError(f"quantize={quantize!r} is not valid; expected one of {list(QUANTIZE_CHOICES)}")
         resolved = resolve_model(path, gguf_file)
         if resolved.is_gguf:
-            if config_overrides:
-                raise LLMOSError(f"config overrides {sorted(config_overrides)} do not apply to a GGUF file")
-            model = load_gguf(resolved.path, cls.head, quantize or "auto", dtype=dtype)
+            model = _gguf_model(resolved.path, cls.head, quantize or "auto", dtype, config_overrides)
         else:
             held = stored_method(read_config(resolved.path)[2])
             if held is not None and quantize not in (None, "auto", held):
@@ -72,6 +107,27 @@ class _AutoModel:
     def from_config(cls, config: ModelConfig) -> PreTrainedModel:
         """A freshly initialised model of this task's head for `config`."""
         return cls.head(config)
+
+
+CLASSIFIER_FIELDS = ("num_labels", "label_names", "pad_token_id")
+
+
+def _gguf_model(path: Path, head: type[PreTrainedModel], quantize: str, dtype: Any,
+                overrides: dict[str, Any]) -> PreTrainedModel:
+    """A GGUF file holds a causal LM; a classifier gets its trunk and a fresh head."""
+    allowed = CLASSIFIER_FIELDS if head is SequenceClassifier else ()
+    bad = sorted(set(overrides) - set(allowed))
+    if bad:
+        raise LLMOSError(f"config overrides {bad} do not apply to a GGUF file")
+    causal = load_gguf(path, CausalLM, quantize, dtype=dtype)
+    if head is CausalLM:
+        return causal
+    if head is not SequenceClassifier:
+        raise LLMOSError(f"{str(path)!r} holds a causal language model; load it with AutoModelForCausalLM "
+                         "or AutoModelForSequenceClassification")
+    classifier = SequenceClassifier(causal.config.replace(**overrides)).to(causal.dtype)
+    classifier.transformer = causal.transformer
+    return classifier.eval()
 
 
 class AutoModelForCausalLM(_AutoModel):
@@ -110,6 +166,10 @@ class AutoTokenizer(metaclass=_LazyTokenizer):
         """The tokenizer of a checkpoint directory, a GGUF file (or directory + gguf_file) or a model name."""
         from llmos.tokenizer import Tokenizer
 
+        if gguf_file is None and is_adapter_dir(path) and not (Path(path) / "tokenizer.json").is_file():
+            base = read_adapter_config(path).get("base_model_name_or_path")
+            if base:
+                return AutoTokenizer.from_pretrained(base)
         resolved = resolve_model(path, gguf_file)
         if resolved.is_gguf:
             return load_gguf_tokenizer(resolved.path)

@@ -84,10 +84,6 @@ class LoRALinear(nn.Module):
         self.active: str | None = None
 
     @property
-    def weight(self) -> torch.Tensor:
-        return self.base.weight
-
-    @property
     def in_features(self) -> int:
         return self.base.in_features
 
@@ -132,11 +128,11 @@ def add_lora(model: nn.Module, targets: dict[str, Sequence[tuple[int, int]]], r:
     for module_name, parts in targets.items():
         layer = model.get_submodule(module_name)
         if not isinstance(layer, LoRALinear):
-            layer = LoRALinear(layer)
+            layer = LoRALinear(layer).train(layer.training)  # keep the model's train / eval mode
             model.set_submodule(module_name, layer)
-        weight = layer.weight
+        device = next(iter(layer.base.state_dict().values())).device
         adapter = LoRAAdapter(layer.in_features, layer.out_features, parts, r, alpha, dropout)
-        layer.adapters[name] = adapter.to(device=weight.device)
+        layer.adapters[name] = adapter.to(device=device).train(layer.training)
     set_adapter(model, name)
     return model
 

@@ -32,6 +32,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 KEY_PREFIX = "base_model.model."
 ALL_LINEAR = "all-linear"
 HEAD_MODULES = ("lm_head", "classifier")
+LABEL_NAMES_KEY = "llmos.label_names"  # a classifier's label names, in the safetensors metadata
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def _linear_modules(model: nn.Module) -> list[str]:
         if isinstance(module, LoRALinear):
             names.append(name)
             inside = (name + ".",)
-        elif isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2 \
-                and not isinstance(module, nn.Embedding):
+        elif isinstance(getattr(module, "in_features", None), int) and isinstance(
+                getattr(module, "out_features", None), int):  # nn.Linear, a kernel or a quantized linear
             names.append(name)
     return names
 
@@ -75,7 +76,7 @@ def linear_parts(model: nn.Module) -> list[LinearPart]:
             hf = _fill(rule.hf, match).removesuffix(".weight")
             full = hf if is_head else PREFIX[family] + hf
             suffix = rule.hf.split("{i}.", 1)[-1].removesuffix(".{p}").removesuffix(".weight")
-            out = model.get_submodule(module).weight.shape[0]
+            out = model.get_submodule(module).out_features
             if rule.parts:
                 sizes = _split_sizes(config, rule.parts)
                 start, rows = sum(sizes[:rule.part]), sizes[rule.part]
@@ -127,24 +128,43 @@ def peft_target_names(parts: list[LinearPart], chosen: list[LinearPart]) -> list
 # ---- saving ------------------------------------------------------------------
 
 
-def adapter_state(model: nn.Module, name: str, train_heads: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of adapter `name` under PEFT's key names (+ the heads, when trained)."""
+def _adapter_tensors(model: nn.Module, name: str, heads: bool) -> dict[str, torch.Tensor]:
+    """PEFT key -> the parameter (or the slice of it) that key stores, for adapter `name`."""
     by_part = {(p.module, p.start): p for p in linear_parts(model)}
-    state = {}
+    tensors = {}
     for module, layer in lora_layers(model):
-        adapter = layer.adapters[name] if name in layer.adapters else None
-        if adapter is None:
+        if name not in layer.adapters:
             continue
+        adapter = layer.adapters[name]
         for (start, _), a, b in zip(adapter.parts, adapter.A.split(adapter.r), adapter.B, strict=True):
             hf = by_part[(module, start)].hf
-            state[f"{KEY_PREFIX}{hf}.lora_A.weight"] = a.detach().contiguous()
-            state[f"{KEY_PREFIX}{hf}.lora_B.weight"] = b.detach().contiguous()
-    if train_heads:
+            tensors[f"{KEY_PREFIX}{hf}.lora_A.weight"] = a
+            tensors[f"{KEY_PREFIX}{hf}.lora_B.weight"] = b
+    if heads:
         for head_name, hf in head_names(model).items():
-            head = model.get_submodule(head_name)
-            for pname, p in head.named_parameters():
-                state[f"{KEY_PREFIX}{hf}.{pname}"] = p.detach().contiguous()
-    return {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in state.items()}
+            for pname, p in model.get_submodule(head_name).named_parameters():
+                tensors[f"{KEY_PREFIX}{hf}.{pname}"] = p
+    return tensors
+
+
+def adapter_state(model: nn.Module, name: str, train_heads: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of adapter `name` under PEFT's key names (+ the heads, when trained), fp32 on CPU."""
+    return {k: v.detach().float().cpu().contiguous() for k, v in _adapter_tensors(model, name, train_heads).items()}
+
+
+@torch.no_grad()
+def restore_adapter(model: nn.Module, directory: str | Path, name: str | None = None) -> None:
+    """Copy the weights saved in `directory` back into the model's existing adapter `name`
+    (resuming a LoRA run: same targets, same shapes)."""
+    name = name or _active(model)
+    saved = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    current = _adapter_tensors(model, name, heads=any(k.endswith(f"{h}.weight") for k in saved
+                                                         for h in head_names(model).values()))
+    if set(saved) != set(current):
+        raise LoRAError(f"{directory}: the saved adapter's tensors differ from this run's adapter "
+                        f"(missing {sorted(set(current) - set(saved))[:4]}, extra {sorted(set(saved) - set(current))[:4]})")
+    for key, target in current.items():
+        target.copy_(saved[key])
 
 
 def head_names(model: nn.Module) -> dict[str, str]:
@@ -196,8 +216,11 @@ def save_adapter(model: nn.Module, directory: str | Path, name: str | None = Non
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": "pt"}
+    if is_classifier and model.config.label_names:
+        metadata[LABEL_NAMES_KEY] = json.dumps(model.config.label_names)
     save_file(adapter_state(model, name, train_heads and is_classifier), str(directory / ADAPTER_WEIGHTS),
-              metadata={"format": "pt"})
+              metadata=metadata)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     _fsync_dir(directory)
     return directory
@@ -231,7 +254,20 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
 
 
 def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
+    return Path(path).is_dir() and (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_head_shape(directory: str | Path) -> tuple[int, list[str]]:
+    """(number of labels, label names) of a classification adapter's saved head; (0, []) if none."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(directory) / ADAPTER_WEIGHTS), "pt") as f:
+        metadata = f.metadata() or {}
+        rows = [f.get_slice(k).get_shape()[0] for k in f.keys()
+                if k.removeprefix(KEY_PREFIX).replace(".modules_to_save.default", "") in ("score.weight",
+                                                                                          "classifier.weight")]
+    names = json.loads(metadata[LABEL_NAMES_KEY]) if LABEL_NAMES_KEY in metadata else []
+    return (rows[0] if rows else 0), names
 
 
 def load_adapter(model: nn.Module, directory: str | Path, name: str = "default",
@@ -270,7 +306,7 @@ def load_adapter(model: nn.Module, directory: str | Path, name: str = "default",
         a, b = pair.get("A"), pair.get("B")
         if a is None or b is None:
             raise LoRAError(f"{directory / ADAPTER_WEIGHTS}: {hf!r} has only lora_{'A' if b is None else 'B'}")
-        in_features = model.get_submodule(part.module).weight.shape[1]
+        in_features = model.get_submodule(part.module).in_features
         if tuple(a.shape) != (r, in_features) or tuple(b.shape) != (part.rows, r):
             raise LoRAError(f"{directory / ADAPTER_WEIGHTS}: {hf!r} has lora_A {tuple(a.shape)} and lora_B "
                             f"{tuple(b.shape)}, this model needs ({r}, {in_features}) and ({part.rows}, {r}); "

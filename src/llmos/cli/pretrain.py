@@ -15,16 +15,16 @@ from typing import Any, Optional
 
 import typer
 
-from llmos.training.recipe import TrainConfig
+from llmos.training.recipe import RunConfig, TrainConfig
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def config_flags() -> list[inspect.Parameter]:
-    """One keyword parameter (a typer option defaulting to None = 'not given') per TrainConfig field."""
+def config_flags(cls: type[RunConfig] = TrainConfig) -> list[inspect.Parameter]:
+    """One keyword parameter (a typer option defaulting to None = 'not given') per recipe field."""
     params = []
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
+    defaults = cls()
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = _TYPES.get(str(f.type), str)
         default = getattr(defaults, f.name)
@@ -43,8 +43,8 @@ def config_flags() -> list[inspect.Parameter]:
     return params
 
 
-def load_config(recipe: Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    base = TrainConfig.from_yaml(recipe) if recipe is not None else TrainConfig()
+def load_config(recipe: Path | None, overrides: dict[str, Any], cls: type[RunConfig] = TrainConfig) -> RunConfig:
+    base = cls.from_yaml(recipe) if recipe is not None else cls()
     return base.with_overrides(overrides)
 
 

@@ -105,6 +105,7 @@ class OneDNNLinear(nn.Linear):
         new.in_features, new.out_features = layer.in_features, layer.out_features
         new.weight, new.bias = layer.weight, layer.bias
         new.few_rows_onednn = few_rows_onednn
+        new.train(layer.training)  # a swap must not flip the model out of eval mode
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

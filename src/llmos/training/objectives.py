@@ -147,6 +147,37 @@ class MLMNSPObjective:
         }
 
 
+class ClassificationObjective:
+    """Sequence classification on {input_ids, attention_mask, labels} batches: cross-entropy.
+
+    Evaluation reports validation loss and accuracy."""
+
+    name = "classification"
+    head_fraction = 0.0  # no vocabulary head runs
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(**batch).loss
+
+    def num_tokens(self, batch: Batch) -> int:
+        return int(batch["attention_mask"].sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 sum_across: SumAcross | None = None) -> dict[str, float]:
+        total = correct = count = 0.0
+        for batch in batches:
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            logits = model(**inputs).logits.float()
+            labels = batch["labels"].reshape(-1)
+            total += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(-1) == labels).sum().item()
+            count += labels.numel()
+        total, correct, count = _summed([total, correct, count], sum_across)
+        if count == 0:
+            raise ValueError("evaluation saw no examples")
+        return {"val_loss": total / count, "val_accuracy": correct / count}
+
+
 def objective_for(name: str, mlm_probability: float = 0.15) -> Objective:
     if name == "causal":
         return CausalLMObjective()

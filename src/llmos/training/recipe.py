@@ -1,8 +1,9 @@
-"""Layer 6: `TrainConfig`, the one description of a training run, and its YAML recipe form.
+"""Layer 6: `RunConfig` (the loop knobs every run shares), `TrainConfig` (pretraining) and their YAML recipe form.
 
 The dataclass is the single source of truth: YAML recipes are its fields, the
 `llmos pretrain` flags are generated from its fields, and the run directory
-keeps a copy (`recipe.yaml`) so every run can be repeated exactly.
+keeps a copy (`recipe.yaml`) so every run can be repeated exactly. Fine-tuning adds its
+fields in `training.finetune_recipe`.
 """
 
 from __future__ import annotations
@@ -27,19 +28,17 @@ class RecipeError(LLMOSError):
 
 
 @dataclass
-class TrainConfig:
-    """Every knob of a pretraining run. Batches are counted in sequences of `context` tokens.
+class RunConfig:
+    """The knobs every training run shares (pretraining and fine-tuning): the loop, the
+    optimizer, the schedule, checkpoints and logging. Batches are counted in sequences of
+    at most `context` tokens.
 
     `batch_size` is the global micro-batch: under torchrun each of the N processes
     takes batch_size / N of it, so a run's losses do not depend on N. One optimizer
     step sees batch_size * grad_accum sequences.
     """
 
-    data_dir: str = ""  # token shards written by `llmos.data.prepare`
     out_dir: str = "runs/pretrain"
-    objective: str = "causal"  # causal | mlm_nsp
-    model: str = "micro"  # a ModelConfig preset
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields over the preset
     context: int = 128
     batch_size: int = 8
     grad_accum: int = 1
@@ -61,14 +60,13 @@ class TrainConfig:
     seed: int = 1337
     resume: str = ""  # "" = fresh run, "auto" = out_dir/last if present, or a checkpoint path
     distributed: str = "ddp"  # how to wrap the model under torchrun: ddp | fsdp
-    mlm_probability: float = 0.15
     progress: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name, valid in (("objective", OBJECTIVES), ("dtype", DTYPES), ("distributed", DISTRIBUTED)):
+        for name, valid in (("dtype", DTYPES), ("distributed", DISTRIBUTED)):
             value = getattr(self, name)
             if value not in valid:
                 raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}")
@@ -81,8 +79,6 @@ class TrainConfig:
                 raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 0")
         if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
             raise RecipeError(f"need lr > 0 and 0 <= min_lr <= lr; got lr={self.lr}, min_lr={self.min_lr}")
-        if not isinstance(self.model_overrides, dict):
-            raise RecipeError(f"model_overrides={self.model_overrides!r} must be a mapping of ModelConfig fields")
 
     @property
     def tokens_per_step(self) -> int:
@@ -98,37 +94,37 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise RecipeError(f"unknown recipe key(s) {unknown}; valid keys are {cls.field_names()}")
         try:
-            return cls(**{k: _coerce(k, v) for k, v in data.items()})
+            return cls(**{k: _coerce(cls, k, v) for k, v in data.items()})
         except TypeError as exc:
             raise RecipeError(f"bad recipe: {exc}") from exc
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
+    def from_yaml(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file {str(path)!r} does not exist")
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
-            raise RecipeError(f"recipe {str(path)!r} must be a mapping of TrainConfig fields")
+            raise RecipeError(f"recipe {str(path)!r} must be a mapping of {cls.__name__} fields")
         return cls.from_dict(data)
 
     def save_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
-    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """Apply CLI overrides (None = not given) on top of this recipe."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        return TrainConfig.from_dict({**self.to_dict(), **given})
+        return type(self).from_dict({**self.to_dict(), **given})
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(cls: type, name: str, value: Any) -> Any:
     """Accept the string forms a CLI or hand-written YAML may give (a JSON mapping for dicts)."""
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
     kind = str(types[name])
     if isinstance(value, str) and kind.startswith("dict"):
         try:
@@ -140,3 +136,21 @@ def _coerce(name: str, value: Any) -> Any:
     if kind == "int" and isinstance(value, float) and value.is_integer():
         value = int(value)
     return value
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Every knob of a pretraining run: the shared loop knobs plus data, objective and model."""
+
+    data_dir: str = ""  # token shards written by `llmos.data.prepare`
+    objective: str = "causal"  # causal | mlm_nsp
+    model: str = "micro"  # a ModelConfig preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields over the preset
+    mlm_probability: float = 0.15
+
+    def validate(self) -> None:
+        super().validate()
+        if self.objective not in OBJECTIVES:
+            raise RecipeError(f"objective={self.objective!r} is not valid; expected one of {list(OBJECTIVES)}")
+        if not isinstance(self.model_overrides, dict):
+            raise RecipeError(f"model_overrides={self.model_overrides!r} must be a mapping of ModelConfig fields")

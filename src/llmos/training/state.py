@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -121,19 +121,38 @@ def save_model_files(model: nn.Module, directory: Path, tokenizer: Any = None) -
     save_file(weights, str(directory / MODEL_WEIGHTS), metadata={"format": "pt"})
 
 
+class ModelFiles(Protocol):
+    """How the model part of a trainer checkpoint is written and read back."""
+
+    def save(self, model: nn.Module, directory: Path, tokenizer: Any = None) -> None: ...
+
+    def load(self, model: nn.Module, directory: Path) -> None: ...
+
+
+class WholeModel:
+    """The default: the whole model, as `from_pretrained` reads it."""
+
+    def save(self, model: nn.Module, directory: Path, tokenizer: Any = None) -> None:
+        save_model_files(model, directory, tokenizer)
+
+    def load(self, model: nn.Module, directory: Path) -> None:
+        load_model_weights(model, directory)
+
+
 def write_checkpoint(
     target: str | Path,
     model: nn.Module,
     optimizer_state: dict[str, Any],
     trainer_state: dict[str, Any],
     tokenizer: Any = None,
+    model_files: ModelFiles | None = None,
 ) -> Path:
     """Write a complete checkpoint at `target` atomically (see module docstring)."""
     target = Path(target)
     tmp, old = target.with_name(target.name + ".tmp"), target.with_name(target.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model_files(model, tmp, tokenizer)
+    (model_files or WholeModel()).save(model, tmp, tokenizer)
     opt_tensors, groups = flatten_optimizer_state(optimizer_state)
     rng_tensors, rng_scalars = rng_state()
     save_file({**opt_tensors, **rng_tensors}, str(tmp / OPTIMIZER_STATE), metadata={"format": "pt"})

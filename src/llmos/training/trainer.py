@@ -37,7 +37,7 @@ from llmos.training.mfu import matmul_peak, mfu, training_flops_per_token
 from llmos.training.objectives import Objective, shard_batch, to_device
 from llmos.training.optim import build_optimizer
 from llmos.training.progress import TrainingProgress
-from llmos.training.recipe import TrainConfig
+from llmos.training.recipe import RunConfig
 from llmos.training.schedule import learning_rate
 
 
@@ -68,14 +68,16 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        config: TrainConfig,
+        config: RunConfig,
         objective: Objective,
         train_batches: Iterator[Any],
         eval_batches: Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
         tokenizer: Any = None,
         ctx: dist_utils.DistributedContext | None = None,
+        model_files: ckpt.ModelFiles | None = None,
     ) -> None:
         self.config, self.objective, self.tokenizer = config, objective, tokenizer
+        self.model_files = model_files or ckpt.WholeModel()  # a LoRA run saves its adapter only
         self.ctx = ctx or dist_utils.DistributedContext()
         self.model_config = model.config
         self.run_dir = Path(config.out_dir)
@@ -227,7 +229,8 @@ class Trainer:
         """Write a full trainer checkpoint (collective under FSDP; rank 0 writes)."""
         model_to_save, optim_state = self._full_states()
         if self.ctx.is_main:
-            ckpt.write_checkpoint(directory, model_to_save, optim_state, self.trainer_state(), self.tokenizer)
+            ckpt.write_checkpoint(directory, model_to_save, optim_state, self.trainer_state(), self.tokenizer,
+                                  self.model_files)
         dist_utils.barrier(self.ctx)
 
     def load(self, directory: str | Path) -> None:
@@ -250,7 +253,7 @@ class Trainer:
                         slots[slot] = dist_utils.shard_like(value, ordered[index])
             self.optimizer.load_state_dict(optim_state)
         else:
-            ckpt.load_model_weights(self.model, directory)
+            self.model_files.load(self.model, directory)
             self.optimizer.load_state_dict(optim_state)
         self.step, self.tokens_seen = saved["step"], saved["tokens_seen"]
         self.best_val_loss = saved["best_val_loss"] if saved["best_val_loss"] is not None else math.inf

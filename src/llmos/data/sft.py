@@ -1,0 +1,289 @@
+"""Layer 6 (data): fine-tuning examples and the batches drawn from them.
+
+Two causal formats, each a JSONL file validated line by line (errors name the
+file and line):
+
+- chat: `{"messages": [{"role": ..., "content": ...}, ...]}` rendered with the
+  model's chat template; the loss is on the assistant turns only (their text
+  and the template's end-of-turn tokens). Which characters those are is found
+  by rendering the conversation up to each assistant turn with and without it,
+  so any template that renders a conversation as a prefix of its continuation
+  works, with no per-template knowledge.
+- prompt/completion: `{"prompt": ..., "completion": ...}`; the loss is on the
+  completion and the end-of-sequence token.
+
+An `Example` is token ids plus labels (the id where it is trained, -100
+elsewhere). `SFTBatches` shuffles them each epoch and yields (x, y) batches as
+the causal objective takes them, either padded to the longest row or packed
+(examples concatenated and cut into rows of exactly `context` tokens, so no
+compute goes to padding). Its position is checkpointed, so a resumed run sees
+the same batches as one never stopped. Labelled text for classification is
+read by `data.labelled`; `ClassificationBatches` batches it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmos.data.labelled import DataError
+
+logger = logging.getLogger("llmos.data")
+
+IGNORE_INDEX = -100
+ROLES = ("system", "user", "assistant", "tool")
+FORMATS = ("chat", "completion")
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    labels: list[int]  # the id where the loss is taken, IGNORE_INDEX elsewhere
+
+
+def detect_format(path: str | Path) -> str:
+    """'chat', 'completion' or 'classification', from the first record of the file."""
+    path = Path(path)
+    if path.suffix in (".tsv", ".csv"):
+        return "classification"
+    for line_no, record in _records(path):
+        if "messages" in record:
+            return "chat"
+        if "prompt" in record and "completion" in record:
+            return "completion"
+        if "label" in record:
+            return "classification"
+        raise DataError(f"{path}:{line_no}: cannot tell the format from keys {sorted(record)}; expected "
+                        "'messages' (chat), 'prompt' + 'completion', or 'text' + 'label' (classification)")
+    raise DataError(f"{path} holds no examples")
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line_no}: expected a JSON object, found {type(record).__name__}")
+            yield line_no, record
+
+
+def read_examples(path: str | Path, tokenizer: Any, context: int, fmt: str | None = None) -> list[Example]:
+    """The examples of a chat or prompt/completion JSONL file, each at most context + 1 tokens
+    (one more than a training row: inputs and targets are the same ids shifted by one)."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"{path} holds {fmt} data; causal fine-tuning reads {list(FORMATS)}")
+    make = _chat_example if fmt == "chat" else _completion_example
+    examples, truncated = [], 0
+    for line_no, record in _records(path):
+        example = make(record, tokenizer, f"{path}:{line_no}")
+        if len(example.ids) > context + 1:
+            truncated += 1
+            example = Example(example.ids[:context + 1], example.labels[:context + 1])
+        if all(label == IGNORE_INDEX for label in example.labels[1:]):
+            raise DataError(f"{path}:{line_no}: nothing to learn within context={context} tokens "
+                            "(the trained part starts after the cut); raise --context")
+        examples.append(example)
+    if not examples:
+        raise DataError(f"{path} holds no examples")
+    if truncated:
+        logger.warning("%s: %d of %d examples were longer than context=%d tokens and were cut",
+                       path, truncated, len(examples), context)
+    return examples
+
+
+def _text_field(record: dict[str, Any], key: str, where: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: {key!r} must be a non-empty string, found {value!r}")
+    return value
+
+
+def _completion_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
+    prompt = tokenizer.encode(_text_field(record, "prompt", where))
+    completion = tokenizer.encode(_text_field(record, "completion", where), add_special_tokens=False)
+    eos = tokenizer.eos_token_id
+    completion = completion + ([eos] if eos is not None else [])
+    return Example(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion)
+
+
+def check_messages(record: dict[str, Any], where: str) -> list[dict[str, str]]:
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: 'messages' must be a non-empty list of {{'role', 'content'}} objects")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise DataError(f"{where}: message {i} must be an object with a string 'content', found {message!r}")
+        if message.get("role") not in ROLES:
+            raise DataError(f"{where}: message {i} has role {message.get('role')!r}; expected one of {list(ROLES)}")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise DataError(f"{where}: the conversation has no assistant turn, so nothing to learn")
+    return messages
+
+
+def assistant_spans(messages: list[dict[str, str]], tokenizer: Any, where: str) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns."""
+    from llmos.tokenizer.chat_template import ChatTemplateError
+
+    def render(upto: int, prompt: bool) -> str:
+        try:
+            return tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=prompt)
+        except ChatTemplateError as exc:
+            raise DataError(f"{where}: {exc}") from None
+
+    text = render(len(messages), False)
+    spans, cursor = [], 0
+    for i, message in enumerate(messages):
+        if message["content"] and text.find(message["content"], cursor) < 0:
+            raise DataError(f"{where}: the model's chat template does not render role {message['role']!r} "
+                            f"(message {i}'s text is missing from the rendered conversation)")
+        if message["role"] != "assistant":
+            continue
+        before, after = render(i, True), render(i + 1, False)
+        if not (after.startswith(before) and text.startswith(after)):
+            raise DataError(f"{where}: the chat template does not render this conversation as a prefix of "
+                            "its continuation, so the assistant turns cannot be located")
+        spans.append((len(before), len(after)))
+        cursor = len(after)
+    return text, spans
+
+
+def _chat_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
+    messages = check_messages(record, where)
+    text, spans = assistant_spans(messages, tokenizer, where)
+    encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+    ids = list(encoding.ids)
+    labels = [token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
+              for token, (begin, _) in zip(ids, encoding.offsets, strict=True)]
+    return Example(ids, labels)
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+class SFTBatches:
+    """Endless (x, y) batches over `examples`, reshuffled each epoch; checkpointable position."""
+
+    def __init__(self, examples: list[Example], batch_size: int, context: int, pad_id: int,
+                 packing: bool = False, seed: int = 0) -> None:
+        if not examples:
+            raise DataError("no training examples")
+        self.examples, self.batch_size, self.context = examples, batch_size, context
+        self.pad_id, self.packing, self.seed = pad_id, packing, seed
+        self.epoch, self.position = 0, 0
+        self._rows = self._epoch_rows()
+
+    def _epoch_rows(self) -> list[Example]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+        examples = [self.examples[i] for i in order]
+        if not self.packing:
+            return examples
+        ids = [t for e in examples for t in e.ids]
+        labels = [t for e in examples for t in e.labels]
+        width = self.context + 1
+        rows = [Example(ids[i:i + width], labels[i:i + width]) for i in range(0, len(ids), self.context)]
+        return [r for r in rows if len(r.ids) == width] or rows[:1]
+
+    def __iter__(self) -> SFTBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = []
+        while len(rows) < self.batch_size:
+            if self.position >= len(self._rows):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._rows = self._epoch_rows()
+            rows.append(self._rows[self.position])
+            self.position += 1
+        return collate(rows, self.pad_id)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._rows = self._epoch_rows()
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return sum(len(e.ids) for e in self.examples)
+
+
+def collate(rows: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (x, y): x = ids[:-1], y = labels[1:]. In a causal model a real token
+    never attends to the padding after it, so no attention mask is needed."""
+    width = max(len(r.ids) for r in rows) - 1
+    x = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.ids) - 1
+        x[i, :n] = torch.tensor(r.ids[:-1])
+        y[i, :n] = torch.tensor(r.labels[1:])
+    return x, y
+
+
+def eval_batches_of(examples: list[Example], batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [collate(examples[i:i + batch_size], pad_id) for i in range(0, len(examples), batch_size)]
+
+
+class ClassificationBatches:
+    """Endless {input_ids, attention_mask, labels} batches over labelled texts, reshuffled each epoch."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, pad_id: int, seed: int = 0) -> None:
+        if not ids:
+            raise DataError("no training examples")
+        self.ids, self.labels, self.batch_size, self.pad_id, self.seed = ids, labels, batch_size, pad_id, seed
+        self.epoch, self.position = 0, 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ids))
+
+    def __iter__(self) -> ClassificationBatches:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        chosen = []
+        while len(chosen) < self.batch_size:
+            if self.position >= len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._epoch_order()
+            chosen.append(int(self._order[self.position]))
+            self.position += 1
+        return classification_batch([self.ids[i] for i in chosen], [self.labels[i] for i in chosen], self.pad_id)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._order = self._epoch_order()
+
+
+def classification_batch(ids: list[list[int]], labels: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor(labels, dtype=torch.long)}

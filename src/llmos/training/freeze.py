@@ -1,0 +1,62 @@
+"""Layer 6: which parameters a fine-tuning run trains: freeze the lower layers, or all but the adapters.
+
+The seed's fine-tuning: most pretrained parameters stay fixed and only the last
+layers are adjusted to the new task. `freeze_lower(model, n)` freezes the
+embeddings and the lowest n blocks; `train_top(model, n)` is the same said the
+other way round (everything but the top n blocks, the final norm and the head).
+A task head the base model did not have (a classifier) is always trained.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from llmos.errors import LLMOSError
+
+
+class FreezeError(LLMOSError):
+    """A freeze depth does not fit the model."""
+
+
+def freeze_lower(model: nn.Module, n_blocks: int) -> nn.Module:
+    """Freeze the embeddings and blocks 0 .. n_blocks-1 (in place; returns `model`)."""
+    n_layers = len(model.transformer.blocks)
+    if not 0 <= n_blocks <= n_layers:
+        raise FreezeError(f"freeze_layers={n_blocks} does not fit a model of {n_layers} blocks; "
+                          f"use 0..{n_layers} (or train_top)")
+    for p in model.transformer.embed.parameters():
+        p.requires_grad_(False)
+    for block in model.transformer.blocks[:n_blocks]:
+        for p in block.parameters():
+            p.requires_grad_(False)
+    _keep_untied_head_trainable(model)
+    return model
+
+
+def train_top(model: nn.Module, n_blocks: int) -> nn.Module:
+    """Train only the top n_blocks blocks, the final norm and the head."""
+    n_layers = len(model.transformer.blocks)
+    if not 1 <= n_blocks <= n_layers:
+        raise FreezeError(f"train_top={n_blocks} does not fit a model of {n_layers} blocks; use 1..{n_layers}")
+    return freeze_lower(model, n_layers - n_blocks)
+
+
+def freeze_all_but(model: nn.Module, keep: tuple[str, ...]) -> nn.Module:
+    """Freeze every parameter whose qualified name has none of the `keep` parts (LoRA: '.adapters.')."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(part in name for part in keep))
+    return model
+
+
+def _keep_untied_head_trainable(model: nn.Module) -> None:
+    """A tied LM head is the embedding table: frozen with it. An untied head stays trainable."""
+    embedding = model.transformer.embed.tokens.weight
+    for name, p in model.named_parameters():
+        if not name.startswith("transformer.") and p is not embedding:
+            p.requires_grad_(True)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total), tied parameters counted once."""
+    unique = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in unique if p.requires_grad), sum(p.numel() for p in unique)
