@@ -177,6 +177,12 @@ def test_classification_finetune_learns_a_separable_task(base, tmp_path, method)
     with torch.no_grad():
         logits = model(torch.tensor([tokenizer.encode("good cat what is two plus two")])).logits
     assert model.config.label_name(int(logits.argmax())) == "pos"
+    from llmos.evaluation.classification import classify
+
+    top = classify(model, tokenizer, "good cat what is two plus two")
+    ranked = classify(model, tokenizer, ["bad dog the cat sat on the mat"], top_k=None)[0]
+    assert top["label"] == "pos" and top["score"] > 0.5
+    assert [r["label"] for r in ranked] == ["neg", "pos"] and abs(sum(r["score"] for r in ranked) - 1) < 1e-5
 
 
 def test_labels_outside_the_label_set_are_named(base, tmp_path):

@@ -56,27 +56,48 @@ def encode_batch(tokenizer: Any, texts: list[str], max_length: int, pad_id: int)
     return input_ids, attention_mask, len(long)
 
 
-@torch.inference_mode()
 def predict_labels(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16,
                    progress: Progress | None = None) -> list[int]:
     """The argmax class id for each text, in batches of `batch_size`."""
+    return class_probabilities(model, tokenizer, texts, batch_size, progress).argmax(-1).tolist()
+
+
+def classify(model: Any, tokenizer: Any, texts: str | list[str], batch_size: int = 16,
+             top_k: int | None = 1) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Predictions as transformers' text-classification pipeline gives them: for each text the
+    `top_k` labels (None = all) as {"label": name, "score": probability}, most likely first;
+    top_k=1 gives one dict per text. One string in, one result out."""
+    single = isinstance(texts, str)
+    probabilities = class_probabilities(model, tokenizer, [texts] if single else texts, batch_size)
+    names = model_label_names(model.config)
+    results = []
+    for row in probabilities.tolist():
+        ranked = sorted(({"label": names[i], "score": p} for i, p in enumerate(row)), key=lambda r: -r["score"])
+        results.append(ranked[0] if top_k == 1 else ranked[:top_k])
+    return results[0] if single else results
+
+
+@torch.inference_mode()
+def class_probabilities(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16,
+                        progress: Progress | None = None) -> torch.Tensor:
+    """(len(texts), num_labels) softmax probabilities, in batches of `batch_size`."""
     if batch_size < 1:
         raise LLMOSError(f"batch_size={batch_size} must be at least 1")
     pad_id, max_length = _pad_id(model, tokenizer), model.config.max_seq_len
-    predictions: list[int] = []
+    rows: list[torch.Tensor] = []
     truncated = 0
     for start in range(0, len(texts), batch_size):
         input_ids, attention_mask, cut = encode_batch(tokenizer, texts[start:start + batch_size], max_length,
                                                       pad_id)
         truncated += cut
         logits = model(input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
-        predictions.extend(logits.argmax(-1).tolist())
+        rows.append(logits.float().softmax(-1))
         if progress is not None:
-            progress(len(predictions), len(texts))
+            progress(start + len(rows[-1]), len(texts))
     if truncated:
         warnings.warn(f"{truncated} of {len(texts)} texts were longer than the model's context "
                       f"(max_seq_len={max_length}) and were truncated", UserWarning, stacklevel=2)
-    return predictions
+    return torch.cat(rows) if rows else torch.zeros(0, model.config.num_labels)
 
 
 def evaluate_classification(model: Any, tokenizer: Any, data: str | Path | LabelledData, batch_size: int = 16,
