@@ -42,5 +42,7 @@ def test_shipped_recipes_load():
 
     recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
     assert recipes, "recipes/*.yaml should ship with the repository"
+    from llmos.training.finetune_recipe import FinetuneConfig
+
     for path in recipes:
-        TrainConfig.from_yaml(path)
+        (FinetuneConfig if path.name.startswith("finetune") else TrainConfig).from_yaml(path)
