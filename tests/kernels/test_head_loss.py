@@ -54,6 +54,7 @@ def test_causal_lm_targets_give_the_loss_and_gradients_of_its_logits(kernels):
     x = torch.randint(0, 50, (2, 12))
     y = torch.roll(x, -1, dims=1)
     y[:, -1] = -100
+    y[0, :5] = -100  # a prompt: the head runs only on the learned positions, same loss and gradients
     fused = model(x, targets=y)
     assert fused.logits is None
     fused.loss.backward()
@@ -73,3 +74,15 @@ def test_all_targets_ignored_gives_zero_loss_and_zero_gradients():
     loss = head_cross_entropy(h, layer, torch.full((4,), -100))
     loss.backward()
     assert loss.item() == 0.0 and not h.grad.any() and not layer.weight.grad.any()
+
+
+def test_a_frozen_head_gets_no_weight_gradient_and_the_same_input_gradient():
+    g = torch.Generator().manual_seed(7)
+    layer = nn.Linear(24, 97, bias=False)
+    layer.weight.requires_grad_(False)
+    h = torch.randn(40, 24, generator=g, requires_grad=True)
+    targets = torch.randint(0, 97, (40,), generator=g)
+    head_cross_entropy(h, layer, targets).backward()
+    _, ref_h, _, _ = _reference(h, layer, targets, 1.0)
+    assert layer.weight.grad is None
+    torch.testing.assert_close(h.grad.double(), ref_h, rtol=1e-4, atol=1e-7)

@@ -42,8 +42,9 @@ class _HeadCrossEntropy(torch.autograd.Function):
         weight_t = weight.t().contiguous()  # (d, V): the right operand of grad_h = g @ W
         chunk = max(TRANSPOSE_ROWS, CHUNK_ELEMENTS // vocab // TRANSPOSE_ROWS * TRANSPOSE_ROWS)
         grad_h = torch.empty_like(h)
-        grad_weight = torch.zeros_like(weight)
-        grad_chunk_t = torch.empty(vocab, chunk, dtype=h.dtype)  # reused: no fresh pages per chunk
+        train_weight = weight.requires_grad  # a frozen head (LoRA, layer freezing): no weight gradient
+        grad_weight = torch.zeros_like(weight) if train_weight else torch.empty(0)
+        grad_chunk_t = torch.empty(vocab, chunk if train_weight else 0, dtype=h.dtype)  # reused: no fresh pages
         grad_bias = torch.zeros(vocab, dtype=h.dtype) if bias is not None else None
         total = torch.zeros((), dtype=torch.float64)
         for start in range(0, rows, chunk):
@@ -62,14 +63,15 @@ class _HeadCrossEntropy(torch.autograd.Function):
             grad *= (keep * scale / sums)[:, None]  # softmax, zero on ignored rows, / count
             grad[torch.arange(n), target] -= keep * scale
             grad_h[part] = inner_product(grad, weight_t)
-            for block in range(0, n, TRANSPOSE_ROWS):  # a transposed copy in cache-sized pieces
-                end = min(block + TRANSPOSE_ROWS, n)
-                grad_chunk_t[:, block:end] = grad[block:end].t()
-            grad_weight += inner_product(grad_chunk_t[:, :n], h[part].t().contiguous())  # (V, n) x (d, n)^T
+            if train_weight:
+                for block in range(0, n, TRANSPOSE_ROWS):  # a transposed copy in cache-sized pieces
+                    end = min(block + TRANSPOSE_ROWS, n)
+                    grad_chunk_t[:, block:end] = grad[block:end].t()
+                grad_weight += inner_product(grad_chunk_t[:, :n], h[part].t().contiguous())  # (V, n) x (d, n)^T
             if grad_bias is not None:
                 grad_bias += grad.sum(0)
         ctx.save_for_backward(grad_h, grad_weight, grad_bias if grad_bias is not None else torch.empty(0))
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.train_weight = bias is not None, train_weight
         return (total * scale).to(h.dtype)
 
     @staticmethod
@@ -79,7 +81,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
         if grad_loss.item() != 1.0:  # loss.backward() passes 1: nothing to scale
             grads = [g * grad_loss for g in grads]
         grad_h, grad_weight, grad_bias = grads
-        return grad_h, grad_weight, grad_bias if ctx.has_bias else None, None
+        return grad_h, grad_weight if ctx.train_weight else None, grad_bias if ctx.has_bias else None, None
 
 
 def head_cross_entropy(h: torch.Tensor, layer: nn.Linear, targets: torch.Tensor) -> torch.Tensor:

@@ -93,11 +93,14 @@ class CausalLM(PreTrainedModel):
         """logits_to_keep > 0 runs the LM head on the last that many positions only.
 
         targets (training): the next token at each position (already shifted, -100 =
-        ignored); only the mean loss is returned and `logits` is None, so a head that can
+        ignored; the head skips those positions); only the mean loss is returned and `logits` is None, so a head that can
         compute its loss without the (B, T, V) logits (`llmos.kernels.FusedLossHead`,
         through its `cross_entropy` method) never builds them."""
         h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
         if targets is not None:
+            trained = targets != IGNORE_INDEX
+            if not bool(trained.all()):  # fine-tuning: the head runs only where a target is learned
+                h, targets = h[trained], targets[trained]
             head_loss = getattr(self.lm_head, "cross_entropy", None)
             if head_loss is not None:
                 return ModelOutput(logits=None, loss=head_loss(h, targets))
