@@ -29,17 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import LLMOSError
+from llmos.data.jsonl import DataError, jsonl_records
 
 LABELLED_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 TEXT_FIELDS = ("text", "sentence")
 LABEL_FIELD = "label"
 
 _INTEGER = re.compile(r"[+-]?\d+")
-
-
-class DataError(LLMOSError):
-    """A data file, or a line of one, that cannot be read as examples; the message says where."""
 
 
 @dataclass
@@ -216,13 +212,7 @@ def _record(obj: Any, path: Path, where: int) -> tuple[int, str, int | str]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, str, int | str]]:
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc}): {line[:60]!r}") from None
+    for number, obj in jsonl_records(path):
         yield _record(obj, path, number)
 
 

@@ -23,7 +23,6 @@ read by `data.labelled`; `ClassificationBatches` batches it the same way.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmos.data.labelled import DataError
+from llmos.data.jsonl import DataError, jsonl_records
 
 logger = logging.getLogger("llmos.data")
 
@@ -66,19 +65,10 @@ def detect_format(path: str | Path) -> str:
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r} does not exist")
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, found {type(record).__name__}")
-            yield line_no, record
+    for line_no, record in jsonl_records(path):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object, found {type(record).__name__}")
+        yield line_no, record
 
 
 def read_examples(path: str | Path, tokenizer: Any, context: int, fmt: str | None = None) -> list[Example]:

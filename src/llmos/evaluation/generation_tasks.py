@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from llmos.data.labelled import DataError
+from llmos.data.jsonl import DataError, jsonl_records
 from llmos.errors import LLMOSError
 from llmos.evaluation.metrics import check_generation_scorers, generation_scores
 from llmos.generation.request import resolve_config
@@ -89,18 +89,7 @@ def _example(obj: Any, path: Path, line: int) -> GenerationExample:
 def read_generation_examples(path: str | Path) -> list[GenerationExample]:
     """Every example of a generation JSONL file (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    examples = []
-    with path.open(encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc}): {line.strip()[:60]!r}") from None
-            examples.append(_example(obj, path, number))
+    examples = [_example(obj, path, number) for number, obj in jsonl_records(path)]
     if not examples:
         raise DataError(f"{path}: the file holds no examples (expected one JSON object per line with "
                         "'prompt' and 'reference', or 'messages')")
