@@ -43,7 +43,8 @@ logger = logging.getLogger("llmos.training")
 
 
 class AdapterFiles:
-    """Checkpoints of a LoRA run hold the adapter only, in PEFT's format."""
+    """Checkpoints of a LoRA run hold the adapter only, in PEFT's format; `base_model` (a name,
+    or an absolute path so the adapter loads from any working directory) is recorded in it."""
 
     def __init__(self, base_model: str, train_heads: bool) -> None:
         self.base_model, self.train_heads = base_model, train_heads
@@ -76,7 +77,8 @@ def finetune(config: FinetuneConfig, report: Any = print) -> TrainResult:
         if ctx.is_main:
             report(f"{config.method}: training {trainable:,} of {total:,} parameters "
                    f"({100 * trainable / total:.2f}%) on {task} data")
-        files = AdapterFiles(str(config.base_model), task == "classification") if config.method == "lora" else None
+        base = Path(config.base_model).resolve() if Path(config.base_model).exists() else config.base_model
+        files = AdapterFiles(str(base), task == "classification") if config.method == "lora" else None
         trainer = Trainer(model, config, objective, batches, evals, tokenizer=tokenizer, ctx=ctx, model_files=files)
         return trainer.train()
     finally:
