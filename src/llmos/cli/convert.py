@@ -54,7 +54,9 @@ def merge_adapter(adapter_dir: Path, out: Path, to: str, dtype: str, max_shard_b
         raise LLMOSError(f"--merge-lora needs a LoRA adapter directory (adapter_config.json + "
                          f"adapter_model.safetensors); {str(adapter_dir)!r} is not one")
     auto = AutoModelForSequenceClassification if adapter_head_shape(adapter_dir)[0] else AutoModelForCausalLM
-    model = merge_lora(auto.from_pretrained(adapter_dir, dtype=None if dtype == "auto" else dtype, kernels=False))
+    model = auto.from_pretrained(adapter_dir, dtype=None if dtype == "auto" else dtype, quantize="none",
+                                 kernels=False)  # float weights: a GGUF base's blocks are dequantized to merge into
+    model = merge_lora(model)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     generation = getattr(model, "generation_config", None)
     if to == "hf":
