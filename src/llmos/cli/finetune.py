@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from llmos.cli.pretrain import config_flags, load_config
+from llmos.cli.pretrain import load_config, register_recipe_verb
 from llmos.training.finetune_recipe import FinetuneConfig
 
 
@@ -43,14 +42,5 @@ def finetune_command(config: Optional[Path] = None, **overrides: Any) -> None:  
 
 
 def register(app: typer.Typer) -> None:
-    def command(**kwargs: Any) -> None:
-        finetune_command(**kwargs)
-
-    recipe_param = inspect.Parameter(
-        "config", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--config", help="YAML recipe of FinetuneConfig fields"),
-        annotation=Optional[Path],  # noqa: UP045
-    )
-    command.__signature__ = inspect.Signature([recipe_param, *config_flags(FinetuneConfig)])
-    command.__doc__ = "Fine-tune a model (lora, freeze or full) from a YAML recipe (flags override recipe fields)."
-    app.command("finetune")(command)
+    register_recipe_verb(app, "finetune", FinetuneConfig, finetune_command,
+                         "Fine-tune a model (lora, freeze or full) from a YAML recipe (flags override recipe fields).")

@@ -65,15 +65,21 @@ def pretrain_command(config: Optional[Path] = None, **overrides: Any) -> None:  
         console.print(f"checkpoints: {result.run_dir / 'best'} (best), {result.run_dir / 'last'} (last)")
 
 
-def register(app: typer.Typer) -> None:
+def register_recipe_verb(app: typer.Typer, name: str, cls: type[RunConfig], run: Any, doc: str) -> None:
+    """A verb whose flags are `--config RECIPE` plus one per field of the recipe dataclass `cls`."""
     def command(**kwargs: Any) -> None:
-        pretrain_command(**kwargs)
+        run(**kwargs)
 
     recipe_param = inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--config", help="YAML recipe of TrainConfig fields"),
+        default=typer.Option(None, "--config", help=f"YAML recipe of {cls.__name__} fields"),
         annotation=Optional[Path],  # noqa: UP045
     )
-    command.__signature__ = inspect.Signature([recipe_param, *config_flags()])
-    command.__doc__ = "Pretrain a model from a YAML recipe (flags override recipe fields)."
-    app.command("pretrain")(command)
+    command.__signature__ = inspect.Signature([recipe_param, *config_flags(cls)])
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+def register(app: typer.Typer) -> None:
+    register_recipe_verb(app, "pretrain", TrainConfig, pretrain_command,
+                         "Pretrain a model from a YAML recipe (flags override recipe fields).")
