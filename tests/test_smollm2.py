@@ -82,3 +82,18 @@ def test_the_seed_program_runs_on_the_embedded_model_by_name(tmp_path, tokenizer
                                 top_k=50, top_p=0.95, num_return_sequences=1)
     continuation = tokenizer.decode(output_ids[0], skip_special_tokens=True)[len(prompt):].split()
     assert len(continuation) >= 20 and len(set(continuation)) >= 15
+
+
+def test_a_json_schema_turns_the_question_into_the_function_call(tokenizer):
+    """Unconstrained, SmolLM2 invents a weather report; with the schema it returns the call."""
+    from llmos import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained("smollm2")
+    schema = {"type": "object", "properties": {"name": {"enum": ["get_weather", "get_time"]},
+              "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+              "required": ["name", "arguments"]}
+    messages = [{"role": "user", "content": "What's the weather in Paris? Reply only with the function call as JSON."}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    out = model.generate(ids, max_new_tokens=64, tokenizer=tokenizer, json_schema=schema)
+    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert text == '{"name": "get_weather", "arguments": {"city": "Paris"}}'
