@@ -64,8 +64,8 @@ def _engine_tokenizer(tokenizer_json: str, n_vocab: int, eos: int):
 
 
 def engine_tokenizer(tokenizer: Any, n_vocab: int, eos: int):
-    """The engine's view of an `llmos` tokenizer (built once per tokenizer, ~1 s for a 49k vocabulary)."""
-    backend = tokenizer.backend_tokenizer
+    """The engine's view of an `llmos` tokenizer or a `tokenizers.Tokenizer` (built once per tokenizer)."""
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     return _engine_tokenizer(backend.to_str(), n_vocab, eos)
 
 

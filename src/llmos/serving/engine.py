@@ -130,7 +130,8 @@ class Engine:
                 f"{self.max_len} tokens (prompt + completion), so the prompt must be shorter"
             )
         request = Request(prompt_ids=list(prompt_ids), params=params, emit=emit, id=next(self.ids))
-        request.sampler = RequestSampler(params, fallback_seed=int(torch.randint(0, 2**62, (1,))))
+        request.sampler = RequestSampler(params, fallback_seed=int(torch.randint(0, 2**62, (1,))),
+                                         prompt_length=len(prompt_ids))
         request.arrival_step = self.steps
         with self.lock:
             if len(self.waiting) >= self.max_queue:
@@ -260,7 +261,7 @@ class Engine:
         if request.cancelled.is_set():
             return
         params = request.params
-        if params.greedy and greedy_choice is not None:
+        if params.greedy and greedy_choice is not None and params.constraint is None:
             token = greedy_choice
         else:
             history = torch.tensor([request.prompt_ids + request.generated])

@@ -192,6 +192,29 @@ def _chat_logprobs(state, tokens: list[TokenInfo]) -> dict[str, Any]:
                         for t, lp, tops in tokens], "refusal": None}
 
 
+def _schema_constraint(state, schema: dict[str, Any] | None):
+    """response_format -> a factory of per-choice grammar processors (None: free text). A schema
+    the grammar engine cannot compile is a 400, never an unconstrained reply."""
+    if schema is None:
+        return None
+    from llmos.generation.constrained import ConstraintError, GrammarProcessor, grammar_for
+
+    tokenizer = state.tokenizer
+    own = getattr(tokenizer.tokenizer, "eos_token_id", None)
+    eos = own if own in tokenizer.stop_token_ids else min(tokenizer.stop_token_ids, default=None)
+    vocab = state.engine.config.vocab_size
+
+    def make(prompt_length: int) -> GrammarProcessor:
+        return GrammarProcessor(grammar, tokenizer.backend, 1, prompt_length, vocab, [] if eos is None else [eos])
+
+    try:
+        grammar = grammar_for(json_schema=schema)
+        make(0)  # compile once now: errors belong to this request, before it is queued
+    except ConstraintError as exc:
+        raise APIError(400, str(exc), param="response_format", code="invalid_response_format") from None
+    return make
+
+
 async def chat_completions(request: Request) -> Any:
     state = request.app.state.llmos
     body = await read_json_body(request, ChatCompletionRequest, state.max_body_bytes)
@@ -199,6 +222,7 @@ async def chat_completions(request: Request) -> Any:
     prompt = _chat_prompt(state, body)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = _params(state, body, [prompt], body.token_limit, logprobs)
+    params.constraint = _schema_constraint(state, body.output_schema)
     group = ChoiceGroup(state.engine, state.tokenizer)
     group.submit([prompt], body.n, params, body.stop or [])
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -8,6 +8,7 @@ here samples from the same distribution as `model.generate` would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,8 @@ class SamplingParams:
     logprobs: int | None = None  # None = none; k >= 0 = chosen token's logprob + top k
     prompt_logprobs: bool = False  # echo + logprobs: score the prompt tokens too
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    # response_format: prompt length -> a fresh grammar processor (each choice keeps its own state)
+    constraint: Callable[[int], LogitsProcessor] | None = None
 
     @property
     def greedy(self) -> bool:
@@ -42,8 +45,9 @@ def _processors(params: SamplingParams) -> list[LogitsProcessor]:
 class RequestSampler:
     """Picks one request's next token from its row of logits, with its own RNG."""
 
-    def __init__(self, params: SamplingParams, fallback_seed: int) -> None:
+    def __init__(self, params: SamplingParams, fallback_seed: int, prompt_length: int = 0) -> None:
         self.params = params
+        self.constraint = params.constraint(prompt_length) if params.constraint is not None else None
         self.generator = torch.Generator().manual_seed(
             params.seed if params.seed is not None else fallback_seed
         )
@@ -51,6 +55,8 @@ class RequestSampler:
 
     def choose(self, history: torch.Tensor, logits: torch.Tensor) -> int:
         """history: (1, t) ids so far; logits: (1, V) float. Returns the next token id."""
+        if self.constraint is not None:  # first: the warpers then only see allowed tokens
+            logits = self.constraint(history, logits)
         if self.params.greedy:
             return int(logits.argmax(-1))
         scores = logits

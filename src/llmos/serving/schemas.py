@@ -123,9 +123,25 @@ class ChatCompletionRequest(_Common):
     def _checks(self):
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
-        if self.response_format and self.response_format.get("type") != "text":
-            raise ValueError("response_format other than {'type': 'text'} is not supported")
+        if self.response_format is not None:
+            kind = self.response_format.get("type")
+            if kind not in ("text", "json_object", "json_schema"):
+                raise ValueError(f"response_format type {kind!r} is not valid; expected 'text', 'json_object' "
+                                 "or 'json_schema'")
+            spec = self.response_format.get("json_schema")
+            if kind == "json_schema" and not (isinstance(spec, dict) and isinstance(spec.get("schema", {}), dict)):
+                raise ValueError("response_format json_schema needs {'name': ..., 'schema': {...}}")
         return self
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the reply must match (json_object: any object), or None for text."""
+        kind = (self.response_format or {}).get("type")
+        if kind == "json_object":
+            return {"type": "object"}
+        if kind == "json_schema":
+            return self.response_format["json_schema"].get("schema", {"type": "object"})
+        return None
 
     @property
     def token_limit(self) -> int | None:
