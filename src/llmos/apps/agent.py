@@ -1,0 +1,114 @@
+"""Layer 8: `Agent`: a model that calls Python functions until it can answer.
+
+Each step the model writes one action, decoded under a grammar so it always
+parses: `{"tool": NAME, "arguments": {...}}` (the arguments valid against that
+function's parameter schema) or `{"answer": "..."}`. A call runs with a
+timeout; its result, or its error, goes back to the model as the next message,
+and the loop continues until an answer or `max_steps`. Every step is appended
+to a JSONL trace when `trace=` names a file. The format needs no tool support
+in the chat template: it is plain messages, so any chat model can drive it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmos.apps.tool_schema import ToolError, function_schema
+
+INSTRUCTIONS = """You can call these tools:
+{tools}
+To call a tool, reply with JSON only, for example {{"tool": "{first}", "arguments": {{...}}}}.
+When you know the answer, reply {{"answer": "..."}}."""
+
+
+@dataclass
+class AgentResult:
+    answer: str | None  # None when max_steps ran out first
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "answer"  # answer | max_steps
+
+
+class Agent:
+    """`Agent(model, tokenizer, tools=[fn, ...]).run("task")` -> AgentResult."""
+
+    def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any]], max_steps: int = 6,
+                 tool_timeout: float = 30.0, trace: str | Path | None = None, max_new_tokens: int = 256,
+                 system: str | None = None) -> None:
+        if max_steps < 1:
+            raise ToolError(f"max_steps={max_steps} must be at least 1")
+        self.model, self.tokenizer = model, tokenizer
+        self.tools = {fn.__name__: fn for fn in tools}
+        if len(self.tools) != len(tools):
+            raise ToolError(f"tool names must be unique; got {[fn.__name__ for fn in tools]}")
+        self.specs = {name: function_schema(fn)["function"] for name, fn in self.tools.items()}
+        self.max_steps, self.tool_timeout, self.max_new_tokens = max_steps, tool_timeout, max_new_tokens
+        self.trace = Path(trace) if trace is not None else None
+        listing = "\n".join(json.dumps(spec) for spec in self.specs.values())
+        self.system = (system + "\n\n" if system else "") + INSTRUCTIONS.format(tools=listing, first=tools[0].__name__)
+
+    def action_schema(self, require_tool: bool = False) -> dict[str, Any]:
+        calls = [{"type": "object", "properties": {"tool": {"const": name}, "arguments": spec["parameters"]},
+                  "required": ["tool", "arguments"], "additionalProperties": False}
+                 for name, spec in self.specs.items()]
+        answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+                  "additionalProperties": False}
+        return {"anyOf": calls if require_tool else [*calls, answer]}
+
+    def next_action(self, messages: list[dict[str, str]], require_tool: bool = False) -> dict[str, Any]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, tokenizer=self.tokenizer,
+                                  json_schema=self.action_schema(require_tool), do_sample=False)
+        text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ToolError(f"the action was cut at max_new_tokens={self.max_new_tokens}: {text[:80]!r}") from None
+
+    def call(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
+        """(result text, ok): the tool's result, or its error / timeout as text for the model."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        try:
+            result = pool.submit(self.tools[name], **arguments).result(timeout=self.tool_timeout)
+            return (result if isinstance(result, str) else json.dumps(result, default=str)), True
+        except concurrent.futures.TimeoutError:
+            return f"error: {name} did not finish within {self.tool_timeout} s", False
+        except Exception as exc:  # the model reads the error and may try again
+            return f"error: {type(exc).__name__}: {exc}", False
+        finally:
+            pool.shutdown(wait=False)
+
+    def run(self, task: str, require_tool_first: bool = False) -> AgentResult:
+        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task}]
+        result = AgentResult(answer=None, stopped="max_steps")
+        for step in range(1, self.max_steps + 1):
+            started = time.perf_counter()
+            try:
+                action = self.next_action(messages, require_tool=require_tool_first and step == 1)
+            except ToolError as exc:  # a reply cut by the token limit: say so and let it try again
+                action = {"error": str(exc)}
+                messages.append({"role": "user", "content": f"Your reply was cut ({exc}); reply with shorter JSON."})
+            record: dict[str, Any] = {"step": step, "action": action}
+            if "error" in action:
+                pass
+            elif "answer" in action:
+                result.answer, result.stopped = action["answer"], "answer"
+            else:
+                output, ok = self.call(action["tool"], action["arguments"])
+                record.update(result=output, ok=ok)
+                messages += [{"role": "assistant", "content": json.dumps(action)},
+                             {"role": "user", "content": f"Tool {action['tool']} returned: {output}"}]
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            result.steps.append(record)
+            if self.trace is not None:
+                self.trace.parent.mkdir(parents=True, exist_ok=True)
+                with self.trace.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record, default=str) + "\n")
+            if result.answer is not None:
+                break
+        return result

@@ -1,0 +1,79 @@
+"""Agent: every step is a valid action (grammar-constrained), tools run with timeouts, errors go
+back to the model, steps are traced, max_steps bounds the loop."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Literal
+
+import pytest
+import torch
+
+from llmos.apps.agent import Agent
+from llmos.config import ModelConfig
+from llmos.model import CausalLM
+
+pytest.importorskip("llguidance")
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from llmos.tokenizer.training import train_tokenizer
+
+    texts = ['{"tool": "add", "arguments": {"a": 1, "b": 2}}', '{"answer": "three"}', "the cat sat"] * 5
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=300, min_frequency=1)
+    tokenizer.chat_template = CHATML
+    config = ModelConfig.from_preset("nano", vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4,
+                                     n_kv_heads=2, d_ff=48, max_seq_len=2048, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    return CausalLM(config).eval(), tokenizer
+
+
+def test_a_required_first_call_runs_the_tool_its_error_is_kept_and_the_step_traced(setup, tmp_path):
+    model, tokenizer = setup
+    calls = []
+
+    def divide(a: Literal[1, 2], b: Literal[0]) -> float:  # enums: a random model cannot run on in digits
+        """Divide a by b."""
+        calls.append((a, b))
+        raise ZeroDivisionError("b is zero")
+
+    agent = Agent(model, tokenizer, [divide], max_steps=1, trace=tmp_path / "trace.jsonl", max_new_tokens=64)
+    result = agent.run("divide 1 by 0", require_tool_first=True)
+    first = result.steps[0]
+    assert first["action"]["tool"] == "divide" and set(first["action"]["arguments"]) == {"a", "b"}
+    assert calls[0] == (first["action"]["arguments"]["a"], first["action"]["arguments"]["b"])
+    assert first["ok"] is False and first["result"] == "error: ZeroDivisionError: b is zero"
+    assert len(result.steps) == 1 and result.stopped == "max_steps" and result.answer is None
+    lines = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [s["step"] for s in result.steps]
+
+
+def test_a_slow_tool_times_out_and_the_loop_goes_on(setup):
+    model, tokenizer = setup
+
+    def wait(seconds: Literal[2]) -> str:
+        """Sleep."""
+        time.sleep(2)
+        return "done"
+
+    agent = Agent(model, tokenizer, [wait], max_steps=1, tool_timeout=0.2, max_new_tokens=64)
+    start = time.perf_counter()
+    result = agent.run("wait", require_tool_first=True)
+    assert result.steps[0]["result"] == "error: wait did not finish within 0.2 s"
+    assert result.stopped == "max_steps" and time.perf_counter() - start < 2
+
+
+def test_a_reply_cut_by_the_token_limit_is_told_to_the_model_not_raised(setup):
+    model, tokenizer = setup
+
+    def add(a: Literal[1], b: Literal[2]) -> int:
+        """Add."""
+        return a + b
+
+    result = Agent(model, tokenizer, [add], max_steps=2, max_new_tokens=3).run("add", require_tool_first=True)
+    assert result.stopped == "max_steps" and len(result.steps) == 2
+    assert all("cut at max_new_tokens=3" in step["action"]["error"] for step in result.steps)
