@@ -77,3 +77,20 @@ def test_a_reply_cut_by_the_token_limit_is_told_to_the_model_not_raised(setup):
     result = Agent(model, tokenizer, [add], max_steps=2, max_new_tokens=3).run("add", require_tool_first=True)
     assert result.stopped == "max_steps" and len(result.steps) == 2
     assert all("cut at max_new_tokens=3" in step["action"]["error"] for step in result.steps)
+
+
+def test_cli_agent_runs_built_in_tools_and_refuses_unknown_ones_in_one_line(setup, tmp_path):
+    import subprocess
+    import sys
+
+    model, tokenizer = setup
+    model.save_pretrained(tmp_path / "tiny", tokenizer=tokenizer)
+    (tmp_path / "ws").mkdir()
+    base = [sys.executable, "-m", "llmos.cli.main", "agent", str(tmp_path / "tiny"), "what time is it?"]
+    run = subprocess.run([*base, "--tools", "current_time", "--require-tool", "--max-steps", "1",
+                          "--trace", str(tmp_path / "t.jsonl")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("[1] current_time(") and "(no answer after 1 steps)" in run.stdout
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 1
+    bad = subprocess.run([*base, "--tools", "shell"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown tool(s) ['shell']" in bad.stderr
