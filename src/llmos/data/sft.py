@@ -170,21 +170,58 @@ def pad_id_of(tokenizer: Any) -> int:
     return 0
 
 
-class SFTBatches:
-    """Endless (x, y) batches over `examples`, reshuffled each epoch; checkpointable position."""
+class EpochBatches:
+    """Endless batches over `rows`, reshuffled each epoch (seed, epoch) and with a checkpointable
+    position; subclasses say what one epoch's rows are and how a batch of them is collated."""
+
+    def __init__(self, batch_size: int, seed: int) -> None:
+        self.batch_size, self.seed = batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._rows = self.epoch_rows()
+
+    def shuffled(self, items: list) -> list:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(items))
+        return [items[i] for i in order]
+
+    def epoch_rows(self) -> list:
+        raise NotImplementedError
+
+    def collate(self, rows: list) -> Any:
+        raise NotImplementedError
+
+    def __iter__(self) -> EpochBatches:
+        return self
+
+    def __next__(self) -> Any:
+        rows = []
+        while len(rows) < self.batch_size:
+            if self.position >= len(self._rows):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._rows = self.epoch_rows()
+            rows.append(self._rows[self.position])
+            self.position += 1
+        return self.collate(rows)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._rows = self.epoch_rows()
+
+
+class SFTBatches(EpochBatches):
+    """(x, y) batches of causal fine-tuning examples: padded to the longest row, or packed."""
 
     def __init__(self, examples: list[Example], batch_size: int, context: int, pad_id: int,
                  packing: bool = False, seed: int = 0) -> None:
         if not examples:
             raise DataError("no training examples")
-        self.examples, self.batch_size, self.context = examples, batch_size, context
-        self.pad_id, self.packing, self.seed = pad_id, packing, seed
-        self.epoch, self.position = 0, 0
-        self._rows = self._epoch_rows()
+        self.examples, self.context, self.pad_id, self.packing = examples, context, pad_id, packing
+        super().__init__(batch_size, seed)
 
-    def _epoch_rows(self) -> list[Example]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
-        examples = [self.examples[i] for i in order]
+    def epoch_rows(self) -> list[Example]:
+        examples = self.shuffled(self.examples)
         if not self.packing:
             return examples
         ids = [t for e in examples for t in e.ids]
@@ -193,29 +230,8 @@ class SFTBatches:
         rows = [Example(ids[i:i + width], labels[i:i + width]) for i in range(0, len(ids), self.context)]
         return [r for r in rows if len(r.ids) == width] or rows[:1]
 
-    def __iter__(self) -> SFTBatches:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = []
-        while len(rows) < self.batch_size:
-            if self.position >= len(self._rows):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._rows = self._epoch_rows()
-            rows.append(self._rows[self.position])
-            self.position += 1
+    def collate(self, rows: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         return collate(rows, self.pad_id)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
-        self._rows = self._epoch_rows()
-
-    @property
-    def tokens_per_epoch(self) -> int:
-        return sum(len(e.ids) for e in self.examples)
 
 
 def collate(rows: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,45 +251,33 @@ def eval_batches_of(examples: list[Example], batch_size: int, pad_id: int) -> li
     return [collate(examples[i:i + batch_size], pad_id) for i in range(0, len(examples), batch_size)]
 
 
-class ClassificationBatches:
-    """Endless {input_ids, attention_mask, labels} batches over labelled texts, reshuffled each epoch."""
+class ClassificationBatches(EpochBatches):
+    """{input_ids, attention_mask, labels} batches over labelled texts (token ids)."""
 
     def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, pad_id: int, seed: int = 0) -> None:
         if not ids:
             raise DataError("no training examples")
-        self.ids, self.labels, self.batch_size, self.pad_id, self.seed = ids, labels, batch_size, pad_id, seed
-        self.epoch, self.position = 0, 0
-        self._order = self._epoch_order()
+        self.pairs, self.pad_id = list(zip(ids, labels, strict=True)), pad_id
+        super().__init__(batch_size, seed)
 
-    def _epoch_order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ids))
+    def epoch_rows(self) -> list[tuple[list[int], int]]:
+        return self.shuffled(self.pairs)
 
-    def __iter__(self) -> ClassificationBatches:
-        return self
+    def collate(self, rows: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        return classification_batch([ids for ids, _ in rows], [label for _, label in rows], self.pad_id)
 
-    def __next__(self) -> dict[str, torch.Tensor]:
-        chosen = []
-        while len(chosen) < self.batch_size:
-            if self.position >= len(self._order):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order = self._epoch_order()
-            chosen.append(int(self._order[self.position]))
-            self.position += 1
-        return classification_batch([self.ids[i] for i in chosen], [self.labels[i] for i in chosen], self.pad_id)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
-        self._order = self._epoch_order()
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (len(rows), longest), padded on the right."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return input_ids, mask
 
 
 def classification_batch(ids: list[list[int]], labels: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
+    input_ids, mask = right_pad(ids, pad_id)
     return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor(labels, dtype=torch.long)}

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from llmos.data.labelled import LabelledData, read_labelled
+from llmos.data.sft import right_pad
 from llmos.errors import LLMOSError
 from llmos.evaluation.metrics import classification_scores
 
@@ -47,12 +48,7 @@ def encode_batch(tokenizer: Any, texts: list[str], max_length: int, pad_id: int)
                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         for i, row in zip(long, cut, strict=True):
             rows[i] = row
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, :len(row)] = 1
+    input_ids, attention_mask = right_pad(rows, pad_id)
     return input_ids, attention_mask, len(long)
 
 
