@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from llmos.apps.builtin_tools import Workspace, calculate, current_time
-from llmos.apps.tool_schema import ToolError, function_schema
+from llmos.apps.tool_schema import Tool, ToolError, function_schema
 
 
 def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius", days: int | None = None,
@@ -90,3 +90,11 @@ def test_a_tool_schema_compiles_for_constrained_decoding(tmp_path):
 
     for fn in (get_weather, calculate, current_time, *Workspace(tmp_path).tools()):
         assert grammar_for(json_schema=function_schema(fn)["function"]["parameters"])
+
+
+def test_a_tool_with_its_own_schema_passes_it_through_and_runs_its_function():
+    parameters = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}
+    tool = Tool(name="double", description="Double n.", parameters=parameters, fn=lambda n: 2 * n)
+    assert function_schema(tool) == {"type": "function", "function": {
+        "name": "double", "description": "Double n.", "parameters": parameters}}
+    assert tool(n=4) == 8

@@ -1,12 +1,13 @@
-"""Layer 8: `Agent`: a model that calls Python functions until it can answer.
+"""Layer 8: `Agent`: a model that calls tools (Python functions, MCP tools) until it can answer.
 
 Each step the model writes one action, decoded under a grammar so it always
 parses: `{"tool": NAME, "arguments": {...}}` (the arguments valid against that
-function's parameter schema) or `{"answer": "..."}`. A call runs with a
-timeout; its result, or its error, goes back to the model as the next message,
-and the loop continues until an answer or `max_steps`. Every step is appended
-to a JSONL trace when `trace=` names a file. The format needs no tool support
-in the chat template: it is plain messages, so any chat model can drive it.
+tool's parameter schema: a function's, from its type hints, or a `Tool`'s own)
+or `{"answer": "..."}`. A call runs with a timeout; its result, or its error,
+goes back to the model as the next message, and the loop continues until an
+answer or `max_steps`. Every step is appended to a JSONL trace when `trace=`
+names a file. The format needs no tool support in the chat template: it is
+plain messages, so any chat model can drive it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.apps.tool_schema import ToolError, function_schema
+from llmos.apps.tool_schema import Tool, ToolError, function_schema
 
 INSTRUCTIONS = """You can call these tools:
 {tools}
@@ -35,22 +36,25 @@ class AgentResult:
 
 
 class Agent:
-    """`Agent(model, tokenizer, tools=[fn, ...]).run("task")` -> AgentResult."""
+    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult."""
 
-    def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any]], max_steps: int = 6,
+    def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any] | Tool], max_steps: int = 6,
                  tool_timeout: float = 30.0, trace: str | Path | None = None, max_new_tokens: int = 256,
                  system: str | None = None) -> None:
         if max_steps < 1:
             raise ToolError(f"max_steps={max_steps} must be at least 1")
+        if not tools:
+            raise ToolError("an Agent needs at least one tool")
         self.model, self.tokenizer = model, tokenizer
-        self.tools = {fn.__name__: fn for fn in tools}
+        specs = [function_schema(tool)["function"] for tool in tools]
+        self.tools = {spec["name"]: tool for spec, tool in zip(specs, tools, strict=True)}
         if len(self.tools) != len(tools):
-            raise ToolError(f"tool names must be unique; got {[fn.__name__ for fn in tools]}")
-        self.specs = {name: function_schema(fn)["function"] for name, fn in self.tools.items()}
+            raise ToolError(f"tool names must be unique; got {[spec['name'] for spec in specs]}")
+        self.specs = {spec["name"]: spec for spec in specs}
         self.max_steps, self.tool_timeout, self.max_new_tokens = max_steps, tool_timeout, max_new_tokens
         self.trace = Path(trace) if trace is not None else None
-        listing = "\n".join(json.dumps(spec) for spec in self.specs.values())
-        self.system = (system + "\n\n" if system else "") + INSTRUCTIONS.format(tools=listing, first=tools[0].__name__)
+        listing = "\n".join(json.dumps(spec) for spec in specs)
+        self.system = (system + "\n\n" if system else "") + INSTRUCTIONS.format(tools=listing, first=specs[0]["name"])
 
     def action_schema(self, require_tool: bool = False) -> dict[str, Any]:
         calls = [{"type": "object", "properties": {"tool": {"const": name}, "arguments": spec["parameters"]},

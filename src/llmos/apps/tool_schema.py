@@ -6,6 +6,10 @@ that constrained decoding and chat templates use: parameter types from the
 annotations (str, int, float, bool, list[...], dict, Literal[...] as an enum,
 Optional), required = parameters without a default, descriptions from a
 Google-style `Args:` section or `:param name:` lines.
+
+A tool that is not a Python function with hints (one an MCP server offers,
+whose parameters already are a JSON schema) is a `Tool`: it carries its own
+name, description and parameters, and `function_schema` passes them through.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from llmos.errors import LLMOSError
@@ -22,6 +27,19 @@ from llmos.errors import LLMOSError
 
 class ToolError(LLMOSError):
     """A tool cannot be described, or refused its input (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool whose schema is given, not read from type hints: `fn(**arguments)` runs it."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON schema of type "object"
+    fn: Callable[..., Any]
+
+    def __call__(self, **arguments: Any) -> Any:
+        return self.fn(**arguments)
 
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}
@@ -56,8 +74,11 @@ def _param_docs(doc: str) -> dict[str, str]:
     return found
 
 
-def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
+def function_schema(fn: Callable[..., Any] | Tool) -> dict[str, Any]:
     """The OpenAI tool description of `fn` (see the module docstring)."""
+    if isinstance(fn, Tool):
+        return {"type": "function", "function": {"name": fn.name, "description": fn.description,
+                                                 "parameters": fn.parameters}}
     name = getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise ToolError("a tool needs a named function (def name(...)), not a lambda")
