@@ -8,32 +8,14 @@ import time
 from typing import Literal
 
 import pytest
-import torch
 
 from llmos.apps.agent import Agent
-from llmos.config import ModelConfig
-from llmos.model import CausalLM
 
 pytest.importorskip("llguidance")
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-@pytest.fixture(scope="module")
-def setup():
-    from llmos.tokenizer.training import train_tokenizer
-
-    texts = ['{"tool": "add", "arguments": {"a": 1, "b": 2}}', '{"answer": "three"}', "the cat sat"] * 5
-    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=300, min_frequency=1)
-    tokenizer.chat_template = CHATML
-    config = ModelConfig.from_preset("nano", vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4,
-                                     n_kv_heads=2, d_ff=48, max_seq_len=2048, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    return CausalLM(config).eval(), tokenizer
-
-
-def test_a_required_first_call_runs_the_tool_its_error_is_kept_and_the_step_traced(setup, tmp_path):
-    model, tokenizer = setup
+def test_a_required_first_call_runs_the_tool_its_error_is_kept_and_the_step_traced(tiny_chat_model, tmp_path):
+    model, tokenizer = tiny_chat_model
     calls = []
 
     def divide(a: Literal[1, 2], b: Literal[0]) -> float:  # enums: a random model cannot run on in digits
@@ -52,8 +34,8 @@ def test_a_required_first_call_runs_the_tool_its_error_is_kept_and_the_step_trac
     assert [line["step"] for line in lines] == [s["step"] for s in result.steps]
 
 
-def test_a_slow_tool_times_out_and_the_loop_goes_on(setup):
-    model, tokenizer = setup
+def test_a_slow_tool_times_out_and_the_loop_goes_on(tiny_chat_model):
+    model, tokenizer = tiny_chat_model
 
     def wait(seconds: Literal[2]) -> str:
         """Sleep."""
@@ -67,8 +49,8 @@ def test_a_slow_tool_times_out_and_the_loop_goes_on(setup):
     assert result.stopped == "max_steps" and time.perf_counter() - start < 2
 
 
-def test_a_reply_cut_by_the_token_limit_is_told_to_the_model_not_raised(setup):
-    model, tokenizer = setup
+def test_a_reply_cut_by_the_token_limit_is_told_to_the_model_not_raised(tiny_chat_model):
+    model, tokenizer = tiny_chat_model
 
     def add(a: Literal[1], b: Literal[2]) -> int:
         """Add."""
@@ -79,11 +61,11 @@ def test_a_reply_cut_by_the_token_limit_is_told_to_the_model_not_raised(setup):
     assert all("cut at max_new_tokens=3" in step["action"]["error"] for step in result.steps)
 
 
-def test_cli_agent_runs_built_in_tools_and_refuses_unknown_ones_in_one_line(setup, tmp_path):
+def test_cli_agent_runs_built_in_tools_and_refuses_unknown_ones_in_one_line(tiny_chat_model, tmp_path):
     import subprocess
     import sys
 
-    model, tokenizer = setup
+    model, tokenizer = tiny_chat_model
     model.save_pretrained(tmp_path / "tiny", tokenizer=tokenizer)
     (tmp_path / "ws").mkdir()
     base = [sys.executable, "-m", "llmos.cli.main", "agent", str(tmp_path / "tiny"), "what time is it?"]
