@@ -21,6 +21,12 @@ from llmos.serving.dispatch import ChoiceGroup, Piece, TokenInfo
 from llmos.serving.errors import APIError, read_json_body
 from llmos.serving.sampling import SamplingParams
 from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
+from llmos.serving.tool_calls import (
+    ToolCallReader,
+    default_format_messages,
+    native_messages,
+    tool_grammar,
+)
 
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
               "tool": "tool"}
@@ -75,9 +81,17 @@ def _chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
         if message.role not in CHAT_ROLES:
             raise APIError(400, f"Invalid value for 'messages[{i}].role': {message.role!r}; expected one "
                            f"of {sorted(CHAT_ROLES)}", param=f"messages[{i}].role", code="invalid_value")
-        messages.append({"role": CHAT_ROLES[message.role], "content": message.text()})
+        messages.append({"role": CHAT_ROLES[message.role], "content": message.text(),
+                         "tool_calls": message.tool_calls, "tool_call_id": message.tool_call_id})
+    tools = body.callable_tools
+    native = state.tokenizer.renders_tools
+    if native:
+        messages = native_messages(messages)
+    elif tools or any(m["tool_calls"] or m["role"] == "tool" for m in messages):
+        messages = default_format_messages(messages, tools)
     try:
-        text = state.tokenizer.render_chat(messages)
+        listed = [{"type": "function", "function": t} for t in tools] if native and tools else None
+        text = state.tokenizer.render_chat(messages, tools=listed)
     except LLMOSError as exc:
         raise APIError(400, f"the chat template rejected these messages: {exc}", param="messages") from None
     return state.tokenizer.encode(text)
@@ -192,10 +206,11 @@ def _chat_logprobs(state, tokens: list[TokenInfo]) -> dict[str, Any]:
                         for t, lp, tops in tokens], "refusal": None}
 
 
-def _schema_constraint(state, schema: dict[str, Any] | None):
-    """response_format -> a factory of per-choice grammar processors (None: free text). A schema
-    the grammar engine cannot compile is a 400, never an unconstrained reply."""
-    if schema is None:
+def _constraint(state, body: ChatCompletionRequest):
+    """response_format and tools -> a factory of per-choice grammar processors (None: free text).
+    A schema the grammar engine cannot compile is a 400, never an unconstrained reply."""
+    schema, mode = body.output_schema, body.tool_mode
+    if schema is None and mode == "none":
         return None
     from llmos.generation.constrained import ConstraintError, GrammarProcessor, grammar_for
 
@@ -208,10 +223,15 @@ def _schema_constraint(state, schema: dict[str, Any] | None):
         return GrammarProcessor(grammar, tokenizer.backend, 1, prompt_length, vocab, [] if eos is None else [eos])
 
     try:
-        grammar = grammar_for(json_schema=schema)
+        if mode == "none":
+            grammar = grammar_for(json_schema=schema)
+        else:
+            grammar = grammar_for(grammar=tool_grammar(body.callable_tools, mode == "auto",
+                                                       body.parallel_tool_calls is not False, schema))
         make(0)  # compile once now: errors belong to this request, before it is queued
     except ConstraintError as exc:
-        raise APIError(400, str(exc), param="response_format", code="invalid_response_format") from None
+        raise APIError(400, str(exc), param="response_format" if mode == "none" else "tools",
+                       code="invalid_response_format" if mode == "none" else "invalid_tools") from None
     return make
 
 
@@ -222,14 +242,20 @@ async def chat_completions(request: Request) -> Any:
     prompt = _chat_prompt(state, body)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = _params(state, body, [prompt], body.token_limit, logprobs)
-    params.constraint = _schema_constraint(state, body.output_schema)
+    params.constraint = _constraint(state, body)
     group = ChoiceGroup(state.engine, state.tokenizer)
     group.submit([prompt], body.n, params, body.stop or [])
+    readers = {c.index: ToolCallReader() for c in group.choices} if body.tool_mode != "none" else {}
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def base(choices, kind="chat.completion"):
         return {"id": ident, "object": kind, "created": created, "model": state.model_id,
                 "system_fingerprint": "llmos", "choices": choices}
+
+    def finish_reason(choice) -> str | None:
+        reader = readers.get(choice.index)
+        called = reader is not None and reader.calls and choice.finish_reason == "stop"
+        return "tool_calls" if called else choice.finish_reason
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -239,17 +265,34 @@ async def chat_completions(request: Request) -> Any:
                  for c in group.choices]
 
         def chunk(piece: Piece):
-            delta = {"content": piece.text} if piece.text else {}
+            text, calls = piece.text, []
+            reader = readers.get(piece.index)
+            if reader is not None:
+                text, calls = reader.push(text)
+                if piece.finish_reason is not None:
+                    calls += reader.finish()
+            delta: dict[str, Any] = {"content": text} if text else {}
+            if calls:
+                delta["tool_calls"] = [call.openai() for call in calls]
             lp = _chat_logprobs(state, piece.tokens) if body.logprobs else None
+            done = finish_reason(group.choices[piece.index]) if piece.finish_reason is not None else None
             return {**base([{"index": piece.index, "delta": delta, "logprobs": lp,
-                             "finish_reason": piece.finish_reason}], "chat.completion.chunk"), **extra}
+                             "finish_reason": done}], "chat.completion.chunk"), **extra}
 
         usage = (lambda: {**base([], "chat.completion.chunk"), "usage": _usage(group)}) if include_usage else None
         return StreamingResponse(_stream(group, request, first, chunk, usage), media_type="text/event-stream")
 
     texts = await _collect(group, request)
-    choices = [{"index": c.index, "message": {"role": "assistant", "content": texts[c.index],
-                                              "refusal": None},
-                "logprobs": _chat_logprobs(state, c.tokens) if body.logprobs else None,
-                "finish_reason": c.finish_reason} for c in group.choices]
+    choices = []
+    for c in group.choices:
+        message: dict[str, Any] = {"role": "assistant", "content": texts[c.index], "refusal": None}
+        reader = readers.get(c.index)
+        if reader is not None:
+            reader.push(texts[c.index])
+            reader.finish()
+            if reader.calls:
+                message.update(content=None, tool_calls=reader.tool_calls())
+        choices.append({"index": c.index, "message": message,
+                        "logprobs": _chat_logprobs(state, c.tokens) if body.logprobs else None,
+                        "finish_reason": finish_reason(c)})
     return JSONResponse({**base(choices), "usage": _usage(group)})

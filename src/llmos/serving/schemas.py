@@ -99,15 +99,38 @@ class ContentPart(StrictModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # e.g. tool_calls/refusal echoed back by clients
+    model_config = ConfigDict(extra="ignore")  # e.g. refusal/audio echoed back by clients
     role: str
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: which call this result answers
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+
+class FunctionSpec(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None  # calls always validate here: the grammar enforces the schema
+
+
+class ToolSpec(StrictModel):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedFunction(StrictModel):
+    name: str
+
+
+class NamedToolChoice(StrictModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(_Common):
@@ -118,11 +141,21 @@ class ChatCompletionRequest(_Common):
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    tools: list[ToolSpec] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
 
     @model_validator(mode="after")
     def _checks(self):
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
+        names = [tool.function.name for tool in self.tools or []]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool names must be unique; got {names}")
+        if self.tool_choice is not None and not self.tools and self.tool_choice != "none":
+            raise ValueError("tool_choice is only allowed when tools are specified")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            raise ValueError(f"tool_choice names function {self.tool_choice.function.name!r}, which is not "
+                             f"in tools {names}")
         if self.response_format is not None:
             kind = self.response_format.get("type")
             if kind not in ("text", "json_object", "json_schema"):
@@ -142,6 +175,24 @@ class ChatCompletionRequest(_Common):
         if kind == "json_schema":
             return self.response_format["json_schema"].get("schema", {"type": "object"})
         return None
+
+    @property
+    def tool_mode(self) -> str:
+        """How tools apply: "none" (no tools, or tool_choice none), "auto", "required" or "named"."""
+        if not self.tools or self.tool_choice == "none":
+            return "none"
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return "named"
+        return self.tool_choice or "auto"
+
+    @property
+    def callable_tools(self) -> list[dict[str, Any]]:
+        """The function dicts the reply may call under tool_choice."""
+        if self.tool_mode == "none":
+            return []
+        named = self.tool_choice.function.name if self.tool_mode == "named" else None
+        return [t.function.model_dump(exclude_none=True) for t in self.tools
+                if named is None or t.function.name == named]
 
     @property
     def token_limit(self) -> int | None:

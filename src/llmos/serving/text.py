@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.tokenizer.chat_template import CHATML_TEMPLATE, render_chat
+from llmos.tokenizer.chat_template import (
+    CHATML_TEMPLATE,
+    render_chat,
+    select_template,
+    template_reads,
+)
 
 # Tokens that end an assistant turn in common chat formats (ChatML, Llama 3, Phi, Gemma).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -71,11 +76,18 @@ class ServedTokenizer:
             return text
         return self.tokenizer.decode([token_id])
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the chat template lays out tool definitions and calls itself (it reads `tools`)."""
+        own = self.tokenizer.chat_template if self.use_own_template else self.chat_template
+        return template_reads(select_template(own, None, tools=[]), "tools")
+
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         """The prompt for the assistant's next turn, through the checkpoint's chat template."""
         if self.use_own_template:
-            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return render_chat(self.chat_template, messages, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                      tools=tools)
+        return render_chat(self.chat_template, messages, add_generation_prompt=True, tools=tools)
 
 
 class TextStream:

@@ -125,6 +125,18 @@ def compile_chat_template(template: str) -> jinja2.Template:
         ) from None
 
 
+@lru_cache(maxsize=32)
+def template_reads(template: str, name: str) -> bool:
+    """Whether a template uses the variable `name` (e.g. "tools": it renders tool definitions itself)."""
+    import jinja2.meta
+
+    env = ImmutableSandboxedEnvironment(extensions=[_GenerationBlock, jinja2.ext.loopcontrols])
+    try:
+        return name in jinja2.meta.find_undeclared_variables(env.parse(template))
+    except jinja2.TemplateSyntaxError:
+        return False
+
+
 def _plain(value: Any) -> Any:
     """Rebuild template inputs from plain JSON types so the sandbox sees nothing else."""
     if value is None or type(value) in (str, int, float, bool):
