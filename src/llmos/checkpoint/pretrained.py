@@ -5,7 +5,7 @@ A checkpoint directory holds config.json (`ModelConfig.to_dict()` plus
 (or shards + index), generation_config.json and, when given, the tokenizer's
 files. Saving is atomic: everything is written to a temporary directory beside
 the target, fsynced, then renamed into place, so a failure leaves any previous
-checkpoint untouched. Loading builds the model with its parameters on the meta
+checkpoint untouched (`atomic_write_text` is the same for one file). Loading builds the model with its parameters on the meta
 device and assigns tensors read from the memory-mapped safetensors files, so
 the weights are held in memory about once.
 
@@ -129,8 +129,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _make_readable(directory: Path) -> None:
     """mkdtemp makes 0700 directories; give the checkpoint the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     os.chmod(directory, 0o777 & ~umask)
     for item in directory.rglob("*"):
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
@@ -160,6 +159,33 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_write_text(target: str | Path, text: str) -> Path:
+    """Write one text file the way `atomic_directory` writes a directory: a reader (or a crash) sees
+    the old file or the new one, never a part of it (temporary file beside it, fsync, rename)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def save_pretrained(
