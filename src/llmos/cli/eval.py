@@ -17,36 +17,17 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from llmos.cli.progress import progress_bar
 from llmos.errors import LLMOSError
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-@contextmanager
-def _progress_bar(description: str, enabled: bool):
-    """A callback (completed, total) that drives a rich bar on stderr; a no-op when disabled."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(completed: int, total: int) -> None:
-            bar.update(task, completed=completed, total=total)
-
-        yield update
 
 
 def _prepare(task: str, model: str, data: Path, quantize: str, batch_size: int, max_examples: int | None,
@@ -136,7 +117,7 @@ def eval_command(
         description, run = _prepare(task, model, data, quantize, batch_size, max_examples, max_new_tokens,
                                     window, stride)
         started = time.perf_counter()
-        with _progress_bar(description, sys.stderr.isatty()) as progress:
+        with progress_bar(description, sys.stderr.isatty()) as progress:
             result = run(progress)
         seconds = time.perf_counter() - started
     full = build_report(model, data, task, result, seconds)
