@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,65 +17,12 @@ from llmos.apps.tool_schema import ToolError
 
 pytest.importorskip("mcp")
 
-SERVER = '''
-import os
-import sys
-import time
-from typing import Literal
-
-try:
-    from mcp.server.mcpserver import MCPServer as Server
-    from mcp.server.mcpserver.exceptions import ToolError
-except ImportError:  # mcp 1.x
-    from mcp.server.fastmcp import FastMCP as Server
-    from mcp.server.fastmcp.exceptions import ToolError
-
-server = Server("test")
-
-
-@server.tool()
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-@server.tool()
-def fail(reason: str) -> str:
-    """Always fails."""
-    raise ToolError(f"refused: {reason}")
-
-
-@server.tool()
-def shout(word: Literal["hi", "bye"]) -> str:
-    """Upper-case a word."""
-    return word.upper()
-
-
-@server.tool()
-def nap(seconds: float) -> str:
-    """Sleep."""
-    time.sleep(seconds)
-    return "awake"
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], "w") as f:
-            f.write(str(os.getpid()))
-    server.run()
-'''
+SERVER = Path(__file__).with_name("mcp_server.py")  # add, fail, shout, nap
 
 
 @pytest.fixture(scope="module")
-def server_script(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mcp") / "server.py"
-    path.write_text(SERVER)
-    return path
-
-
-@pytest.fixture(scope="module")
-def client(server_script):
-    with MCPClient(sys.executable, [str(server_script)]) as client:
+def client():
+    with MCPClient(sys.executable, [str(SERVER)]) as client:
         yield client
 
 
@@ -111,8 +59,8 @@ def test_a_call_past_the_timeout_is_a_tool_error_and_the_connection_stays_usable
     assert client.call("add", {"a": 1, "b": 1}) == "2"
 
 
-def test_closing_stops_the_server_process_and_later_calls_say_so(server_script, tmp_path):
-    with mcp_tools(sys.executable, [str(server_script), str(tmp_path / "pid")], prefix="t_") as tools:
+def test_closing_stops_the_server_process_and_later_calls_say_so(tmp_path):
+    with mcp_tools(sys.executable, [str(SERVER), "--pid", str(tmp_path / "pid")], prefix="t_") as tools:
         assert sorted(tool.name for tool in tools) == ["t_add", "t_fail", "t_nap", "t_shout"]
         pid = int((tmp_path / "pid").read_text())
         os.kill(pid, 0)  # running

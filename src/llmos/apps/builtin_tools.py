@@ -7,8 +7,8 @@
   `eval`; only + - * / // % ** and unary signs, with bounded exponents.
 - `current_time(timezone)`: ISO 8601 time in an IANA zone.
 
-Shell and HTTP tools, which can reach outside the machine's workspace, are not
-here: they come off by default and only with an explicit allow-list.
+Shell and HTTP tools, which can reach outside the workspace, are not here:
+`llmos.apps.system_tools` has them, off until built with an explicit allow-list.
 """
 
 from __future__ import annotations

@@ -1,18 +1,64 @@
-"""Layer 9: `llmos agent MODEL TASK --tools ...`: let a model call built-in tools until it answers.
+"""Layer 9: `llmos agent MODEL TASK --tools ...`: let a model call tools until it answers.
 
-Tools are the safe built-ins of `llmos.apps.builtin_tools`: `calculate`,
-`current_time`, and the workspace file tools (`read_file`, `list_files`,
-`write_file`) when `--workspace DIR` names the one folder they may touch.
-Each step is printed; `--trace FILE` appends them as JSONL.
+Tools are the safe built-ins of `llmos.apps.builtin_tools` (`calculate`,
+`current_time`, and the workspace file tools `read_file`, `list_files`,
+`write_file` when `--workspace DIR` names the one folder they may touch), the
+tools of each MCP server given with `--mcp "CMD ARGS"`, and the tools that
+reach outside, which exist only with their allow-list: `http_get` with
+`--allow-url PREFIX`, `run_command` with `--allow-command PROGRAM` (run in the
+workspace when there is one). Each step is printed; `--trace FILE` appends
+them as JSONL.
 """
 
 from __future__ import annotations
 
+import shlex
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
 
-BUILTIN = ("calculate", "current_time", "read_file", "list_files", "write_file")
+BUILTIN = ("calculate", "current_time", "read_file", "list_files", "write_file", "http_get", "run_command")
+NEEDS = {"read_file": "--workspace DIR", "list_files": "--workspace DIR", "write_file": "--workspace DIR",
+         "http_get": "--allow-url PREFIX", "run_command": "--allow-command PROGRAM"}
+
+
+def select_tools(tools: str, workspace: Path | None, allow_url: list[str], allow_command: list[str],
+                 mcp: list[str], stack: ExitStack, timeout: float = 30.0) -> list:
+    """The tools asked for, built-ins by name then every MCP server's; servers are closed with `stack`."""
+    from llmos.apps.builtin_tools import Workspace, calculate, current_time
+    from llmos.apps.mcp_tools import MCPClient
+    from llmos.apps.system_tools import HttpGet, Shell
+    from llmos.apps.tool_schema import ToolError
+
+    names = [t.strip() for t in tools.split(",") if t.strip()]
+    unknown = [t for t in names if t not in BUILTIN]
+    if unknown:
+        raise ToolError(f"unknown tool(s) {unknown}; choose from {list(BUILTIN)}")
+    available = {"calculate": calculate, "current_time": current_time}
+    if workspace is not None:
+        available.update({fn.__name__: fn for fn in Workspace(workspace).tools()})
+    if allow_url:  # an allow-list is the opt-in: the tool comes with it
+        available["http_get"] = HttpGet(allow_url).http_get
+        names += ["http_get"] if "http_get" not in names else []
+    if allow_command:
+        available["run_command"] = Shell(allow_command, cwd=workspace).run_command
+        names += ["run_command"] if "run_command" not in names else []
+    missing = [t for t in names if t not in available]
+    if missing:
+        raise ToolError("; ".join(f"tool {t!r} needs {NEEDS[t]}" for t in missing))
+    selected = [available[t] for t in names]
+    for line in mcp:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise ToolError(f"--mcp {line!r}: {exc}") from None
+        if not argv:
+            raise ToolError("--mcp needs the server's command line, e.g. --mcp 'python server.py'")
+        selected += stack.enter_context(MCPClient(argv[0], argv[1:], timeout=timeout)).tools
+    if not selected:
+        raise ToolError("no tools: name some with --tools, or give --mcp, --allow-url or --allow-command")
+    return selected
 
 
 def agent_command(
@@ -20,6 +66,12 @@ def agent_command(
     task: str = typer.Argument(..., help="What to do."),
     tools: str = typer.Option("calculate,current_time", help=f"Comma-separated, from {', '.join(BUILTIN)}."),
     workspace: Path = typer.Option(None, help="The only folder the file tools may read and write."),
+    mcp: list[str] = typer.Option(None, "--mcp", help="An MCP server (stdio) whose tools to add: its command "
+                                  "line, e.g. 'python server.py'. Repeatable."),
+    allow_url: list[str] = typer.Option(None, "--allow-url", help="Enables http_get for URLs under this prefix, "
+                                        "e.g. https://example.org/docs/. Repeatable."),
+    allow_command: list[str] = typer.Option(None, "--allow-command", help="Enables run_command for this program "
+                                            "(no shell; in --workspace if given). Repeatable."),
     max_steps: int = typer.Option(6, help="Stop after this many steps."),
     tool_timeout: float = typer.Option(30.0, help="Seconds a tool may run."),
     require_tool: bool = typer.Option(False, "--require-tool", help="The first step must call a tool."),
@@ -28,23 +80,15 @@ def agent_command(
 ) -> None:
     """Run a tool-calling agent on one task."""
     from llmos.apps.agent import Agent
-    from llmos.apps.builtin_tools import Workspace, calculate, current_time
-    from llmos.apps.tool_schema import ToolError
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
 
-    names = [t.strip() for t in tools.split(",") if t.strip()]
-    unknown = [t for t in names if t not in BUILTIN]
-    if unknown or not names:
-        raise ToolError(f"unknown tool(s) {unknown or names}; choose from {list(BUILTIN)}")
-    available = {"calculate": calculate, "current_time": current_time}
-    if workspace is not None:
-        available.update({fn.__name__: fn for fn in Workspace(workspace).tools()})
-    missing = [t for t in names if t not in available]
-    if missing:
-        raise ToolError(f"tool(s) {missing} work on files: give --workspace DIR, the one folder they may use")
-    agent = Agent(AutoModelForCausalLM.from_pretrained(model, quantize=quantize), AutoTokenizer.from_pretrained(model),
-                  [available[t] for t in names], max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
-    result = agent.run(task, require_tool_first=require_tool)
+    with ExitStack() as stack:
+        selected = select_tools(tools, workspace, allow_url or [], allow_command or [], mcp or [], stack,
+                                timeout=tool_timeout)
+        agent = Agent(AutoModelForCausalLM.from_pretrained(model, quantize=quantize),
+                      AutoTokenizer.from_pretrained(model), selected, max_steps=max_steps,
+                      tool_timeout=tool_timeout, trace=trace)
+        result = agent.run(task, require_tool_first=require_tool)
     for step in result.steps:
         action = step["action"]
         if "tool" in action:
