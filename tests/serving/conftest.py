@@ -3,14 +3,12 @@ uvicorn server on a free loopback port."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import torch
+from live_server import free_port, start_server
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from llmos.config import ModelConfig
@@ -49,33 +47,12 @@ def build_model(vocab_size: int, max_seq_len: int = 128, seed: int = 0) -> Causa
     return model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class RunningServer:
     url: str
     app: object
     model: CausalLM
     tokenizer: Tokenizer
-
-
-def start_server(app) -> tuple[object, threading.Thread, str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

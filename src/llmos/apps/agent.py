@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.apps.chat_models import chat_model
 from llmos.apps.tool_schema import Tool, ToolError, function_schema
 
 INSTRUCTIONS = """You can call these tools:
@@ -36,7 +37,8 @@ class AgentResult:
 
 
 class Agent:
-    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult."""
+    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult; over a server:
+    `Agent(RemoteChatModel("http://127.0.0.1:8000/v1"), None, tools=[...])`."""
 
     def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any] | Tool], max_steps: int = 6,
                  tool_timeout: float = 30.0, trace: str | Path | None = None, max_new_tokens: int = 256,
@@ -45,7 +47,7 @@ class Agent:
             raise ToolError(f"max_steps={max_steps} must be at least 1")
         if not tools:
             raise ToolError("an Agent needs at least one tool")
-        self.model, self.tokenizer = model, tokenizer
+        self.chat = chat_model(model, tokenizer)  # here, or a RemoteChatModel for a server
         specs = [function_schema(tool)["function"] for tool in tools]
         self.tools = {spec["name"]: tool for spec, tool in zip(specs, tools, strict=True)}
         if len(self.tools) != len(tools):
@@ -65,10 +67,7 @@ class Agent:
         return {"anyOf": calls if require_tool else [*calls, answer]}
 
     def next_action(self, messages: list[dict[str, str]], require_tool: bool = False) -> dict[str, Any]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
-        out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, tokenizer=self.tokenizer,
-                                  json_schema=self.action_schema(require_tool), do_sample=False)
-        text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        text = self.chat.complete_json(messages, self.action_schema(require_tool), self.max_new_tokens)
         try:
             return json.loads(text)
         except json.JSONDecodeError:
