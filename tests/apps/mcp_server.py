@@ -8,6 +8,8 @@ import os
 import time
 from typing import Literal
 
+from pydantic import BaseModel
+
 try:
     from mcp.server.mcpserver import MCPServer as Server
     from mcp.server.mcpserver.exceptions import ToolError
@@ -31,6 +33,16 @@ def shout(word: Literal["hi", "bye"]) -> str:
     return word.upper()
 
 
+class Box(BaseModel):
+    width: int
+    height: int
+
+
+def area(box: Box) -> int:
+    """The area of a box (a nested model: its schema comes with $defs)."""
+    return box.width * box.height
+
+
 def nap(seconds: float) -> str:
     """Sleep."""
     time.sleep(seconds)
@@ -46,7 +58,7 @@ if __name__ == "__main__":
         with open(options.pid, "w") as f:
             f.write(str(os.getpid()))
     server = Server("test")
-    for fn in (add, fail, shout, nap):
+    for fn in (add, fail, shout, area, nap):
         if options.only in (None, fn.__name__):
             server.tool()(fn)
     server.run()

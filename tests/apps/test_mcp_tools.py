@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from llmos.apps.agent import Agent
-from llmos.apps.mcp_tools import MCPClient, content_text, mcp_tools
+from llmos.apps.mcp_tools import MCPClient, content_text, inline_refs, mcp_tools
 from llmos.apps.tool_schema import ToolError
 
 pytest.importorskip("mcp")
 
-SERVER = Path(__file__).with_name("mcp_server.py")  # add, fail, shout, nap
+SERVER = Path(__file__).with_name("mcp_server.py")  # add, fail, shout, area, nap
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def client():
 
 def test_the_servers_tools_keep_their_input_schema_and_return_the_servers_text(client):
     tools = {tool.name: tool for tool in client.tools}
-    assert set(tools) == {"add", "fail", "shout", "nap"}
+    assert set(tools) == {"add", "fail", "shout", "area", "nap"}
     assert tools["add"].description == "Add two integers."
     params = tools["add"].parameters
     assert params["required"] == ["a", "b"] and params["properties"]["a"]["type"] == "integer"
@@ -47,6 +47,31 @@ def test_an_error_the_server_reports_is_a_tool_error_with_its_message(client):
         client.call("add", {"a": "x", "b": 1})
 
 
+def test_a_nested_model_parameter_is_written_out_so_the_action_grammar_compiles(client):
+    area = next(tool for tool in client.tools if tool.name == "area")
+    box = area.parameters["properties"]["box"]
+    assert "$defs" not in area.parameters and box["required"] == ["width", "height"]
+    assert area(box={"width": 2, "height": 3}) == "6"
+    pytest.importorskip("llguidance")
+    from llmos.generation.constrained import grammar_for
+
+    schema = {"type": "object", "properties": {"tool": {"const": "area"}, "arguments": area.parameters}}
+    assert grammar_for(json_schema=schema)
+
+
+def test_refs_are_inlined_and_a_recursive_one_is_refused():
+    schema = {"type": "object", "properties": {"p": {"$ref": "#/definitions/P", "description": "a point"}},
+              "definitions": {"P": {"type": "object", "properties": {"x": {"type": "number"}}}}}
+    assert inline_refs(schema) == {"type": "object", "properties": {"p": {
+        "type": "object", "properties": {"x": {"type": "number"}}, "description": "a point"}}}
+    tree = {"type": "object", "properties": {"root": {"$ref": "#/$defs/Node"}}, "$defs": {"Node": {
+        "type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}}}
+    with pytest.raises(ToolError, match="recursive"):
+        inline_refs(tree)
+    with pytest.raises(ToolError, match="cannot resolve"):
+        inline_refs({"$ref": "https://example.org/schema.json"})
+
+
 def test_a_call_past_the_timeout_is_a_tool_error_and_the_connection_stays_usable(client):
     client.timeout = 0.3
     try:
@@ -61,7 +86,7 @@ def test_a_call_past_the_timeout_is_a_tool_error_and_the_connection_stays_usable
 
 def test_closing_stops_the_server_process_and_later_calls_say_so(tmp_path):
     with mcp_tools(sys.executable, [str(SERVER), "--pid", str(tmp_path / "pid")], prefix="t_") as tools:
-        assert sorted(tool.name for tool in tools) == ["t_add", "t_fail", "t_nap", "t_shout"]
+        assert sorted(tool.name for tool in tools) == ["t_add", "t_area", "t_fail", "t_nap", "t_shout"]
         pid = int((tmp_path / "pid").read_text())
         os.kill(pid, 0)  # running
     with pytest.raises(ProcessLookupError):

@@ -7,6 +7,11 @@ decoding writes arguments the server accepts; its call returns the text of the
 server's answer, and an error the server reports becomes a `ToolError` with
 the server's message.
 
+A tool's `inputSchema` is embedded in the Agent's action schema, where a
+`$ref` to the tool's own `$defs` (pydantic writes them for nested models)
+would point at nothing; so local references are inlined first, and a tool
+whose schema cannot be (a recursive type) is left out with a warning.
+
 The `mcp` SDK is async and its anyio scopes must be entered and left by one
 task, while the Agent calls tools from worker threads. So an `MCPClient` owns
 one background thread running one event loop, on which a single task holds the
@@ -24,6 +29,7 @@ import json
 import shlex
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +81,30 @@ def content_text(content: list[dict[str, Any]], structured: Any = None) -> str:
     return "\n".join(parts)
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` with each local `$ref` ("#/$defs/X", "#/definitions/X") replaced by what it names."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def expand(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [expand(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if ref is None:
+            return {key: expand(value, seen) for key, value in node.items()}
+        prefix, _, name = str(ref).rpartition("/")
+        if prefix not in ("#/$defs", "#/definitions") or name not in defs:
+            raise ToolError(f"cannot resolve $ref {ref!r}: only the schema's own $defs are followed")
+        if name in seen:
+            raise ToolError(f"$ref {ref!r} is recursive, which cannot be written out inline")
+        rest = {key: value for key, value in node.items() if key != "$ref"}
+        return expand({**defs[name], **rest}, seen | {name})
+
+    root = {key: value for key, value in schema.items() if key not in ("$defs", "definitions")}
+    return expand(root, frozenset())
+
+
 class MCPClient:
     """One MCP server over stdio, usable from synchronous code and any thread.
 
@@ -106,7 +136,12 @@ class MCPClient:
         except Exception as exc:
             self.close()
             raise ToolError(f"cannot start MCP server {self.command!r}: {_innermost(exc)}") from None
-        self.tools = [self._tool(spec) for spec in listed]
+        self.tools = []
+        for spec in listed:
+            try:
+                self.tools.append(self._tool(spec))
+            except ToolError as exc:
+                warnings.warn(f"MCP server {self.command!r}: tool {spec['name']!r} left out: {exc}", stacklevel=2)
 
     @staticmethod
     def _run(serve: Any) -> None:
@@ -146,7 +181,7 @@ class MCPClient:
                 return listed
 
     def _tool(self, spec: dict[str, Any]) -> Tool:
-        parameters = dict(spec.get("inputSchema") or {"type": "object", "properties": {}})
+        parameters = inline_refs(spec.get("inputSchema") or {"type": "object", "properties": {}})
         # Servers rarely close their objects; a model should send only the parameters described.
         parameters.setdefault("additionalProperties", False)
         return Tool(name=self.prefix + spec["name"], description=spec.get("description") or "",
