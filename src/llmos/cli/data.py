@@ -8,11 +8,11 @@ as a corpus, for trying things out with no data at hand.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import typer
 
+from llmos.cli.console import warnings_as_lines
 from llmos.data.corpus import DEFAULT_MAX_DOCUMENT_CHARS
 from llmos.data.prepare import DEFAULT_SHARD_TOKENS, prepare
 from llmos.data.stdlib_corpus import DEFAULT_MAX_BYTES, build_stdlib_corpus
@@ -22,10 +22,6 @@ from llmos.tokenizer import TOKENIZER_KINDS
 data_app = typer.Typer(
     help="Prepare pretraining data: corpora to token shards.", no_args_is_help=True
 )
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 @data_app.command("prepare")
@@ -55,8 +51,7 @@ def prepare_command(
         raise LLMOSError(
             f"unknown --tokenizer-kind {tokenizer_kind!r}; valid: {', '.join(TOKENIZER_KINDS)}"
         )
-    with warnings.catch_warnings():
-        warnings.showwarning = _print_warning
+    with warnings_as_lines():
         summary = prepare(
             inputs,
             out,

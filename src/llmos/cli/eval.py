@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from llmos.cli.progress import progress_bar
+from llmos.cli.console import progress_bar, warnings_as_lines
 from llmos.errors import LLMOSError
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _prepare(task: str, model: str, data: Path, quantize: str, batch_size: int, max_examples: int | None,
@@ -112,8 +107,7 @@ def eval_command(
     if confusion_png is not None and task != "classification":
         raise LLMOSError(f"--confusion-png applies to classification; this is a {task} evaluation")
     report_path = report if report is not None else default_report_path(model, task)
-    with warnings.catch_warnings():
-        warnings.showwarning = _print_warning
+    with warnings_as_lines():
         description, run = _prepare(task, model, data, quantize, batch_size, max_examples, max_new_tokens,
                                     window, stride)
         started = time.perf_counter()
