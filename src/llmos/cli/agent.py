@@ -7,7 +7,9 @@ tools of each MCP server given with `--mcp "CMD ARGS"`, and the tools that
 reach outside, which exist only with their allow-list: `http_get` with
 `--allow-url PREFIX`, `run_command` with `--allow-command PROGRAM` (run in the
 workspace when there is one). Each step is printed; `--trace FILE` appends
-them as JSONL.
+them as JSONL. With `--server URL` the model is the one `llmos serve` (or any
+OpenAI-compatible server honouring json_schema response formats) serves at
+URL, and MODEL is its id there (`-` for the first one it lists).
 """
 
 from __future__ import annotations
@@ -77,17 +79,24 @@ def agent_command(
     require_tool: bool = typer.Option(False, "--require-tool", help="The first step must call a tool."),
     trace: Path = typer.Option(None, help="Append every step to this JSONL file."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4."),
+    server: str = typer.Option(None, help="Use the model an OpenAI-compatible server serves at this URL "
+                               "(e.g. http://127.0.0.1:8000/v1); MODEL is its id there, or - for the first."),
+    api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="The --server's API key."),
 ) -> None:
     """Run a tool-calling agent on one task."""
     from llmos.apps.agent import Agent
+    from llmos.apps.chat_models import RemoteChatModel
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
 
     with ExitStack() as stack:
         selected = select_tools(tools, workspace, allow_url or [], allow_command or [], mcp or [], stack,
                                 timeout=tool_timeout)
-        agent = Agent(AutoModelForCausalLM.from_pretrained(model, quantize=quantize),
-                      AutoTokenizer.from_pretrained(model), selected, max_steps=max_steps,
-                      tool_timeout=tool_timeout, trace=trace)
+        if server is not None:
+            brain, tokenizer = RemoteChatModel(server, None if model == "-" else model, api_key), None
+        else:
+            brain, tokenizer = (AutoModelForCausalLM.from_pretrained(model, quantize=quantize),
+                                AutoTokenizer.from_pretrained(model))
+        agent = Agent(brain, tokenizer, selected, max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
         result = agent.run(task, require_tool_first=require_tool)
     for step in result.steps:
         action = step["action"]
