@@ -97,3 +97,23 @@ def test_a_json_schema_turns_the_question_into_the_function_call(tokenizer):
     out = model.generate(ids, max_new_tokens=64, tokenizer=tokenizer, json_schema=schema)
     text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     assert text == '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+
+
+def test_served_smollm2_answers_a_weather_question_with_the_tool_call(tokenizer):
+    """tools + tool_choice over the HTTP API, in the default tool format (SmolLM2's template has none)."""
+    from fastapi.testclient import TestClient
+
+    from llmos import AutoModelForCausalLM
+    from llmos.serving.api import create_app
+
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    app = create_app(AutoModelForCausalLM.from_pretrained("smollm2"), tokenizer, model_id="smollm2")
+    with TestClient(app) as client:
+        reply = client.post("/v1/chat/completions", json={
+            "model": "smollm2", "messages": [{"role": "user", "content": "Is it raining in London?"}],
+            "tools": [weather], "tool_choice": "required", "temperature": 0, "max_tokens": 40}).json()
+    choice = reply["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"]["tool_calls"]] == [
+        ("get_weather", '{"city": "London"}')]

@@ -50,16 +50,28 @@ def assert_valid_calls(calls, names=("add", "shout")):
 def test_required_and_named_tool_choice_return_valid_calls(client):
     for extra in ({"temperature": 0}, {"temperature": 1.2, "n": 3, "seed": 3}):
         reply = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=150,
-                                               tool_choice="required", parallel_tool_calls=False, **extra)
+                                               tool_choice="required", **extra)
         for choice in reply.choices:
             assert choice.finish_reason == "tool_calls" and choice.message.content is None
             assert_valid_calls(choice.message.tool_calls)
     named = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=80,
-                                           temperature=0, parallel_tool_calls=False,
+                                           temperature=0,
                                            tool_choice={"type": "function", "function": {"name": "shout"}})
     calls = named.choices[0].message.tool_calls
     assert len(calls) == 1
     assert_valid_calls(calls, names=("shout",))
+
+
+def test_parallel_tool_calls_allows_several_calls_in_one_reply(client):
+    one = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=300,
+                                         temperature=0, tool_choice="required")
+    assert len(one.choices[0].message.tool_calls) == 1 and one.choices[0].finish_reason == "tool_calls"
+    several = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=300,
+                                             temperature=0, tool_choice="required", parallel_tool_calls=True)
+    calls = several.choices[0].message.tool_calls
+    assert len(calls) > 1  # this random model goes on calling while the grammar allows it
+    complete = calls if several.choices[0].finish_reason == "tool_calls" else calls[:-1]
+    assert_valid_calls(complete)
 
 
 def test_auto_replies_are_valid_calls_or_text(client):
@@ -95,7 +107,7 @@ def test_tool_choice_none_gives_text(client):
 
 def test_streamed_tool_calls_arrive_as_deltas_that_add_up(client):
     kwargs = {"model": "tiny", "messages": MESSAGES, "tools": TOOLS, "max_tokens": 150, "temperature": 0,
-              "tool_choice": "required", "parallel_tool_calls": False}
+              "tool_choice": "required"}
     whole = client.chat.completions.create(**kwargs).choices[0].message.tool_calls
     calls: dict[int, dict] = {}
     finish, pieces = None, 0
@@ -115,7 +127,7 @@ def test_streamed_tool_calls_arrive_as_deltas_that_add_up(client):
 
 def test_round_trip_call_tool_result_final_answer(client):
     first = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=80,
-                                           temperature=0, tool_choice="required", parallel_tool_calls=False)
+                                           temperature=0, tool_choice="required")
     call = first.choices[0].message.tool_calls[0]
     messages = [*MESSAGES, first.choices[0].message.model_dump(exclude_none=True),
                 {"role": "tool", "tool_call_id": call.id, "content": "5"}]
@@ -130,7 +142,7 @@ def test_tools_with_response_format_answer_in_json_when_not_calling(client):
     schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"],
               "additionalProperties": False}
     reply = client.chat.completions.create(
-        model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=150, parallel_tool_calls=False, temperature=1.5, n=8, seed=2,
+        model="tiny", messages=MESSAGES, tools=TOOLS, max_tokens=150, temperature=1.5, n=8, seed=2,
         response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
     finished = [c for c in reply.choices if c.finish_reason != "length"]
     assert finished
@@ -167,6 +179,10 @@ def test_reader_streams_arguments_and_holds_back_the_closing_tag():
     assert [(c["name"], c["arguments"]) for c in reader.calls] == [
         ("add", '{"a": 1, "b": 2}'), ("shout", '{"word": "}"}')]
     assert "".join(d.arguments for d in deltas if d.index == 1) == '{"word": "}"}'
+    cut = ToolCallReader()
+    cut.push('<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_')
+    cut.finish()
+    assert cut.calls[0]["arguments"] == '{"a": 1}'  # the token limit cut only the closing tag
     text_reader = ToolCallReader()
     assert text_reader.push("Hello") == ("Hello", []) and text_reader.calls == []
 

@@ -227,7 +227,7 @@ def _constraint(state, body: ChatCompletionRequest):
             grammar = grammar_for(json_schema=schema)
         else:
             grammar = grammar_for(grammar=tool_grammar(body.callable_tools, mode == "auto",
-                                                       body.parallel_tool_calls is not False, schema))
+                                                       body.parallel_tool_calls is True, schema))
         make(0)  # compile once now: errors belong to this request, before it is queued
     except ConstraintError as exc:
         raise APIError(400, str(exc), param="response_format" if mode == "none" else "tools",

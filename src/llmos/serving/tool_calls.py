@@ -7,9 +7,14 @@ were trained on, and it is always enforced by the grammar engine:
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call>
 
-Several calls (parallel_tool_calls) follow one another, separated by a newline.
+Several calls follow one another, separated by a newline, when the request
+sets parallel_tool_calls to true; by default a reply holds one call (as in
+llama.cpp's server: small models otherwise repeat the same call until the
+token limit).
 The arguments are JSON that validates against the function's parameter
-schema. With tool_choice "auto" the first character decides: "<" starts a
+schema; an object that does not say `additionalProperties` gets no properties
+beyond those it describes (OpenAI's strict mode), since small models otherwise
+go on inventing parameters. With tool_choice "auto" the first character decides: "<" starts a
 call, anything else is a text reply (so an "auto" reply cannot begin with
 "<"); "required" and a named function allow calls only; "none" lists no tools
 and parses no calls.
@@ -52,8 +57,7 @@ def tool_grammar(tools: list[dict[str, Any]], text_allowed: bool, parallel: bool
     """A Lark grammar for the reply: calls of `tools` (function dicts), and when `text_allowed`
     (tool_choice "auto") alternatively text, or JSON of `text_schema` when response_format asks."""
     schema = {"anyOf": [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                         "properties": {"name": {"const": t["name"]},
-                                        "arguments": t.get("parameters") or {"type": "object"}}}
+                         "properties": {"name": {"const": t["name"]}, "arguments": _closed(t.get("parameters"))}}
                         for t in tools], "x-guidance": JSON_STYLE}
     call = f'"<tool_call>\\n" %json {json.dumps(schema)} "\\n</tool_call>"'
     calls = 'call ("\\n" call)*' if parallel else "call"
@@ -62,6 +66,14 @@ def tool_grammar(tools: list[dict[str, Any]], text_allowed: bool, parallel: bool
     text = (f"%json {json.dumps({**text_schema, 'x-guidance': JSON_STYLE})}" if text_schema is not None
             else "/[^<](.|\\n)*/")
     return f"start: text | calls\ntext: {text}\ncalls: {calls}\ncall: {call}\n"
+
+
+def _closed(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments' schema, with no properties beyond those described unless it says otherwise
+    (as OpenAI's strict mode): small models otherwise go on inventing parameters."""
+    if not parameters:
+        return {"type": "object", "properties": {}, "additionalProperties": False}
+    return {"additionalProperties": False, **parameters} if "properties" in parameters else parameters
 
 
 def _call_text(call: dict[str, Any]) -> str:
@@ -123,6 +135,11 @@ def default_format_messages(messages: list[dict[str, Any]], tools: list[dict[str
     return out
 
 
+def _partial_end(text: str) -> int:
+    """How many trailing characters of a cut reply are the start of `}` + `</tool_call>`."""
+    return next((n for n in range(len(_END) - 1, 0, -1) if text.endswith(_END[:n])), 0)
+
+
 @dataclass
 class CallDelta:
     """A streamed change to call `index`: its start (id and name) and/or more argument text."""
@@ -180,7 +197,7 @@ class ToolCallReader:
                 self._args_from, self._sent = match.end(), 0
                 yield CallDelta(len(self.calls) - 1, id=self.calls[-1]["id"], name=name)
             end = self.buffer.find(_END, self._args_from)
-            upto = end if end >= 0 else (len(self.buffer) if final else len(self.buffer) - len(_END))
+            upto = end if end >= 0 else len(self.buffer) - (_partial_end(self.buffer) if final else len(_END))
             fresh = self.buffer[self._args_from + self._sent: upto] if upto > self._args_from + self._sent else ""
             if fresh:
                 self._sent += len(fresh)
