@@ -7,15 +7,19 @@ into a per-prompt pool of num_beams hypotheses ranked by
 score / generated_length ** length_penalty. The bookkeeping follows
 transformers' beam search step for step (candidate count, -1e9 masking,
 early-stopping heuristic) so both give identical tokens on the same weights.
-The KV cache rows follow their parent beams through `KVCache.reorder`.
+The KV cache rows follow their parent beams through `KVCache.reorder`, and
+stateful processors (grammar matchers) through `follow_rows`. A beam scored
+-inf (a constraint left fewer continuations than candidates) is dead: it is
+never returned, and too few live hypotheses for num_return_sequences is an error.
 """
 
 from __future__ import annotations
 
 import torch
 
+from llmos.generation.config import GenerationError
 from llmos.generation.decode import GenerateOutput, _warn_if_default_length_cut, prefill_positions
-from llmos.generation.logits_process import apply_processors
+from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
 from llmos.model.cache import KVCache
@@ -133,7 +137,9 @@ def beam_search(model, request: GenerationRequest, streamer=None) -> GenerateOut
         done = (not bool(may_improve.any())) or (bool(is_finished.all()) and early_stopping is True)
         if done or bool(hits_stop.all()):
             break
-        cache.reorder(running_parents[:, :, cur - 1 - T].reshape(-1))
+        parents = running_parents[:, :, cur - 1 - T].reshape(-1)
+        cache.reorder(parents)
+        follow_rows(request.processors, parents, running_scores.reshape(-1) > float("-inf"))
         next_tokens = running[:, :, cur - 1].reshape(B * num_beams, 1)
         if mask_buffer is not None:
             logits = model(next_tokens, attention_mask=mask_buffer[:, :cur], position_ids=next_position,
@@ -143,6 +149,14 @@ def beam_search(model, request: GenerationRequest, streamer=None) -> GenerateOut
             logits = model(next_tokens, cache=cache, logits_to_keep=1).logits[:, -1].float()
 
     R = cfg.num_return_sequences
+    found = (finished_parents[:, :R, 0] >= 0).sum(dim=1)  # an empty slot has no generated token
+    if bool((found < R).any()):
+        prompt = int((found < R).nonzero()[0, 0])
+        raise GenerationError(
+            f"beam search found {int(found[prompt])} hypotheses for prompt {prompt}, fewer than "
+            f"num_return_sequences={R}: the constraint, min_new_tokens or the warpers leave too "
+            "few continuations"
+        )
     sequences = finished_seqs[:, :R].reshape(B * R, max_length)
     parents = finished_parents[:, :R].reshape(B * R, -1)
     generated = int((parents >= 0).sum(dim=1).max())

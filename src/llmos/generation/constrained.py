@@ -3,9 +3,14 @@ grammar or one of a list of choices, through the `llguidance` grammar engine.
 
 At each step the engine says which tokens may come next for each row; every
 other token's score becomes -inf before any sampling warper runs, so greedy
-decoding and sampling both stay inside the language, and once the grammar is
-complete only end-of-sequence is allowed. A constraint the engine cannot
-compile is an error, never unconstrained text (fail closed).
+decoding, sampling and beam search all stay inside the language, and once the
+grammar is complete only end-of-sequence is allowed. A constraint the engine
+cannot compile is an error, never unconstrained text (fail closed).
+
+Every row has its own matcher (or none: an unconstrained row in a mixed batch),
+so rows of one batch may follow different grammars. Beam search forks and
+drops beams every step; it calls `follow_rows` so each matcher moves with its
+beam (a fork deep-copies the parent's matcher, as the KV cache copies its rows).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,7 +36,8 @@ class ConstraintError(GenerationError):
 
 def grammar_for(json_schema: Any = None, regex: str | None = None, grammar: str | None = None,
                 choices: list[str] | None = None) -> str | None:
-    """The engine's grammar for the one constraint given (None when there is none)."""
+    """The engine's grammar for the one constraint given (None when there is none), checked by
+    the engine now, so a constraint it cannot compile fails here, before any decoding."""
     from llguidance import LLMatcher
 
     given = {k: v for k, v in (("json_schema", json_schema), ("regex", regex), ("grammar", grammar),
@@ -39,21 +46,61 @@ def grammar_for(json_schema: Any = None, regex: str | None = None, grammar: str 
         return None
     if len(given) > 1:
         raise ConstraintError(f"give one constraint, not {sorted(given)}")
+    kind = next(iter(given))
     try:
         if json_schema is not None:
             schema = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
-            return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_STYLE)
-        if regex is not None:
-            return LLMatcher.grammar_from_regex(regex)
-        if choices is not None:
-            if not choices or not all(isinstance(c, str) and c for c in choices):
+            result = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_STYLE)
+        elif regex is not None:
+            result = LLMatcher.grammar_from_regex(regex)
+        elif choices is not None:
+            if isinstance(choices, str) or not choices or not all(isinstance(c, str) and c for c in choices):
                 raise ConstraintError(f"choices={choices!r} must be a non-empty list of non-empty strings")
-            return LLMatcher.grammar_from_regex("|".join(f"({re.escape(c)})" for c in choices))
-        return LLMatcher.grammar_from_lark(grammar)
+            result = LLMatcher.grammar_from_regex("|".join(f"({re.escape(c)})" for c in choices))
+        else:
+            result = LLMatcher.grammar_from_lark(grammar)
+        error = LLMatcher.validate_grammar(result)
     except ConstraintError:
         raise
     except Exception as exc:  # the engine's own message names what it cannot compile
-        raise ConstraintError(f"the grammar engine cannot compile {sorted(given)[0]}: {exc}") from None
+        error = str(exc)
+    if error:
+        raise ConstraintError(f"the grammar engine cannot compile {kind}: {' '.join(error.split())}")
+    return result
+
+
+def prompt_grammars(given: dict[str, Any], batch: int) -> list[str | None] | None:
+    """One grammar (None: unconstrained) per prompt from `generate`'s keywords: one of
+    CONSTRAINT_KEYS for every row, or `constraints=[{key: value} or None, ...]`, one per row.
+    None when no row is constrained."""
+    given = dict(given)
+    per_row = given.pop("constraints", None)
+    if per_row is None:
+        grammar = grammar_for(**given)
+        return None if grammar is None else [grammar] * batch
+    shared = sorted(k for k, v in given.items() if v is not None)
+    if shared:
+        raise ConstraintError(f"give constraints=[...] (one per row) or {shared[0]}= (all rows), not both")
+    if isinstance(per_row, (str, dict)) or not isinstance(per_row, Sequence) or len(per_row) != batch:
+        count = f"{len(per_row)} entries" if isinstance(per_row, Sequence) else f"a {type(per_row).__name__}"
+        raise ConstraintError(f"constraints has {count} for {batch} input rows; give a list with one "
+                              "constraint dict (or None: unconstrained) per row")
+    grammars = [_row_grammar(row, entry) for row, entry in enumerate(per_row)]
+    return grammars if any(g is not None for g in grammars) else None
+
+
+def _row_grammar(row: int, entry: Any) -> str | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in CONSTRAINT_KEYS:
+        raise ConstraintError(f"constraints[{row}]={entry!r}: give one of {list(CONSTRAINT_KEYS)} as a dict "
+                              "with one key, e.g. {'regex': '[0-9]+'}, or None for an unconstrained row")
+    if next(iter(entry.values())) is None:
+        raise ConstraintError(f"constraints[{row}]={entry!r} has no value; use None for an unconstrained row")
+    try:
+        return grammar_for(**entry)
+    except ConstraintError as exc:
+        raise ConstraintError(f"constraints[{row}]: {exc}") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,42 +117,71 @@ def engine_tokenizer(tokenizer: Any, n_vocab: int, eos: int):
 
 
 class GrammarProcessor:
-    """A logits processor holding one grammar matcher per row; rows advance as tokens are chosen."""
+    """A logits processor holding one grammar matcher per row; rows advance as tokens are chosen.
 
-    def __init__(self, grammar: str, tokenizer: Any, rows: int, prompt_length: int, vocab_size: int,
-                 eos_ids: list[int]) -> None:
+    `grammar` is one grammar for all `rows`, or a list with one grammar (or None) per row.
+    """
+
+    def __init__(self, grammar: str | Sequence[str | None], tokenizer: Any, rows: int, prompt_length: int,
+                 vocab_size: int, eos_ids: list[int]) -> None:
         from llguidance import LLMatcher
 
+        grammars = [grammar] * rows if isinstance(grammar, str) else list(grammar)
+        if len(grammars) != rows:
+            raise ConstraintError(f"{len(grammars)} grammars for {rows} rows; give one per row")
         if not eos_ids:
             raise ConstraintError("constrained decoding needs an end-of-sequence token to end a finished row")
         self.eos = eos_ids[0]
         engine = engine_tokenizer(tokenizer, vocab_size, self.eos)
-        self.matchers = [LLMatcher(engine, grammar, log_level=0) for _ in range(rows)]
-        if self.matchers[0].is_error():
-            error = " ".join(self.matchers[0].get_error().split())
-            raise ConstraintError(f"the grammar engine cannot compile the constraint: {error}")
+        compiled = {}
+        for text in dict.fromkeys(g for g in grammars if g is not None):  # each distinct grammar once
+            compiled[text] = LLMatcher(engine, text, log_level=0)
+            if compiled[text].is_error():
+                error = " ".join(compiled[text].get_error().split())
+                raise ConstraintError(f"the grammar engine cannot compile the constraint: {error}")
+        self.matchers = [None if g is None else compiled[g].deep_copy() for g in grammars]
+        self.fed = [True] * rows  # False: a finished or dead row, whose new tokens are not matched
         self.consumed, self.vocab_size = prompt_length, vocab_size
         self.words = (vocab_size + 31) // 32
         self.bits = torch.arange(32, dtype=torch.int32)
 
+    def follow_rows(self, parents: torch.Tensor | None, live: torch.Tensor) -> None:
+        """Row i now continues row parents[i] (None: itself); rows not `live` (finished, or beams
+        scored -inf that are never returned) are no longer matched. A parent with several
+        children is deep-copied, so beams that fork go on separately."""
+        if parents is not None:
+            taken: set[int] = set()
+            matchers = []
+            for parent in parents.tolist():
+                matcher = self.matchers[parent]
+                matchers.append(matcher.deep_copy() if matcher is not None and parent in taken else matcher)
+                taken.add(parent)
+            self.matchers = matchers
+        self.fed = live.tolist()
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if input_ids.shape[0] != len(self.matchers):
-            raise ConstraintError("constrained decoding follows one matcher per row; beam search is not supported")
+        rows = len(self.matchers)
+        if input_ids.shape[0] != rows:
+            raise ConstraintError(f"the grammar processor follows {rows} rows, got {input_ids.shape[0]}")
         new = input_ids[:, self.consumed:].tolist()
         self.consumed = input_ids.shape[1]
-        mask = torch.zeros(len(self.matchers), self.words, dtype=torch.int32)
+        mask = torch.full((rows, self.words), -1, dtype=torch.int32)  # all bits set: every token allowed
         for row, (matcher, tokens) in enumerate(zip(self.matchers, new, strict=True)):
+            if matcher is None or not self.fed[row]:
+                continue
             for token in tokens:
                 if matcher.is_stopped():
                     break
                 matcher.consume_token(token)
             if matcher.is_error():
-                raise ConstraintError(f"row {row} left the grammar: {matcher.get_error()}")
+                error = matcher.get_error().splitlines()[0]
+                raise ConstraintError(f"row {row} left the grammar: {error}")
+            mask[row] = 0
             if matcher.is_stopped():
                 bit = self.eos % 32
                 mask[row, self.eos // 32] = (1 << bit) - (1 << 32 if bit == 31 else 0)  # as an int32
             else:
                 view = mask[row]
                 matcher.unsafe_compute_mask_ptr(view.data_ptr(), view.numel() * view.element_size())
-        allowed = ((mask[:, :, None] >> self.bits) & 1).view(len(self.matchers), -1)[:, :scores.shape[-1]]
+        allowed = ((mask[:, :, None] >> self.bits) & 1).view(rows, -1)[:, :scores.shape[-1]]
         return scores.masked_fill(allowed.to(scores.device) == 0, float("-inf"))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from llmos.generation.logits_process import apply_processors
+from llmos.generation.config import GenerationError
+from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
 from llmos.model.cache import KVCache
@@ -73,6 +74,7 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
     length = T
     for step in range(max_new):
         scores = apply_processors(request.processors, sequences[:, :length], logits)
+        _check_some_token_allowed(scores, unfinished, step)
         if cfg.do_sample:
             probs = torch.softmax(scores, dim=-1)
             next_tokens = torch.multinomial(probs, 1, generator=request.generator).squeeze(1)
@@ -95,6 +97,7 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
         unfinished &= ~finished
         if step == max_new - 1 or not bool(unfinished.any()):
             break
+        follow_rows(request.processors, None, unfinished)
         if mask_buffer is not None:
             logits = model(next_tokens[:, None], attention_mask=mask_buffer[:, :length],
                            position_ids=next_position, cache=cache, logits_to_keep=1).logits[:, -1].float()
@@ -110,6 +113,16 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
         logits=tuple(all_logits) if keep_logits else None,
         token_log_probs=torch.stack(chosen_log_probs, 1) if chosen_log_probs else None,
     )
+
+
+def _check_some_token_allowed(scores: torch.Tensor, unfinished: torch.Tensor, step: int) -> None:
+    """Never pick a token every processor refused (argmax would return token 0 as if allowed)."""
+    blocked = torch.isneginf(scores).all(dim=-1) & unfinished
+    if bool(blocked.any()):
+        raise GenerationError(
+            f"no token is allowed for row {int(blocked.nonzero()[0, 0])} at new token {step + 1}: "
+            "the constraint and min_new_tokens / no_repeat_ngram_size together exclude every token"
+        )
 
 
 def _warn_if_default_length_cut(request: GenerationRequest, any_unfinished: bool, generated: int) -> None:

@@ -15,7 +15,12 @@ import torch
 
 from llmos.generation.beam import beam_search
 from llmos.generation.config import GenerationConfig, GenerationError
-from llmos.generation.constrained import CONSTRAINT_KEYS, GrammarProcessor, grammar_for
+from llmos.generation.constrained import (
+    CONSTRAINT_KEYS,
+    ConstraintError,
+    GrammarProcessor,
+    prompt_grammars,
+)
 from llmos.generation.decode import GenerateOutput, sample_loop
 from llmos.generation.request import build_request, resolve_config
 
@@ -33,22 +38,22 @@ def generate(
     """Continue each prompt in `input_ids` (B, T), left-padded with `attention_mask` when
     their lengths differ. `generator` (or `seed=`) makes sampling reproducible.
     `json_schema=`, `regex=`, `grammar=` (Lark) or `choices=[...]`, with `tokenizer=`, keep
-    every row's new text inside that language (see `generation.constrained`)."""
+    every row's new text inside that language; `constraints=[{"regex": ...}, None, ...]` gives
+    each input row its own (None: free text). See `generation.constrained`."""
     if not getattr(model.config, "causal", True):
         raise GenerationError(
             "generate needs a causal (decoder) language model; for an encoder use fill_mask"
         )
-    constraint = {key: kwargs.pop(key) for key in CONSTRAINT_KEYS if key in kwargs}
+    constraint = {key: kwargs.pop(key) for key in (*CONSTRAINT_KEYS, "constraints") if key in kwargs}
     config = resolve_config(model, generation_config, kwargs)
     request = build_request(model, input_ids, attention_mask, config, tokenizer, generator)
-    grammar = grammar_for(**constraint)
-    if grammar is not None:
+    grammars = prompt_grammars(constraint, request.input_ids.shape[0])
+    if grammars is not None:
         if tokenizer is None:
-            raise GenerationError(f"{sorted(constraint)[0]}= needs tokenizer= (the grammar is matched on text)")
-        if config.num_beams > 1:
-            raise GenerationError("constrained decoding runs with greedy decoding or sampling, not beam search")
-        rows = request.input_ids.shape[0] * config.num_return_sequences
-        request.processors.insert(0, GrammarProcessor(grammar, tokenizer, rows, request.prompt_length,
+            raise ConstraintError(f"{sorted(constraint)[0]}= needs tokenizer= (the grammar is matched on text)")
+        copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+        rows = [grammar for grammar in grammars for _ in range(copies)]  # as the loops expand the prompts
+        request.processors.insert(0, GrammarProcessor(rows, tokenizer, len(rows), request.prompt_length,
                                                       model.config.vocab_size, config.eos_token_ids))
     if streamer is not None and request.input_ids.shape[0] * config.num_return_sequences > 1:
         raise GenerationError(

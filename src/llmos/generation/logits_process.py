@@ -4,6 +4,8 @@ Each one is one formula, kept to the reference definitions (and Hugging Face's
 order and `min_tokens_to_keep` rules) so results match token for token.
 Tokens removed by a warper get -inf. `build_logits_processors` turns a
 `GenerationConfig` into the list for one request; the serving engine reuses it.
+A processor that keeps state per row may define `follow_rows(parents, live)`;
+the decoding loops call it after each step (see `follow_rows`).
 """
 
 from __future__ import annotations
@@ -153,3 +155,12 @@ def apply_processors(
     for processor in processors:
         scores = processor(input_ids, scores)
     return scores
+
+
+def follow_rows(processors: Sequence[LogitsProcessor], parents: torch.Tensor | None, live: torch.Tensor) -> None:
+    """Tell processors that keep per-row state (the grammar matchers) that row i now continues
+    row parents[i] (beam search; None: each row itself) and which rows are still live (B,)."""
+    for processor in processors:
+        follow = getattr(processor, "follow_rows", None)
+        if follow is not None:
+            follow(parents, live)
