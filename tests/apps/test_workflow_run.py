@@ -134,6 +134,16 @@ def test_a_schema_reply_cut_by_max_new_tokens_fails_its_item_naming_the_limit(ti
                                                   "required": ["a"]}}]})
     with pytest.raises(WorkflowError, match=r"item 'run' failed at step x: .*cut at max_new_tokens=2"):
         run_workflow(load_workflow(path), model, tokenizer)
+    assert (tmp_path / "results.jsonl").read_text() == "" and not (tmp_path / "results.jsonl.state.json").exists()
+
+
+def test_a_map_over_an_input_source_runs_its_steps_per_row(tmp_path):
+    path = write(tmp_path, {"steps": [{"name": "totals", "kind": "map", "over": {"csv": "rows.csv"}, "as": "row",
+                                       "steps": [{"name": "t", "kind": "tool", "tool": "calculate",
+                                                  "arguments": {"expression": "{{ row.sum }}"}}]}]},
+                 [{"sum": "1 + 2"}, {"sum": "3 * 3"}])
+    run_workflow(load_workflow(path))
+    assert json.loads((tmp_path / "results.jsonl").read_text()) == {"item": "run", "totals": [3, 9]}
 
 
 def test_the_command_runs_a_workflow_on_a_checkpoint_and_resumes(tiny_chat_model, tmp_path, llmos_cli):

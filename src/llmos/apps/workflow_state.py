@@ -92,12 +92,12 @@ def write_output(spec: OutputSpec, rows: list[dict[str, Any]]) -> Path:
         text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     else:
         flat = [_flatten(row) for row in rows]
-        columns = list(dict.fromkeys(column for row in flat for column in row))
+        columns = list(dict.fromkeys(column for row in flat for column in row)) or list(spec.fields or {})
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in flat)
-        text = buffer.getvalue()
+        text = buffer.getvalue() if columns else ""
     return atomic_write_text(spec.path, text)
 
 
