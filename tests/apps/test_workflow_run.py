@@ -146,17 +146,19 @@ def test_a_map_over_an_input_source_runs_its_steps_per_row(tmp_path):
     assert json.loads((tmp_path / "results.jsonl").read_text()) == {"item": "run", "totals": [3, 9]}
 
 
-def test_the_command_runs_a_workflow_on_a_checkpoint_and_resumes(tiny_chat_model, tmp_path, llmos_cli):
+def test_the_command_runs_a_workflow_on_a_checkpoint_beside_it_and_resumes(tiny_chat_model, tmp_path, llmos_cli,
+                                                                            monkeypatch):
     model, tokenizer = tiny_chat_model
     model.save_pretrained(tmp_path / "tiny", tokenizer=tokenizer)
-    path = write(tmp_path, {"inputs": {"jsonl": "rows.jsonl"},
+    monkeypatch.chdir(tmp_path.parent)  # the model's path is relative to the workflow file
+    path = write(tmp_path, {"model": "tiny", "inputs": {"jsonl": "rows.jsonl"},
                             "steps": [{"name": "label", "kind": "llm", "prompt": "{{ item.q }}",
                                        "choices": ["yes", "no"]}]})
     (tmp_path / "rows.jsonl").write_text('{"q": "is it?"}\n{"q": "or not?"}\n')
-    code, out, err = llmos_cli("run", path, "--model", tmp_path / "tiny", "--output", tmp_path / "o.jsonl")
+    code, out, err = llmos_cli("run", path, "--output", tmp_path / "o.jsonl")
     assert code == 0, err
     assert "ran 2 item(s), skipped 0 done before" in out and "2 row(s)" in out
     labels = [json.loads(line)["label"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert len(labels) == 2 and set(labels) <= {"yes", "no"}
-    code, out, err = llmos_cli("run", path, "--model", tmp_path / "tiny", "--output", tmp_path / "o.jsonl")
+    code, out, err = llmos_cli("run", path, "--output", tmp_path / "o.jsonl")
     assert code == 0 and "ran 0 item(s), skipped 2 done before" in out

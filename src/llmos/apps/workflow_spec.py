@@ -35,6 +35,7 @@ from llmos.apps.workflow_templates import ENV, TemplateProblem, references
 BUILTIN_TOOLS = ("calculate", "current_time", "read_file", "list_files", "write_file")
 FILE_TOOLS = ("read_file", "list_files", "write_file")
 OUTPUT_FORMATS = (".jsonl", ".csv")
+TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
 RESERVED = {"item", "loop", "self", "caller", "varargs", "kwargs", "true", "false", "none", "True", "False", "None",
             *ENV.globals}
 
@@ -169,8 +170,10 @@ def load_workflow(path: str | Path, model: str | None = None, output: str | Path
     if not isinstance(raw.get("steps"), list) or not raw["steps"]:
         raise WorkflowError(f"{path}: 'steps' must be a non-empty list of steps")
     steps = [_step(s, base, f"steps[{i}]") for i, s in enumerate(raw["steps"])]
-    model = model or str(raw.get("model") or "smollm2")
-    fingerprint = hashlib.sha256(json.dumps([model, raw["steps"]], sort_keys=True, default=str).encode())
+    given = model or str(raw.get("model") or "smollm2")
+    fingerprint = hashlib.sha256(json.dumps([given, raw["steps"]], sort_keys=True, default=str).encode())
+    # a name (smollm2), or a checkpoint / GGUF path relative to the workflow file (--model: to the shell's folder)
+    model = str(base / given) if model is None and (base / given).exists() else given
     workflow = Workflow(path, model, inputs, steps, _output_spec(raw.get("output") or {}, base, output),
                         read_items(inputs) if inputs else [Item("run", "", {})], fingerprint.hexdigest()[:16])
     _validate(workflow)
@@ -198,19 +201,19 @@ def _step(raw: Any, base: Path, where: str) -> Step:
     by_key = {f.metadata["key"] or f.name: f for f in dataclasses.fields(cls)}
     unknown = set(raw) - set(by_key) - {"kind"}
     if unknown:
-        raise WorkflowError(f"{where}: unknown key(s) {sorted(unknown)} for a {cls.kind} step; valid: "
+        raise WorkflowError(f"{where}: unknown key(s) {sorted(unknown)} for kind {cls.kind}; valid: "
                             f"{', '.join(by_key)}")
     values = {}
     for key, f in by_key.items():
         if key not in raw:
             if f.default is MISSING and f.default_factory is MISSING:
-                raise WorkflowError(f"{where}: a {cls.kind} step needs '{key}'")
+                raise WorkflowError(f"{where}: kind {cls.kind} needs '{key}'")
             continue
         value = raw[key]
         types = f.metadata["types"]
         if not isinstance(value, types) or (isinstance(value, bool) and types is int):
-            names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-            raise WorkflowError(f"{where}: '{key}' must be a {names}; got {value!r}")
+            names = " or ".join(TYPE_NAMES[t] for t in (types if isinstance(types, tuple) else (types,)))
+            raise WorkflowError(f"{where}: '{key}' must be {names}; got {value!r}")
         if f.name in ("then", "otherwise", "steps"):
             value = [_step(s, base, f"{where}.{key}[{i}]") for i, s in enumerate(value)]
         elif f.name == "workspace":
