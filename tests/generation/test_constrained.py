@@ -11,8 +11,7 @@ import pytest
 import torch
 from tiny_lm import tiny_lm
 
-from llmos.generation import GenerationError, generate
-from llmos.generation.constrained import ConstraintError
+from llmos.generation import ConstraintError, GenerationError, generate
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""Layer 5: decoding: greedy, sampling, beam search, streaming, stop strings, fill-mask."""
+"""Layer 5: decoding: greedy, sampling, beam search, streaming, stop strings, constraints, fill-mask."""
 
 from llmos.generation.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
+from llmos.generation.constrained import ConstraintError
 from llmos.generation.decode import GenerateOutput
 from llmos.generation.fill_mask import fill_mask
 from llmos.generation.generate import generate
@@ -20,6 +21,7 @@ from llmos.generation.streamers import TextIteratorStreamer, TextStreamer
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
+    "ConstraintError",
     "GenerateOutput",
     "GenerationConfig",
     "GenerationError",
