@@ -18,9 +18,11 @@ from __future__ import annotations
 import functools
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from llmos.generation.config import GenerationError
@@ -110,10 +112,18 @@ def _engine_tokenizer(tokenizer_json: str, n_vocab: int, eos: int):
     return LLTokenizer(tokenizer_json, n_vocab=n_vocab, eos_token=eos)
 
 
+# backend tokenizer -> {(n_vocab, eos): engine tokenizer}: serializing a 49k vocabulary to find the
+# cached engine costs ~20 ms, more than a short constrained reply's whole grammar work
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def engine_tokenizer(tokenizer: Any, n_vocab: int, eos: int):
     """The engine's view of an `llmos` tokenizer or a `tokenizers.Tokenizer` (built once per tokenizer)."""
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    return _engine_tokenizer(backend.to_str(), n_vocab, eos)
+    per_backend = _ENGINES.setdefault(backend, {})
+    if (n_vocab, eos) not in per_backend:
+        per_backend[n_vocab, eos] = _engine_tokenizer(backend.to_str(), n_vocab, eos)
+    return per_backend[n_vocab, eos]
 
 
 class GrammarProcessor:
@@ -142,8 +152,7 @@ class GrammarProcessor:
         self.matchers = [None if g is None else compiled[g].deep_copy() for g in grammars]
         self.fed = [True] * rows  # False: a finished or dead row, whose new tokens are not matched
         self.consumed, self.vocab_size = prompt_length, vocab_size
-        self.words = (vocab_size + 31) // 32
-        self.bits = torch.arange(32, dtype=torch.int32)
+        self.mask = torch.empty(rows, (vocab_size + 31) // 32, dtype=torch.int32)  # one bit per token
 
     def follow_rows(self, parents: torch.Tensor | None, live: torch.Tensor) -> None:
         """Row i now continues row parents[i] (None: itself); rows not `live` (finished, or beams
@@ -165,7 +174,7 @@ class GrammarProcessor:
             raise ConstraintError(f"the grammar processor follows {rows} rows, got {input_ids.shape[0]}")
         new = input_ids[:, self.consumed:].tolist()
         self.consumed = input_ids.shape[1]
-        mask = torch.full((rows, self.words), -1, dtype=torch.int32)  # all bits set: every token allowed
+        mask = self.mask.fill_(-1)  # all bits set: every token allowed
         for row, (matcher, tokens) in enumerate(zip(self.matchers, new, strict=True)):
             if matcher is None or not self.fed[row]:
                 continue
@@ -183,5 +192,7 @@ class GrammarProcessor:
             else:
                 view = mask[row]
                 matcher.unsafe_compute_mask_ptr(view.data_ptr(), view.numel() * view.element_size())
-        allowed = ((mask[:, :, None] >> self.bits) & 1).view(rows, -1)[:, :scores.shape[-1]]
-        return scores.masked_fill(allowed.to(scores.device) == 0, float("-inf"))
+        # bits -> one bool per token; numpy's unpackbits is single-threaded and 2-3x faster than torch shifts
+        bits = np.unpackbits(mask.numpy().view(np.uint8), axis=-1, bitorder="little")
+        allowed = torch.from_numpy(bits).view(torch.bool)[:, :scores.shape[-1]]
+        return torch.where(allowed.to(scores.device), scores, float("-inf"))
