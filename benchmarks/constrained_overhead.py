@@ -27,11 +27,12 @@ generate call. Goal (the issue): <= 10% overhead per token.
 On a machine shared with other jobs, 2 torch threads stall on every parallel op (the masking's
 49k-wide ops included); --threads 1 gives steadier figures there.
 
-Measured (preliminary, --threads 1 --new-tokens 64 --repeats 3 on that busy machine): LLMOS
-overhead 0.4-3.4% (SmolLM2 3.4% / 2.0% at batch 1 / 8; GPT-2 shape 2.5% / 0.4%), transformers
-+ llguidance -0.6-3.1%; the grammar costs 0.5 ms per step at batch 1 and 1.6-2.3 ms at batch 8,
-of which the engine is 0.03-0.6 ms and the torch masking the rest, plus ~30 ms per call to
-build the processor. Run:
+Measured (quiet machine, --threads 2 --new-tokens 64 --repeats 3, 2026-11-30): LLMOS overhead
+-0.5-2.3% (SmolLM2 -0.5% / 0.5% at batch 1 / 8; GPT-2 shape 1.6% / 2.3%), transformers +
+llguidance -1.9-2.6%; with the schema LLMOS is 1.52x / 1.45x transformers' tokens/s on SmolLM2
+(0.97x / 1.26x on the GPT-2 shape), same tokens. The grammar costs 0.4-0.7 ms per step at
+batch 1 and 0.9-1.4 ms at batch 8 (engine 0.15-0.8 ms, the rest unpacking and masking), plus
+~1-2 ms per call to build the processor. Run:
 
     .venv/bin/python benchmarks/constrained_overhead.py            # both models, batch 1 and 8
     .venv/bin/python benchmarks/constrained_overhead.py --quick    # smoke: SmolLM2, 24 tokens, 1 repeat

@@ -10,19 +10,9 @@ from pathlib import Path
 import pytest
 
 from llmos.cli.agent import select_tools
-from llmos.cli.main import main
 
 pytest.importorskip("mcp")
 SERVER = Path(__file__).with_name("mcp_server.py")
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`llmos *args` in this process, through the same error handling as the installed command."""
-    monkeypatch.setattr(sys, "argv", ["llmos", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 def test_tools_that_reach_outside_come_only_with_their_allow_list(tmp_path):
@@ -37,11 +27,11 @@ def test_tools_that_reach_outside_come_only_with_their_allow_list(tmp_path):
             chosen[1]("https://example.org/admin")
 
 
-def test_cli_agent_calls_a_tool_of_an_mcp_server(tiny_chat_model, tmp_path, monkeypatch, capsys):
+def test_cli_agent_calls_a_tool_of_an_mcp_server(tiny_chat_model, tmp_path, llmos_cli):
     pytest.importorskip("llguidance")
     model, tokenizer = tiny_chat_model
     model.save_pretrained(tmp_path / "tiny", tokenizer=tokenizer)
-    code, out, err = run_cli(monkeypatch, capsys, "agent", str(tmp_path / "tiny"), "say hi", "--tools", "",
+    code, out, err = llmos_cli("agent", str(tmp_path / "tiny"), "say hi", "--tools", "",
                              "--mcp", f"{sys.executable} {SERVER} --only shout", "--require-tool",
                              "--max-steps", "1")
     assert code == 0, err
@@ -59,6 +49,6 @@ def test_cli_agent_calls_a_tool_of_an_mcp_server(tiny_chat_model, tmp_path, monk
     (["--mcp", " "], "--mcp needs the server's command line"),
     (["--tools", ""], "no tools: name some with --tools"),
 ])
-def test_cli_agent_bad_tool_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "agent", str(tmp_path / "no-model"), "task", *args)
+def test_cli_agent_bad_tool_input_is_one_line_and_exit_2(args, message, tmp_path, llmos_cli):
+    code, out, err = llmos_cli("agent", str(tmp_path / "no-model"), "task", *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -3,7 +3,6 @@ same model in-process, and a server that cannot be reached is one clear error.""
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 import pytest
@@ -11,7 +10,6 @@ from live_server import free_port, start_server
 
 from llmos.apps.agent import Agent
 from llmos.apps.chat_models import ChatModelError, RemoteChatModel
-from llmos.cli.main import main
 from llmos.serving.api import create_app
 
 pytest.importorskip("llguidance")
@@ -38,29 +36,22 @@ def test_an_agent_over_the_server_takes_the_same_steps_as_in_process(tiny_chat_m
     assert remote.answer == local.answer
 
 
-def test_an_unreachable_server_is_one_clear_error(monkeypatch, capsys):
+def test_an_unreachable_server_is_one_clear_error(llmos_cli):
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ChatModelError, match="cannot reach http://127.0.0.1:"):
         RemoteChatModel(url, timeout=5)
-    monkeypatch.setattr(sys, "argv", ["llmos", "agent", "-", "task", "--server", url])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1 and "cannot reach" in err
+    code, _, err = llmos_cli("agent", "-", "task", "--server", url)
+    assert code == 2 and err.count("\n") == 1 and "cannot reach" in err
 
 
-def test_cli_agent_over_the_server(tiny_chat_model, monkeypatch, capsys):
+def test_cli_agent_over_the_server(tiny_chat_model, llmos_cli):
     model, tokenizer = tiny_chat_model
     uv, thread, url = start_server(create_app(model, tokenizer, model_id="tiny"))
     try:
-        monkeypatch.setattr(sys, "argv", ["llmos", "agent", "tiny", "what time is it in UTC?", "--server",
-                                          url + "/v1", "--tools", "current_time", "--require-tool",
-                                          "--max-steps", "1"])
-        with pytest.raises(SystemExit) as exit_:
-            main()
+        code, out, err = llmos_cli("agent", "tiny", "what time is it in UTC?", "--server", url + "/v1",
+                                   "--tools", "current_time", "--require-tool", "--max-steps", "1")
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
-    out, err = capsys.readouterr()
-    assert exit_.value.code in (0, None), err
+    assert code == 0, err
     assert out.startswith("[1] current_time(")
