@@ -76,3 +76,27 @@ def test_cli_agent_runs_built_in_tools_and_refuses_unknown_ones_in_one_line(tiny
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 1
     bad = subprocess.run([*base, "--tools", "shell"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown tool(s) ['shell']" in bad.stderr
+
+
+def test_a_repeated_call_is_not_run_again_and_the_next_step_must_answer():
+    runs = []
+
+    def ping(host: str) -> str:
+        """Ping a host."""
+        runs.append(host)
+        return "pong"
+
+    class Scripted:  # a chat model that repeats its call, as small models do
+        def __init__(self):
+            self.replies = ['{"tool": "ping", "arguments": {"host": "a"}}'] * 2 + ['{"answer": "up"}']
+            self.schemas = []
+
+        def complete_json(self, messages, schema, max_tokens):
+            self.schemas.append(schema)
+            return self.replies.pop(0)
+
+    chat = Scripted()
+    result = Agent(chat, None, [ping], max_steps=6).run("is a up?")
+    assert runs == ["a"] and result.answer == "up"
+    assert result.steps[1]["repeated"] is True and result.steps[1]["result"] == "pong"
+    assert "anyOf" in chat.schemas[1] and chat.schemas[2]["required"] == ["answer"]  # step 3: answer only

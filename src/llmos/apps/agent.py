@@ -5,7 +5,9 @@ parses: `{"tool": NAME, "arguments": {...}}` (the arguments valid against that
 tool's parameter schema: a function's, from its type hints, or a `Tool`'s own)
 or `{"answer": "..."}`. A call runs with a timeout; its result, or its error,
 goes back to the model as the next message, and the loop continues until an
-answer or `max_steps`. Every step is appended to a JSONL trace when `trace=`
+answer or `max_steps`. A call the model repeats with the same arguments is not
+run again: its known result is given back and the next step must answer
+(small models otherwise repeat a call until max_steps). Every step is appended to a JSONL trace when `trace=`
 names a file. The format needs no tool support in the chat template: it is
 plain messages, so any chat model can drive it.
 """
@@ -58,16 +60,20 @@ class Agent:
         listing = "\n".join(json.dumps(spec) for spec in specs)
         self.system = (system + "\n\n" if system else "") + INSTRUCTIONS.format(tools=listing, first=specs[0]["name"])
 
-    def action_schema(self, require_tool: bool = False) -> dict[str, Any]:
+    def action_schema(self, require_tool: bool = False, require_answer: bool = False) -> dict[str, Any]:
         calls = [{"type": "object", "properties": {"tool": {"const": name}, "arguments": spec["parameters"]},
                   "required": ["tool", "arguments"], "additionalProperties": False}
                  for name, spec in self.specs.items()]
         answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
                   "additionalProperties": False}
+        if require_answer:
+            return answer
         return {"anyOf": calls if require_tool else [*calls, answer]}
 
-    def next_action(self, messages: list[dict[str, str]], require_tool: bool = False) -> dict[str, Any]:
-        text = self.chat.complete_json(messages, self.action_schema(require_tool), self.max_new_tokens)
+    def next_action(self, messages: list[dict[str, str]], require_tool: bool = False,
+                    require_answer: bool = False) -> dict[str, Any]:
+        schema = self.action_schema(require_tool, require_answer)
+        text = self.chat.complete_json(messages, schema, self.max_new_tokens)
         try:
             return json.loads(text)
         except json.JSONDecodeError:
@@ -89,10 +95,13 @@ class Agent:
     def run(self, task: str, require_tool_first: bool = False) -> AgentResult:
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task}]
         result = AgentResult(answer=None, stopped="max_steps")
+        answered: dict[str, str] = {}  # call (name + arguments) -> its successful result
+        must_answer = False
         for step in range(1, self.max_steps + 1):
             started = time.perf_counter()
             try:
-                action = self.next_action(messages, require_tool=require_tool_first and step == 1)
+                action = self.next_action(messages, require_tool=require_tool_first and step == 1,
+                                          require_answer=must_answer)
             except ToolError as exc:  # a reply cut by the token limit: say so and let it try again
                 action = {"error": str(exc)}
                 messages.append({"role": "user", "content": f"Your reply was cut ({exc}); reply with shorter JSON."})
@@ -102,10 +111,19 @@ class Agent:
             elif "answer" in action:
                 result.answer, result.stopped = action["answer"], "answer"
             else:
-                output, ok = self.call(action["tool"], action["arguments"])
-                record.update(result=output, ok=ok)
-                messages += [{"role": "assistant", "content": json.dumps(action)},
-                             {"role": "user", "content": f"Tool {action['tool']} returned: {output}"}]
+                call = json.dumps([action["tool"], action["arguments"]], sort_keys=True)
+                messages.append({"role": "assistant", "content": json.dumps(action)})
+                if call in answered:  # the same call again: its result is known, so the next step answers
+                    record.update(result=answered[call], ok=True, repeated=True)
+                    messages.append({"role": "user", "content": f"You already called {action['tool']} with these "
+                                     f"arguments; it returned: {answered[call]}. Now give the answer."})
+                    must_answer = True
+                else:
+                    output, ok = self.call(action["tool"], action["arguments"])
+                    record.update(result=output, ok=ok)
+                    if ok:
+                        answered[call] = output
+                    messages.append({"role": "user", "content": f"Tool {action['tool']} returned: {output}"})
             record["seconds"] = round(time.perf_counter() - started, 3)
             result.steps.append(record)
             if self.trace is not None:

@@ -70,9 +70,10 @@ class RemoteChatModel:
         return reply["choices"][0]["message"]["content"] or ""
 
 
-def chat_model(model: Any, tokenizer: Any = None) -> LocalChatModel | RemoteChatModel:
-    """A RemoteChatModel as it is; anything else is a local model that needs its tokenizer."""
-    if isinstance(model, (LocalChatModel, RemoteChatModel)):
+def chat_model(model: Any, tokenizer: Any = None) -> Any:
+    """Anything with `complete_json` (a RemoteChatModel, your own backend) as it is; anything else
+    is a local model that needs its tokenizer."""
+    if callable(getattr(model, "complete_json", None)):
         return model
     if tokenizer is None:
         raise ChatModelError("a local model needs its tokenizer (or pass a RemoteChatModel for a server)")
