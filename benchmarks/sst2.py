@@ -258,37 +258,14 @@ def encoder_rows(args, work: Path, train_texts: list[str], files: dict[str, Path
     return rows
 
 
-@torch.inference_mode()
 def zero_shot_scores(model, tokenizer, texts: list[str], batch_size: int = 16) -> torch.Tensor:
     """(len(texts), 2) log-probabilities of the negative / positive label word (either case) as the
-    first assistant token. The prompt's shared prefix runs once; each batch continues from a copy
-    of its KV cache, right-padded (a padded position is never attended to by the real tokens)."""
-    from llmos.model.cache import KVCache
+    first assistant token (`llmos.evaluation.zero_shot`: the shared prompt prefix runs once)."""
+    from llmos.evaluation.zero_shot import label_word_log_probs
 
-    def prompt(text: str) -> list[int]:
-        return tokenizer.apply_chat_template([{"role": "user", "content": ZERO_SHOT_QUESTION + text}],
-                                             add_generation_prompt=True)
-
-    words = [[tokenizer.encode(w, add_special_tokens=False)[0] for w in (name, name.capitalize())]
-             for name in LABELS]
-    a, b = prompt("good"), prompt("bad")
-    n_prefix = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
-    prefix = KVCache(model.config, 1, max_len=n_prefix)
-    model.transformer(torch.tensor([a[:n_prefix]]), cache=prefix)
-    scores = []
-    for start in range(0, len(texts), batch_size):
-        rows = [prompt(t)[n_prefix:] for t in texts[start:start + batch_size]]
-        width, n = max(map(len, rows)), len(rows)
-        cache = KVCache(model.config, n, max_len=n_prefix + width)
-        cache.k[:, :, :, :n_prefix], cache.v[:, :, :, :n_prefix] = prefix.k, prefix.v
-        cache.length = n_prefix
-        input_ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])  # (B, T)
-        mask = torch.tensor([[1] * (n_prefix + len(r)) + [0] * (width - len(r)) for r in rows])  # (B, P + T)
-        h = model.transformer(input_ids, attention_mask=mask, cache=cache)  # (B, T, C)
-        last = h[torch.arange(n), torch.tensor([len(r) - 1 for r in rows])]  # (B, C)
-        logprobs = model.lm_head(last).float().log_softmax(-1)  # (B, V)
-        scores.append(torch.stack([logprobs[:, w].logsumexp(-1) for w in words], -1))
-    return torch.cat(scores)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": ZERO_SHOT_QUESTION + text}],
+                                             add_generation_prompt=True) for text in texts]
+    return label_word_log_probs(model, tokenizer, prompts, LABELS, batch_size)
 
 
 def zero_shot_row(args, evals: dict[str, Any]) -> dict[str, Any]:
