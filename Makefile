@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test lint setup setup-test
+.PHONY: quickstart test lint setup setup-test docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,3 +29,9 @@ test: setup-test
 lint: setup-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# The documentation site, built offline into site/ (no CDN fonts, no network plugins); the CLI
+# reference is generated from the typer app at build time (docs/gen_cli.py).
+docs: setup
+	$(BIN)/python -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || $(BIN)/pip install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
