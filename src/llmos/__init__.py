@@ -18,6 +18,7 @@ _EXPORTS = {
     "AutoModelForSequenceClassification": "llmos.auto",
     "AutoTokenizer": "llmos.auto",
     "ModelConfig": "llmos.config",
+    "pipeline": "llmos.apps.pipelines",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

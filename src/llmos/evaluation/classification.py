@@ -65,12 +65,19 @@ def classify(model: Any, tokenizer: Any, texts: str | list[str], batch_size: int
     top_k=1 gives one dict per text. One string in, one result out."""
     single = isinstance(texts, str)
     probabilities = class_probabilities(model, tokenizer, [texts] if single else texts, batch_size)
-    names = model_label_names(model.config)
+    results = ranked_labels(model_label_names(model.config), probabilities, top_k)
+    return results[0] if single else results
+
+
+def ranked_labels(names: list[str], probabilities: torch.Tensor,
+                  top_k: int | None = 1) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """(N, len(names)) probabilities -> per row the `top_k` labels (None = all) as {"label", "score"},
+    most likely first; top_k=1 gives one dict per row."""
     results = []
     for row in probabilities.tolist():
         ranked = sorted(({"label": names[i], "score": p} for i, p in enumerate(row)), key=lambda r: -r["score"])
         results.append(ranked[0] if top_k == 1 else ranked[:top_k])
-    return results[0] if single else results
+    return results
 
 
 @torch.inference_mode()

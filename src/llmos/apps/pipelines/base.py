@@ -1,0 +1,242 @@
+"""Layer 8: what every task pipeline is: a prompt template, decoding defaults, and output parsing.
+
+A task is a small subclass of `Pipeline` that sets, in the open:
+
+- `system` and `template`: jinja2 templates of the chat's system and user turns, rendered
+  over the input (`text`, or `question`/`context`...) and the task's options;
+- `defaults`: keyword arguments for `model.generate` (GenerationConfig names);
+- `options`: the task's own settings and their default values (`max_words`, `tgt_lang`...);
+- `constraint(item)`: the grammar the reply is decoded under (JSON schema, choices), if any;
+- `parse(reply, item)`: the reply's text -> the result (transformers' shapes where they exist).
+
+Every one of them can be overridden per pipeline (`pipeline(task, template=..., system=...,
+max_new_tokens=..., **options)`) or per call (`pipe(text, **options)`), and
+`describe()` prints them, so no prompt is hidden. A list of inputs runs in
+batches of `batch_size` prompts, left-padded into one `generate` call, each row
+under its own constraint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from llmos.apps.workflow_templates import render
+from llmos.errors import LLMOSError
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_BATCH_SIZE = 8  # see the package docstring for the measurement behind it
+
+
+class PipelineError(LLMOSError):
+    """A task, option or input a pipeline cannot use; the message says what would be valid."""
+
+
+@dataclasses.dataclass
+class Reply:
+    """One decoded reply: its text, the mean log-probability of its tokens, and whether it was cut
+    at the length limit (`max_new_tokens`) before it ended."""
+
+    text: str
+    log_prob: float
+    cut: bool
+    max_new_tokens: int | None = None
+
+
+def generation_keys() -> set[str]:
+    from llmos.generation import GenerationConfig
+
+    return {f.name for f in dataclasses.fields(GenerationConfig)} - {"extra"}
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (len(rows), longest), padded on the left as decoding needs."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return input_ids, mask
+
+
+def load_causal_lm(model: str | Path, tokenizer: Any = None) -> tuple[Any, Any]:
+    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(model), tokenizer or AutoTokenizer.from_pretrained(model)
+
+
+class Pipeline:
+    """`pipe(inputs, **options)`: one input (a string, or a dict of the task's fields) gives one
+    result, a list gives a list. See the module docstring; subclasses set the class attributes."""
+
+    task: ClassVar[str]
+    summary: ClassVar[str]  # one line for `llmos run --list`
+    output: ClassVar[str]  # the result's shape, for `describe`
+    system: ClassVar[str | None] = None
+    template: ClassVar[str] = "{{ text }}"
+    defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 128, "do_sample": False}
+    options: ClassVar[dict[str, Any]] = {}
+    fields: ClassVar[tuple[str, ...]] = ("text",)  # what one input holds; the first is what a plain string is
+    # transformers' nesting of results: "one" (a result per input), "listed" (one input gives [result]),
+    # "nested" (text generation: a list of sequences per input, so a list of inputs gives [[result], ...])
+    shape: ClassVar[str] = "one"
+
+    def __init__(self, model: Any, tokenizer: Any, *, template: str | None = None, system: str | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, **settings: Any) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise PipelineError(f"batch_size={batch_size!r} must be an integer >= 1")
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        if template is not None:
+            self.template = template
+        if system is not None:
+            self.system = system or None
+        options, generation = self.split_settings(settings)
+        self.options = {**type(self).options, **options}  # as given: each call checks them with its own
+        self.check_options(self.options)
+        self.defaults = {**type(self).defaults, **generation}
+
+    @classmethod
+    def load(cls, model: str | Path, tokenizer: Any = None) -> tuple[Any, Any]:
+        """The model and tokenizer a model name or path gives this task (a causal LM)."""
+        return load_causal_lm(model, tokenizer)
+
+    # ---- the task's parts (overridden by subclasses) -------------------------------------------
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate and normalise the options (before any model loads); raise PipelineError naming what
+        would be valid."""
+        return options
+
+    def variables(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """What the templates see."""
+        return {**options, **item}
+
+    def messages(self, item: dict[str, Any], options: dict[str, Any]) -> list[dict[str, str]]:
+        context = self.variables(item, options)
+        turns = [{"role": "system", "content": render(self.system, context)}] if self.system else []
+        return [*turns, {"role": "user", "content": render(self.template, context)}]
+
+    def constraint(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any] | None:
+        return None
+
+    def parse(self, reply: Reply, item: dict[str, Any], options: dict[str, Any]) -> Any:
+        return reply.text.strip()
+
+    def is_single(self, inputs: Any) -> bool:
+        """Whether `inputs` is one input (not a list of them)."""
+        return not isinstance(inputs, list)
+
+    def wrap(self, results: list[Any], single: bool) -> Any:
+        """The results nested as transformers nests this task's (see `shape`)."""
+        if self.shape == "nested":
+            results = [[r] for r in results]
+        if single:
+            return [results[0]] if self.shape == "listed" else results[0]
+        return results
+
+    def row(self, result: Any) -> dict[str, Any]:
+        """One result as the columns of a batch run's output file."""
+        if isinstance(result, list) and len(result) == 1 and isinstance(result[0], dict):
+            result = result[0]
+        return result if isinstance(result, dict) else {self.task: result}
+
+    # ---- running --------------------------------------------------------------------------------
+
+    def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:
+        named = {k: kwargs.pop(k) for k in self.fields if k in kwargs}
+        if inputs is None:
+            inputs = named
+            named = {}
+        single = self.is_single(inputs)
+        if not single and not inputs:
+            raise PipelineError(f"{self.task}: the list of inputs is empty")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        options, generation = self.split_settings(kwargs)
+        options = self.check_options({**self.options, **options})
+        generation = {**self.defaults, **generation}
+        items = [self.normalize(x, named) for x in ([inputs] if single else inputs)]
+        results = []
+        for start in range(0, len(items), batch_size):
+            results += self.run_batch(items[start:start + batch_size], options, generation)
+        return self.wrap(results, single)
+
+    @classmethod
+    def normalize(cls, value: Any, named: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One input as a dict of the task's fields (`named` adds to each: a QA question); an empty or
+        missing field is an error. Needs no model, so a whole file is checked before one loads."""
+        item = dict(value) if isinstance(value, dict) else {cls.fields[0]: value}
+        if cls.fields[0] not in item and "text" in item:  # a file's `text` column is the main field
+            item[cls.fields[0]] = item.pop("text")
+        item.update(named or {})
+        for name in cls.fields:
+            field = item.get(name)
+            if field is None:
+                raise PipelineError(f"{cls.task}: the input has no {name!r} (it needs {', '.join(cls.fields)}; "
+                                    f"got {', '.join(map(repr, item)) or 'nothing'})")
+            if not isinstance(field, str):
+                raise PipelineError(f"{cls.task}: the input's {name!r} must be text, not {type(field).__name__}")
+            if not field.strip():
+                raise PipelineError(f"{cls.task}: the input's {name!r} is empty; give some text")
+        return item
+
+    def run_batch(self, items: list[dict[str, Any]], options: dict[str, Any],
+                  generation: dict[str, Any]) -> list[Any]:
+        prompts = [self.tokenizer.apply_chat_template(self.messages(item, options), add_generation_prompt=True)
+                   for item in items]
+        constraints = [self.constraint(item, options) for item in items]
+        replies = self.generate(prompts, constraints, generation)
+        return [self.parse(reply, item, options) for reply, item in zip(replies, items, strict=True)]
+
+    def generate(self, prompts: list[list[int]], constraints: list[dict[str, Any] | None],
+                 generation: dict[str, Any]) -> list[Reply]:
+        """Decode the prompts as one left-padded batch; each row under its own constraint."""
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        input_ids, mask = left_pad(prompts, pad)
+        extra = {"constraints": constraints} if any(c is not None for c in constraints) else {}
+        out = self.model.generate(input_ids, attention_mask=mask, tokenizer=tok, return_dict_in_generate=True,
+                                  **{"pad_token_id": pad, **generation}, **extra)
+        new = out.sequences[:, input_ids.shape[1]:]
+        ends_at = {*(self.model.config.eos_token_ids or []), tok.eos_token_id, pad} - {None}
+        replies = []
+        for row, log_probs in zip(new.tolist(), out.token_log_probs, strict=True):
+            ends = [i for i, t in enumerate(row) if t in ends_at]  # a finished row is padded after its end
+            n = ends[0] + 1 if ends else len(row)
+            text = tok.decode(row[:n], skip_special_tokens=True)
+            replies.append(Reply(text, float(log_probs[:n].mean()) if n else 0.0, not ends,
+                                 generation.get("max_new_tokens")))
+        return replies
+
+    # ---- documentation --------------------------------------------------------------------------
+
+    @classmethod
+    def describe(cls) -> str:
+        """The task's templates, defaults, options and output, as `llmos run TASK --show-template` prints."""
+        lines = [f"{cls.task}: {cls.summary}", f"input: {', '.join(cls.fields)}", f"output: {cls.output}",
+                 f"options: {_pairs(cls.options) or '(none)'}", f"decoding defaults: {_pairs(cls.defaults)}"]
+        if cls.system:
+            lines += ["system template:", textwrap.indent(cls.system, "    ")]
+        lines += ["user template:", textwrap.indent(cls.template, "    ")]
+        return "\n".join(lines)
+
+    @classmethod
+    def split_settings(cls, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(task options, generation keywords); anything else is an error naming both lists."""
+        known = generation_keys()
+        unknown = sorted(k for k in settings if k not in cls.options and k not in known)
+        if unknown:
+            raise PipelineError(f"{cls.task}: unknown option {unknown[0]!r}; its options are "
+                                f"{', '.join(cls.options) or '(none)'}, and generate's keywords (max_new_tokens, "
+                                "do_sample, temperature, ...)")
+        return ({k: v for k, v in settings.items() if k in cls.options},
+                {k: v for k, v in settings.items() if k not in cls.options})
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
