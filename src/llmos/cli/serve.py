@@ -30,6 +30,7 @@ def serve_command(
     """Serve a model over an OpenAI-compatible API, with a chat page at /."""
     import uvicorn
 
+    from llmos.apps.task_routes import add_task_routes
     from llmos.model_names import model_label
     from llmos.serving.api import create_app
     from llmos.serving.loader import load_for_serving
@@ -41,6 +42,7 @@ def serve_command(
     model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024)
+    add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -127,9 +127,10 @@ async function send(text) {
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("input").value.trim();
-  if (!text || state.controller) return;
+  if (!text || state.controller || (typeof tasks !== "undefined" && tasks.running)) return;
   $("input").value = "";
-  send(text);
+  if (typeof runTask !== "undefined" && $("task").value !== "chat") runTask(text);  // tasks.js
+  else send(text);
 });
 $("input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) {
