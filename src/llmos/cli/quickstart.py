@@ -32,6 +32,7 @@ def quickstart(
     train: bool = typer.Option(False, "--train", help="The pretraining tour: train a small model from scratch."),
     model: str = typer.Option("smollm2", help="The model of the tour (a name, GGUF file or checkpoint)."),
     story_tokens: int = typer.Option(200, help="New tokens of the robot-writer story."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Cap every task example's reply (default: each task's own)."),  # noqa: UP045
     data: Optional[Path] = typer.Option(None, "--data", help="--train: text file or folder to train on (default: stdlib docs)"),  # noqa: UP045
     out: Path = typer.Option(Path("runs/quickstart"), "--out", help="--train: run and checkpoint directory"),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="--train: training time budget (default 3)"),  # noqa: UP045
@@ -55,10 +56,10 @@ def quickstart(
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise LLMOSError(f"{flags} belong to the training tour; add --train")
-    model_tour(model, story_tokens, seed)
+    model_tour(model, story_tokens, seed, max_new_tokens)
 
 
-def model_tour(name: str, story_tokens: int, seed: int) -> None:
+def model_tour(name: str, story_tokens: int, seed: int, max_new_tokens: int | None = None) -> None:
     import torch
     from rich.console import Console
 
@@ -82,7 +83,7 @@ def model_tour(name: str, story_tokens: int, seed: int) -> None:
                    streamer=TextStreamer(tokenizer))
 
     console.rule("2. one example of each task: llmos.pipeline(task, model)")
-    show_tasks(model, tokenizer, console)
+    show_tasks(model, tokenizer, console, max_new_tokens)
 
     console.rule(f"done in {time.perf_counter() - started:.0f} s. Next")
     width = max(len(command) for command, _ in NEXT_COMMANDS)
@@ -90,8 +91,40 @@ def model_tour(name: str, story_tokens: int, seed: int) -> None:
         console.print(f"  {command.ljust(width)}  # {what}", markup=False, soft_wrap=True)
 
 
-def show_tasks(model, tokenizer, console) -> None:
-    """One example per task pipeline (filled in with the pipelines)."""
+PARAGRAPH = ("The Great Wall of China is a series of fortifications built across northern China over many "
+             "centuries. Its best-known sections were built by the Ming dynasty between 1368 and 1644. The wall "
+             "stretches for thousands of kilometres and was meant to protect Chinese states from raids by "
+             "nomadic groups.")
+TASK_EXAMPLES = (  # (task, input, options): short replies keep the whole tour near two minutes
+    ("chat", "Give me three tips for learning a new language.", {"max_new_tokens": 80}),
+    ("writing", "hey, the meeting got moved to 3pm, dont be late", {"mode": "rewrite", "style": "formal"}),
+    ("translation", "The weather is nice today.", {"src_lang": "en", "tgt_lang": "fr"}),
+    ("summarization", PARAGRAPH, {"max_words": 25}),
+    ("extraction", "Hi, I'm Maria Lopez from Madrid. I'd like to order 3 blue backpacks.",
+     {"fields": ["name", "city", "product", "quantity"]}),
+    ("sentiment-analysis", "I loved this film, the acting was superb.", {}),
+    ("question-answering", {"question": "Which dynasty built the best-known sections?", "context": PARAGRAPH}, {}),
+    ("quiz", PARAGRAPH, {"num_questions": 1}),
+)
+
+
+def show_tasks(model, tokenizer, console, max_new_tokens: int | None = None) -> None:
+    """One example per task pipeline: the call, then its result."""
+    import json
+
+    from llmos.apps.pipelines import pipeline
+
+    for task, given, options in TASK_EXAMPLES:
+        started = time.perf_counter()
+        cap = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+        result = pipeline(task, model=model, tokenizer=tokenizer, **{**options, **cap})(given)
+        if task == "chat":
+            result = result[0]["generated_text"][-1]["content"]
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items() if k != "max_new_tokens")
+        console.print(f"[bold]{task}[/]({shown}) [dim]{time.perf_counter() - started:.1f} s[/]")
+        console.print(f"  in:  {given if isinstance(given, str) else json.dumps(given)}"[:300], markup=False)
+        out = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        console.print(f"  out: {out}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
