@@ -42,3 +42,14 @@ def llmos_cli(monkeypatch, capsys):
         return exit_.value.code or 0, out, err
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """Test machines are shared: two threads that meet at every matmul lose far more than they gain when
+    another process holds a core (the customer-emails workflow on SmolLM2: 12 s with one thread, 65 s with
+    two, side by side on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

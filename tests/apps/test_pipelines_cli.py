@@ -38,7 +38,7 @@ def test_list_and_show_template_print_every_task_and_its_prompts_without_loading
     assert out.splitlines()[0].startswith("chat ") and "quiz" in out and "--show-template" in out
     code, out, err = llmos_cli("run", "summarization", "--show-template")
     assert code == 0, err
-    assert "Summarize the following text" in out and "options: max_words=40" in out and "repetition_penalty" in out
+    assert "Summarize the following text" in out and "options: max_words=40" in out and "2 * max_words + 16" in out
 
 
 def test_one_text_prints_its_result(checkpoint, llmos_cli):

@@ -7,7 +7,6 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 
 from llmos.apps.workflow import describe, load_workflow, run_workflow
 from llmos.model_names import EMBEDDED
@@ -28,16 +27,6 @@ def test_each_example_checks_and_runs_on_a_tiny_model(example, tiny_chat_model, 
                                                          else v) for k, v in step.schema["properties"].items()}}
     summary = run_workflow(workflow, model, tokenizer, limit=2)
     assert summary.rows == 2 and summary.ran == 2
-
-
-@pytest.fixture
-def one_thread():
-    """Test machines are shared: two threads that meet at every matmul lose far more than they gain when
-    another process holds a core (this test: 12 s with one thread, 65 s with two, side by side on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ under its own constraint.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
@@ -205,12 +206,15 @@ class Pipeline:
         new = out.sequences[:, input_ids.shape[1]:]
         ends_at = {*(self.model.config.eos_token_ids or []), tok.eos_token_id, pad} - {None}
         replies = []
-        for row, log_probs in zip(new.tolist(), out.token_log_probs, strict=True):
-            ends = [i for i, t in enumerate(row) if t in ends_at]  # a finished row is padded after its end
+        for i, row in enumerate(new.tolist()):
+            ends = [j for j, t in enumerate(row) if t in ends_at]  # a finished row is padded after its end
             n = ends[0] + 1 if ends else len(row)
+            if out.token_log_probs is not None:
+                log_prob = float(out.token_log_probs[i, :n].mean()) if n else 0.0
+            else:  # beam search: the beam's length-normalised log-probability
+                log_prob = float(out.sequences_scores[i])
             text = tok.decode(row[:n], skip_special_tokens=True)
-            replies.append(Reply(text, float(log_probs[:n].mean()) if n else 0.0, not ends,
-                                 generation.get("max_new_tokens")))
+            replies.append(Reply(text, log_prob, not ends, generation.get("max_new_tokens")))
         return replies
 
     # ---- documentation --------------------------------------------------------------------------
@@ -218,7 +222,8 @@ class Pipeline:
     @classmethod
     def describe(cls) -> str:
         """The task's templates, defaults, options and output, as `llmos run TASK --show-template` prints."""
-        lines = [f"{cls.task}: {cls.summary}", f"input: {', '.join(cls.fields)}", f"output: {cls.output}",
+        lines = [f"{cls.task}: {cls.summary}", inspect.getdoc(cls) or "", "",
+                 f"input: {', '.join(cls.fields)}", f"output: {cls.output}",
                  f"options: {_pairs(cls.options) or '(none)'}", f"decoding defaults: {_pairs(cls.defaults)}"]
         if cls.system:
             lines += ["system template:", textwrap.indent(cls.system, "    ")]

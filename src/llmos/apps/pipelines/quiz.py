@@ -4,7 +4,10 @@ The reply is decoded under a JSON schema built for the text: exactly
 `num_questions` items, each a question, an `answer` that must be one of the
 text's short spans (`spans.text_spans`, an enum in the schema), and
 `num_distractors` wrong answers. So every quiz parses, and every answer is
-in the text; whether a question is a good one is the model's doing.
+in the text; whether a question is a good one is the model's doing. The
+template shows one example question: without it SmolLM2-135M copies a sentence
+of the text as the "question"; with it, it asks (and sometimes copies the
+example's wrong answers).
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ class QuizPipeline(Pipeline):
     summary = "questions about a text, each with its answer (from the text) and wrong options, as JSON"
     output = '[{"question": str, "answer": str, "distractors": [str, ...]}, ...]'
     system = "You are a teacher who writes multiple-choice quiz questions about a text. Reply with JSON only."
-    template = ("Write {{ num_questions }} quiz questions about this text. For each, give the question, its "
-                "answer copied from the text, and {{ num_distractors }} wrong answers.\n\nText: {{ text }}")
+    template = ("Write {{ num_questions }} quiz questions about the text below. Each question asks about one "
+                "fact; its answer is a few words copied from the text; the {{ num_distractors }} wrong answers are "
+                "of the same kind (other names, numbers or places).\n\n"
+                'Example for the text "The Nile is 6,650 kilometres long and flows through Egypt.":\n'
+                '[{"question": "How long is the Nile?", "answer": "6,650 kilometres", '
+                '"distractors": ["3,200 kilometres", "9,100 kilometres", "500 kilometres"]}]\n\n'
+                "Text: {{ text }}")
     defaults = {"max_new_tokens": 400, "do_sample": False}
     options = {"num_questions": 3, "num_distractors": 3, "max_answer_words": 4}
 

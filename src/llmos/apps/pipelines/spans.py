@@ -1,6 +1,6 @@
 """Layer 8: the short spans of a text that an answer may be: what keeps QA and quiz answers in the text.
 
-Question answering and quiz answers are decoded under `choices=` built from
+Question answering and quiz answers are decoded under a grammar built from
 these spans, so an answer is always a literal piece of the given text (as an
 extractive reader's is), never an invention. A span is 1..`max_words`
 consecutive words inside one sentence, copied with the text's own spacing,

@@ -13,14 +13,15 @@ from llmos.apps.pipelines.base import Pipeline, PipelineError, Reply
 
 
 class SummarizationPipeline(Pipeline):
-    """`pipe(text, max_words=40)` -> [{"summary_text": str}]."""
+    """`pipe(text, max_words=40)` -> [{"summary_text": str}]. Unless max_new_tokens is given, decoding
+    stops after 2 * max_words + 16 tokens."""
 
     task = "summarization"
     summary = "summarize a text in at most max_words words"
     output = '[{"summary_text": str}]'
     template = ("Summarize the following text in one or two sentences of at most {{ max_words }} words.\n\n"
                 "{{ text }}")
-    defaults = {"do_sample": False, "repetition_penalty": 1.1}
+    defaults = {"do_sample": False}
     options = {"max_words": 40}
     shape = "listed"
 

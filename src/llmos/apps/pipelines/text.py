@@ -1,8 +1,13 @@
 """Layer 8: the free-text tasks: `chat`, `text-generation` (continue a prompt) and `writing` (help with a text).
 
-Greedy decoding with a repetition penalty by default: a 135M model sampled at
-temperature 1 wanders, and greedy without a penalty loops; pass
-`do_sample=True, temperature=..., seed=...` for variety.
+Greedy decoding by default: a 135M model sampled at temperature 1 wanders;
+pass `do_sample=True, temperature=..., seed=...` for variety. Free generation
+(chat, text-generation) adds a repetition penalty, as greedy decoding alone
+loops; `writing` does not, because the penalty counts the prompt's tokens too,
+and a rewrite must keep the text's names, times and numbers (with 1.1,
+SmolLM2-135M rewrote "3pm on friday" as "10:59 PM on Friday"). The tasks that
+copy from their input (translation, summarization, extraction, QA, quiz) have
+no penalty for the same reason.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ class WritingPipeline(Pipeline):
     task = "writing"
     summary = "continue, rewrite (in a style or tone), shorten or expand a text"
     output = '[{"generated_text": str}]'
-    defaults = {"max_new_tokens": 200, "do_sample": False, "repetition_penalty": 1.1}
+    defaults = {"max_new_tokens": 200, "do_sample": False}
     options = {"mode": "rewrite", "style": None}
     shape = "nested"
     template = "{{ instruction }}\n\n{{ text }}"
