@@ -70,6 +70,16 @@ def test_a_batch_gives_what_each_input_gives_alone(tiny):
     assert summarize(texts) == [summarize(t)[0] for t in texts]
 
 
+def test_chat_takes_a_conversation_as_one_input_and_a_list_of_them_as_a_batch(tiny):
+    chat = pipeline("chat", **tiny, max_new_tokens=3)
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"},
+                    {"role": "user", "content": "and?"}]
+    [one] = chat(conversation)
+    assert one["generated_text"][:3] == conversation and one["generated_text"][3]["role"] == "assistant"
+    batch = chat([conversation, {"text": "hello"}, "yo"])
+    assert [len(r[0]["generated_text"]) for r in batch] == [4, 2, 2]
+
+
 def test_quiz_is_valid_json_whose_answers_are_spans_of_the_text(tiny):
     quiz = pipeline("quiz", **tiny, num_questions=1, num_distractors=1)(TEXT)
     jsonschema.validate(quiz, quiz_schema(TEXT, 1, 1, 4))

@@ -46,6 +46,8 @@ def test_one_text_prints_its_result(checkpoint, llmos_cli):
                                "--max-new-tokens", "5")
     assert code == 0, err
     assert out.strip() and "{" not in out.splitlines()[0][:1]
+    code, out, err = llmos_cli("run", "chat", checkpoint, "--input", "hi", "--max-new-tokens", "3")
+    assert code == 0, err
     code, out, err = llmos_cli("run", "question-answering", checkpoint, "--input", "the cat sat on the mat",
                                "--question", "who sat?")
     assert code == 0, err

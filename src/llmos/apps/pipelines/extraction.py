@@ -5,7 +5,10 @@ so it always parses and validates; the schema decides the shape, the model only
 the values. Give a JSON schema (a dict, or the path of a .json file) or a list
 of field names (`"name,city,age:integer"`: each a string unless `:type` says
 integer, number or boolean), which becomes an object schema with every field
-required and no others.
+required and no others. Its string values come back stripped of spaces at
+their ends: SmolLM2 writes {"city": " Leeds"}, because " Leeds" is one token
+and "Leeds" two (a grammar that forbids the space made it write "Lancaster").
+A schema you give is yours: its values come back as decoded.
 """
 
 from __future__ import annotations
@@ -79,7 +82,10 @@ class ExtractionPipeline(Pipeline):
         return {"json_schema": options["schema"]}
 
     def parse(self, reply: Reply, item: dict[str, Any], options: dict[str, Any]) -> Any:
-        return parse_json(reply, self.task)
+        result = parse_json(reply, self.task)
+        if options["fields"] is not None:  # our schema: plain strings, which stripping keeps valid
+            result = {k: v.strip() if isinstance(v, str) else v for k, v in result.items()}
+        return result
 
 
 def parse_json(reply: Reply, task: str) -> Any:

@@ -37,7 +37,7 @@ class QuestionAnsweringPipeline(Pipeline):
     system = "You answer questions about a text with a short phrase copied from the text."
     template = "Text: {{ context }}\n\nQuestion: {{ question }}\nAnswer with a few words from the text."
     defaults = {"max_new_tokens": 40, "do_sample": False}
-    options = {"constrain": True, "max_answer_words": 6}
+    options = {"constrain": True, "max_answer_words": 4}
     answer_prefix = "Answer: "  # the constrained reply's fixed start (see the module docstring)
 
     @classmethod

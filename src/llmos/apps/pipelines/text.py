@@ -68,7 +68,8 @@ class ChatPipeline(Pipeline):
         return super().normalize(value, named)
 
     def is_single(self, inputs: Any) -> bool:
-        return not isinstance(inputs, list) or bool(inputs) and isinstance(inputs[0], dict)
+        """A list of messages is one conversation; a list of texts or conversations is a batch."""
+        return not isinstance(inputs, list) or bool(inputs) and isinstance(inputs[0], dict) and "role" in inputs[0]
 
     def conversation(self, item: dict[str, Any], options: dict[str, Any]) -> list[dict[str, str]]:
         """The input's messages: a text is one user turn (the user template rendered over it)."""
