@@ -93,7 +93,7 @@ def test_text_spans_are_literal_pieces_without_function_words_at_their_edges():
     assert not any(s.split()[0].lower() in ("in", "it") for s in spans)
 
 
-def test_sentiment_uses_a_fine_tuned_classifier_and_its_labels_when_given_one(tiny):
+def test_sentiment_uses_a_fine_tuned_classifier_and_its_labels_when_given_one(tiny, tmp_path):
     labels = ["bad", "meh", "good"]
     config = ModelConfig.from_preset("micro", vocab_size=len(tiny["tokenizer"]), max_seq_len=64, num_labels=3,
                                      label_names=labels, pad_token_id=tiny["tokenizer"].pad_token_id)
@@ -106,6 +106,9 @@ def test_sentiment_uses_a_fine_tuned_classifier_and_its_labels_when_given_one(ti
     assert [r["label"] for r in ranked] != [] and sum(r["score"] for r in ranked) == pytest.approx(1)
     with pytest.raises(PipelineError, match="labels= is for zero-shot; .* bad, meh, good"):
         pipe("the cat sat", labels="yes,no")
+    classifier.save_pretrained(tmp_path / "classifier", tokenizer=tiny["tokenizer"])
+    by_path = pipeline("sentiment-analysis", model=tmp_path / "classifier")
+    assert not by_path.zero_shot and by_path("the cat sat") == [result]
 
 
 def test_zero_shot_sentiment_scores_the_labels_given(tiny):
