@@ -123,6 +123,10 @@ class Pipeline:
         turns = [{"role": "system", "content": render(self.system, context)}] if self.system else []
         return [*turns, {"role": "user", "content": render(self.template, context)}]
 
+    def decoding(self, options: dict[str, Any], generation: dict[str, Any]) -> dict[str, Any]:
+        """The keywords for `generate` under these options (summarization sizes its length limit here)."""
+        return generation
+
     def constraint(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
@@ -160,7 +164,7 @@ class Pipeline:
         batch_size = kwargs.pop("batch_size", self.batch_size)
         options, generation = self.split_settings(kwargs)
         options = self.check_options({**self.options, **options})
-        generation = {**self.defaults, **generation}
+        generation = self.decoding(options, {**self.defaults, **generation})
         items = [self.normalize(x, named) for x in ([inputs] if single else inputs)]
         results = []
         for start in range(0, len(items), batch_size):

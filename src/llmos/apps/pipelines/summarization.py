@@ -32,10 +32,8 @@ class SummarizationPipeline(Pipeline):
             raise PipelineError(f"summarization: max_words={words!r} must be an integer >= 1")
         return options
 
-    def run_batch(self, items: list[dict[str, Any]], options: dict[str, Any],
-                  generation: dict[str, Any]) -> list[Any]:
-        generation = {"max_new_tokens": 2 * options["max_words"] + 16, **generation}
-        return super().run_batch(items, options, generation)
+    def decoding(self, options: dict[str, Any], generation: dict[str, Any]) -> dict[str, Any]:
+        return {"max_new_tokens": 2 * options["max_words"] + 16, **generation}
 
     def parse(self, reply: Reply, item: dict[str, Any], options: dict[str, Any]) -> dict[str, str]:
         return {"summary_text": reply.text.strip()}
