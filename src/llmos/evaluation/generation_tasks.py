@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from llmos.data.jsonl import DataError, jsonl_records
+from llmos.data.sft import left_pad
 from llmos.errors import LLMOSError
 from llmos.evaluation.metrics import check_generation_scorers, generation_scores
 from llmos.generation.request import resolve_config
@@ -106,16 +107,6 @@ def prompt_ids(tokenizer: Any, example: GenerationExample) -> list[int]:
     return list(tokenizer.encode("\n".join(m["content"] for m in example.messages)))
 
 
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return input_ids, mask
-
-
 @torch.inference_mode()
 def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int = 64,
                      batch_size: int = 8, progress: Progress | None = None) -> list[str]:
@@ -128,7 +119,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], max_n
     answers: list[str] = []
     for start in range(0, len(prompts), batch_size):
         rows = prompts[start:start + batch_size]
-        input_ids, mask = _left_pad(rows, pad_id)
+        input_ids, mask = left_pad(rows, pad_id)
         out = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device),
                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                              num_return_sequences=1, tokenizer=tokenizer)

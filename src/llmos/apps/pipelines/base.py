@@ -24,9 +24,8 @@ import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from llmos.apps.workflow_templates import render
+from llmos.data.sft import left_pad
 from llmos.errors import LLMOSError
 
 DEFAULT_MODEL = "smollm2"
@@ -52,17 +51,6 @@ def generation_keys() -> set[str]:
     from llmos.generation import GenerationConfig
 
     return {f.name for f in dataclasses.fields(GenerationConfig)} - {"extra"}
-
-
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), both (len(rows), longest), padded on the left as decoding needs."""
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return input_ids, mask
 
 
 def load_causal_lm(model: str | Path, tokenizer: Any = None) -> tuple[Any, Any]:
