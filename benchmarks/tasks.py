@@ -27,14 +27,11 @@ padded), as `llmos.evaluation.zero_shot` does. "same" is the fraction of items w
 is identical on both sides; seconds are the whole task's wall time on each side (after a warm-up of
 two items on both), ratio = transformers seconds / LLMOS seconds (> 1: LLMOS faster).
 
-Measured (2026-11-30, smoke runs only: --limit 2-3, 2 threads on a shared 2-core machine at load
-4-5, so the seconds are noisy; a first translation run gave LLMOS 104 s against 39 s, the rerun below
-15 s against 25 s): every task gives the same results on both sides (same 100%, no prompt that
-re-encodes or renders differently in transformers). Quality LLMOS = transformers: summarization
-ROUGE-L 28.7 (2 items), translation chrF 14.7 (3), extraction field EM 81.8 (3), QA EM 100 (3), quiz
-valid 100 (2), SST-2 accuracy 100 (3). Seconds LLMOS / transformers: summarization 26.9 / 105.8
-(3.9x), translation 15.0 / 25.4 (1.7x), extraction 30.7 / 31.4 (1.0x, one schema per item: batches
-of 1), QA 0.8 / 7.5 (9.9x), quiz 117.4 / 185.3 (1.6x), sentiment 1.0 / 1.6 (1.6x). Run:
+Measured (2026-11-30, --limit 10, 2 threads, quiet 2-core machine; every output the same on both
+sides, no prompt re-encoded or rendered differently): summarization ROUGE-L 22.6, 8.4 / 12.1 s
+(1.44x); translation chrF 19.5, 9.4 / 23.0 s (2.46x); extraction field EM 71.4, 11.7 / 20.5 s (1.76x);
+QA EM 70.0, 1.9 / 2.6 s (1.33x); quiz valid 100, 24.8 / 42.1 s (1.70x); SST-2 zero-shot accuracy
+80.0, 0.6 / 1.2 s (2.13x) (LLMOS / transformers seconds). A full run (all items) is still to do. Run:
 
     .venv/bin/python benchmarks/tasks.py                       # every task, every item
     .venv/bin/python benchmarks/tasks.py --limit 5 --tasks summarization,translation   # smoke
