@@ -10,21 +10,13 @@ import threading
 import pytest
 import torch
 from chinese_model import QUESTION, REPLY, chinese_chat_model, split_characters
+from collecting_streamer import Collect
 
-from llmos.generation import TextIteratorStreamer, TextStreamer, generate
+from llmos.generation import TextIteratorStreamer, generate
 from llmos.model_names import EMBEDDED
 
 SMOLLM2 = EMBEDDED["smollm2"].path()
 TEXTS = ["你好，世界！今天我们学习语言模型。", "繁體中文：臺灣的天氣很好。", "混合 mixed 文本，含 emoji 😀👍🏽 和 𠀀𪚥。"]
-
-
-class Collect(TextStreamer):
-    def __init__(self, tokenizer, **kw):
-        super().__init__(tokenizer, **kw)
-        self.chunks = []
-
-    def on_text(self, text, stream_end=False):
-        self.chunks.append(text)
 
 
 @pytest.fixture(scope="module")

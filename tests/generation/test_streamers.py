@@ -4,20 +4,12 @@ import threading
 
 import pytest
 import torch
+from collecting_streamer import Collect
 
 from llmos.config import ModelConfig
 from llmos.generation import TextIteratorStreamer, TextStreamer, generate
 from llmos.model import CausalLM
 from llmos.tokenizer import train_tokenizer
-
-
-class Collect(TextStreamer):
-    def __init__(self, tokenizer, **kw):
-        super().__init__(tokenizer, **kw)
-        self.chunks = []
-
-    def on_text(self, text, stream_end=False):
-        self.chunks.append(text)
 
 
 @pytest.fixture(scope="module")
