@@ -27,11 +27,12 @@ padded), as `llmos.evaluation.zero_shot` does. "same" is the fraction of items w
 is identical on both sides; seconds are the whole task's wall time on each side (after a warm-up of
 two items on both), ratio = transformers seconds / LLMOS seconds (> 1: LLMOS faster).
 
-Measured (2026-11-30, --limit 10, 2 threads, quiet 2-core machine; every output the same on both
-sides, no prompt re-encoded or rendered differently): summarization ROUGE-L 22.6, 8.4 / 12.1 s
-(1.44x); translation chrF 19.5, 9.4 / 23.0 s (2.46x); extraction field EM 71.4, 11.7 / 20.5 s (1.76x);
-QA EM 70.0, 1.9 / 2.6 s (1.33x); quiz valid 100, 24.8 / 42.1 s (1.70x); SST-2 zero-shot accuracy
-80.0, 0.6 / 1.2 s (2.13x) (LLMOS / transformers seconds). A full run (all items) is still to do. Run:
+Measured (2026-11-30, every item, 2 threads, quiet 2-core machine; every output the same on both
+sides, no prompt re-encoded or rendered differently): summarization (40) ROUGE-L 26.1, 34.6 / 45.7 s
+(1.32x); translation (42) chrF 16.9, 24.8 / 34.7 s (1.40x); extraction (40) field EM 71.4,
+38.2 / 65.3 s (1.71x); QA (40) EM 42.5, 7.0 / 9.6 s (1.37x); quiz (40) valid 100, 85.2 / 136.5 s
+(1.60x); SST-2 zero-shot (100 rows) accuracy 71.0, 6.4 / 15.1 s (2.35x) (LLMOS / transformers
+seconds). Run:
 
     .venv/bin/python benchmarks/tasks.py                       # every task, every item
     .venv/bin/python benchmarks/tasks.py --limit 5 --tasks summarization,translation   # smoke
