@@ -230,7 +230,8 @@ def test_an_empty_prompt_generates_from_the_start_of_a_document(client, server):
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
 @pytest.mark.parametrize(("field", "value", "needle"), [
     ("min_p", 1.5, "[0, 1]"), ("min_p", -0.1, "[0, 1]"),
-    ("repetition_penalty", 0, "> 0"), ("repetition_penalty", -1.0, "> 0"),
+    ("repetition_penalty", 0, "[0.01, 100]"), ("repetition_penalty", -1.0, "[0.01, 100]"),
+    ("repetition_penalty", 1e-300, "[0.01, 100]"), ("repetition_penalty", 1e300, "[0.01, 100]"),
 ])
 def test_extra_sampling_fields_out_of_range_are_400_naming_the_range(server, path, field, value, needle):
     body = {"model": "tiny", field: value, **({"prompt": "hi"} if path == "/v1/completions" else CHAT)}

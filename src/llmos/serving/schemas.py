@@ -12,7 +12,6 @@ extensions with vLLM's and llama.cpp's names and transformers' semantics.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +20,7 @@ MAX_N = 16
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's range for seed
+REPETITION_PENALTY_RANGE = (0.01, 100)
 
 
 class StrictModel(BaseModel):
@@ -75,9 +75,10 @@ class _Common(StrictModel):
     @field_validator("repetition_penalty")
     @classmethod
     def _penalty_range(cls, value: float) -> float:
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError("repetition_penalty must be a finite number > 0 (1 turns it off, > 1 "
-                             "discourages repeats)")
+        low, high = REPETITION_PENALTY_RANGE
+        if not low <= value <= high:  # beyond it, dividing the scores can overflow them to inf
+            raise ValueError(f"repetition_penalty must be in [{low}, {high}] (1 turns it off, > 1 "
+                             "discourages repeats, < 1 encourages them)")
         return value
 
     @field_validator("stop")
