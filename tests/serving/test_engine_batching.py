@@ -130,3 +130,30 @@ def test_a_temperature_too_small_to_divide_by_decodes_greedily():
         engine.step()
     assert tiny.kinds() == ["done"]
     assert tiny.tokens() == solo_tokens(model, [5, 6, 7], 6)
+
+
+def penalized_tokens(model, prompt: list[int], n: int, penalty: float) -> list[int]:
+    """Greedy decoding through transformers' own RepetitionPenaltyLogitsProcessor."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    processor = RepetitionPenaltyLogitsProcessor(penalty)
+    ids = torch.tensor([prompt])
+    for _ in range(n):
+        scores = processor(ids, model(ids).logits[:, -1].float())
+        ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+    return ids[0, len(prompt):].tolist()
+
+
+@torch.no_grad()
+def test_repetition_penalty_applies_to_its_own_row_only_and_matches_transformers():
+    model = build_model(400)
+    engine = Engine(model, max_batch=8)
+    penalized, plain = Collector(), Collector()
+    engine.submit([1, 2], SamplingParams(max_tokens=14, temperature=0, repetition_penalty=2.0), penalized)
+    engine.submit([1, 2], SamplingParams(max_tokens=14, temperature=0), plain)
+    for _ in range(16):
+        engine.step()
+    expected = penalized_tokens(model, [1, 2], 14, 2.0)
+    assert expected != solo_tokens(model, [1, 2], 14)  # the penalty matters for this prompt
+    assert penalized.tokens() == expected
+    assert plain.tokens() == solo_tokens(model, [1, 2], 14)

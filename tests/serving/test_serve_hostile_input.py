@@ -276,3 +276,12 @@ def test_min_p_one_keeps_only_the_most_likely_token_in_both_endpoints(server):
                   "/v1/chat/completions": lambda r: r.json()["choices"][0]["message"]["content"]}[path]
         assert answer(sampled) == answer(greedy)
         assert answer(free) != answer(greedy)  # at temperature 2 without min_p it does sample
+
+
+def test_the_openai_client_sends_the_extra_sampling_fields_through_extra_body(client):
+    common = {"model": "tiny", "max_tokens": 6, "temperature": 1.5, "seed": 3}
+    greedy = client.chat.completions.create(**{**common, "temperature": 0}, **CHAT)
+    kept = client.chat.completions.create(**common, **CHAT, extra_body={"min_p": 1.0, "repetition_penalty": 1.0})
+    assert kept.choices[0].message.content == greedy.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match=r"\[0, 1\]"):
+        client.completions.create(model="tiny", prompt="hi", extra_body={"min_p": 3})
