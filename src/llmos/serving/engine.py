@@ -5,7 +5,9 @@ requests (prefilled together, left-padded, then copied into free rows of a
 `SlotCache`), decodes one token for every active request in a single
 forward, and retires requests that finished, hit a stop token or were
 cancelled. Requests therefore join and leave the batch at token granularity:
-a new request never waits for the batch to drain.
+a new request never waits for the batch to drain. `Engine.step` is one such
+iteration (the thread loops over it; tests call it directly). Whatever goes
+wrong while choosing one request's token fails that request alone.
 
 Callers talk to the thread through `submit` (a bounded queue: back-pressure
 raises `QueueFullError`) and receive `TokenEvent`s through the `emit`
@@ -235,7 +237,7 @@ class Engine:
                     request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(
                         out.logits[i, longest - n :], request)))
             except Exception as exc:
-                self._fail(request, exc)
+                self._fail(request, exc, "scoring the prompt")
                 continue
             if request.params.max_tokens == 0:
                 self._finish(request, "length")
@@ -286,7 +288,7 @@ class Engine:
                 (_, event.logprob, event.top_logprobs), = token_logprobs(
                     logits.log_softmax(-1), torch.tensor([token]), params.logprobs)
         except Exception as exc:
-            self._fail(request, exc)
+            self._fail(request, exc, "choosing a token")
             return
         request.generated.append(token)
         now = time.perf_counter()
@@ -310,11 +312,11 @@ class Engine:
         request.emit(TokenEvent("done", finish_reason=reason))
         self.metrics.finished(reason, request)
 
-    def _fail(self, request: Request, exc: Exception) -> None:
+    def _fail(self, request: Request, exc: Exception, doing: str) -> None:
         """End one request with an error event; its row (if any) is retired at the end of this step."""
         request.finish_reason = "error"
         request.cancelled.set()
-        request.emit(TokenEvent("error", message=f"this request failed while choosing a token: {exc}"))
+        request.emit(TokenEvent("error", message=f"this request failed while {doing}: {exc}"))
         self.metrics.finished("error", request)
 
     def _retire(self) -> None:
