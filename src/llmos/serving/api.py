@@ -9,6 +9,7 @@ never a path; errors never leak tracebacks.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from llmos.serving.errors import APIError
 from llmos.serving.text import ServedTokenizer
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +79,9 @@ def create_app(
                 response = await call_next(request)
             except APIError as exc:  # raised before a streaming body began
                 response = exc.response()
+            except Exception as exc:  # answered here, so the keep-alive connection stays usable
+                log.exception("unhandled error on %s %s", request.method, path)
+                response = _internal_error(exc)
         engine.metrics.http_response(_route_label(path), response.status_code)
         return response
 
@@ -87,11 +92,13 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = "Not found: no route " + request.url.path if exc.status_code == 404 else str(exc.detail)
-        return APIError(exc.status_code, message).response()
+        if exc.status_code == 405 and exc.headers:
+            message = f"Method {request.method} is not allowed on {request.url.path}; use {exc.headers['Allow']}"
+        return APIError(exc.status_code, message, headers=exc.headers).response()  # 405 keeps Allow
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return APIError(500, f"internal server error ({type(exc).__name__})").response()
+        return _internal_error(exc)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -125,6 +132,10 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _internal_error(exc: Exception) -> JSONResponse:
+    return APIError(500, f"internal server error ({type(exc).__name__})").response()
 
 
 def _authorized(request: Request, api_key: str) -> bool:

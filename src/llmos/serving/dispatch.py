@@ -52,7 +52,15 @@ class ChoiceGroup:
         self.prompt_tokens = 0
 
     def submit(self, prompts: list[list[int]], n: int, params: SamplingParams, stop: list[str]) -> None:
-        """Queue n choices per prompt; all or nothing (a full queue cancels the ones already in)."""
+        """Queue n choices per prompt; all or nothing (a full queue cancels the ones already in).
+        More choices than the queue can ever hold is the client's error (400), not a busy server:
+        retrying could never succeed, and splitting it here would let one request hold the queue."""
+        wanted, limit = len(prompts) * n, self.engine.max_queue
+        if wanted > limit:
+            raise APIError(400, f"this request needs {wanted} sequences ({len(prompts)} prompts x n={n}) but "
+                           f"this server queues at most {limit} (max_queue); send at most {limit} prompts x n "
+                           "per request", param="prompt" if len(prompts) > limit else "n",
+                           code="too_many_sequences")
         try:
             for p, prompt_ids in enumerate(prompts):
                 for j in range(n):
@@ -64,7 +72,7 @@ class ChoiceGroup:
                     self.choices.append(choice)
         except QueueFullError as exc:
             self.cancel()
-            raise APIError(429, str(exc), code="queue_full") from None
+            raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": "1"}) from None
         except LLMOSError as exc:
             self.cancel()
             raise APIError(400, str(exc), param="prompt" if "prompt" in str(exc) else None,

@@ -5,7 +5,9 @@ requests (prefilled together, left-padded, then copied into free rows of a
 `SlotCache`), decodes one token for every active request in a single
 forward, and retires requests that finished, hit a stop token or were
 cancelled. Requests therefore join and leave the batch at token granularity:
-a new request never waits for the batch to drain.
+a new request never waits for the batch to drain. `Engine.step` is one such
+iteration (the thread loops over it; tests call it directly). Whatever goes
+wrong while choosing one request's token fails that request alone.
 
 Callers talk to the thread through `submit` (a bounded queue: back-pressure
 raises `QueueFullError`) and receive `TokenEvent`s through the `emit`
@@ -158,21 +160,30 @@ class Engine:
                     self.lock.wait(timeout=1.0)
                 if self.stopping:
                     break
-                admitted = self._take_admissible()
-            try:
-                if admitted:
-                    self._prefill(admitted)
-                if self.rows:
-                    self._decode_step()
-            except Exception as exc:  # never let one bad step kill the server
-                for request in self.rows + admitted:
-                    request.emit(TokenEvent("error", message=f"internal engine error: {exc}"))
-                self.rows = []
-                self.cache = SlotCache(
-                    self.config, self.max_batch, self.max_len, self.model.dtype, self.model.device
-                )
+            self.step()
         for request in list(self.rows) + list(self.waiting):
             request.emit(TokenEvent("error", message="the server is shutting down"))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One iteration of the engine: admit and prefill what is due, then decode one token for
+        every running request. A failure inside one request's row fails that request only; a
+        failure of the shared forward pass fails the running batch, never the server."""
+        with self.lock:
+            admitted = self._take_admissible()
+        try:
+            if admitted:
+                self._prefill(admitted)
+                self._retire()  # those that ended (or failed) on their first token
+            if self.rows:
+                self._decode_step()
+        except Exception as exc:  # never let one bad step kill the server
+            for request in {id(r): r for r in self.rows + admitted}.values():
+                request.emit(TokenEvent("error", message=f"internal engine error: {exc}"))
+            self.rows = []
+            self.cache = SlotCache(
+                self.config, self.max_batch, self.max_len, self.model.dtype, self.model.device
+            )
 
     def _take_admissible(self) -> list[Request]:
         """Waiting requests that fit in free rows and this step's prefill budget."""
@@ -221,9 +232,13 @@ class Engine:
                          logits_to_keep=0 if keep_all else 1)
         for i, request in enumerate(requests):
             n = len(request.prompt_ids)
-            if request.params.prompt_logprobs:
-                request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(
-                    out.logits[i, longest - n :], request)))
+            try:
+                if request.params.prompt_logprobs:
+                    request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(
+                        out.logits[i, longest - n :], request)))
+            except Exception as exc:
+                self._fail(request, exc, "scoring the prompt")
+                continue
             if request.params.max_tokens == 0:
                 self._finish(request, "length")
                 continue
@@ -251,25 +266,30 @@ class Engine:
         logits = out.logits[:, -1].float()  # (active, V)
         self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
         self.steps += 1
-        greedy = logits.argmax(-1).tolist() if any(r.params.greedy for r in self.rows) else None
+        greedy = logits.argmax(-1).tolist() if any(r.params.plain_argmax for r in self.rows) else None
         for row in range(len(self.rows)):
             self._accept_token(row, logits[row : row + 1], greedy[row] if greedy else None)
 
     def _accept_token(self, row: int, logits: torch.Tensor, greedy_choice: int | None = None) -> None:
-        """Choose, record and emit one token for the request in `row`; mark it done if it ended."""
+        """Choose, record and emit one token for the request in `row`; mark it done if it ended.
+        If choosing fails (a bug, a hostile setting), only this request fails: the row is retired."""
         request = self.rows[row]
         if request.cancelled.is_set():
             return
         params = request.params
-        if params.greedy and greedy_choice is not None and params.constraint is None:
-            token = greedy_choice
-        else:
-            history = torch.tensor([request.prompt_ids + request.generated])
-            token = request.sampler.choose(history, logits)
-        event = TokenEvent("token", token_id=token)
-        if params.logprobs is not None:
-            (_, event.logprob, event.top_logprobs), = token_logprobs(
-                logits.log_softmax(-1), torch.tensor([token]), params.logprobs)
+        try:
+            if params.plain_argmax and greedy_choice is not None:
+                token = greedy_choice
+            else:
+                history = torch.tensor([request.prompt_ids + request.generated])
+                token = request.sampler.choose(history, logits)
+            event = TokenEvent("token", token_id=token)
+            if params.logprobs is not None:
+                (_, event.logprob, event.top_logprobs), = token_logprobs(
+                    logits.log_softmax(-1), torch.tensor([token]), params.logprobs)
+        except Exception as exc:
+            self._fail(request, exc, "choosing a token")
+            return
         request.generated.append(token)
         now = time.perf_counter()
         if request.first_token_at is None:
@@ -291,6 +311,13 @@ class Engine:
         request.cancelled.set()  # the row is retired at the end of this step
         request.emit(TokenEvent("done", finish_reason=reason))
         self.metrics.finished(reason, request)
+
+    def _fail(self, request: Request, exc: Exception, doing: str) -> None:
+        """End one request with an error event; its row (if any) is retired at the end of this step."""
+        request.finish_reason = "error"
+        request.cancelled.set()
+        request.emit(TokenEvent("error", message=f"this request failed while {doing}: {exc}"))
+        self.metrics.finished("error", request)
 
     def _retire(self) -> None:
         """Free rows of requests that finished or were cancelled (walk backwards: rows move)."""

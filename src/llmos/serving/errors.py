@@ -2,9 +2,11 @@
 
 Every failure leaves as {"error": {"message", "type", "param", "code"}} with
 the status OpenAI would use: 400 invalid input, 401 bad key, 404 unknown
-model or route, 413 body too large, 429 queue full. Bodies are read by hand
-(size limit while streaming in, UTF-8, JSON object, then the pydantic model)
-so each way a body can be wrong gets its own clear message, never a 500.
+model or route, 413 body too large, 429 queue full (with Retry-After). Bodies
+are read by hand (size limit while streaming in, UTF-8, JSON no deeper than
+`MAX_JSON_DEPTH`, a JSON object, strings that are valid Unicode, then the
+pydantic model) so each way a body can be wrong gets its own clear message,
+never a 500.
 """
 
 from __future__ import annotations
@@ -31,17 +33,22 @@ ERROR_TYPES = {
 }
 
 
+MAX_JSON_DEPTH = 64  # arrays/objects inside each other; real requests stay far below
+
+
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "api_error"),
                           "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 async def read_json_body(request: Request, schema: type[Model], max_bytes: int) -> Model:
@@ -66,9 +73,12 @@ async def read_json_body(request: Request, schema: type[Model], max_bytes: int) 
     except json.JSONDecodeError as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
                        f"column {exc.colno}", code="invalid_json") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise APIError(400, f"the request body must be a JSON object, got {type(data).__name__}",
                        code="invalid_json")
+    _check_strings_and_depth(data)
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
@@ -100,6 +110,35 @@ def _jsonable(value: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _check_strings_and_depth(data: dict[str, Any]) -> None:
+    """Walk the parsed body (without recursion): nesting depth, and strings that cannot be encoded.
+    JSON's \\uXXXX escapes can spell a lone UTF-16 surrogate, which no tokenizer can encode."""
+    pending: list[tuple[Any, str, int]] = [(value, key, 1) for key, value in data.items()]
+    pending += [(key, key, 1) for key in data]
+    while pending:
+        value, where, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                top = where.split(".")[0].split("[")[0]
+                raise APIError(400, f"Invalid value for '{where}': the string has a lone UTF-16 surrogate "
+                               f"({value[exc.start]!r}) at character {exc.start}, which is not valid "
+                               "Unicode; send well-formed text", param=top, code="invalid_value") from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending += [(item, f"{where}.{key}", depth + 1), (key, where, depth + 1)]
+        elif isinstance(value, list):
+            pending += [(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+
+
+def _too_deep() -> APIError:
+    return APIError(400, f"the request body is nested too deeply: JSON arrays and objects may be nested "
+                    f"at most {MAX_JSON_DEPTH} levels here", code="invalid_json")
 
 
 def _too_large(max_bytes: int) -> APIError:

@@ -8,6 +8,7 @@ answers with OpenAI's JSON or its server-sent-event chunks.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from llmos.serving.tool_calls import (
     tool_grammar,
 )
 
+log = logging.getLogger(__name__)
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
               "tool": "tool"}
 
@@ -54,12 +56,14 @@ def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: 
                        param="max_tokens", code="context_length_exceeded")
     return SamplingParams(
         max_tokens=room if limit is None else limit, temperature=body.temperature, top_p=body.top_p,
-        top_k=body.top_k, seed=body.seed, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
-        stop_token_ids=state.tokenizer.stop_token_ids)
+        top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty, seed=body.seed,
+        logprobs=logprobs, prompt_logprobs=prompt_logprobs, stop_token_ids=state.tokenizer.stop_token_ids)
 
 
 def _completion_prompts(state, prompt: Any) -> list[list[int]]:
     vocab = state.engine.config.vocab_size
+    if prompt is None:  # OpenAI's spec: a null prompt is "<|endoftext|>", a new document
+        prompt = ""
     if isinstance(prompt, str):
         prompt = [prompt]
     elif prompt and isinstance(prompt[0], int):
@@ -69,10 +73,23 @@ def _completion_prompts(state, prompt: Any) -> list[list[int]]:
         ids = state.tokenizer.encode(item) if isinstance(item, str) else list(item)
         if any(not 0 <= t < vocab for t in ids):
             raise APIError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
-        if not ids:
-            raise APIError(400, "the prompt is empty; give at least one token", param="prompt")
-        prompts.append(ids)
+        prompts.append(ids or [_document_start(state)])
     return prompts
+
+
+def _document_start(state) -> int:
+    """The one token an empty prompt becomes: the model starts a new document, as OpenAI's
+    models do from "<|endoftext|>". BOS if the model has one, else that separator, else EOS."""
+    tokenizer, config = state.tokenizer, state.engine.config
+    eos = (config.eos_token_id or [None])[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    candidates = (getattr(tokenizer.tokenizer, "bos_token_id", None), config.bos_token_id,
+                  tokenizer.token_to_id("<|endoftext|>"), getattr(tokenizer.tokenizer, "eos_token_id", None),
+                  eos)
+    start = next((t for t in candidates if isinstance(t, int)), None)
+    if start is None:
+        raise APIError(400, "the prompt is empty and this model has no BOS or end-of-text token to start "
+                       "from; give at least one token", param="prompt")
+    return start
 
 
 def _chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
@@ -117,6 +134,9 @@ async def _stream(group: ChoiceGroup, request: Request, first: list[dict], chunk
             yield _sse(usage_chunk())
     except APIError as exc:
         yield _sse(exc.body())
+    except Exception as exc:  # a bug mid-stream: end this stream cleanly, keep the connection
+        log.exception("unhandled error while streaming")
+        yield _sse(APIError(500, f"internal server error ({type(exc).__name__})").body())
     finally:
         group.cancel()
     yield "data: [DONE]\n\n"

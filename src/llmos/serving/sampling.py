@@ -4,6 +4,9 @@ Every request in the running batch keeps its own temperature, top-p, top-k,
 seed and logprob wishes. The logits are warped by the generation layer's
 processors (`llmos.generation.build_logits_processors`), so a request served
 here samples from the same distribution as `model.generate` would.
+A temperature too small to divide by (below `GREEDY_TEMPERATURE`, vLLM's
+threshold too) means greedy decoding: dividing by 1e-40 would overflow the
+scores to inf and the softmax to nan.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
+    min_p: float = 0.0  # 0 = off (vLLM / llama.cpp extension)
+    repetition_penalty: float = 1.0  # 1 = off (vLLM / llama.cpp extension)
     seed: int | None = None
     logprobs: int | None = None  # None = none; k >= 0 = chosen token's logprob + top k
     prompt_logprobs: bool = False  # echo + logprobs: score the prompt tokens too
@@ -32,12 +37,22 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
+
+    @property
+    def plain_argmax(self) -> bool:
+        """Greedy on the raw logits: the engine may then pick the batch's argmax for this row."""
+        return self.greedy and self.constraint is None and self.repetition_penalty == 1.0
+
+
+GREEDY_TEMPERATURE = 1e-5
 
 
 def _processors(params: SamplingParams) -> list[LogitsProcessor]:
     config = GenerationConfig(
-        do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None
+        do_sample=not params.greedy, temperature=1.0 if params.greedy else params.temperature,
+        top_p=params.top_p, top_k=params.top_k or None, min_p=params.min_p or None,
+        repetition_penalty=params.repetition_penalty,
     )
     return build_logits_processors(config)
 
@@ -48,20 +63,19 @@ class RequestSampler:
     def __init__(self, params: SamplingParams, fallback_seed: int, prompt_length: int = 0) -> None:
         self.params = params
         self.constraint = params.constraint(prompt_length) if params.constraint is not None else None
-        self.generator = torch.Generator().manual_seed(
-            params.seed if params.seed is not None else fallback_seed
-        )
-        self.processors = [] if params.greedy else _processors(params)
+        seed = params.seed if params.seed is not None else fallback_seed
+        self.generator = torch.Generator().manual_seed(seed % 2**64)  # any int: torch takes 64 bits
+        self.processors = _processors(params)  # greedy: only the repetition penalty, if any
 
     def choose(self, history: torch.Tensor, logits: torch.Tensor) -> int:
         """history: (1, t) ids so far; logits: (1, V) float. Returns the next token id."""
         if self.constraint is not None:  # first: the warpers then only see allowed tokens
             logits = self.constraint(history, logits)
-        if self.params.greedy:
-            return int(logits.argmax(-1))
         scores = logits
         for processor in self.processors:
             scores = processor(history, scores)
+        if self.params.greedy:
+            return int(scores.argmax(-1))
         probs = scores.float().softmax(-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))
 

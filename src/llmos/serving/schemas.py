@@ -5,6 +5,9 @@ value (e.g. presence_penalty 0) or ignored where they change nothing here
 (user, metadata, store); anything else unknown is a 400 naming the field, as
 OpenAI answers "Unrecognized request argument". Nothing in a request can name
 a file: the model field is matched against the one served model's id.
+`null` for an optional field means its default, as in OpenAI's spec (where
+every optional field is nullable). min_p and repetition_penalty are sampling
+extensions with vLLM's and llama.cpp's names and transformers' semantics.
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_N = 16
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's range for seed
+REPETITION_PENALTY_RANGE = (0.01, 100)
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """An optional field sent as null takes its default (required fields stay required)."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {key: value for key, value in data.items()
+                if not (value is None and key in fields and not fields[key].is_required())}
 
 
 class StreamOptions(StrictModel):
@@ -34,7 +49,7 @@ class _Common(StrictModel):
     top_k: int = Field(0, ge=0)  # extension (0 = off), as vLLM
     n: int = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
     stream: bool = False
     stream_options: StreamOptions | None = None
     # accepted and ignored: they change nothing a local server does
@@ -46,6 +61,25 @@ class _Common(StrictModel):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: dict[str, float] | None = None
+    # sampling extensions (vLLM, llama.cpp)
+    min_p: float = 0.0  # keep tokens at least min_p x the top token's probability; 0 = off
+    repetition_penalty: float = 1.0  # CTRL's penalty on tokens already in prompt or output; 1 = off
+
+    @field_validator("min_p")
+    @classmethod
+    def _min_p_range(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("min_p must be in [0, 1] (0 turns it off)")
+        return value
+
+    @field_validator("repetition_penalty")
+    @classmethod
+    def _penalty_range(cls, value: float) -> float:
+        low, high = REPETITION_PENALTY_RANGE
+        if not low <= value <= high:  # beyond it, dividing the scores can overflow them to inf
+            raise ValueError(f"repetition_penalty must be in [{low}, {high}] (1 turns it off, > 1 "
+                             "discourages repeats, < 1 encourages them)")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -70,7 +104,7 @@ class _Common(StrictModel):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | list[str] | list[int] | list[list[int]] | None  # required, but may be null or ""
     max_tokens: int | None = Field(16, ge=0)
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool = False
