@@ -20,6 +20,7 @@ from llmos.tokenizer.chat_template import (
     template_reads,
 )
 from llmos.tokenizer.incremental import IncrementalDecoder
+from llmos.tokenizer.token_bytes import TokenBytes, token_text
 
 # Tokens that end an assistant turn in common chat formats (ChatML, Llama 3, Phi, Gemma).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -46,6 +47,7 @@ class ServedTokenizer:
             if token_id is not None:
                 stops.add(token_id)
         self.stop_token_ids = frozenset(stops)
+        self._token_bytes: TokenBytes | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -73,15 +75,18 @@ class ServedTokenizer:
         """A fresh decoder that streams what `decode` gives, one token at a time."""
         return IncrementalDecoder(self.backend if self.backend is not None else self.tokenizer)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (part of a character, for some tokens)."""
+        if self.backend is None:
+            return self.tokenizer.decode([token_id]).encode("utf-8")
+        if self._token_bytes is None:
+            self._token_bytes = TokenBytes(self.backend)
+        return self._token_bytes(token_id)
+
     def token_text(self, token_id: int) -> str:
-        """One token's text for logprob listings (special tokens included). A token that is only
-        part of a UTF-8 character shows as its vocabulary piece, so listings stay distinct."""
-        if self.backend is not None:
-            text = self.backend.decode([token_id], skip_special_tokens=False)
-            if "\ufffd" in text:
-                text = self.backend.id_to_token(token_id) or text
-            return text
-        return self.tokenizer.decode([token_id])
+        """One token's text for logprob listings (special tokens included); a token that is only
+        part of a UTF-8 character is named by its bytes, "bytes:\\xe4\\xbd", as OpenAI does."""
+        return token_text(self.token_bytes(token_id))
 
     @property
     def renders_tools(self) -> bool:
