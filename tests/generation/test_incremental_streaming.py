@@ -72,7 +72,29 @@ def gguf_tokenizer(kind: str, directory) -> object:
 
 
 RARE = ["😀", "👍🏽", "𠀀", "𪚥", "漢", "é", "ß"]  # characters the vocabularies lack: byte tokens
-KINDS = ["byte-level-chinese", "sentencepiece-style", "metaspace", "gguf-gpt2", "gguf-llama"]
+class DecodeOnly:
+    """A tokenizer without a `tokenizers` backend (only encode/decode): streamed by windowed decode."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.inner.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def convert_ids_to_tokens(self, token_id: int) -> str:
+        return self.inner.convert_ids_to_tokens(token_id)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.inner.convert_tokens_to_ids(token)
+
+
+KINDS = ["byte-level-chinese", "sentencepiece-style", "metaspace", "gguf-gpt2", "gguf-llama", "decode-only"]
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -83,6 +105,9 @@ def tokenizer(request, tmp_path_factory):
                                special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     if kind == "sentencepiece-style":
         return sentencepiece_style()
+    if kind == "decode-only":
+        return DecodeOnly(train_tokenizer(CHINESE, kind="bpe", vocab_size=300, min_frequency=2,
+                                          special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]))
     if kind == "metaspace":
         return metaspace_decoder()
     return gguf_tokenizer(kind.removeprefix("gguf-"), tmp_path_factory.mktemp(kind))
@@ -194,9 +219,10 @@ def counted():
     return backend, counter, ids[:600]
 
 
-def test_text_streamer_work_per_token_does_not_grow_with_the_text(counted):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["DecodeStream", "decode-only"])
+def test_text_streamer_work_per_token_does_not_grow_with_the_text(counted, wrapped):
     backend, counter, ids = counted
-    streamer = Collect(backend)
+    streamer = Collect(DecodeOnly(backend) if wrapped else backend)
     for token in ids:
         streamer.put(torch.tensor([token]))
     streamer.end()
