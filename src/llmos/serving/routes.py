@@ -146,7 +146,8 @@ async def completions(request: Request) -> Any:
     prompt_texts = [state.tokenizer.decode(p) for p in prompts]
 
     streamed_offsets = {c.index: TextOffsets(state.tokenizer, len(prompt_texts[c.index // body.n])
-                                             if body.echo else 0) for c in group.choices}
+                                             if body.echo else 0)
+                        for c in group.choices} if body.stream and body.logprobs is not None else {}
 
     def logprobs_for(choice, tokens, streamed=False):
         if body.logprobs is None:
