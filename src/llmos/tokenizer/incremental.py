@@ -60,14 +60,16 @@ class IncrementalDecoder:
         return decode_with(self.tokenizer, ids, self.skip_special_tokens)
 
     def push(self, token_ids: int | list[int]) -> str:
-        """Add one token (or several); return the text that is now complete, maybe ""."""
-        ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
-        if not ids:
-            return ""
-        self._pending.extend(ids)
+        """Add one token (or several, e.g. a prompt); return the text that is now complete, maybe ""."""
+        if isinstance(token_ids, int):
+            return self._push_one(token_ids)
+        return "".join(self._push_one(token_id) for token_id in token_ids)
+
+    def _push_one(self, token_id: int) -> str:
+        self._pending.append(token_id)
         if self._stream is not None:
             try:
-                piece = self._stream.step(self.backend, ids if len(ids) > 1 else ids[0])
+                piece = self._stream.step(self.backend, token_id)
             except Exception:  # noqa: BLE001 - DecodeStream refuses a window whose text changed: go on by hand
                 self._stream = None
                 self._context_text = self._decode(self._context)
