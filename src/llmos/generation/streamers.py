@@ -1,11 +1,13 @@
 """Layer 5: streaming text out while tokens are generated.
 
 `generate` calls `put(ids)` first with the prompt, then with each new token,
-and `end()` once. Text is released only up to the last complete character:
-when the decoded tail ends in U+FFFD (half of a multi-byte UTF-8 character
-split across tokens), it is held back until the next token completes it.
-`TextStreamer` prints; `TextIteratorStreamer` hands text to another thread
-through a queue (`for text in streamer: ...`).
+and `end()` once. The tokenizer layer's `IncrementalDecoder` turns ids into
+text a short window at a time and releases it only up to the last complete
+character (half of a multi-byte UTF-8 character waits for its other bytes).
+`end()` prints what is left as decoding all the tokens shows it, so a stream
+cut mid-character ends in U+FFFD, as transformers' streamer does and as the
+decoded result reads. `TextStreamer` prints; `TextIteratorStreamer` hands
+text to another thread through a queue (`for text in streamer: ...`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import torch
 
-from llmos.generation.stopping import decode
+from llmos.tokenizer.incremental import IncrementalDecoder
 
 
 class BaseStreamer:
@@ -32,8 +34,7 @@ class TextStreamer(BaseStreamer):
     def __init__(self, tokenizer: Any, skip_prompt: bool = False) -> None:
         self.tokenizer = tokenizer
         self.skip_prompt = skip_prompt
-        self._tokens: list[int] = []
-        self._printed = 0
+        self._decoder = IncrementalDecoder(tokenizer, skip_special_tokens=True)
         self._next_is_prompt = True
 
     def put(self, value: torch.Tensor) -> None:
@@ -46,23 +47,12 @@ class TextStreamer(BaseStreamer):
             self._next_is_prompt = False
             return
         self._next_is_prompt = False
-        self._tokens.extend(value.tolist())
-        text = decode(self.tokenizer, self._tokens)
-        if text.endswith("\ufffd"):  # incomplete character: wait for the rest of its bytes
-            stable = text.rstrip("\ufffd")
-        else:
-            stable = text
-        if len(stable) > self._printed:
-            chunk = stable[self._printed:]
-            self._printed = len(stable)
-            if chunk.endswith("\n"):  # a finished line never changes again: start afresh
-                self._tokens, self._printed = [], 0
+        chunk = self._decoder.push(value.tolist())
+        if chunk:
             self.on_text(chunk, stream_end=False)
 
     def end(self) -> None:
-        text = decode(self.tokenizer, self._tokens) if self._tokens else ""
-        chunk = text[self._printed:]
-        self._tokens, self._printed = [], 0
+        chunk = self._decoder.flush()
         self._next_is_prompt = True
         self.on_text(chunk, stream_end=True)
 

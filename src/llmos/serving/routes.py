@@ -18,8 +18,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos.errors import LLMOSError
-from llmos.serving.dispatch import ChoiceGroup, Piece, TokenInfo
+from llmos.serving.dispatch import ChoiceGroup, Piece
 from llmos.serving.errors import APIError, read_json_body
+from llmos.serving.logprobs import TextOffsets, chat_logprobs, completion_logprobs
 from llmos.serving.sampling import SamplingParams
 from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
 from llmos.serving.tool_calls import (
@@ -152,19 +153,6 @@ async def _collect(group: ChoiceGroup, request: Request) -> dict[int, str]:
 # ---- /v1/completions ------------------------------------------------------------------------
 
 
-def _completion_logprobs(state, tokens: list[TokenInfo], offset: int) -> dict[str, Any]:
-    text_of = state.tokenizer.token_text
-    out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-    for token_id, logprob, tops in tokens:
-        piece = text_of(token_id)
-        out["tokens"].append(piece)
-        out["token_logprobs"].append(logprob)
-        out["top_logprobs"].append({text_of(t): lp for t, lp in tops} if logprob is not None else None)
-        out["text_offset"].append(offset)
-        offset += len(piece)
-    return out
-
-
 async def completions(request: Request) -> Any:
     state = request.app.state.llmos
     body = await read_json_body(request, CompletionRequest, state.max_body_bytes)
@@ -177,12 +165,18 @@ async def completions(request: Request) -> Any:
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     prompt_texts = [state.tokenizer.decode(p) for p in prompts]
 
-    def logprobs_for(choice, tokens, prefix_len=0):
+    streamed_offsets = {c.index: TextOffsets(state.tokenizer, len(prompt_texts[c.index // body.n])
+                                             if body.echo else 0)
+                        for c in group.choices} if body.stream and body.logprobs is not None else {}
+
+    def logprobs_for(choice, tokens, streamed=False):
         if body.logprobs is None:
             return None
-        if body.echo and choice.prompt_logprobs is not None and not prefix_len:
+        if streamed:  # the echoed prompt went out first, without logprobs
+            return completion_logprobs(state.tokenizer, tokens, streamed_offsets[choice.index])
+        if body.echo and choice.prompt_logprobs is not None:
             tokens = choice.prompt_logprobs + tokens
-        return _completion_logprobs(state, tokens, prefix_len)
+        return completion_logprobs(state.tokenizer, tokens, TextOffsets(state.tokenizer))
 
     def base(choices):
         return {"id": ident, "object": "text_completion", "created": created, "model": state.model_id,
@@ -198,8 +192,7 @@ async def completions(request: Request) -> Any:
         def chunk(piece: Piece):
             choice = group.choices[piece.index]
             return base([{"index": piece.index, "text": piece.text, "finish_reason": piece.finish_reason,
-                          "logprobs": logprobs_for(choice, piece.tokens, 1) if body.logprobs is not None
-                          else None}])
+                          "logprobs": logprobs_for(choice, piece.tokens, streamed=True)}])
 
         usage = (lambda: {**base([]), "usage": _usage(group)}) if include_usage else None
         return StreamingResponse(_stream(group, request, first, chunk, usage), media_type="text/event-stream")
@@ -215,15 +208,6 @@ async def completions(request: Request) -> Any:
 
 
 # ---- /v1/chat/completions -------------------------------------------------------------------
-
-
-def _chat_logprobs(state, tokens: list[TokenInfo]) -> dict[str, Any]:
-    def entry(token_id: int, logprob: float) -> dict[str, Any]:
-        text = state.tokenizer.token_text(token_id)
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
-
-    return {"content": [{**entry(t, lp), "top_logprobs": [entry(i, v) for i, v in tops]}
-                        for t, lp, tops in tokens], "refusal": None}
 
 
 def _constraint(state, body: ChatCompletionRequest):
@@ -294,7 +278,7 @@ async def chat_completions(request: Request) -> Any:
             delta: dict[str, Any] = {"content": text} if text else {}
             if calls:
                 delta["tool_calls"] = [call.openai() for call in calls]
-            lp = _chat_logprobs(state, piece.tokens) if body.logprobs else None
+            lp = chat_logprobs(state.tokenizer, piece.tokens) if body.logprobs else None
             done = finish_reason(group.choices[piece.index]) if piece.finish_reason is not None else None
             return {**base([{"index": piece.index, "delta": delta, "logprobs": lp,
                              "finish_reason": done}], "chat.completion.chunk"), **extra}
@@ -313,6 +297,6 @@ async def chat_completions(request: Request) -> Any:
             if reader.calls:
                 message.update(content=None, tool_calls=reader.tool_calls())
         choices.append({"index": c.index, "message": message,
-                        "logprobs": _chat_logprobs(state, c.tokens) if body.logprobs else None,
+                        "logprobs": chat_logprobs(state.tokenizer, c.tokens) if body.logprobs else None,
                         "finish_reason": finish_reason(c)})
     return JSONResponse({**base(choices), "usage": _usage(group)})

@@ -2,9 +2,11 @@
 
 `ServedTokenizer` gives the HTTP layer one interface over either an LLMOS
 tokenizer or a bare `tokenizers.Tokenizer`. `TextStream` turns a request's
-token ids into text deltas: it never emits half a UTF-8 character, holds back
-text that could still become a stop string, and cuts the text at the first
-stop string it sees (which is not part of the answer, as in OpenAI's API).
+token ids into text deltas: the tokenizer layer's `IncrementalDecoder` never
+releases half a UTF-8 character (and decodes a short window per token, not the
+whole answer); on top, it holds back text that could still become a stop
+string, and cuts the text at the first stop string it sees (which is not part
+of the answer, as in OpenAI's API).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from llmos.tokenizer.chat_template import (
     select_template,
     template_reads,
 )
+from llmos.tokenizer.incremental import IncrementalDecoder
+from llmos.tokenizer.token_bytes import TokenBytes, token_text
 
 # Tokens that end an assistant turn in common chat formats (ChatML, Llama 3, Phi, Gemma).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -43,6 +47,7 @@ class ServedTokenizer:
             if token_id is not None:
                 stops.add(token_id)
         self.stop_token_ids = frozenset(stops)
+        self._token_bytes: TokenBytes | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -66,15 +71,22 @@ class ServedTokenizer:
             return self.backend.decode(list(ids), skip_special_tokens=True)
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
+    def incremental_decoder(self) -> IncrementalDecoder:
+        """A fresh decoder that streams what `decode` gives, one token at a time."""
+        return IncrementalDecoder(self.backend if self.backend is not None else self.tokenizer)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (part of a character, for some tokens)."""
+        if self.backend is None:
+            return self.tokenizer.decode([token_id]).encode("utf-8")
+        if self._token_bytes is None:
+            self._token_bytes = TokenBytes(self.backend)
+        return self._token_bytes(token_id)
+
     def token_text(self, token_id: int) -> str:
-        """One token's text for logprob listings (special tokens included). A token that is only
-        part of a UTF-8 character shows as its vocabulary piece, so listings stay distinct."""
-        if self.backend is not None:
-            text = self.backend.decode([token_id], skip_special_tokens=False)
-            if "\ufffd" in text:
-                text = self.backend.id_to_token(token_id) or text
-            return text
-        return self.tokenizer.decode([token_id])
+        """One token's text for logprob listings (special tokens included); a token that is only
+        part of a UTF-8 character is named by its bytes, "bytes:\\xe4\\xbd", as OpenAI does."""
+        return token_text(self.token_bytes(token_id))
 
     @property
     def renders_tools(self) -> bool:
@@ -96,31 +108,38 @@ class TextStream:
     def __init__(self, tokenizer: ServedTokenizer, stop: list[str]) -> None:
         self.tokenizer = tokenizer
         self.stop = [s for s in stop if s]
-        self.ids: list[int] = []
-        self.emitted = 0  # characters of the decoded text already handed out
-        self.text = ""
+        self.decoder = tokenizer.incremental_decoder()
+        self.full = ""  # the whole characters decoded so far
+        self.emitted = 0  # characters of `full` already handed out
         self.stopped = False
+
+    @property
+    def text(self) -> str:
+        """The answer so far: what was handed out (cut before a stop string once one is seen)."""
+        return self.full[: self.emitted]
 
     def push(self, token_id: int) -> str:
         """Add a token; return the text that is now safe to show (maybe empty)."""
-        self.ids.append(token_id)
-        full = self.tokenizer.decode(self.ids)
-        if full.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
+        piece = self.decoder.push(token_id)
+        if not piece:  # an incomplete multi-byte character (or a skipped token): nothing new
             return ""
+        self.full += piece
+        full = self.full
         if self.stop:
             window = max(0, self.emitted - max(len(s) for s in self.stop))
             hits = [i for i in (full.find(s, window) for s in self.stop) if i >= 0]
             if hits:
                 self.stopped = True
-                return self._emit_until(full, min(hits))
-            return self._emit_until(full, len(full) - self._held_back(full))
-        return self._emit_until(full, len(full))
+                return self._emit_until(min(hits))
+            return self._emit_until(len(full) - self._held_back(full))
+        return self._emit_until(len(full))
 
     def flush(self) -> str:
         """At the end: whatever was held back (no stop string completed)."""
         if self.stopped:
             return ""
-        return self._emit_until(self.tokenizer.decode(self.ids), None)
+        self.full += self.decoder.flush()
+        return self._emit_until(len(self.full))
 
     def _held_back(self, full: str) -> int:
         """Length of the longest tail of `full` that begins some stop string."""
@@ -132,12 +151,11 @@ class TextStream:
                     break
         return longest
 
-    def _emit_until(self, full: str, end: int | None) -> str:
-        end = len(full) if end is None else end
+    def _emit_until(self, end: int) -> str:
         if end <= self.emitted:
-            self.text = full[: max(end, 0)] if self.stopped else self.text
+            if self.stopped:
+                self.emitted = max(end, 0)
             return ""
-        delta = full[self.emitted : end]
+        delta = self.full[self.emitted : end]
         self.emitted = end
-        self.text = full[:end]
         return delta

@@ -23,13 +23,13 @@ the named ones as new ids past the vocabulary), and GPT-2's "<|endoftext|>" and 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as BackendTokenizer
 
 from llmos.tokenizer.files import TokenizerFilesError, TokenizerSettings
+from llmos.tokenizer.token_bytes import byte_alphabet
 from llmos.tokenizer.tokenizer import Tokenizer
 
 SUPPORTED_MODELS = {
@@ -85,18 +85,6 @@ PRE_TOKENIZER_SPLITS = {
     "tekken": _TEKKEN_SPLIT,
     **dict.fromkeys(("gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"), _GPT4O_SPLIT),
 }  # fmt: skip
-
-
-@lru_cache(maxsize=1)
-def _byte_alphabet() -> dict[int, str]:
-    """GPT-2's byte -> printable character map: printable Latin-1 bytes stand for themselves,
-    the rest (controls, space, ...) are shifted to 256 + n in byte order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    shifted = [b for b in range(256) if b not in printable]
-    spelling = {b: chr(b) for b in printable}
-    spelling.update({b: chr(256 + n) for n, b in enumerate(shifted)})
-    return spelling
 
 
 def _require(metadata: dict[str, Any], key: str) -> Any:
@@ -193,7 +181,7 @@ def _byte_level_backend(
 ) -> BackendTokenizer:
     """GPT-2-style BPE over bytes. Tokens not written in the byte alphabet (raw text) are
     re-spelled in it, except those in `keep_spelling`, which are matched whole as added tokens."""
-    spelling = _byte_alphabet()
+    spelling = byte_alphabet()
     alphabet = set(spelling.values())
 
     def spelled(token: str) -> str:

@@ -142,6 +142,11 @@ class Tokenizer(TokenizerAttributes):
         """The underlying `tokenizers.Tokenizer` (for data pipelines that batch-encode directly)."""
         return self._backend
 
+    @property
+    def clean_up_tokenization_spaces(self) -> bool:
+        """Whether `decode` rewrites spaces before punctuation after decoding (never for BPE)."""
+        return self._settings.clean_up_tokenization_spaces and type(self._backend.model).__name__ != "BPE"
+
     # ---- tokens <-> ids ----------------------------------------------------------------------
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | None | list[int | None]:
