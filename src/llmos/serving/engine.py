@@ -105,6 +105,7 @@ class Engine:
             self.config, max_batch, self.max_len, dtype=model.dtype, device=model.device
         )
         self.rows: list[Request] = []  # rows[i] is the request in cache row i
+        self.metrics.track_running(lambda: len(self.rows))
         self.waiting: collections.deque[Request] = collections.deque()
         self.lock = threading.Condition()
         self.ids = itertools.count(1)
