@@ -3,7 +3,9 @@
 `create_app` wires one model + tokenizer into an `Engine` and exposes it.
 Safe by default: with an api_key every /v1 route needs `Authorization:
 Bearer <key>`; request bodies are size-limited; requests name a model id,
-never a path; errors never leak tracebacks.
+never a path; errors never leak tracebacks. Every response carries an x-request-id header
+(the client's own, or a new one). /openapi.json documents the request and
+response models; /docs shows it (see serving/openapi.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,31 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmos.serving import routes
+import llmos
+from llmos.serving import routes, tokenization
 from llmos.serving.engine import Engine
 from llmos.serving.errors import APIError
+from llmos.serving.metrics import CONTENT_TYPE
+from llmos.serving.openapi import errors, install_docs, json_body, openapi_document
+from llmos.serving.responses import (
+    ChatCompletionResponse,
+    CompletionResponse,
+    DetokenizeResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+    TokenizeResponse,
+    VersionResponse,
+)
+from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
 from llmos.serving.text import ServedTokenizer
 
 STATIC_DIR = Path(__file__).parent / "static"
+MAX_REQUEST_ID = 128  # longer client ids are replaced by a new one
+BODY_MODELS = [CompletionRequest, ChatCompletionRequest, tokenization.TokenizeCompletionRequest,
+               tokenization.TokenizeChatRequest, tokenization.DetokenizeRequest]
+STREAM_200 = {200: {"description": "The answer; with stream: true, server-sent events of chunks",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 log = logging.getLogger(__name__)
 
 
@@ -65,12 +87,16 @@ def create_app(
         yield
         engine.stop()
 
-    app = FastAPI(title="LLMOS", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="LLMOS", version=llmos.__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json",
+                  description="An OpenAI-compatible server for one model, run by LLMOS.")
     app.state.llmos = state
+    app.openapi = lambda: openapi_document(app, BODY_MODELS)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         path = request.url.path
+        request.state.request_id = request_id = _request_id(request)
         if path.startswith("/v1") and api_key is not None and not _authorized(request, api_key):
             response: Response = APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer "
                                           "<key>'", code="invalid_api_key").response()
@@ -79,9 +105,10 @@ def create_app(
                 response = await call_next(request)
             except APIError as exc:  # raised before a streaming body began
                 response = exc.response()
-            except Exception as exc:  # answered here, so the keep-alive connection stays usable
-                log.exception("unhandled error on %s %s", request.method, path)
-                response = _internal_error(exc)
+            except Exception as exc:  # answered here: the keep-alive connection stays usable, the
+                log.exception("request %s failed: %s %s", request_id, request.method, path)
+                response = _internal_error(exc)  # 500 is counted and carries the request id
+        response.headers["x-request-id"] = request_id
         engine.metrics.http_response(_route_label(path), response.status_code)
         return response
 
@@ -100,33 +127,47 @@ def create_app(
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal_error(exc)
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_id, "running": len(engine.rows),
                 "waiting": len(engine.waiting)}
 
-    @app.get("/metrics")
+    @app.get("/version", response_model=VersionResponse)
+    async def version() -> dict[str, Any]:
+        return {"version": llmos.__version__}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(engine.metrics.render(), media_type="text/plain; version=0.0.4")
+        """Prometheus text exposition."""
+        return PlainTextResponse(engine.metrics.render(), media_type=CONTENT_TYPE)
 
     def model_card() -> dict[str, Any]:
         return {"id": model_id, "object": "model", "created": state.created, "owned_by": "llmos",
                 "max_model_len": engine.max_len}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList, responses=errors(401))
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{name:path}")
+    @app.get("/v1/models/{name:path}", response_model=ModelCard, responses=errors(401, 404))
     async def get_model(name: str) -> dict[str, Any]:
         if name != model_id:
             raise APIError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
         return model_card()
 
-    app.post("/v1/completions")(routes.completions)
-    app.post("/v1/chat/completions")(routes.chat_completions)
+    generation_errors = {**STREAM_200, **errors(400, 401, 404, 413, 429)}
+    app.post("/v1/completions", response_model=CompletionResponse, responses=generation_errors,
+             openapi_extra=json_body(CompletionRequest))(routes.completions)
+    app.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=generation_errors,
+             openapi_extra=json_body(ChatCompletionRequest))(routes.chat_completions)
+    app.post("/tokenize", response_model=TokenizeResponse, responses=errors(400, 404, 413),
+             openapi_extra=json_body(tokenization.TokenizeCompletionRequest,
+                                     tokenization.TokenizeChatRequest))(tokenization.tokenize)
+    app.post("/detokenize", response_model=DetokenizeResponse, responses=errors(400, 404, 413),
+             openapi_extra=json_body(tokenization.DetokenizeRequest))(tokenization.detokenize)
+    install_docs(app)
 
-    @app.get("/")
+    @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
@@ -144,8 +185,15 @@ def _authorized(request: Request, api_key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
 
 
+def _request_id(request: Request) -> str:
+    """The client's x-request-id when it sent a usable one, else a new random id."""
+    sent = request.headers.get("x-request-id", "").strip()
+    return sent if 0 < len(sent) <= MAX_REQUEST_ID and sent.isprintable() else uuid.uuid4().hex
+
+
 def _route_label(path: str) -> str:
-    known = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+    known = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+             "/detokenize", "/version", "/openapi.json", "/docs")
     return next((k for k in known if path.startswith(k)), "/" if path == "/" else "other")
 
 

@@ -41,6 +41,11 @@ def _check_model(state, model: str) -> None:
                        param="model", code="model_not_found")
 
 
+def _request_id(request: Request) -> str:
+    """The id the server's middleware gave this request (its x-request-id header)."""
+    return getattr(request.state, "request_id", None) or uuid.uuid4().hex
+
+
 def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: int | None,
             prompt_logprobs: bool = False) -> SamplingParams:
     longest = max(len(p) for p in prompts)
@@ -93,7 +98,7 @@ def _document_start(state) -> int:
     return start
 
 
-def _chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
+def chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
     messages = []
     for i, message in enumerate(body.messages):
         if message.role not in CHAT_ROLES:
@@ -162,7 +167,7 @@ async def completions(request: Request) -> Any:
     params = _params(state, body, prompts, body.max_tokens, body.logprobs, want_prompt_scores)
     group = ChoiceGroup(state.engine, state.tokenizer)
     group.submit(prompts, body.n, params, body.stop or [])
-    ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    ident, created = f"cmpl-{_request_id(request)}", int(time.time())
     prompt_texts = [state.tokenizer.decode(p) for p in prompts]
 
     streamed_offsets = {c.index: TextOffsets(state.tokenizer, len(prompt_texts[c.index // body.n])
@@ -243,14 +248,14 @@ async def chat_completions(request: Request) -> Any:
     state = request.app.state.llmos
     body = await read_json_body(request, ChatCompletionRequest, state.max_body_bytes)
     _check_model(state, body.model)
-    prompt = _chat_prompt(state, body)
+    prompt = chat_prompt(state, body)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = _params(state, body, [prompt], body.token_limit, logprobs)
     params.constraint = _constraint(state, body)
     group = ChoiceGroup(state.engine, state.tokenizer)
     group.submit([prompt], body.n, params, body.stop or [])
     readers = {c.index: ToolCallReader() for c in group.choices} if body.tool_mode != "none" else {}
-    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    ident, created = f"chatcmpl-{_request_id(request)}", int(time.time())
 
     def base(choices, kind="chat.completion"):
         return {"id": ident, "object": kind, "created": created, "model": state.model_id,

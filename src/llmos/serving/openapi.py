@@ -1,0 +1,77 @@
+"""Layer 7: the server's OpenAPI document (/openapi.json) and its Swagger UI page (/docs), offline.
+
+The generation routes read their bodies by hand (each way a body can be wrong
+gets its own message), so FastAPI cannot see their request models; each route
+names its models with `json_body`, and `openapi_document` adds pydantic's own
+JSON schemas of them to what FastAPI generates from the routes and response
+models. /docs serves Swagger UI from the installed `swagger-ui-bundle`
+package, never from a CDN, so it works on a machine without internet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from llmos.serving.responses import ErrorResponse
+
+SCHEMA_REF = "#/components/schemas/{model}"
+DOCS_ASSETS = "/docs-assets"
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request body or parameter",
+    401: "Missing or wrong API key (only when the server has one)",
+    404: "Unknown model or route",
+    413: "Request body larger than the server's limit",
+    429: "Queue full: retry later",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all with OpenAI's error body."""
+    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+def json_body(*models: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route whose JSON body is one of `models` (read by the route itself)."""
+    refs = [{"$ref": SCHEMA_REF.format(model=m.__name__)} for m in models]
+    schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def openapi_document(app: FastAPI, body_models: list[type[BaseModel]]) -> dict[str, Any]:
+    """FastAPI's OpenAPI document for `app`, plus the JSON schemas of the hand-read request bodies."""
+    if app.openapi_schema is None:
+        spec = get_openapi(title=app.title, version=app.version, description=app.description,
+                           routes=app.routes)
+        _, defs = models_json_schema([(m, "validation") for m in body_models], ref_template=SCHEMA_REF)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in defs.get("$defs", {}).items():
+            if name in schemas and schemas[name] != schema:
+                raise ValueError(f"two different schemas are both named {name!r} in the OpenAPI document")
+            schemas[name] = schema
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def install_docs(app: FastAPI) -> None:
+    """GET /docs: Swagger UI for /openapi.json, its scripts and styles served by this server."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=None)
