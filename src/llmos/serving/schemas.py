@@ -21,6 +21,7 @@ MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's range for seed
 REPETITION_PENALTY_RANGE = (0.01, 100)
+MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 class StrictModel(BaseModel):
@@ -134,7 +135,8 @@ class ContentPart(StrictModel):
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. refusal/audio echoed back by clients
-    role: str
+    # checked by the chat route (its 400 names the role); published as the roles it accepts
+    role: str = Field(json_schema_extra={"enum": list(MESSAGE_ROLES)})
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
