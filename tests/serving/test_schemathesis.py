@@ -42,6 +42,17 @@ def test_fuzzed_requests_get_no_server_error_and_match_the_schema(schema, server
     def check(case):
         if isinstance(case.body, dict) and "model" in case.body:
             case.body["model"] = "tiny"  # past the model check, into validation and generation
-        case.call_and_validate(base_url=server.url, checks=CHECKS)
+        case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=60)
 
     check()
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/completions", {"model": "tiny", "prompt": ["hello", "to be"], "n": 2, "max_tokens": 3, "stream": True,
+                         "echo": True, "logprobs": 1, "stream_options": {"include_usage": True}}),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+                              "stream": True, "logprobs": True, "top_logprobs": 2}),
+])
+def test_streamed_answers_match_the_published_event_schema(schema, server, path, body):
+    response = schema[path]["POST"].Case(body=body).call_and_validate(base_url=server.url, checks=CHECKS)
+    assert response.headers["content-type"][0].startswith("text/event-stream")

@@ -29,7 +29,7 @@ from llmos.serving import routes, tokenization
 from llmos.serving.engine import Engine
 from llmos.serving.errors import APIError
 from llmos.serving.metrics import CONTENT_TYPE
-from llmos.serving.openapi import errors, install_docs, json_body, openapi_document
+from llmos.serving.openapi import errors, install_docs, json_body, openapi_document, streamed
 from llmos.serving.responses import (
     ChatCompletionResponse,
     CompletionResponse,
@@ -47,8 +47,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_REQUEST_ID = 128  # longer client ids are replaced by a new one
 BODY_MODELS = [CompletionRequest, ChatCompletionRequest, tokenization.TokenizeCompletionRequest,
                tokenization.TokenizeChatRequest, tokenization.DetokenizeRequest]
-STREAM_200 = {200: {"description": "The answer; with stream: true, server-sent events of chunks",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +153,8 @@ def create_app(
             raise APIError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
         return model_card()
 
-    generation_errors = {**STREAM_200, **errors(400, 401, 404, 413, 429)}
+    generation_errors = {**streamed("The answer; with stream: true, server-sent events of chunks"),
+                         **errors(400, 401, 404, 413, 429)}
     app.post("/v1/completions", response_model=CompletionResponse, responses=generation_errors,
              openapi_extra=json_body(CompletionRequest))(routes.completions)
     app.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=generation_errors,

@@ -4,12 +4,14 @@ The generation routes read their bodies by hand (each way a body can be wrong
 gets its own message), so FastAPI cannot see their request models; each route
 names its models with `json_body`, and `openapi_document` adds pydantic's own
 JSON schemas of them to what FastAPI generates from the routes and response
-models. /docs serves Swagger UI from the installed `swagger-ui-bundle`
-package, never from a CDN, so it works on a machine without internet.
+models. /docs serves Swagger UI 5 (OpenAPI 3.1, as FastAPI writes) from the
+files the `fastapi-offline` package ships, never from a CDN, so it works on a
+machine without internet.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +27,13 @@ from llmos.serving.responses import ErrorResponse
 SCHEMA_REF = "#/components/schemas/{model}"
 DOCS_ASSETS = "/docs-assets"
 
+# One server-sent event (OpenAPI before 3.2 has a text/event-stream `schema` describe each event)
+SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "properties": {"data": {"type": "string", "description": "a JSON chunk of the answer, or [DONE] last"},
+                   "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}},
+}
+
 ERROR_DESCRIPTIONS = {
     400: "Invalid request body or parameter",
     401: "Missing or wrong API key (only when the server has one)",
@@ -37,6 +46,11 @@ ERROR_DESCRIPTIONS = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these error statuses, all with OpenAI's error body."""
     return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+def streamed(description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entry of a route whose 200 may be server-sent events."""
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": SSE_EVENT}}}}
 
 
 def json_body(*models: type[BaseModel]) -> dict[str, Any]:
@@ -63,9 +77,10 @@ def openapi_document(app: FastAPI, body_models: list[type[BaseModel]]) -> dict[s
 
 def install_docs(app: FastAPI) -> None:
     """GET /docs: Swagger UI for /openapi.json, its scripts and styles served by this server."""
-    from swagger_ui_bundle import swagger_ui_path
+    import fastapi_offline
 
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -73,5 +88,5 @@ def install_docs(app: FastAPI) -> None:
             openapi_url=app.openapi_url, title=f"{app.title} API",
             swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
             oauth2_redirect_url=None)
