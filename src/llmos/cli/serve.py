@@ -43,7 +43,7 @@ def serve_command(
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
-    typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1)", err=True)
+    typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
