@@ -116,3 +116,13 @@ def test_docs_page_works_offline(server):
     assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
     for asset in assets:
         assert httpx.get(server.url + asset).status_code == 200, asset
+
+
+def test_an_unexpected_500_carries_the_request_id(server, monkeypatch):
+    def broken(text):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(server.app.state.llmos.tokenizer, "encode", broken)
+    r = httpx.post(server.url + "/tokenize", json={"prompt": "hi"}, headers={"x-request-id": "bug-1"})
+    assert r.status_code == 500 and r.headers["x-request-id"] == "bug-1"
+    assert "bug" not in r.json()["error"]["message"]  # no internals leak
