@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from llmos import AutoModelForCausalLM
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.generation import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, generate
@@ -74,14 +75,13 @@ def test_reads_a_transformers_generation_config(tmp_path):
     assert (cfg.max_new_tokens, cfg.eos_token_id, cfg.pad_token_id, cfg.top_k) == (9, 4, 0, 20)
 
 
-def test_defaults_come_from_the_models_generation_config(model):
+def test_defaults_come_from_the_checkpoints_generation_config(model, tmp_path):
+    # through a saved checkpoint and from_pretrained, not an attribute set by hand
     ids = torch.tensor([[5, 6, 7]])
-    model.generation_config = GenerationConfig(max_new_tokens=3)
-    try:
-        assert generate(model, ids).shape == (1, 6)
-        assert generate(model, ids, max_new_tokens=5).shape == (1, 8)
-    finally:
-        del model.generation_config
+    model.save_pretrained(tmp_path, generation_config=GenerationConfig(max_new_tokens=3))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert generate(loaded, ids).shape == (1, 6)
+    assert generate(loaded, ids, max_new_tokens=5).shape == (1, 8)
 
 
 def test_default_length_is_generous_and_warns_when_it_cuts(model):

@@ -29,15 +29,11 @@ def generate_command(
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
-    from llmos.generation import GenerationConfig, TextStreamer
-    from llmos.generation.config import GENERATION_CONFIG_NAME
+    from llmos.generation import TextStreamer
     from llmos.model_names import resolve_model
 
     resolved = resolve_model(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)
-    if not resolved.is_gguf and (resolved.path / GENERATION_CONFIG_NAME).is_file():
-        model.generation_config = GenerationConfig.from_pretrained(resolved.path)
-    # a GGUF file's defaults (its bos/eos/pad ids) were set on the model by the loader
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)  # + its generation_config
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
     options: dict = {"max_new_tokens": max_new_tokens, "num_beams": num_beams,
