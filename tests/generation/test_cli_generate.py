@@ -16,7 +16,6 @@ from llmos.tokenizer import train_tokenizer
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    pytest.importorskip("llmos.auto")
     path = tmp_path_factory.mktemp("ckpt")
     tokenizer = train_tokenizer(["the cat sat on the mat. Paris is nice."] * 20, kind="bpe", vocab_size=300)
     torch.manual_seed(0)

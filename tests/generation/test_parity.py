@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from llmos import AutoModelForCausalLM
+
 pytest.importorskip("transformers")
 from pairs import gpt2_pair, llama_pair  # noqa: E402
 
@@ -75,10 +77,9 @@ def test_beam_scores_match_transformers_sequence_scores():
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_checkpoint_loaded_with_auto_generates_like_transformers(family, tmp_path):
-    auto = pytest.importorskip("llmos.auto")
     hf, _ = PAIRS[family](eos=3, pad=1)
     hf.save_pretrained(tmp_path)
-    ours = auto.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path)
     ids, mask = _padded_batch(256, pad=1)
     for options in ({}, BEAM):
         expected = hf.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, **options)
