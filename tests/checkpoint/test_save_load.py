@@ -155,7 +155,7 @@ def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(t
     assert "nsp.weight" in caplog.text and "pooler.dense.weight" in caplog.text
     ids = torch.randint(0, 80, (2, 6))
     with torch.no_grad():
-        assert torch.equal(masked(ids).logits, pretraining(ids).logits)
+        assert torch.equal(masked(ids).logits, pretraining(ids).prediction_logits)
 
 
 def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys(tmp_path, caplog, tiny):
@@ -173,13 +173,13 @@ def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys
         assert torch.isfinite(classifier(torch.randint(0, 80, (2, 6))).logits).all()
 
 
-def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path, tiny):
+def test_pretraining_checkpoint_round_trip_keeps_seq_relationship_logits(tmp_path, tiny):
     model = PreTrainingModel(tiny.bert()).eval()
     model.save_pretrained(tmp_path / "ckpt")
     loaded = AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt", kernels=False)  # same modules
     ids = torch.randint(0, 80, (2, 6))
     with torch.no_grad():
-        assert torch.equal(loaded(ids).nsp_logits, model(ids).nsp_logits)
+        assert torch.equal(loaded(ids).seq_relationship_logits, model(ids).seq_relationship_logits)
 
 
 def test_from_config_builds_a_fresh_model_of_the_task_head(tiny):
