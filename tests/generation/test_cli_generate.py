@@ -39,6 +39,13 @@ def test_cli_streams_the_greedy_continuation(checkpoint):
     assert result.stdout == expected + "\n"
 
 
+def test_cli_without_max_new_tokens_takes_the_checkpoints_length(checkpoint):
+    path, model, tokenizer = checkpoint  # saved with generation_config max_new_tokens=7
+    result = run(path, "--prompt", "the cat")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _greedy_text(model, tokenizer, "the cat", 7) + "\n"
+
+
 def test_cli_sampling_with_a_seed_is_reproducible_and_returns_several(checkpoint):
     path, _, _ = checkpoint
     args = (path, "--prompt", "the", "--max-new-tokens", 5, "--top-k", 20, "--seed", 3,
