@@ -107,3 +107,11 @@ def test_warns_when_max_length_does_not_exceed_the_prompt(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert generate(model, ids, max_length=14, eos_token_id=None).shape[1] == 14
+
+
+def test_null_in_a_generation_config_file_means_the_default(tmp_path):
+    # transformers reads a null as "not set"; files written by other tools carry them
+    (tmp_path / "generation_config.json").write_text(json.dumps(
+        {"temperature": None, "top_p": None, "num_beams": None, "max_new_tokens": 4, "top_k": None}))
+    cfg = GenerationConfig.from_pretrained(tmp_path)
+    assert (cfg.temperature, cfg.top_p, cfg.num_beams, cfg.max_new_tokens, cfg.top_k) == (1.0, 1.0, 1, 4, None)

@@ -147,8 +147,12 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
+        """Unknown keys are kept in `extra`. A null for a field that cannot be None (temperature,
+        num_beams, ...) means "not set", the default, as transformers reads it."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        names = set(fields)
+        known = {k: v for k, v in data.items()
+                 if k in names and (v is not None or "None" in str(fields[k].type))}
         extra = {k: v for k, v in data.items() if k not in names and k != "transformers_version"}
         return cls(**known, extra=extra)
 
