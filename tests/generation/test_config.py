@@ -115,3 +115,15 @@ def test_null_in_a_generation_config_file_means_the_default(tmp_path):
         {"temperature": None, "top_p": None, "num_beams": None, "max_new_tokens": 4, "top_k": None}))
     cfg = GenerationConfig.from_pretrained(tmp_path)
     assert (cfg.temperature, cfg.top_p, cfg.num_beams, cfg.max_new_tokens, cfg.top_k) == (1.0, 1.0, 1, 4, None)
+
+
+def test_a_saved_generation_config_holds_what_was_set_and_transformers_saves_it_again(tmp_path, model):
+    transformers = pytest.importorskip("transformers")
+    config = GenerationConfig(max_new_tokens=5, eos_token_id=2, extra={"typical_p": 1.0})
+    config.save_pretrained(tmp_path / "alone")
+    model.save_pretrained(tmp_path / "ckpt", generation_config=config)
+    for path in (tmp_path / "alone", tmp_path / "ckpt"):
+        assert json.loads((path / "generation_config.json").read_text()) == {
+            "max_new_tokens": 5, "eos_token_id": 2, "typical_p": 1.0}
+        transformers.GenerationConfig.from_pretrained(path).save_pretrained(tmp_path / "again")  # valid there
+    assert GenerationConfig.from_pretrained(tmp_path / "ckpt") == config

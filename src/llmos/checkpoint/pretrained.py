@@ -103,6 +103,8 @@ def generation_defaults(config: ModelConfig, generation_config: Any = None) -> d
                 "pad_token_id": config.pad_token_id}
     if isinstance(generation_config, dict):
         return dict(generation_config)
+    if hasattr(generation_config, "to_diff_dict"):  # ours or transformers': what was set, not every default
+        return dict(generation_config.to_diff_dict())
     if hasattr(generation_config, "to_dict"):
         return dict(generation_config.to_dict())
     raise CheckpointError(

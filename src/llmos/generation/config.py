@@ -156,10 +156,20 @@ class GenerationConfig:
         extra = {k: v for k, v in data.items() if k not in names and k != "transformers_version"}
         return cls(**known, extra=extra)
 
+    def to_diff_dict(self) -> dict[str, Any]:
+        """What a file needs: the fields that differ from the defaults (and unknown keys), as
+        transformers writes its own; a full dict would also pin our sampling defaults on a
+        greedy config, which transformers refuses to save again."""
+        default = type(self)()
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "extra" and getattr(self, f.name) != getattr(default, f.name)}
+        data.update(self.extra)
+        return data
+
     def save_pretrained(self, directory: str | Path) -> Path:
         path = Path(directory) / GENERATION_CONFIG_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        path.write_text(json.dumps(self.to_diff_dict(), indent=2) + "\n")
         return path
 
     @classmethod
