@@ -126,11 +126,14 @@ def write_model_tensors(writer: gguf.GGUFWriter, model: CausalLM, tensor_type: s
 
 def write_gguf_model(directory: Path, arch: str = "llama", tensor_type: str = "F32", tied: bool = False,
                      tokenizer: str = "gpt2", seed: int = 0, file_name: str | None = None,
-                     chat_template: str | None = CHATML_TEMPLATE) -> Path:
-    """A tiny random `arch` model as a GGUF file in `directory`; returns its path."""
+                     chat_template: str | None = CHATML_TEMPLATE, sampling: dict | None = None) -> Path:
+    """A tiny random `arch` model as a GGUF file in `directory`; returns its path.
+    sampling: general.sampling.* defaults to write, e.g. {"temp": 0.7, "top_k": 20}."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (file_name or f"tiny-{arch}-{tensor_type}.gguf")
     writer = gguf.GGUFWriter(str(path), arch)
+    for key, value in (sampling or {}).items():
+        getattr(writer, f"add_sampling_{key}")(value)
     vocab = add_tokenizer_metadata(writer, tokenizer, chat_template=chat_template)
     config = _config(arch, vocab, tensor_type, tied or arch == "gpt2")
     torch.manual_seed(seed)

@@ -7,6 +7,14 @@ transformers), or an embedded model's name (`smollm2`; see `model_names`), and
 returns our head class in eval mode with the CPU kernels swapped in;
 `.from_config(config)` builds a freshly initialised one. `AutoTokenizer` gives
 an `llmos.tokenizer.Tokenizer` for the same inputs.
+
+A causal LM comes with `model.generation_config`, a `GenerationConfig` read
+here and nowhere else: the directory's generation_config.json (a GGUF file's
+metadata: special ids and `general.sampling.*`), else the model config's
+special token ids, as transformers does; `model.generate()` decodes with it and
+explicit keyword arguments win. `GenerationConfig` is imported late, as the
+model's own `generate` is: it is a leaf module (a dataclass over JSON), and the
+API people know puts it on the loaded model.
 """
 
 from __future__ import annotations
@@ -101,6 +109,8 @@ class _AutoModel:
             model = load_pretrained(resolved.path, cls.head, dtype=dtype, **config_overrides)
             if held is None and quantize not in (None, "auto", "none"):
                 kernel_quantize(model, quantize)
+        if isinstance(model, CausalLM):
+            model.generation_config = _generation_config(model, resolved.path, resolved.is_gguf)
         return use_kernels(model, enabled=kernels)
 
     @classmethod
@@ -110,6 +120,23 @@ class _AutoModel:
 
 
 CLASSIFIER_FIELDS = ("num_labels", "label_names", "pad_token_id")
+SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def _generation_config(model: CausalLM, path: Path, is_gguf: bool):
+    """The decoding defaults `path` ships: generation_config.json, or a GGUF file's metadata (which
+    the GGUF loader put on the model as a dict); special ids the file leaves unset come from the
+    model config. Without a file: the model config's special ids, as transformers does."""
+    from llmos.generation.config import GENERATION_CONFIG_NAME, GenerationConfig
+
+    if is_gguf:
+        loaded = GenerationConfig.from_dict(getattr(model, "generation_config", None) or {})
+    elif (path / GENERATION_CONFIG_NAME).is_file():
+        loaded = GenerationConfig.from_pretrained(path)
+    else:
+        return GenerationConfig.from_model_config(model.config)
+    missing = {name: getattr(model.config, name, None) for name in SPECIAL_IDS if getattr(loaded, name) is None}
+    return loaded.replace(**{name: value for name, value in missing.items() if value is not None})
 
 
 def _gguf_model(path: Path, head: type[PreTrainedModel], quantize: str, dtype: Any,

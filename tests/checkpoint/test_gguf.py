@@ -109,8 +109,18 @@ def test_generation_defaults_come_from_the_metadata(tmp_path):
     path = write_gguf_model(tmp_path, "llama", "F32")
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    assert model.generation_config["eos_token_id"] == tokenizer.eos_token_id == model.config.eos_token_id
-    assert model.generation_config["bos_token_id"] == tokenizer.bos_token_id
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id == model.config.eos_token_id
+    assert model.generation_config.bos_token_id == tokenizer.bos_token_id
+
+
+def test_sampling_defaults_come_from_the_general_sampling_metadata(tmp_path):
+    path = write_gguf_model(tmp_path, "llama", "F32", sampling={"temp": 0.6, "top_k": 20, "top_p": 0.9,
+                                                                "min_p": 0.05, "penalty_repeat": 1.3})
+    config = AutoModelForCausalLM.from_pretrained(path).generation_config
+    assert (config.temperature, config.top_k, config.min_p) == (pytest.approx(0.6), 20, pytest.approx(0.05))
+    assert config.top_p == pytest.approx(0.9)
+    assert config.do_sample is False  # greedy unless asked, as for every model; these apply when sampling
+    assert config.repetition_penalty == 1.0  # llama.cpp's applies to the last n tokens only: not the same rule
 
 
 @pytest.mark.parity

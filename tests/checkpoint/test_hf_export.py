@@ -90,8 +90,8 @@ def test_exported_bert_pretraining_gives_identical_nsp_logits(tmp_path, tiny):
     with torch.no_grad():
         expected = hf_model(input_ids=ids, attention_mask=mask)
         got = ours(ids, attention_mask=mask)
-    assert (got.nsp_logits - expected.seq_relationship_logits).abs().max().item() <= TOL
-    assert (got.logits - expected.prediction_logits)[mask.bool()].abs().max().item() <= TOL
+    assert (got.seq_relationship_logits - expected.seq_relationship_logits).abs().max().item() <= TOL
+    assert (got.prediction_logits - expected.prediction_logits)[mask.bool()].abs().max().item() <= TOL
 
 
 def test_export_copies_tokenizer_files_and_generation_config(tmp_path, tiny):

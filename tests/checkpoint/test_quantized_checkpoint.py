@@ -86,7 +86,7 @@ def test_a_gguf_q4_source_keeps_its_codes_for_int4(tmp_path):
         assert torch.equal(f.get_tensor("transformer.blocks.0.mlp.down.scales"), scales.bfloat16())
     assert (tmp_path / "q" / "tokenizer.json").is_file()
     generation = json.loads((tmp_path / "q" / "generation_config.json").read_text())
-    assert generation["eos_token_id"] == AutoModelForCausalLM.from_pretrained(path).generation_config["eos_token_id"]
+    assert generation["eos_token_id"] == AutoModelForCausalLM.from_pretrained(path).generation_config.eos_token_id
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])

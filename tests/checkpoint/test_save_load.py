@@ -155,7 +155,7 @@ def test_masked_lm_loads_from_pretraining_checkpoint_ignoring_nsp_with_warning(t
     assert "nsp.weight" in caplog.text and "pooler.dense.weight" in caplog.text
     ids = torch.randint(0, 80, (2, 6))
     with torch.no_grad():
-        assert torch.equal(masked(ids).logits, pretraining(ids).logits)
+        assert torch.equal(masked(ids).logits, pretraining(ids).prediction_logits)
 
 
 def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys(tmp_path, caplog, tiny):
@@ -173,13 +173,13 @@ def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys
         assert torch.isfinite(classifier(torch.randint(0, 80, (2, 6))).logits).all()
 
 
-def test_pretraining_checkpoint_round_trip_keeps_nsp_logits(tmp_path, tiny):
+def test_pretraining_checkpoint_round_trip_keeps_seq_relationship_logits(tmp_path, tiny):
     model = PreTrainingModel(tiny.bert()).eval()
     model.save_pretrained(tmp_path / "ckpt")
     loaded = AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt", kernels=False)  # same modules
     ids = torch.randint(0, 80, (2, 6))
     with torch.no_grad():
-        assert torch.equal(loaded(ids).nsp_logits, model(ids).nsp_logits)
+        assert torch.equal(loaded(ids).seq_relationship_logits, model(ids).seq_relationship_logits)
 
 
 def test_from_config_builds_a_fresh_model_of_the_task_head(tiny):
@@ -201,3 +201,33 @@ def test_loading_never_unpickles(tmp_path, monkeypatch, ids, tiny):
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     assert _same_logits(model, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "sinusoidal"])
+def test_loading_builds_on_the_meta_device_without_touching_other_threads(family, tmp_path, tiny):
+    """The model is built under `torch.device("meta")` (thread-local), not by patching torch: a module
+    another thread builds meanwhile gets real parameters, and the loaded model has no meta tensor left."""
+    import threading
+
+    from llmos.checkpoint import load_pretrained
+
+    built_elsewhere = []
+
+    class BuildsAlongside(CausalLM):
+        def __init__(self, config):
+            worker = threading.Thread(target=lambda: built_elsewhere.append(torch.nn.Linear(2, 2).weight.device))
+            worker.start()
+            worker.join()
+            super().__init__(config)
+
+    torch.manual_seed(0)
+    config = tiny.gpt2(position="sinusoidal") if family == "sinusoidal" else getattr(tiny, family)()
+    model = CausalLM(config).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = load_pretrained(tmp_path / "ckpt", BuildsAlongside)
+    assert built_elsewhere == [torch.device("cpu")]
+    assert all(t.device.type == "cpu" for t in [*loaded.parameters(), *loaded.buffers()])
+    for name, buffer in model.named_buffers():
+        assert torch.equal(dict(loaded.named_buffers())[name], buffer), name
+    ids = torch.randint(0, 80, (2, 6))
+    assert _same_logits(model, loaded, ids)

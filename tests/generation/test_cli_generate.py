@@ -16,7 +16,6 @@ from llmos.tokenizer import train_tokenizer
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    pytest.importorskip("llmos.auto")
     path = tmp_path_factory.mktemp("ckpt")
     tokenizer = train_tokenizer(["the cat sat on the mat. Paris is nice."] * 20, kind="bpe", vocab_size=300)
     torch.manual_seed(0)
@@ -38,6 +37,13 @@ def test_cli_streams_the_greedy_continuation(checkpoint):
     ids = torch.tensor([tokenizer.encode("the cat")])
     expected = tokenizer.decode(model.generate(ids, max_new_tokens=6)[0].tolist(), skip_special_tokens=True)
     assert result.stdout == expected + "\n"
+
+
+def test_cli_without_max_new_tokens_takes_the_checkpoints_length(checkpoint):
+    path, model, tokenizer = checkpoint  # saved with generation_config max_new_tokens=7
+    result = run(path, "--prompt", "the cat")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _greedy_text(model, tokenizer, "the cat", 7) + "\n"
 
 
 def test_cli_sampling_with_a_seed_is_reproducible_and_returns_several(checkpoint):

@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from llmos import AutoModelForCausalLM
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.generation import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, generate
@@ -74,14 +75,13 @@ def test_reads_a_transformers_generation_config(tmp_path):
     assert (cfg.max_new_tokens, cfg.eos_token_id, cfg.pad_token_id, cfg.top_k) == (9, 4, 0, 20)
 
 
-def test_defaults_come_from_the_models_generation_config(model):
+def test_defaults_come_from_the_checkpoints_generation_config(model, tmp_path):
+    # through a saved checkpoint and from_pretrained, not an attribute set by hand
     ids = torch.tensor([[5, 6, 7]])
-    model.generation_config = GenerationConfig(max_new_tokens=3)
-    try:
-        assert generate(model, ids).shape == (1, 6)
-        assert generate(model, ids, max_new_tokens=5).shape == (1, 8)
-    finally:
-        del model.generation_config
+    model.save_pretrained(tmp_path, generation_config=GenerationConfig(max_new_tokens=3))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert generate(loaded, ids).shape == (1, 6)
+    assert generate(loaded, ids, max_new_tokens=5).shape == (1, 8)
 
 
 def test_default_length_is_generous_and_warns_when_it_cuts(model):
@@ -107,3 +107,23 @@ def test_warns_when_max_length_does_not_exceed_the_prompt(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert generate(model, ids, max_length=14, eos_token_id=None).shape[1] == 14
+
+
+def test_null_in_a_generation_config_file_means_the_default(tmp_path):
+    # transformers reads a null as "not set"; files written by other tools carry them
+    (tmp_path / "generation_config.json").write_text(json.dumps(
+        {"temperature": None, "top_p": None, "num_beams": None, "max_new_tokens": 4, "top_k": None}))
+    cfg = GenerationConfig.from_pretrained(tmp_path)
+    assert (cfg.temperature, cfg.top_p, cfg.num_beams, cfg.max_new_tokens, cfg.top_k) == (1.0, 1.0, 1, 4, None)
+
+
+def test_a_saved_generation_config_holds_what_was_set_and_transformers_saves_it_again(tmp_path, model):
+    transformers = pytest.importorskip("transformers")
+    config = GenerationConfig(max_new_tokens=5, eos_token_id=2, extra={"typical_p": 1.0})
+    config.save_pretrained(tmp_path / "alone")
+    model.save_pretrained(tmp_path / "ckpt", generation_config=config)
+    for path in (tmp_path / "alone", tmp_path / "ckpt"):
+        assert json.loads((path / "generation_config.json").read_text()) == {
+            "max_new_tokens": 5, "eos_token_id": 2, "typical_p": 1.0}
+        transformers.GenerationConfig.from_pretrained(path).save_pretrained(tmp_path / "again")  # valid there
+    assert GenerationConfig.from_pretrained(tmp_path / "ckpt") == config

@@ -73,14 +73,16 @@ def test_num_return_sequences_samples_several_continuations_per_prompt(model):
 def test_eos_stops_a_row_and_pads_it(model):
     ids = torch.tensor([[5, 6, 7], [11, 12, 13]])
     free = generate(model, ids, max_new_tokens=10, eos_token_id=None)
-    eos = int(free[0, 5])  # the token row 0 produces third
+    row0, row1 = free[0, 3:].tolist(), free[1, 3:].tolist()
+    # a token row 0 produces (first, from its third token on) and row 1 never does: row 1 runs on
+    stop = next(i for i, t in enumerate(row0) if i >= 2 and t not in row0[:i] and t not in row1)
+    eos = row0[stop]
     out = generate(model, ids, max_new_tokens=10, eos_token_id=eos, pad_token_id=299)
-    assert out[0, 5] == eos and (out[0, 6:] == 299).all()
-    row1 = free[1, 3:].tolist()
-    if eos not in row1:  # the other row runs on
-        assert out.shape[1] == 13 and out[1, 3:].tolist() == row1
+    assert out[0, 3 + stop] == eos and (out[0, 4 + stop:] == 299).all()
+    assert out[0, 3:3 + stop].tolist() == row0[:stop]
+    assert out.shape[1] == 13 and out[1, 3:].tolist() == row1
     eos_list = generate(model, ids[:1], max_new_tokens=10, eos_token_id=[298, eos])
-    assert eos_list.shape[1] == 6
+    assert eos_list.shape[1] == 4 + stop
 
 
 def test_return_dict_gives_scores_logits_and_chosen_token_log_probs(model):

@@ -6,7 +6,7 @@ import torch
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.generation import fill_mask
-from llmos.model import MaskedLM
+from llmos.model import MaskedLM, PreTrainingModel
 from llmos.tokenizer import train_tokenizer
 
 
@@ -45,3 +45,10 @@ def test_fill_mask_without_a_mask_token_is_an_error(model, tokenizer):
         fill_mask(model, tokenizer, "the cat sat")
     with pytest.raises(LLMOSError, match="top_k"):
         fill_mask(model, tokenizer, "the [MASK] sat", top_k=0)
+
+
+def test_fill_mask_takes_a_pretraining_model_and_reads_its_prediction_logits(model, tokenizer):
+    pretraining = PreTrainingModel(model.config).eval()
+    pretraining.load_state_dict(model.state_dict(), strict=False)  # the same trunk and MLM head; fresh NSP
+    text = "the [MASK] sat on the [MASK]"
+    assert fill_mask(pretraining, tokenizer, text, top_k=3) == fill_mask(model, tokenizer, text, top_k=3)

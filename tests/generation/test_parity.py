@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from llmos import AutoModelForCausalLM
+
 pytest.importorskip("transformers")
 from pairs import gpt2_pair, llama_pair  # noqa: E402
 
@@ -75,11 +77,24 @@ def test_beam_scores_match_transformers_sequence_scores():
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_checkpoint_loaded_with_auto_generates_like_transformers(family, tmp_path):
-    auto = pytest.importorskip("llmos.auto")
     hf, _ = PAIRS[family](eos=3, pad=1)
     hf.save_pretrained(tmp_path)
-    ours = auto.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path)
     ids, mask = _padded_batch(256, pad=1)
     for options in ({}, BEAM):
         expected = hf.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, **options)
         assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=10, **options), expected)
+
+
+@pytest.mark.parametrize("options", [{}, BEAM], ids=["greedy", "beam4"])
+def test_generate_output_is_indexed_like_transformers(options):
+    hf, ours = llama_pair(eos=3, pad=1)
+    ids = torch.randint(4, 256, (1, 7), generator=torch.Generator().manual_seed(0))
+    kw = dict(max_new_tokens=5, return_dict_in_generate=True, output_scores=True, **options)
+    theirs = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **kw)
+    got = ours.generate(ids, **kw)
+    shared = [key for key in theirs.keys() if key in got.keys()]
+    assert shared == [key for key in got.keys() if key in theirs.keys()]  # the same order
+    assert {"sequences", "scores"} <= set(shared) and ("sequences_scores" in shared) == bool(options)
+    assert torch.equal(got[0], theirs[0]) and torch.equal(got["sequences"], theirs["sequences"])
+    assert got.to_tuple()[0] is got.sequences

@@ -138,8 +138,8 @@ def test_pretraining_loss_is_masked_lm_plus_next_sentence():
     labels[:, 2] = ids[:, 2]
     nsp = torch.tensor([0, 1])
     out = model(ids, token_type_ids=torch.zeros_like(ids), labels=labels, next_sentence_label=nsp)
-    mlm = F.cross_entropy(out.logits.reshape(-1, 97), labels.reshape(-1), ignore_index=-100)
-    torch.testing.assert_close(out.loss, mlm + F.cross_entropy(out.nsp_logits, nsp))
+    mlm = F.cross_entropy(out.prediction_logits.reshape(-1, 97), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, mlm + F.cross_entropy(out.seq_relationship_logits, nsp))
 
 
 def test_masked_only_runs_the_mlm_head_on_the_labelled_positions_with_the_same_loss():
@@ -151,8 +151,8 @@ def test_masked_only_runs_the_mlm_head_on_the_labelled_positions_with_the_same_l
     nsp = torch.tensor([0, 1])
     full = model(ids, labels=labels, next_sentence_label=nsp)
     only = model(ids, labels=labels, next_sentence_label=nsp, masked_only=True)
-    assert only.logits.shape == (3, 97)
-    torch.testing.assert_close(only.logits, full.logits[labels != -100])
+    assert only.prediction_logits.shape == (3, 97)
+    torch.testing.assert_close(only.prediction_logits, full.prediction_logits[labels != -100])
     torch.testing.assert_close(only.loss, full.loss)
 
 

@@ -101,10 +101,13 @@ def test_gguf_decode_round_trips_like_transformers(case):
             ids, skip_special_tokens=True
         ), text
         plain = ours.encode(text, add_special_tokens=False)
-        # Decoding gives the text back, but for special tokens (skipped) and, in the llama kind,
-        # a leading space: Metaspace puts "▁" before the text only when it has none (as in HF).
-        if "<|" not in text and not (kind == "llama" and text.startswith(" ")):
-            assert ours.decode(plain, skip_special_tokens=True) == text
+        assert ours.decode(plain, skip_special_tokens=True) == theirs.decode(plain, skip_special_tokens=True), text
+    # Decoding gives the text back, but for special tokens (skipped) and, in the llama kind,
+    # a leading space: Metaspace puts "▁" before the text only when it has none (as in HF).
+    round_trip = [t for t in TEXTS if "<|" not in t and not (kind == "llama" and t.startswith(" "))]
+    assert len(round_trip) >= len(TEXTS) // 2
+    for text in round_trip:
+        assert ours.decode(ours.encode(text, add_special_tokens=False), skip_special_tokens=True) == text
 
 
 @pytest.mark.parity

@@ -145,8 +145,8 @@ def test_mlm_loss_is_the_sum_of_masked_lm_and_nsp():
     loss = MLMNSPObjective().loss(model, batch)
     out = model(**{k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")})
     mask = batch["labels"] != -100
-    mlm = torch.nn.functional.cross_entropy(out.logits[mask], batch["labels"][mask])
-    nsp = torch.nn.functional.cross_entropy(out.nsp_logits, batch["next_sentence_label"])
+    mlm = torch.nn.functional.cross_entropy(out.prediction_logits[mask], batch["labels"][mask])
+    nsp = torch.nn.functional.cross_entropy(out.seq_relationship_logits, batch["next_sentence_label"])
     torch.testing.assert_close(loss, mlm + nsp)
 
 

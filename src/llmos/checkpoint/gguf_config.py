@@ -83,7 +83,19 @@ def config_from_gguf(gguf: GGUFFile) -> ModelConfig:
     )
 
 
+# llama.cpp's general.sampling.* keys with the same meaning as a generation_config.json field. Left out:
+# penalty_repeat (llama.cpp penalises the last penalty_last_n tokens, transformers the whole text), temp <= 0
+# (llama.cpp's greedy; here that is do_sample=False), and the samplers transformers has no equal for.
+SAMPLING_KEYS = {"general.sampling.temp": ("temperature", float), "general.sampling.top_k": ("top_k", int),
+                 "general.sampling.top_p": ("top_p", float), "general.sampling.min_p": ("min_p", float)}
+
+
 def generation_defaults_from_gguf(gguf: GGUFFile) -> dict[str, Any]:
-    """generation_config.json-style defaults: the special token ids the metadata names."""
-    ids = _special_ids(gguf)
-    return {k: v for k, v in ids.items() if v is not None}
+    """generation_config.json-style defaults: the special token ids and the sampling values the metadata
+    names. They apply when sampling; do_sample stays off (greedy) unless a call asks for it."""
+    defaults = {k: v for k, v in _special_ids(gguf).items() if v is not None}
+    for key, (name, kind) in SAMPLING_KEYS.items():
+        value = gguf.get(key)
+        if value is not None and not (name == "temperature" and float(value) <= 0):
+            defaults[name] = round(kind(value), 6) if kind is float else kind(value)  # float32 in the file
+    return defaults

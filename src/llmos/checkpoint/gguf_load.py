@@ -23,7 +23,13 @@ from torch import nn
 from llmos.checkpoint.gguf_config import config_from_gguf, generation_defaults_from_gguf
 from llmos.checkpoint.gguf_file import GGUFError, open_gguf
 from llmos.checkpoint.gguf_weights import INT4_TYPES, KERNEL_TYPES, GGUFWeight, gguf_weights
-from llmos.checkpoint.pretrained import HEADS, parameters_on_meta, resolve_dtype, tied_names
+from llmos.checkpoint.pretrained import (
+    HEADS,
+    empty_model,
+    materialize_buffers,
+    resolve_dtype,
+    tied_names,
+)
 from llmos.kernels import quantize
 from llmos.kernels.quantized import quantizable
 from llmos.model.heads import CausalLM, PreTrainedModel
@@ -50,8 +56,7 @@ def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None,
         raise GGUFError(f"{gguf.path} holds a causal language model; load it with AutoModelForCausalLM")
     weights = gguf_weights(gguf, config)
     _check_types(gguf.path, weights)
-    with parameters_on_meta():
-        model = head(config)
+    model = empty_model(head, config)
     expected = model.state_dict()
     tied = tied_names(model)
     missing = sorted(k for k in expected if k not in weights and k not in tied)
@@ -78,6 +83,7 @@ def load_gguf(path: str | Path, head: type[PreTrainedModel] | str | None = None,
         model.lm_head = embedding.kernel_module()  # the head reads the blocks; the lookup has floats
     else:
         model.tie_weights()
+    materialize_buffers(model, str(gguf.path))
     if quantize_mode in ("int8", "int4"):
         quantize(model, quantize_mode)
     model.generation_config = generation_defaults_from_gguf(gguf)

@@ -5,8 +5,8 @@ A checkpoint directory holds config.json (`ModelConfig.to_dict()` plus
 (or shards + index), generation_config.json and, when given, the tokenizer's
 files. Saving is atomic: everything is written to a temporary directory beside
 the target, fsynced, then renamed into place, so a failure leaves any previous
-checkpoint untouched (`atomic_write_text` is the same for one file). Loading builds the model with its parameters on the meta
-device and assigns tensors read from the memory-mapped safetensors files, so
+checkpoint untouched (`atomic_write_text` is the same for one file). Loading builds the model under
+`torch.device("meta")` and assigns tensors read from the memory-mapped safetensors files, so
 the weights are held in memory about once.
 
 A model with weight-only quantized linears (`llmos.kernels.quantize`, or a
@@ -103,6 +103,8 @@ def generation_defaults(config: ModelConfig, generation_config: Any = None) -> d
                 "pad_token_id": config.pad_token_id}
     if isinstance(generation_config, dict):
         return dict(generation_config)
+    if hasattr(generation_config, "to_diff_dict"):  # ours or transformers': what was set, not every default
+        return dict(generation_config.to_diff_dict())
     if hasattr(generation_config, "to_dict"):
         return dict(generation_config.to_dict())
     raise CheckpointError(
@@ -271,27 +273,23 @@ def resolve_dtype(dtype: Any, lazy: LazyStateDict | None = None,
     )
 
 
-@contextlib.contextmanager
-def parameters_on_meta() -> Iterator[None]:
-    """Create every nn.Parameter on the meta device (buffers stay real): no memory, no init cost.
+def empty_model(head: type[PreTrainedModel], config: ModelConfig) -> PreTrainedModel:
+    """`head(config)` built under `torch.device("meta")`: no memory, no init cost. Fill it with
+    `load_state_dict(..., assign=True)`, then `materialize_buffers`. The device context is
+    thread-local, so modules other threads build meanwhile are untouched (torch is not patched)."""
+    with torch.device("meta"):
+        return head(config)
 
-    It patches `nn.Module.register_parameter` for the duration (as accelerate's
-    init_empty_weights does), so modules built concurrently in other threads would
-    be affected too; loading is not meant to race with model construction."""
-    original = nn.Module.register_parameter
 
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original(module, name, param)
-        if param is not None and param.device.type != "meta":
-            module._parameters[name] = nn.Parameter(
-                param.to("meta"), requires_grad=param.requires_grad
-            )
-
-    nn.Module.register_parameter = register
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original
+def materialize_buffers(model: nn.Module, label: str) -> None:
+    """After the weights are assigned: recompute the derived tables (RoPE, sinusoids) the meta device
+    left empty, and refuse a model that still has a meta tensor (a weight nobody loaded)."""
+    for module in model.modules():
+        if any(b.is_meta for b in module.buffers(recurse=False)) and hasattr(module, "init_buffers"):
+            module.init_buffers()
+    empty = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        raise CheckpointError(f"{label}: {empty[:6]} were not loaded (still on the meta device)")
 
 
 def check_tokenizer_fits(path: Path, config: ModelConfig) -> None:
@@ -362,8 +360,7 @@ def load_pretrained(
             names, shape_of, fetch = list(source), (lambda k: tuple(source[k].shape)), source.pop
         else:
             names, shape_of, fetch = lazy.keys(), lazy.shape, lazy.__getitem__
-        with parameters_on_meta():
-            model = head(config)
+        model = empty_model(head, config)
         if quantization is not None:
             swap_in_empty(model, quantization, str(path))
         expected = model.state_dict()
@@ -406,4 +403,5 @@ def load_pretrained(
         model.load_state_dict(state, strict=False, assign=True)
         del state
     model.tie_weights()
+    materialize_buffers(model, str(path))
     return model.eval()

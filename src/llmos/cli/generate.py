@@ -3,7 +3,8 @@
 MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
 Greedy decoding unless --do-sample (or a sampling flag such as --temperature,
 --top-k, --top-p) asks for sampling; defaults for everything else come from
-the checkpoint's generation_config.json (a GGUF file's from its metadata). A
+the checkpoint's generation_config.json (a GGUF file's from its metadata), as
+`from_pretrained` loads it: the length too, unless --max-new-tokens is given. A
 single sequence streams as it is generated; several (--num-return-sequences)
 are printed one after another.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import typer
 
+CLI_MAX_NEW_TOKENS = 128  # when neither --max-new-tokens nor the checkpoint's generation_config sets a length
+
 
 def generate_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory (ours or a transformers one), GGUF file, "
                                           "or model name (smollm2)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
-    max_new_tokens: int = typer.Option(128, help="How many tokens to generate at most."),
+    max_new_tokens: int = typer.Option(None, help="How many tokens to generate at most "
+                                                  f"(default: the checkpoint's, else {CLI_MAX_NEW_TOKENS})."),
     temperature: float = typer.Option(None, help="Sampling temperature (> 0); implies sampling."),
     top_k: int = typer.Option(None, help="Sample among the k most likely tokens; implies sampling."),
     top_p: float = typer.Option(None, help="Nucleus sampling mass in (0, 1]; implies sampling."),
@@ -29,21 +33,21 @@ def generate_command(
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
-    from llmos.generation import GenerationConfig, TextStreamer
-    from llmos.generation.config import GENERATION_CONFIG_NAME
+    from llmos.generation import TextStreamer
     from llmos.model_names import resolve_model
 
     resolved = resolve_model(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)
-    if not resolved.is_gguf and (resolved.path / GENERATION_CONFIG_NAME).is_file():
-        model.generation_config = GenerationConfig.from_pretrained(resolved.path)
-    # a GGUF file's defaults (its bos/eos/pad ids) were set on the model by the loader
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)  # + its generation_config
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
-    options: dict = {"max_new_tokens": max_new_tokens, "num_beams": num_beams,
+    if max_new_tokens is None and model.generation_config.max_new_tokens is None \
+            and model.generation_config.max_length is None:
+        max_new_tokens = CLI_MAX_NEW_TOKENS
+    options: dict = {"num_beams": num_beams,
                      "num_return_sequences": num_return_sequences,
                      "do_sample": do_sample if do_sample is not None else sampling_flags}
-    for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("seed", seed)):
+    for name, value in (("max_new_tokens", max_new_tokens), ("temperature", temperature), ("top_k", top_k),
+                        ("top_p", top_p), ("seed", seed)):
         if value is not None:
             options[name] = value
     input_ids = tokenizer.encode(prompt, return_tensors="pt")

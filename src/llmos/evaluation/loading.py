@@ -82,15 +82,6 @@ def load_tokenizer(model: str | Path) -> Any:
 def load_causal_lm(model: str | Path, quantize: str | None = None) -> tuple[Any, Any]:
     """(causal LM with its generation_config.json defaults, tokenizer) for a model name or path."""
     from llmos.auto import AutoModelForCausalLM
-    from llmos.checkpoint.peft_format import is_adapter_dir
-    from llmos.generation import GenerationConfig
-    from llmos.generation.config import GENERATION_CONFIG_NAME
-    from llmos.model_names import resolve_model
 
-    loaded = AutoModelForCausalLM.from_pretrained(model, quantize=quantize)
-    if not is_adapter_dir(model):
-        resolved = resolve_model(model)
-        if not resolved.is_gguf and (resolved.path / GENERATION_CONFIG_NAME).is_file():
-            loaded.generation_config = GenerationConfig.from_pretrained(resolved.path)
-    # a GGUF file's defaults (its bos/eos/pad ids) were set on the model by the loader
+    loaded = AutoModelForCausalLM.from_pretrained(model, quantize=quantize)  # its generation_config loaded there
     return loaded, load_tokenizer(model)

@@ -147,15 +147,29 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
+        """Unknown keys are kept in `extra`. A null for a field that cannot be None (temperature,
+        num_beams, ...) means "not set", the default, as transformers reads it."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        names = set(fields)
+        known = {k: v for k, v in data.items()
+                 if k in names and (v is not None or "None" in str(fields[k].type))}
         extra = {k: v for k, v in data.items() if k not in names and k != "transformers_version"}
         return cls(**known, extra=extra)
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """What a file needs: the fields that differ from the defaults (and unknown keys), as
+        transformers writes its own; a full dict would also pin our sampling defaults on a
+        greedy config, which transformers refuses to save again."""
+        default = type(self)()
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "extra" and getattr(self, f.name) != getattr(default, f.name)}
+        data.update(self.extra)
+        return data
 
     def save_pretrained(self, directory: str | Path) -> Path:
         path = Path(directory) / GENERATION_CONFIG_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        path.write_text(json.dumps(self.to_diff_dict(), indent=2) + "\n")
         return path
 
     @classmethod

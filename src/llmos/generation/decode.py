@@ -19,18 +19,20 @@ from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
 from llmos.model.cache import KVCache
+from llmos.model.outputs import ModelOutput
 
 
-@dataclass
-class GenerateOutput:
-    """What `generate(..., return_dict_in_generate=True)` returns."""
+@dataclass(eq=False)
+class GenerateOutput(ModelOutput):
+    """What `generate(..., return_dict_in_generate=True)` returns; fields in the order of transformers'
+    GenerateDecoderOnlyOutput / GenerateBeamDecoderOnlyOutput, indexable as theirs (`out[0]`, `out["scores"]`)."""
 
     sequences: torch.Tensor  # (N, prompt + new)
+    sequences_scores: torch.Tensor | None = None  # (N,) beam search: length-penalised score
     scores: tuple[torch.Tensor, ...] | None = None  # per step (N, V): processed scores
     logits: tuple[torch.Tensor, ...] | None = None  # per step (N, V): raw logits
-    token_log_probs: torch.Tensor | None = None  # (N, new): log p of each chosen token
-    sequences_scores: torch.Tensor | None = None  # (N,) beam search: length-penalised score
     beam_indices: torch.Tensor | None = None  # (N, new) beam search: source beam per step
+    token_log_probs: torch.Tensor | None = None  # (N, new): log p of each chosen token (ours only)
 
 
 def prefill_positions(attention_mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -45,7 +45,8 @@ def fill_mask(model: Any, tokenizer: Any, text: str, top_k: int = 5) -> list[lis
     model.eval()
     try:
         input_ids = torch.tensor([ids], device=model.device)
-        logits = model(input_ids).logits[0, positions].float()  # (M, V)
+        out = model(input_ids)  # a masked LM's `logits`, or a pretraining model's `prediction_logits`
+        logits = out[0][0, positions].float()  # (M, V): the token logits come first when no labels are given
     finally:
         model.train(was_training)
     probs = logits.softmax(-1)

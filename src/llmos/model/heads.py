@@ -1,10 +1,8 @@
 """Layer 2: task heads on the trunk: causal LM, masked LM (+ next-sentence prediction),
-sequence classification. Each is an `nn.Module` that returns a `ModelOutput`.
+sequence classification. Each is an `nn.Module` that returns a `ModelOutput` (see `outputs`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +11,13 @@ from torch import nn
 from llmos.config import ModelConfig
 from llmos.model.cache import KVCache
 from llmos.model.norms import make_norm
+from llmos.model.outputs import (
+    CausalLMOutput,
+    MaskedLMOutput,
+    ModelOutput,  # noqa: F401  (the heads' base output, documented with them)
+    PreTrainingOutput,
+    SequenceClassifierOutput,
+)
 from llmos.model.transformer import Transformer, init_weights
 
 IGNORE_INDEX = -100
@@ -23,14 +28,6 @@ def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                             ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
-
-
-@dataclass
-class ModelOutput:
-    logits: torch.Tensor | None
-    loss: torch.Tensor | None = None
-    nsp_logits: torch.Tensor | None = None  # (B, 2) for pretraining encoders
-    hidden_states: torch.Tensor | None = None
 
 
 class PreTrainedModel(nn.Module):
@@ -89,7 +86,7 @@ class CausalLM(PreTrainedModel):
         labels: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         targets: torch.Tensor | None = None,
-    ) -> ModelOutput:
+    ) -> CausalLMOutput:
         """logits_to_keep > 0 runs the LM head on the last that many positions only.
 
         targets (training): the next token at each position (already shifted, -100 =
@@ -103,8 +100,8 @@ class CausalLM(PreTrainedModel):
                 h, targets = h[trained], targets[trained]
             head_loss = getattr(self.lm_head, "cross_entropy", None)
             if head_loss is not None:
-                return ModelOutput(logits=None, loss=head_loss(h, targets))
-            return ModelOutput(logits=None, loss=mean_cross_entropy(self.lm_head(h), targets))
+                return CausalLMOutput(loss=head_loss(h, targets))
+            return CausalLMOutput(loss=mean_cross_entropy(self.lm_head(h), targets))
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
         logits = self.lm_head(h)  # (B, T, V)
@@ -115,7 +112,7 @@ class CausalLM(PreTrainedModel):
                 labels[:, 1:].reshape(-1),
                 ignore_index=IGNORE_INDEX,
             )
-        return ModelOutput(logits=logits, loss=loss)
+        return CausalLMOutput(loss=loss, logits=logits)
 
     def generate(self, *args, **kwargs):
         """Decode with `llmos.generation` (see there). The one call from the model layer
@@ -166,11 +163,16 @@ class MaskedLM(PreTrainedModel):
             self.mlm.decoder.weight = self.transformer.embed.tokens.weight
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, masked_only: bool = False) -> ModelOutput:
+                labels=None, masked_only: bool = False) -> MaskedLMOutput:
         """masked_only (with labels): run the prediction head only where labels != -100, so
         `logits` is (number of masked tokens, V), in row-major order of those positions.
         Training needs no more, and the head then costs ~15% of what it costs on every token."""
         h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
+        loss, logits = self._predict_masked(h, labels, masked_only)
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+    def _predict_masked(self, h, labels, masked_only) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(mean loss over the labelled tokens or None, token logits) from the trunk's states."""
         if masked_only and labels is not None:
             masked = labels != IGNORE_INDEX
             logits, labels = self.mlm(h[masked]), labels[masked]
@@ -180,7 +182,7 @@ class MaskedLM(PreTrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                    ignore_index=IGNORE_INDEX)
-        return ModelOutput(logits=logits, loss=loss, hidden_states=h)
+        return loss, logits
 
 
 class PreTrainingModel(MaskedLM):
@@ -194,13 +196,15 @@ class PreTrainingModel(MaskedLM):
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, next_sentence_label=None, masked_only: bool = False) -> ModelOutput:
-        out = super().forward(input_ids, attention_mask, token_type_ids, position_ids, labels, masked_only)
-        out.nsp_logits = self.nsp(self.pooler(out.hidden_states))
+                labels=None, next_sentence_label=None, masked_only: bool = False) -> PreTrainingOutput:
+        h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
+        loss, prediction_logits = self._predict_masked(h, labels, masked_only)
+        seq_relationship_logits = self.nsp(self.pooler(h))  # (B, 2)
         if next_sentence_label is not None:
-            nsp_loss = F.cross_entropy(out.nsp_logits.float(), next_sentence_label.reshape(-1))
-            out.loss = nsp_loss if out.loss is None else out.loss + nsp_loss
-        return out
+            nsp_loss = F.cross_entropy(seq_relationship_logits.float(), next_sentence_label.reshape(-1))
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        return PreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
+                                 seq_relationship_logits=seq_relationship_logits)
 
 
 class SequenceClassifier(PreTrainedModel):
@@ -215,7 +219,7 @@ class SequenceClassifier(PreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None) -> ModelOutput:
+                labels=None) -> SequenceClassifierOutput:
         h = self.transformer(input_ids, attention_mask, position_ids, token_type_ids)
         if not self.config.causal:
             pooled = self.pooler(h) if hasattr(self, "pooler") else h[:, 0]
@@ -228,7 +232,7 @@ class SequenceClassifier(PreTrainedModel):
                 loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
             else:
                 loss = F.cross_entropy(logits.float(), labels.reshape(-1))
-        return ModelOutput(logits=logits, loss=loss, hidden_states=h)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def _last_token(self, input_ids, attention_mask) -> torch.Tensor:
         if attention_mask is not None:

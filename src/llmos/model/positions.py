@@ -56,8 +56,14 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        inv_freq = rope_inverse_frequencies(config)
-        t = torch.arange(config.max_seq_len, dtype=torch.float32)
+        self.config = config
+        self.init_buffers()
+
+    def init_buffers(self) -> None:
+        """(Re)compute the tables from the config: they are derived, not saved, so a model built on
+        the meta device gets them here after its weights are loaded."""
+        inv_freq = rope_inverse_frequencies(self.config)
+        t = torch.arange(self.config.max_seq_len, dtype=torch.float32)
         freqs = torch.outer(t, inv_freq)  # (T, D/2)
         self.register_buffer("cos", torch.cat([freqs, freqs], dim=-1).cos(), persistent=False)  # (T, D)
         self.register_buffer("signed_sin", torch.cat([-freqs.sin(), freqs.sin()], dim=-1), persistent=False)

@@ -31,13 +31,17 @@ class Embeddings(nn.Module):
         if config.position == "learned":
             self.positions = nn.Embedding(config.max_seq_len, config.d_model)
         elif config.position == "sinusoidal":
-            self.register_buffer(
-                "sinusoid", sinusoidal_table(config.max_seq_len, config.d_model), persistent=False
-            )
+            self.table_shape = (config.max_seq_len, config.d_model)
+            self.init_buffers()
         if config.type_vocab_size:
             self.segments = nn.Embedding(config.type_vocab_size, config.d_model)
         self.norm = make_norm(config) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.dropout)
+
+    def init_buffers(self) -> None:
+        """(Re)compute the sinusoid table: derived, not saved (see `RotaryEmbedding.init_buffers`)."""
+        if hasattr(self, "table_shape"):
+            self.register_buffer("sinusoid", sinusoidal_table(*self.table_shape), persistent=False)
 
     def forward(self, input_ids, position_ids, token_type_ids) -> torch.Tensor:
         x = self.tokens(input_ids)  # (B, T, C)

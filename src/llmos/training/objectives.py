@@ -124,11 +124,11 @@ class MLMNSPObjective:
             out = model(**inputs, masked_only=True)  # logits of the masked positions only
             labels = batch["labels"][batch["labels"] != IGNORE_INDEX]
             nsp_labels = batch["next_sentence_label"].reshape(-1)
-            logits = out.logits.float()
+            logits = out.prediction_logits.float()
             mlm_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             mlm_correct += (logits.argmax(-1) == labels).sum().item()
             mlm_count += labels.numel()
-            nsp_logits = out.nsp_logits.float()
+            nsp_logits = out.seq_relationship_logits.float()
             nsp_loss += F.cross_entropy(nsp_logits, nsp_labels, reduction="sum").item()
             nsp_correct += (nsp_logits.argmax(-1) == nsp_labels).sum().item()
             nsp_count += nsp_labels.numel()
