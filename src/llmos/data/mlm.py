@@ -37,8 +37,8 @@ from llmos.data.tokenizing import (
     vocab_size_of,
 )
 from llmos.errors import LLMOSError
+from llmos.model.heads import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 IS_NEXT, NOT_NEXT = 0, 1
 
 
