@@ -28,7 +28,8 @@ UNSAFE_WEIGHT_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "pytorch_mo
 
 
 class CheckpointError(LLMOSError):
-    """A checkpoint directory or file cannot be used; the message names it and what was expected."""
+    """A checkpoint directory or file cannot be used (missing, incomplete, corrupt, or not fitting the
+    model or the run that wants to resume it); the message names it and what was expected."""
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:

@@ -32,8 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from llmos.checkpoint.safetensors_io import CheckpointError
 from llmos.config import ModelConfig
-from llmos.errors import LLMOSError
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -42,10 +42,6 @@ MODEL_WEIGHTS = "model.safetensors"
 # (to kill a process exactly there); "SECONDS" alone sleeps in every write.
 SLEEP_IN_SAVE_ENV = "LLMOS_TEST_SLEEP_IN_SAVE"
 _writes_done = 0
-
-
-class CheckpointError(LLMOSError):
-    """A checkpoint is missing, incomplete, or does not fit the run that wants to resume it."""
 
 
 # ---- RNG ---------------------------------------------------------------------
