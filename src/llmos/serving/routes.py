@@ -224,7 +224,7 @@ def _constraint(state, body: ChatCompletionRequest):
     vocab = state.engine.config.vocab_size
 
     def make(prompt_length: int) -> GrammarProcessor:
-        return GrammarProcessor(grammar, tokenizer.backend, 1, prompt_length, vocab, [] if eos is None else [eos])
+        return GrammarProcessor(grammar, tokenizer.tokenizer, 1, prompt_length, vocab, [] if eos is None else [eos])
 
     try:
         if mode == "none":
