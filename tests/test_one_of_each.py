@@ -52,3 +52,14 @@ def test_only_the_atomic_files_module_fsyncs():
 def test_a_too_long_input_has_one_error_type():
     assert _defining("ContextLengthError") == ["model/transformer.py"]
     assert _defining("PromptTooLongError") == []
+
+
+def test_one_conversion_to_an_llmos_tokenizer():
+    assert _defining("as_tokenizer") == ["tokenizer/from_any.py"]
+    assert _defining("SPECIAL_SPELLINGS") + _defining("_SPECIAL_SPELLINGS") == ["tokenizer/from_any.py"]
+    assert _defining("backend_of") == []
+
+
+def test_one_reading_of_eos_token_id():
+    assert _defining("token_id_list") == ["config.py"]
+    assert _defining("_eos_ids") == []
