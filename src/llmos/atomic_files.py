@@ -27,7 +27,7 @@ from llmos.errors import LLMOSError
 
 
 def fsync_file(path: str | Path) -> None:
-    """Flush one file's contents to disk."""
+    """Flush one file's contents (or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -39,11 +39,7 @@ def fsync_dir(path: str | Path) -> None:
     """Flush a directory's entries (names created or renamed in it); a no-op where the platform
     cannot open or fsync a directory."""
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path)
 
 
 def fsync_tree(directory: str | Path) -> None:
