@@ -24,11 +24,13 @@ quickstart: setup
 
 test: setup-test
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: setup-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 # The documentation site, built offline into site/ (no CDN fonts, no network plugins); the CLI
 # reference is generated from the typer app at build time (docs/gen_cli.py).

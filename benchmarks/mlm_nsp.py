@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from llmos.data import MLMNSPBatches, TokenShards, prepare
+from llmos.model.heads import IGNORE_INDEX
 from llmos.training import TrainConfig
 from llmos.training.run import pretrain
-
-IGNORE_INDEX = -100
 
 
 def baselines(data_dir: Path, config: TrainConfig) -> dict[str, float]:

@@ -27,6 +27,17 @@ class ConfigError(LLMOSError):
     """A configuration value is invalid; the message names it and what is valid."""
 
 
+def token_id_list(value: Any, name: str = "eos_token_id") -> list[int]:
+    """A token-id field as Hugging Face files store it (one id, a list or tuple of ids, or None) as a
+    list of ids. The one reading of `eos_token_id` for model and generation configs and serving."""
+    if value is None:
+        return []
+    ids = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ConfigError(f"{name}={value!r} is not valid; expected a token id, a list of them, or None")
+    return ids
+
+
 @dataclass
 class ModelConfig:
     """Every shape and variant of the LLMOS Transformer.
@@ -137,11 +148,7 @@ class ModelConfig:
 
     @property
     def eos_token_ids(self) -> list[int]:
-        if self.eos_token_id is None:
-            return []
-        if isinstance(self.eos_token_id, int):
-            return [self.eos_token_id]
-        return list(self.eos_token_id)
+        return token_id_list(self.eos_token_id)
 
     def num_parameters(self, embeddings: bool = True) -> int:
         """Parameter count from the shape alone (used for MFU and memory estimates)."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llmos.atomic_files import atomic_write_text
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LLMOS_CACHE_DIR") or Path.home() / ".cache" / "llmos")
@@ -33,10 +35,7 @@ def measured_once(file_name: str, key: str, measure: Callable[[], Any]) -> Any:
     if key not in cached:
         cached[key] = measure()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cached, indent=2))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(cached, indent=2))
         except OSError:
             pass
     return cached[key]

@@ -154,3 +154,15 @@ def test_bad_input_is_one_clear_error(tiny, case):
     call, message = BAD[case]
     with pytest.raises(LLMOSError, match=message):
         call(tiny)
+
+
+def test_a_transformers_tokenizer_is_converted_once_and_answers_as_the_llmos_one(tiny, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from llmos.tokenizer import Tokenizer
+
+    tiny["tokenizer"].save_pretrained(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    ours = pipeline("summarization", **tiny, max_new_tokens=8)
+    converted = pipeline("summarization", model=tiny["model"], tokenizer=theirs, max_new_tokens=8)
+    assert isinstance(converted.tokenizer, Tokenizer)
+    assert converted(TEXT) == ours(TEXT)

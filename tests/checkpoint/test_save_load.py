@@ -96,22 +96,6 @@ def test_failed_save_leaves_previous_checkpoint_intact_and_no_partial_directory(
     assert _same_logits(first, AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt"), ids)
 
 
-def test_atomic_write_text_replaces_a_file_whole_and_a_failed_write_leaves_the_old_one(tmp_path, monkeypatch):
-    from llmos.checkpoint import pretrained
-
-    target = pretrained.atomic_write_text(tmp_path / "state.json", "old")
-    pretrained.atomic_write_text(target, "new")
-    assert target.read_text() == "new"
-
-    def failing_fsync(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(pretrained.os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk full"):
-        pretrained.atomic_write_text(target, "newer")
-    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
-
-
 def test_save_replaces_an_existing_checkpoint(tmp_path, ids, tiny):
     CausalLM(tiny.gpt2()).save_pretrained(tmp_path / "ckpt")
     torch.manual_seed(3)

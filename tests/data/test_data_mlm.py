@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from llmos.data import TokenShards, prepare
-from llmos.data.mlm import IGNORE_INDEX, MLMNSPBatches, SpecialTokenIds, document_chunks
+from llmos.data.mlm import MLMNSPBatches, SpecialTokenIds, document_chunks
 from llmos.errors import LLMOSError
+from llmos.model.heads import IGNORE_INDEX
 
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 WORDS_PER_DOC = 200

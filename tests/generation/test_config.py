@@ -127,3 +127,17 @@ def test_a_saved_generation_config_holds_what_was_set_and_transformers_saves_it_
             "max_new_tokens": 5, "eos_token_id": 2, "typical_p": 1.0}
         transformers.GenerationConfig.from_pretrained(path).save_pretrained(tmp_path / "again")  # valid there
     assert GenerationConfig.from_pretrained(tmp_path / "ckpt") == config
+
+
+@pytest.mark.parametrize("given,expected", [(None, []), (7, [7]), ([2, 7], [2, 7]), ((2, 7), [2, 7])])
+def test_model_and_generation_configs_read_eos_token_id_the_same_way(given, expected):
+    model_config = ModelConfig.from_preset("micro", eos_token_id=given)
+    assert model_config.eos_token_ids == expected
+    assert GenerationConfig(eos_token_id=given).eos_token_ids == expected
+    assert GenerationConfig.from_model_config(model_config).eos_token_ids == expected
+
+
+@pytest.mark.parametrize("bad", [True, -1, "2", [2, None]])
+def test_an_eos_token_id_that_is_not_token_ids_is_refused_with_its_value(bad):
+    with pytest.raises(LLMOSError, match="eos_token_id"):
+        GenerationConfig(eos_token_id=bad)

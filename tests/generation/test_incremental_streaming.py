@@ -21,6 +21,7 @@ from gguf_tokenizers import add_tokenizer_metadata
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from llmos.checkpoint.gguf_file import open_gguf
+from llmos.errors import LLMOSError
 from llmos.generation import TextStreamer
 from llmos.serving.text import ServedTokenizer, TextStream
 from llmos.tokenizer import train_tokenizer
@@ -184,12 +185,21 @@ def test_text_streamer_given_the_prompt_at_once_streams_the_one_shot_decode(toke
 
 
 def test_served_text_stream_streams_exactly_the_one_shot_decode(tokenizer):
+    if isinstance(tokenizer, DecodeOnly):
+        pytest.skip("the server converts its tokenizer once (as_tokenizer), which needs a tokenizers "
+                    "backend: see test_the_server_refuses_a_tokenizer_without_a_backend_by_its_type")
     served = ServedTokenizer(tokenizer)
     for ids in sequences(tokenizer):
         stream = TextStream(served, [])
         text = "".join(stream.push(token) for token in ids) + stream.flush()
         assert text == served.decode(ids), ids
         assert stream.text == text
+
+
+def test_the_server_refuses_a_tokenizer_without_a_backend_by_its_type():
+    inner = train_tokenizer(CHINESE, kind="bpe", vocab_size=300, min_frequency=2)
+    with pytest.raises(LLMOSError, match="cannot use a DecodeOnly as a tokenizer"):
+        ServedTokenizer(DecodeOnly(inner))
 
 
 # ---- work per token ---------------------------------------------------------------------------

@@ -102,3 +102,13 @@ def test_a_single_row_needs_no_mask_and_several_unequal_rows_do():
     mask, positions = cache.decode_inputs()
     assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]
     assert positions.tolist() == [[4], [2]]
+
+
+def test_writing_past_the_buffer_is_the_model_caches_clear_overflow_error():
+    """The slot cache stores keys and values with the model cache's code, so it refuses an overflow
+    the same way instead of failing inside a tensor copy."""
+    config = tiny_model().config
+    for cache in (KVCache(config, 1, max_len=4), SlotCache(config, max_batch=1, max_len=4)):
+        shape = (1, config.n_kv_heads, 5, config.head_dim)
+        with pytest.raises(ValueError, match="KV cache overflow: 5 positions requested.*max_len=4"):
+            cache.update(0, torch.zeros(shape), torch.zeros(shape))

@@ -13,8 +13,9 @@ from llmos.auto import AutoModelForCausalLM, AutoModelForSequenceClassification,
 from llmos.cli.main import app
 from llmos.config import ModelConfig
 from llmos.data.labelled import DataError
-from llmos.data.sft import IGNORE_INDEX, SFTBatches, read_examples
+from llmos.data.sft import SFTBatches, read_examples
 from llmos.model import CausalLM
+from llmos.model.heads import IGNORE_INDEX
 from llmos.training.finetune import finetune
 from llmos.training.finetune_recipe import FinetuneConfig
 from llmos.training.freeze import FreezeError

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from training_helpers import run_tiny
 
+from llmos.checkpoint import CheckpointError
 from llmos.training.state import resolve_checkpoint
 
 SCRIPT = """
@@ -58,3 +59,8 @@ def test_a_kill_between_the_two_renames_still_finds_the_previous_checkpoint(tmp_
     assert resolve_checkpoint(tmp_path / "last") == tmp_path / "last.old"
     result, _ = run_tiny(tmp_path, max_steps=4, eval_every=0, resume="auto")
     assert [s for s, _ in result.losses] == [3, 4]
+
+
+def test_no_checkpoint_to_resume_raises_the_checkpoint_layers_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no complete trainer checkpoint"):
+        resolve_checkpoint(tmp_path / "last")

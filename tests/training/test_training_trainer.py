@@ -8,11 +8,11 @@ import pytest
 import torch
 from training_helpers import ToyBatches, run_tiny, tiny_config
 
+from llmos.checkpoint import CheckpointError
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.model import CausalLM, PreTrainingModel
 from llmos.training import MLMNSPObjective, TrainConfig, Trainer
-from llmos.training.state import CheckpointError
 
 
 def test_training_lowers_the_loss_on_a_learnable_stream(tmp_path):

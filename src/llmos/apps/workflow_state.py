@@ -24,7 +24,7 @@ from typing import Any
 from llmos.apps.workflow_inputs import Item, WorkflowError
 from llmos.apps.workflow_spec import OutputSpec
 from llmos.apps.workflow_templates import evaluate, not_run, plain
-from llmos.checkpoint.pretrained import atomic_write_text
+from llmos.atomic_files import atomic_write_text
 
 STATE_VERSION = 1
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
+from llmos.atomic_files import atomic_directory
 from llmos.checkpoint.hf_config import HFConversionError, choose_family, config_to_hf
 from llmos.checkpoint.hf_weights import ours_to_hf
 from llmos.checkpoint.pretrained import (
     GENERATION_CONFIG_NAME,
     TOKENIZER_FILES,
     _write_json,
-    atomic_directory,
     generation_defaults,
     load_pretrained,
     read_config,

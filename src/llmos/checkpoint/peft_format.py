@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmos.adapters import LoRAError, LoRALinear, adapter_names, add_lora, lora_layers, set_adapter
+from llmos.atomic_files import fsync_dir
 from llmos.checkpoint.hf_config import choose_family
 from llmos.checkpoint.hf_weights import PREFIX, _fill, _rules, _split_sizes
 
@@ -178,8 +179,6 @@ def head_names(model: nn.Module) -> dict[str, str]:
 def save_adapter(model: nn.Module, directory: str | Path, name: str | None = None,
                  base_model: str | None = None, train_heads: bool | None = None) -> Path:
     """Write adapter `name` (default: the active one) as a PEFT adapter directory."""
-    from llmos.checkpoint.pretrained import _fsync_dir
-
     name = name or _active(model)
     layers = [layer for _, layer in lora_layers(model) if name in layer.adapters]
     if not layers:
@@ -222,7 +221,7 @@ def save_adapter(model: nn.Module, directory: str | Path, name: str | None = Non
     save_file(adapter_state(model, name, train_heads and is_classifier), str(directory / ADAPTER_WEIGHTS),
               metadata=metadata)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return directory
 
 

@@ -5,8 +5,8 @@ A checkpoint directory holds config.json (`ModelConfig.to_dict()` plus
 (or shards + index), generation_config.json and, when given, the tokenizer's
 files. Saving is atomic: everything is written to a temporary directory beside
 the target, fsynced, then renamed into place, so a failure leaves any previous
-checkpoint untouched (`atomic_write_text` is the same for one file). Loading builds the model under
-`torch.device("meta")` and assigns tensors read from the memory-mapped safetensors files, so
+checkpoint untouched (`llmos.atomic_files`). Loading builds the model under `torch.device("meta")`
+and assigns tensors read from the memory-mapped safetensors files, so
 the weights are held in memory about once.
 
 A model with weight-only quantized linears (`llmos.kernels.quantize`, or a
@@ -19,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmos.atomic_files import atomic_directory
 from llmos.checkpoint.hf_config import HF_FAMILIES, config_from_hf
 from llmos.checkpoint.hf_weights import hf_to_ours
 from llmos.checkpoint.quantization import (
@@ -113,81 +111,9 @@ def generation_defaults(config: ModelConfig, generation_config: Any = None) -> d
     )
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with open(path, "w") as f:
         f.write(json.dumps(data, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _make_readable(directory: Path) -> None:
-    """mkdtemp makes 0700 directories; give the checkpoint the usual umask permissions."""
-    umask = _umask()
-    os.chmod(directory, 0o777 & ~umask)
-    for item in directory.rglob("*"):
-        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target`, on error it vanishes."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise CheckpointError(f"{target} exists and is not a directory; choose a directory path to save into")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        _make_readable(tmp)
-        _fsync_dir(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rmdir(old)
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_write_text(target: str | Path, text: str) -> Path:
-    """Write one text file the way `atomic_directory` writes a directory: a reader (or a crash) sees
-    the old file or the new one, never a part of it (temporary file beside it, fsync, rename)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def save_pretrained(

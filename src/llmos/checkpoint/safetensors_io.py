@@ -10,7 +10,6 @@ becomes a `CheckpointError` that names the file.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from llmos.atomic_files import fsync_file
 from llmos.errors import LLMOSError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -28,7 +28,8 @@ UNSAFE_WEIGHT_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "pytorch_mo
 
 
 class CheckpointError(LLMOSError):
-    """A checkpoint directory or file cannot be used; the message names it and what was expected."""
+    """A checkpoint directory or file cannot be used (missing, incomplete, corrupt, or not fitting the
+    model or the run that wants to resume it); the message names it and what was expected."""
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
@@ -47,14 +48,6 @@ def plan_shards(state: dict[str, torch.Tensor], max_shard_bytes: int) -> list[li
         shards[-1].append(name)
         size += nbytes
     return shards
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_state_dict(
@@ -93,7 +86,7 @@ def write_state_dict(
         path.write_text(json.dumps(index, indent=2) + "\n")
         written.append(path)
     for path in written:
-        _fsync(path)
+        fsync_file(path)
     return written
 
 

@@ -33,12 +33,12 @@ from llmos.data.shards import TokenShards
 from llmos.data.tokenizing import (
     all_special_ids,
     load_tokenizer,
-    special_token_id,
     vocab_size_of,
 )
 from llmos.errors import LLMOSError
+from llmos.model.heads import IGNORE_INDEX
+from llmos.tokenizer.from_any import as_tokenizer, special_token_id
 
-IGNORE_INDEX = -100
 IS_NEXT, NOT_NEXT = 0, 1
 
 
@@ -55,7 +55,8 @@ class SpecialTokenIds:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> SpecialTokenIds:
-        """Read the ids from an LLMOS ``Tokenizer`` or a ``tokenizers.Tokenizer``."""
+        """Read the ids from an LLMOS ``Tokenizer`` (or any tokenizer ``as_tokenizer`` converts)."""
+        tokenizer = as_tokenizer(tokenizer)
         ids = {name: special_token_id(tokenizer, name) for name in ("cls", "sep", "mask", "pad")}
         missing = [f"[{name.upper()}]" for name, value in ids.items() if value is None]
         if missing:

@@ -33,11 +33,11 @@ from llmos.data.tokenizing import (
     encoding_copy,
     load_tokenizer,
     save_tokenizer,
-    special_token_id,
     train_new_tokenizer,
     vocab_size_of,
 )
 from llmos.errors import LLMOSError
+from llmos.tokenizer.from_any import as_tokenizer, special_token_id
 
 DEFAULT_SHARD_TOKENS = 1 << 27  # 256 MiB per shard at uint16
 _BATCH_DOCUMENTS = 512
@@ -122,7 +122,7 @@ def prepare(
     """Tokenize a corpus into ``out_dir``: shards, ``index.json`` and the tokenizer.
 
     ``tokenizer`` is None (train one of ``tokenizer_kind`` with ``vocab_size``),
-    a tokenizer directory, an LLMOS ``Tokenizer`` or a ``tokenizers.Tokenizer``.
+    a tokenizer directory, an LLMOS ``Tokenizer`` or any tokenizer ``as_tokenizer`` converts.
     ``workers`` caps the tokenizer's thread pool (``RAYON_NUM_THREADS``); it takes
     effect only if nothing in the process has tokenized in parallel yet.
     """
@@ -146,6 +146,8 @@ def prepare(
         tokenizer = train_new_tokenizer(corpus, tokenizer_kind, vocab_size, special_tokens)
     elif isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(tokenizer)
+    else:
+        tokenizer = as_tokenizer(tokenizer)
     backend = encoding_copy(tokenizer)
     eos_id = special_token_id(tokenizer, "eos")
     if eos_id is None:

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from llmos.data.jsonl import DataError, jsonl_records
+from llmos.model.heads import IGNORE_INDEX
 
 logger = logging.getLogger("llmos.data")
 
-IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant", "tool")
 FORMATS = ("chat", "completion")
 

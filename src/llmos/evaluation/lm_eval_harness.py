@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from llmos.config import token_id_list
 from llmos.errors import LLMOSError
 
 try:
@@ -139,8 +140,8 @@ class LLMOSLM(TemplateLM):
     def eot_token_id(self) -> int | None:
         eos = self.tokenizer.eos_token_id
         if eos is None:
-            eos = getattr(self._model.config, "eos_token_id", None)
-            eos = eos[0] if isinstance(eos, list) else eos
+            configured = token_id_list(getattr(self._model.config, "eos_token_id", None))
+            eos = configured[0] if configured else None
         return eos
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.config import ConfigError, token_id_list
 from llmos.errors import LLMOSError
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -105,10 +106,12 @@ class GenerationConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 0):
                 raise bad(name, "a token id >= 0 or None")
-        if self.eos_token_id is not None:
-            ids = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
-            if not all(_is_int(i) and i >= 0 for i in ids):
-                raise bad("eos_token_id", "a token id >= 0, a list of them, or None")
+        try:
+            ids = token_id_list(self.eos_token_id)
+        except ConfigError:
+            ids = [-1]
+        if not all(i >= 0 for i in ids):
+            raise bad("eos_token_id", "a token id >= 0, a list of them, or None")
         if self.stop_strings is not None:
             strings = [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
             if not strings or not all(isinstance(s, str) and s for s in strings):
@@ -119,9 +122,7 @@ class GenerationConfig:
     # -- derived values -----------------------------------------------------------------------
     @property
     def eos_token_ids(self) -> list[int]:
-        if self.eos_token_id is None:
-            return []
-        return list(self.eos_token_id) if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        return token_id_list(self.eos_token_id)
 
     @property
     def stop_string_list(self) -> list[str]:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from llmos.generation.config import GenerationError
+from llmos.tokenizer import Tokenizer
+from llmos.tokenizer.from_any import as_tokenizer
 
 CONSTRAINT_KEYS = ("json_schema", "regex", "grammar", "choices")
 # JSON as json.dumps writes it: no free whitespace, so a small model cannot wander in blanks
@@ -117,9 +119,9 @@ def _engine_tokenizer(tokenizer_json: str, n_vocab: int, eos: int):
 _ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def engine_tokenizer(tokenizer: Any, n_vocab: int, eos: int):
-    """The engine's view of an `llmos` tokenizer or a `tokenizers.Tokenizer` (built once per tokenizer)."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+def engine_tokenizer(tokenizer: Tokenizer, n_vocab: int, eos: int):
+    """The engine's view of an LLMOS `Tokenizer` (built once per tokenizer)."""
+    backend = tokenizer.backend_tokenizer
     per_backend = _ENGINES.setdefault(backend, {})
     if (n_vocab, eos) not in per_backend:
         per_backend[n_vocab, eos] = _engine_tokenizer(backend.to_str(), n_vocab, eos)
@@ -129,7 +131,8 @@ def engine_tokenizer(tokenizer: Any, n_vocab: int, eos: int):
 class GrammarProcessor:
     """A logits processor holding one grammar matcher per row; rows advance as tokens are chosen.
 
-    `grammar` is one grammar for all `rows`, or a list with one grammar (or None) per row.
+    `grammar` is one grammar for all `rows`, or a list with one grammar (or None) per row;
+    `tokenizer` is any tokenizer `as_tokenizer` takes.
     """
 
     def __init__(self, grammar: str | Sequence[str | None], tokenizer: Any, rows: int, prompt_length: int,
@@ -142,7 +145,7 @@ class GrammarProcessor:
         if not eos_ids:
             raise ConstraintError("constrained decoding needs an end-of-sequence token to end a finished row")
         self.eos = eos_ids[0]
-        engine = engine_tokenizer(tokenizer, vocab_size, self.eos)
+        engine = engine_tokenizer(as_tokenizer(tokenizer), vocab_size, self.eos)
         compiled = {}
         for text in dict.fromkeys(g for g in grammars if g is not None):  # each distinct grammar once
             compiled[text] = LLMatcher(engine, text, log_level=0)

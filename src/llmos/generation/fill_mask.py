@@ -7,26 +7,7 @@ from typing import Any
 import torch
 
 from llmos.generation.config import GenerationError
-from llmos.generation.stopping import decode
-
-
-def _mask_token_id(tokenizer: Any) -> int:
-    for attr in ("mask_token_id",):
-        value = getattr(tokenizer, attr, None)
-        if isinstance(value, int):
-            return value
-    token_to_id = getattr(tokenizer, "token_to_id", None)
-    if token_to_id is not None:
-        for token in ("[MASK]", "<mask>"):
-            value = token_to_id(token)
-            if value is not None:
-                return value
-    raise GenerationError("the tokenizer has no mask token ([MASK] or <mask>); fill_mask needs one")
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    encoded = tokenizer.encode(text)
-    return list(getattr(encoded, "ids", encoded))
+from llmos.tokenizer.from_any import as_tokenizer, special_token_id
 
 
 @torch.inference_mode()
@@ -36,8 +17,11 @@ def fill_mask(model: Any, tokenizer: Any, text: str, top_k: int = 5) -> list[lis
     candidate in place of the mask."""
     if not isinstance(top_k, int) or top_k < 1:
         raise GenerationError(f"top_k={top_k!r} is invalid; valid: an integer >= 1")
-    mask_id = _mask_token_id(tokenizer)
-    ids = _encode(tokenizer, text)
+    tokenizer = as_tokenizer(tokenizer)
+    mask_id = special_token_id(tokenizer, "mask")
+    if mask_id is None:
+        raise GenerationError("the tokenizer has no mask token ([MASK] or <mask>); fill_mask needs one")
+    ids = tokenizer.encode(text)
     positions = [i for i, t in enumerate(ids) if t == mask_id]
     if not positions:
         raise GenerationError(f"no mask token (id {mask_id}) in the text {text!r}")
@@ -58,9 +42,9 @@ def fill_mask(model: Any, tokenizer: Any, text: str, top_k: int = 5) -> list[lis
             filled = ids[:pos] + [token_id] + ids[pos + 1:]
             candidates.append({
                 "token_id": token_id,
-                "token": decode(tokenizer, [token_id]),
+                "token": tokenizer.decode([token_id], skip_special_tokens=True),
                 "score": score,
-                "sequence": decode(tokenizer, filled),
+                "sequence": tokenizer.decode(filled, skip_special_tokens=True),
             })
         results.append(candidates)
     return results

@@ -23,6 +23,7 @@ from llmos.generation.constrained import (
 )
 from llmos.generation.decode import GenerateOutput, sample_loop
 from llmos.generation.request import build_request, resolve_config
+from llmos.tokenizer.from_any import as_tokenizer
 
 
 def generate(
@@ -37,6 +38,7 @@ def generate(
 ) -> torch.Tensor | GenerateOutput:
     """Continue each prompt in `input_ids` (B, T), left-padded with `attention_mask` when
     their lengths differ. `generator` (or `seed=`) makes sampling reproducible.
+    `tokenizer` is any tokenizer `as_tokenizer` takes (needed for stop strings and constraints).
     `json_schema=`, `regex=`, `grammar=` (Lark) or `choices=[...]`, with `tokenizer=`, keep
     every row's new text inside that language; `constraints=[{"regex": ...}, None, ...]` gives
     each input row its own (None: free text). See `generation.constrained`."""
@@ -44,6 +46,7 @@ def generate(
         raise GenerationError(
             "generate needs a causal (decoder) language model; for an encoder use fill_mask"
         )
+    tokenizer = None if tokenizer is None else as_tokenizer(tokenizer)
     constraint = {key: kwargs.pop(key) for key in (*CONSTRAINT_KEYS, "constraints") if key in kwargs}
     config = resolve_config(model, generation_config, kwargs)
     request = build_request(model, input_ids, attention_mask, config, tokenizer, generator)

@@ -20,6 +20,8 @@ from llmos.model.outputs import (
 )
 from llmos.model.transformer import Transformer, init_weights
 
+# The label that takes no loss (PyTorch's cross_entropy default, as in transformers). The one
+# definition: data collators and training objectives import it from here.
 IGNORE_INDEX = -100
 
 

@@ -75,7 +75,7 @@ def create_app(
 
     engine_options go to `Engine` (e.g. prefill_min_batch, prefill_max_wait_steps)."""
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
-        tokenizer, chat_template, _eos_ids(model.config))
+        tokenizer, chat_template, model.config.eos_token_ids)
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
     state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()))
 
@@ -194,8 +194,3 @@ def _route_label(path: str) -> str:
     known = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/tokenize",
              "/detokenize", "/version", "/openapi.json", "/docs")
     return next((k for k in known if path.startswith(k)), "/" if path == "/" else "other")
-
-
-def _eos_ids(config: Any) -> list[int]:
-    eos = getattr(config, "eos_token_id", None)
-    return [eos] if isinstance(eos, int) else list(eos or [])

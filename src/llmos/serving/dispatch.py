@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from llmos.errors import LLMOSError
+from llmos.model import ContextLengthError
 from llmos.serving.engine import Engine, QueueFullError, Request, TokenEvent
 from llmos.serving.errors import APIError
 from llmos.serving.sampling import SamplingParams
@@ -73,10 +74,12 @@ class ChoiceGroup:
         except QueueFullError as exc:
             self.cancel()
             raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": "1"}) from None
+        except ContextLengthError as exc:
+            self.cancel()
+            raise APIError(400, str(exc), param="prompt", code="context_length_exceeded") from None
         except LLMOSError as exc:
             self.cancel()
-            raise APIError(400, str(exc), param="prompt" if "prompt" in str(exc) else None,
-                           code="context_length_exceeded" if "context window" in str(exc) else None) from None
+            raise APIError(400, str(exc), param="prompt" if "prompt" in str(exc) else None) from None
         self.prompt_tokens = sum(len(p) for p in prompts)
         self.engine.metrics.tokens_in(self.prompt_tokens)
 

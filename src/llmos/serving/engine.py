@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from llmos.errors import LLMOSError
+from llmos.model import ContextLengthError
 from llmos.serving.metrics import Metrics
 from llmos.serving.sampling import RequestSampler, SamplingParams, token_logprobs
 from llmos.serving.slot_cache import SlotCache
@@ -33,10 +34,6 @@ from llmos.serving.slot_cache import SlotCache
 
 class QueueFullError(LLMOSError):
     """The engine's waiting queue is full; the client should retry later (HTTP 429)."""
-
-
-class PromptTooLongError(LLMOSError):
-    """A prompt does not fit the context window (HTTP 400)."""
 
 
 @dataclass
@@ -124,11 +121,11 @@ class Engine:
         self.thread.join(timeout=10)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Callable[[TokenEvent], None]) -> Request:
-        """Queue a request; raises PromptTooLongError or QueueFullError instead of truncating/waiting."""
+        """Queue a request; raises ContextLengthError or QueueFullError instead of truncating/waiting."""
         if not prompt_ids:
             raise LLMOSError("the prompt is empty after tokenization; give at least one token")
         if len(prompt_ids) >= self.max_len and not (params.max_tokens == 0 and len(prompt_ids) <= self.max_len):
-            raise PromptTooLongError(
+            raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens; this model's context window is "
                 f"{self.max_len} tokens (prompt + completion), so the prompt must be shorter"
             )

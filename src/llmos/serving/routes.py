@@ -87,7 +87,7 @@ def _document_start(state) -> int:
     """The one token an empty prompt becomes: the model starts a new document, as OpenAI's
     models do from "<|endoftext|>". BOS if the model has one, else that separator, else EOS."""
     tokenizer, config = state.tokenizer, state.engine.config
-    eos = (config.eos_token_id or [None])[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    eos = next(iter(config.eos_token_ids), None)
     candidates = (getattr(tokenizer.tokenizer, "bos_token_id", None), config.bos_token_id,
                   tokenizer.token_to_id("<|endoftext|>"), getattr(tokenizer.tokenizer, "eos_token_id", None),
                   eos)
@@ -229,7 +229,7 @@ def _constraint(state, body: ChatCompletionRequest):
     vocab = state.engine.config.vocab_size
 
     def make(prompt_length: int) -> GrammarProcessor:
-        return GrammarProcessor(grammar, tokenizer.backend, 1, prompt_length, vocab, [] if eos is None else [eos])
+        return GrammarProcessor(grammar, tokenizer.tokenizer, 1, prompt_length, vocab, [] if eos is None else [eos])
 
     try:
         if mode == "none":

@@ -17,6 +17,12 @@ so for a single row), no mask is needed at all.
 
 Active rows are packed at the front ([0, active)); retiring a row moves the
 last active row into its place, so a decode step only touches live rows.
+
+The storage and the per-step write are the model's (`llmos.model.cache.KVBuffer`,
+which `KVCache` is built on too); what is the slot cache's own is the
+bookkeeping above: per-row starts, the live window, compaction, and rows joining
+and leaving. That is why it is a sibling of `KVCache` rather than a `KVCache`: a
+`KVCache` has one `length` for all rows and never drops one.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from __future__ import annotations
 import torch
 
 from llmos.config import ModelConfig
+from llmos.model.cache import KVBuffer
 
 
-class SlotCache:
+class SlotCache(KVBuffer):
     def __init__(
         self,
         config: ModelConfig,
@@ -35,11 +42,8 @@ class SlotCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.max_len = max_len or config.max_seq_len
+        super().__init__(config, max_batch, max_len, dtype, device)
         self.max_batch = max_batch
-        shape = (config.n_layers, max_batch, config.n_kv_heads, self.max_len, config.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.end = 0  # absolute column where every active row's history ends
         self.start = 0  # leftmost column any active row uses
         self.active = 0  # rows [0, active) are live
@@ -53,9 +57,7 @@ class SlotCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (active, Hkv, T, D) at the end; return the live window of live rows."""
-        rows, end = k.shape[0], self.end + k.shape[2]
-        self.k[layer, :rows, :, self.end : end] = k
-        self.v[layer, :rows, :, self.end : end] = v
+        rows, end = k.shape[0], self.store(layer, k, v, self.end)
         return self.k[layer, :rows, :, self.start : end], self.v[layer, :rows, :, self.start : end]
 
     def advance(self, n: int) -> None:

@@ -1,12 +1,12 @@
 """Layer 7: text in and out of the engine: one tokenizer face, chat rendering, streamed text.
 
-`ServedTokenizer` gives the HTTP layer one interface over either an LLMOS
-tokenizer or a bare `tokenizers.Tokenizer`. `TextStream` turns a request's
-token ids into text deltas: the tokenizer layer's `IncrementalDecoder` never
-releases half a UTF-8 character (and decodes a short window per token, not the
-whole answer); on top, it holds back text that could still become a stop
-string, and cuts the text at the first stop string it sees (which is not part
-of the answer, as in OpenAI's API).
+`ServedTokenizer` gives the HTTP layer one interface over the LLMOS `Tokenizer`
+that `as_tokenizer` makes of whatever tokenizer the server was given. `TextStream`
+turns a request's token ids into text deltas: the tokenizer layer's
+`IncrementalDecoder` never releases half a UTF-8 character (and decodes a short
+window per token, not the whole answer); on top, it holds back text that could
+still become a stop string, and cuts the text at the first stop string it sees
+(which is not part of the answer, as in OpenAI's API).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from llmos.tokenizer.chat_template import (
     select_template,
     template_reads,
 )
+from llmos.tokenizer.from_any import as_tokenizer
 from llmos.tokenizer.incremental import IncrementalDecoder
 from llmos.tokenizer.token_bytes import TokenBytes, token_text
 
@@ -27,21 +28,20 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<
 
 
 class ServedTokenizer:
+    """The HTTP layer's tokenizer: the LLMOS `Tokenizer` (any tokenizer given is converted once by
+    `as_tokenizer`) plus the chat template and the token ids that end an answer."""
+
     def __init__(self, tokenizer: Any, chat_template: str | None = None,
                  eos_token_ids: list[int] | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-        if self.backend is None and hasattr(tokenizer, "id_to_token"):
-            self.backend = tokenizer  # a bare tokenizers.Tokenizer
-        own = getattr(tokenizer, "chat_template", None)
+        self.tokenizer = as_tokenizer(tokenizer)
+        self.backend = self.tokenizer.backend_tokenizer
+        own = self.tokenizer.chat_template
         # The tokenizer's own templates (str or named dict) go through its apply_chat_template.
-        self.use_own_template = chat_template is None and own is not None and hasattr(
-            tokenizer, "apply_chat_template")
+        self.use_own_template = chat_template is None and own is not None
         self.chat_template = chat_template or (own if isinstance(own, str) else None) or CHATML_TEMPLATE
         stops = set(eos_token_ids or [])
-        own_eos = getattr(tokenizer, "eos_token_id", None)
-        if isinstance(own_eos, int):
-            stops.add(own_eos)
+        if self.tokenizer.eos_token_id is not None:
+            stops.add(self.tokenizer.eos_token_id)
         for token in END_OF_TURN_TOKENS:
             token_id = self.token_to_id(token)
             if token_id is not None:
@@ -51,34 +51,23 @@ class ServedTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        if self.backend is not None:
-            return self.backend.get_vocab_size()
-        return len(self.tokenizer)
+        return self.backend.get_vocab_size()
 
     def token_to_id(self, token: str) -> int | None:
-        if self.backend is not None:
-            return self.backend.token_to_id(token)
-        return self.tokenizer.convert_tokens_to_ids(token)
+        return self.backend.token_to_id(token)
 
     def encode(self, text: str) -> list[int]:
-        if self.backend is not None:
-            return list(self.backend.encode(text, add_special_tokens=False).ids)
-        ids = self.tokenizer.encode(text)
-        return list(getattr(ids, "ids", ids))
+        return list(self.backend.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: list[int]) -> str:
-        if self.backend is not None:
-            return self.backend.decode(list(ids), skip_special_tokens=True)
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self.backend.decode(list(ids), skip_special_tokens=True)
 
     def incremental_decoder(self) -> IncrementalDecoder:
         """A fresh decoder that streams what `decode` gives, one token at a time."""
-        return IncrementalDecoder(self.backend if self.backend is not None else self.tokenizer)
+        return IncrementalDecoder(self.backend)
 
     def token_bytes(self, token_id: int) -> bytes:
         """The UTF-8 bytes one token stands for (part of a character, for some tokens)."""
-        if self.backend is None:
-            return self.tokenizer.decode([token_id]).encode("utf-8")
         if self._token_bytes is None:
             self._token_bytes = TokenBytes(self.backend)
         return self._token_bytes(token_id)

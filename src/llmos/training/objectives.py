@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = -100
+from llmos.model.heads import IGNORE_INDEX
 
 Batch = Any  # a (x, y) tuple for causal LM, a dict of tensors for MLM + NSP
 

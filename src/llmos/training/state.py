@@ -32,8 +32,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from llmos.atomic_files import fsync_tree, replace_directory
+from llmos.checkpoint.safetensors_io import CheckpointError
 from llmos.config import ModelConfig
-from llmos.errors import LLMOSError
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -42,10 +43,6 @@ MODEL_WEIGHTS = "model.safetensors"
 # (to kill a process exactly there); "SECONDS" alone sleeps in every write.
 SLEEP_IN_SAVE_ENV = "LLMOS_TEST_SLEEP_IN_SAVE"
 _writes_done = 0
-
-
-class CheckpointError(LLMOSError):
-    """A checkpoint is missing, incomplete, or does not fit the run that wants to resume it."""
 
 
 # ---- RNG ---------------------------------------------------------------------
@@ -159,13 +156,8 @@ def write_checkpoint(
     _test_hook_sleep()
     state = {**trainer_state, "optimizer_param_groups": groups, "rng": rng_scalars}
     (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
-    _fsync_tree(tmp)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    fsync_tree(tmp)
+    replace_directory(tmp, target, old)
     return target
 
 
@@ -178,27 +170,6 @@ def _test_hook_sleep() -> None:
     seconds, _, nth = hook.partition("@")
     if not nth or int(nth) == _writes_done:
         time.sleep(float(seconds))
-
-
-def _fsync_tree(directory: Path) -> None:
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---- reading -----------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from llmos.apps.workflow_templates import render
 from llmos.data.sft import left_pad
 from llmos.errors import LLMOSError
+from llmos.tokenizer.from_any import as_tokenizer
 
 DEFAULT_MODEL = "smollm2"
 DEFAULT_BATCH_SIZE = 8  # see the package docstring for the measurement behind it
@@ -79,7 +80,7 @@ class Pipeline:
                  batch_size: int = DEFAULT_BATCH_SIZE, **settings: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size={batch_size!r} must be an integer >= 1")
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.model, self.tokenizer, self.batch_size = model, as_tokenizer(tokenizer), batch_size
         if template is not None:
             self.template = template
         if system is not None:
