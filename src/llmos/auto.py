@@ -12,9 +12,9 @@ A causal LM comes with `model.generation_config`, a `GenerationConfig` read
 here and nowhere else: the directory's generation_config.json (a GGUF file's
 metadata: special ids and `general.sampling.*`), else the model config's
 special token ids, as transformers does; `model.generate()` decodes with it and
-explicit keyword arguments win. `GenerationConfig` is imported late, as the
-model's own `generate` is: it is a leaf module (a dataclass over JSON), and the
-API people know puts it on the loaded model.
+explicit keyword arguments win. `GenerationConfig` sits in layer 1
+(`llmos.generation_config`, beside `ModelConfig`): a dataclass over JSON that
+the loader reads, as the model config is.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from llmos.checkpoint.peft_format import (
 from llmos.checkpoint.quantization import stored_method
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
+from llmos.generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from llmos.kernels import quantize as kernel_quantize
 from llmos.kernels import use_kernels
 from llmos.model.heads import (
@@ -127,8 +128,6 @@ def _generation_config(model: CausalLM, path: Path, is_gguf: bool):
     """The decoding defaults `path` ships: generation_config.json, or a GGUF file's metadata (which
     the GGUF loader put on the model as a dict); special ids the file leaves unset come from the
     model config. Without a file: the model config's special ids, as transformers does."""
-    from llmos.generation.config import GENERATION_CONFIG_NAME, GenerationConfig
-
     if is_gguf:
         loaded = GenerationConfig.from_dict(getattr(model, "generation_config", None) or {})
     elif (path / GENERATION_CONFIG_NAME).is_file():

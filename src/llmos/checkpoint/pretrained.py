@@ -16,10 +16,9 @@ GGUF file's Q4 blocks) saves and loads the same way; config.json then has a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

@@ -1,6 +1,5 @@
 """Layer 5: decoding: greedy, sampling, beam search, streaming, stop strings, constraints, fill-mask."""
 
-from llmos.generation.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
 from llmos.generation.constrained import ConstraintError
 from llmos.generation.decode import GenerateOutput
 from llmos.generation.fill_mask import fill_mask
@@ -18,6 +17,7 @@ from llmos.generation.logits_process import (
 )
 from llmos.generation.stopping import StopStringCriteria
 from llmos.generation.streamers import TextIteratorStreamer, TextStreamer
+from llmos.generation_config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from llmos.generation.config import GenerationError
 from llmos.generation.decode import GenerateOutput, _warn_if_default_length_cut, prefill_positions
 from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
+from llmos.generation_config import GenerationError
 from llmos.model.cache import KVCache
 
 BIG_NEGATIVE = -1.0e9

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmos.generation.config import GenerationError
+from llmos.generation_config import GenerationError
 from llmos.tokenizer import Tokenizer
 from llmos.tokenizer.from_any import as_tokenizer
 

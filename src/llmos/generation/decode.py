@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from llmos.generation.config import GenerationError
 from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
+from llmos.generation_config import GenerationError
 from llmos.model.cache import KVCache
 from llmos.model.outputs import ModelOutput
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from llmos.generation.config import GenerationError
+from llmos.generation_config import GenerationError
 from llmos.tokenizer.from_any import as_tokenizer, special_token_id
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from llmos.generation.beam import beam_search
-from llmos.generation.config import GenerationConfig, GenerationError
 from llmos.generation.constrained import (
     CONSTRAINT_KEYS,
     ConstraintError,
@@ -23,6 +22,7 @@ from llmos.generation.constrained import (
 )
 from llmos.generation.decode import GenerateOutput, sample_loop
 from llmos.generation.request import build_request, resolve_config
+from llmos.generation_config import GenerationConfig, GenerationError
 from llmos.tokenizer.from_any import as_tokenizer
 
 

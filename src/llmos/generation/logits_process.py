@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from llmos.generation.config import GenerationConfig
+from llmos.generation_config import GenerationConfig
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NEG_INF = float("-inf")

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from llmos.generation.config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
 from llmos.generation.logits_process import LogitsProcessor, build_logits_processors
 from llmos.generation.stopping import StopStringCriteria
+from llmos.generation_config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
 
 
 @dataclass

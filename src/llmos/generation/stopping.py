@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from llmos.generation.config import GenerationError
+from llmos.generation_config import GenerationError
 
 
 class StopStringCriteria:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llmos.generation.config import GenerationConfig
 from llmos.generation.logits_process import LogitsProcessor, build_logits_processors
+from llmos.generation_config import GenerationConfig
 
 
 @dataclass

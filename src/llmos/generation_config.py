@@ -1,4 +1,4 @@
-"""Layer 5: `GenerationConfig`: how to decode, with Hugging Face's names and meanings.
+"""Layer 1 (beside `config.py`): `GenerationConfig`: how to decode, with Hugging Face's names and meanings.
 
 Values are validated on construction and on `replace`, so a bad request fails
 with one `GenerationError` naming the field and its valid range before any
