@@ -27,9 +27,9 @@ test: setup-test
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+# The code is laid out by hand (ruff's line length, no formatter), so lint is ruff's rules + layers.
 lint: setup-test
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
 
 # The documentation site, built offline into site/ (no CDN fonts, no network plugins); the CLI
