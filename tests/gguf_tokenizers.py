@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from pathlib import Path
 
 import gguf
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -130,3 +131,18 @@ def add_tokenizer_metadata(
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     return size
+
+
+def gguf_tokenizer(kind: str, directory: Path):
+    """The LLMOS tokenizer read back from a GGUF file in `directory` holding only this metadata."""
+    from llmos.checkpoint.gguf_file import open_gguf
+    from llmos.tokenizer.from_gguf import tokenizer_from_gguf
+
+    path = directory / f"{kind}.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    add_tokenizer_metadata(writer, kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    return tokenizer_from_gguf(open_gguf(path).metadata)

@@ -13,19 +13,16 @@ from __future__ import annotations
 import json
 import random
 
-import gguf
 import pytest
 import torch
 from collecting_streamer import Collect
-from gguf_tokenizers import add_tokenizer_metadata
+from gguf_tokenizers import gguf_tokenizer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from llmos.checkpoint.gguf_file import open_gguf
 from llmos.errors import LLMOSError
 from llmos.generation import TextStreamer
 from llmos.serving.text import ServedTokenizer, TextStream
 from llmos.tokenizer import train_tokenizer
-from llmos.tokenizer.from_gguf import tokenizer_from_gguf
 
 CHINESE = ["你好，世界！", "今天天气很好。", "我们一起学习语言模型。", "中文分词和流式输出。"] * 5
 TEXTS = ["你好，世界！今天我们学习语言模型。", "混合 mixed 文本，含 emoji 😀👍🏽 和 𠀀𪚥。",
@@ -60,16 +57,6 @@ def metaspace_decoder() -> Tokenizer:
                                                                show_progress=False))
     return backend
 
-
-def gguf_tokenizer(kind: str, directory) -> object:
-    path = directory / f"{kind}.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
-    add_tokenizer_metadata(writer, kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-    return tokenizer_from_gguf(open_gguf(path).metadata)
 
 
 RARE = ["😀", "👍🏽", "𠀀", "𪚥", "漢", "é", "ß"]  # characters the vocabularies lack: byte tokens

@@ -7,27 +7,14 @@ exact bytes, and its name is "bytes:" + the escaped bytes, as OpenAI writes it.
 
 from __future__ import annotations
 
-import gguf
 import pytest
-from gguf_tokenizers import add_tokenizer_metadata
+from gguf_tokenizers import gguf_tokenizer
 
-from llmos.checkpoint.gguf_file import open_gguf
 from llmos.tokenizer import train_tokenizer
-from llmos.tokenizer.from_gguf import tokenizer_from_gguf
 from llmos.tokenizer.token_bytes import TokenBytes, token_text
 
 TEXTS = ["你好，世界！今天天气很好。", "mixed 文本 with emoji 😀👍🏽 and 𠀀", "Hello world!\n  def add(a, b):"]
 
-
-def gguf_tokenizer(kind: str, directory):
-    path = directory / f"{kind}.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
-    add_tokenizer_metadata(writer, kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-    return tokenizer_from_gguf(open_gguf(path).metadata)
 
 
 @pytest.fixture(scope="module", params=["byte-level", "gguf-gpt2", "gguf-llama"])
