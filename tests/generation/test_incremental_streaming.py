@@ -58,7 +58,6 @@ def metaspace_decoder() -> Tokenizer:
     return backend
 
 
-
 RARE = ["😀", "👍🏽", "𠀀", "𪚥", "漢", "é", "ß"]  # characters the vocabularies lack: byte tokens
 class DecodeOnly:
     """A tokenizer without a `tokenizers` backend (only encode/decode): streamed by windowed decode."""

@@ -16,7 +16,6 @@ from llmos.tokenizer.token_bytes import TokenBytes, token_text
 TEXTS = ["你好，世界！今天天气很好。", "mixed 文本 with emoji 😀👍🏽 and 𠀀", "Hello world!\n  def add(a, b):"]
 
 
-
 @pytest.fixture(scope="module", params=["byte-level", "gguf-gpt2", "gguf-llama"])
 def tokenizer(request, tmp_path_factory):
     if request.param == "byte-level":
