@@ -87,6 +87,7 @@ def main() -> None:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"preset {args.preset}: {n_params / 1e6:.1f}M parameters, "
           f"{rows[0]['weights_mb']:.0f} MB of fp32 weights")
+    print("what ran in this run: every loader, each in a fresh subprocess, on the checkpoint written above")
     print(f"{'loader':<14}{'peak RSS over imports (MB)':>28}{'x weights':>11}{'seconds':>9}")
     for row in rows:
         print(f"{row['loader']:<14}{row['peak_mb']:>28.0f}{row['peak_mb'] / row['weights_mb']:>11.2f}"

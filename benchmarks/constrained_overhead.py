@@ -291,6 +291,7 @@ def main() -> None:
     results = []
     for name in args.models.split(","):
         results += run_model(name, batches, args.new_tokens, args.repeats)
+    print("what ran in this run: every column, in this process, on the same prompts and grammar")
     print(f"\n{'model':11}{'batch':>6} {'LLMOS free':>11} {'schema':>8} {'overhead':>9}   "
           f"{'HF free':>8} {'HF+llg':>8} {'overhead':>9}   {'schema LLMOS/HF':>15}  tokens")
     for r in results:

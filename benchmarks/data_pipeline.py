@@ -88,6 +88,8 @@ def main() -> None:
         peer_b = steps / (time.perf_counter() - start)
 
     print(f"corpus: {len(inputs)} files, {corpus_bytes / 1e6:.1f} MB, {n_naive:,} tokens")
+    print("what ran in this run: every column, in this process, on this corpus (peers: a per-document "
+          "encode loop and nanoGPT's get_batch, as written here)")
     print(f"{'task':<34}{'llmos':>14}{'peer':>14}{'ratio':>8}")
     print(
         f"{'prepare, tokens/s (vs encode loop)':<34}{n_naive / ours_s:>14,.0f}"

@@ -188,11 +188,13 @@ def main() -> None:
             results[f"LLMOS {name}"] = torch_row(model, prompt, long, args.new_tokens, args.repeats)
             del model
     peer = results.get("llama.cpp")
+    print("what ran in this run: every row (llama.cpp in a subprocess of its own venv); "
+          + ("ratios against llama.cpp as measured here" if peer else "llama.cpp did not run: ratios unknown"))
     print(f"{'SmolLM2-135M-Instruct':26} {'decode tok/s':>12} {'x llama.cpp':>11} {'prompt tok/s':>13} "
           f"{'x llama.cpp':>11}")
     for name, r in results.items():
         ratio = (f"{r['decode'] / peer['decode']:10.2f}x", f"{r['prefill'] / peer['prefill']:10.2f}x") if peer \
-            else ("", "")
+            else ("unknown", "unknown")
         print(f"{name:26} {r['decode']:12.1f} {ratio[0]:>11} {r['prefill']:13.1f} {ratio[1]:>11}")
     if "transformers fp32" in results and "LLMOS fp32" in results:
         print(f"LLMOS fp32 / transformers fp32: decode "

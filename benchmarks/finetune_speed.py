@@ -139,6 +139,7 @@ def main() -> None:
               f"{args.batch_size} chat examples (~{rows[0][0].shape[1]} tokens, {100 * learned:.0f}% of them "
               f"learned), {args.warmup} warm-up + {args.steps} measured steps")
         convert_command("smollm2", tmp / "hf", to="hf", dtype="float32", max_shard_size="2GB", merge_lora=False)
+        print("what ran in this run: both columns, in this run, on the same batches")
         print(f"{'method':<8}{'LLMOS tok/s':>14}{'PEFT+transformers tok/s':>26}{'ratio':>8}")
         for method in args.methods.split(","):
             ours = llmos_tokens_per_second(method, rows, args, tmp)

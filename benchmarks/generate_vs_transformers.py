@@ -104,6 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bandwidth = memory_bandwidth_gbs()
     print(f"torch {torch.__version__}, {args.threads} threads, measured read bandwidth {bandwidth:.1f} GB/s")
+    print("what ran in this run: both libraries in this process, on the same random weights and prompts")
     print(f"{'model':8} {'row':10} {'transformers':>14} {'LLMOS':>14} {'ratio':>7}  note")
     for name in args.models.split(","):
         if name == "gpt2":

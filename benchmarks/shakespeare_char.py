@@ -1,32 +1,48 @@
-"""nanoGPT's CPU Shakespeare recipe, trained with the LLMOS trainer; compared with nanoGPT.
+"""nanoGPT's CPU Shakespeare recipe, trained with the LLMOS trainer and with nanoGPT itself, in one run.
 
 Character-level tinyshakespeare, first 90% train / last 10% validation; a GPT
 with 4 layers, 4 heads, 128 dims, context 64, exact GELU, no biases, dropout 0; batch 12,
 2000 iterations, AdamW (beta2 0.99, weight decay 0.1, clip 1.0), lr 1e-3 with
 100 warmup steps and cosine decay to 1e-4; validation loss on 20 batches every
-250 steps. nanoGPT, run with that recipe (`python train.py
-config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
---log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
---n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0`) on this
-machine (2 Zen3 cores), reached val loss 1.886 in 165 s; that figure is a
-constant here (measured once, outside this script), the ratio is against it.
+250 steps. nanoGPT runs that recipe as
 
-Two architectures, same recipe and size (both rows printed, labelled):
-- "nanoGPT GPT": nanoGPT's own block (learned positions, LayerNorm, GELU);
-- "Llama-style": LLMOS' RoPE + RMSNorm + SwiGLU (d_ff 341, so the parameter
-  count matches; no position table).
-Validation: "val loss (20)" is nanoGPT's protocol (20 random 12 x 64 windows of
-the validation split, evaluated at the end, inside the timed run); "val loss
-(200)" is a less noisy estimate on 200 other random windows, after the timed
-run. The goal counts as met only when both are <= 1.88 for every seed.
-Wall time covers the whole trainer run (2000 steps plus its 8 evaluations).
+    python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
+        --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+        --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
 
-    python benchmarks/shakespeare_char.py --seeds 1337 1338 1339 [--arch gpt|llama|both]
+With `--nanogpt PATH` (a checkout of karpathy/nanoGPT, e.g. ../peers/nanoGPT) the
+script copies it into a temporary directory, prepares its character data from
+the same tinyshakespeare.txt (nanoGPT's own prepare.py; it skips its download
+when input.txt is there) and runs that command in a subprocess, alternating
+with the LLMOS runs (nanoGPT first in even rounds, LLMOS first in odd ones), so
+that whatever else loads the machine hits both. Nothing of nanoGPT is kept.
+Without `--nanogpt` nothing is compared: the ratio is printed as unknown.
+
+Rows (both architectures have the same size and recipe):
+- "nanoGPT": nanoGPT's train.py in a subprocess of this run (its seed is fixed at 1337);
+- "LLMOS, nanoGPT GPT": nanoGPT's block in LLMOS (learned positions, LayerNorm, GELU);
+- "LLMOS, Llama-style": RoPE + RMSNorm + SwiGLU (d_ff 341, so the parameter count matches).
+Times: wall seconds and CPU seconds (all threads) from building the model to
+the end of training, evaluations and checkpoints included, on both sides (for
+nanoGPT: its whole train.py after `import torch`). Validation: "val loss (20)"
+is nanoGPT's protocol (20 random 12 x 64 windows of the validation split, at
+the end, inside the timed run; nanoGPT draws its own 20); "val loss (N)" is an
+LLMOS-only, less noisy estimate on N other windows after the timed run.
+Goal (issue 13): LLMOS val loss (20) <= nanoGPT's + 0.03 in <= 0.70x nanoGPT's
+wall time, both measured in the same round.
+
+    python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --seeds 1337 1338 1339
+    python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --iters 200  # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,8 +53,8 @@ from llmos.config import ModelConfig
 from llmos.model import CausalLM
 from llmos.training import CausalLMObjective, TrainConfig, Trainer
 
-NANOGPT_SECONDS = 165.0
-NANOGPT_VAL_LOSS = 1.886
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared from the repository root
+GOAL_TIME_RATIO, GOAL_LOSS_MARGIN = 0.70, 0.03
 
 
 class RandomWindows:
@@ -76,49 +92,107 @@ ARCHITECTURES = {
     # the MLP has the GELU MLP's parameter count (3 * 128 * 341 ~= 2 * 128 * 512).
     "Llama-style": dict(position="rope", norm="rmsnorm", mlp="swiglu", d_ff=341),
 }
-CONTEXT, BATCH = 64, 12
+CONTEXT, BATCH, LAYERS, HEADS, DIMS = 64, 12, 4, 4, 128
 
 
-def train_one(arch: str, seed: int, train_ids, val_ids, vocab: int, args) -> dict:
-    """Train one model with the recipe; val loss on nanoGPT's 20 batches and on args.val_batches more."""
-    config = ModelConfig(vocab_size=vocab, d_model=128, n_layers=4, n_heads=4, max_seq_len=CONTEXT,
-                         mlp_bias=False, qkv_bias=False, attn_out_bias=False, dropout=0.0,
-                         tie_embeddings=True, **ARCHITECTURES[arch])
-    torch.manual_seed(seed)
-    model = CausalLM(config)
+def eval_interval(iters: int) -> int:
+    """250 as in the recipe; a short run that 250 does not divide evaluates at its end only."""
+    return 250 if iters % 250 == 0 else iters
+
+
+def train_llmos(arch: str, seed: int, train_ids, val_ids, vocab: int, args) -> dict:
+    """Train one LLMOS model with the recipe; val loss on nanoGPT's 20 batches and on args.val_batches more."""
     eval_source = RandomWindows(val_ids, BATCH, CONTEXT, seed=seed + 1)
     evals = [next(eval_source) for _ in range(20)]
     with tempfile.TemporaryDirectory() as out:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        config = ModelConfig(vocab_size=vocab, d_model=DIMS, n_layers=LAYERS, n_heads=HEADS, max_seq_len=CONTEXT,
+                             mlp_bias=False, qkv_bias=False, attn_out_bias=False, dropout=0.0,
+                             tie_embeddings=True, **ARCHITECTURES[arch])
+        torch.manual_seed(seed)
+        model = CausalLM(config)
         train_config = TrainConfig(
             out_dir=out, context=CONTEXT, batch_size=BATCH, max_steps=args.iters, lr=1e-3, min_lr=1e-4,
-            warmup_steps=100, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_every=250,
-            eval_batches=20, log_every=50, seed=seed, progress=False, compile=args.compile,
+            warmup_steps=100, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
+            eval_every=eval_interval(args.iters), eval_batches=20, log_every=50, seed=seed, progress=False,
+            compile=args.compile,
         )
         objective = CausalLMObjective()
         trainer = Trainer(model, train_config, objective,
                           RandomWindows(train_ids, BATCH, CONTEXT, seed=seed), evals)
-        start = time.perf_counter()
         result = trainer.train()
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     # A less noisy estimate after training (not timed): more random validation windows, another seed.
     held_out = RandomWindows(val_ids, BATCH, CONTEXT, seed=seed + 2)
     model.eval()
     wide = objective.evaluate(model, [next(held_out) for _ in range(args.val_batches)])
-    return {"arch": arch, "seed": seed, "params": model.num_parameters(), "seconds": seconds,
-            "val20": result.final_eval["val_loss"], "val_wide": wide["val_loss"],
+    return {"run": f"LLMOS, {arch}", "seed": seed, "params": model.num_parameters(), "seconds": seconds,
+            "cpu": cpu_seconds, "val20": result.final_eval["val_loss"], "val_wide": wide["val_loss"],
             "curve": [(r["step"], r["val_loss"]) for r in result.evals]}
+
+
+# ---- nanoGPT, run as a subprocess on a temporary copy ---------------------------
+
+NANOGPT_DRIVER = (
+    "import runpy, sys, time, torch\n"
+    "torch.set_num_threads(int(sys.argv[1]))\n"
+    "sys.argv = ['train.py'] + sys.argv[2:]\n"
+    "start, cpu_start = time.perf_counter(), time.process_time()\n"
+    "runpy.run_path('train.py', run_name='__main__')\n"
+    "print(f'NANOGPT_SECONDS {time.perf_counter() - start:.3f} {time.process_time() - cpu_start:.3f}', flush=True)\n"
+)
+NANOGPT_STEP = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)", re.M)
+
+
+def prepare_nanogpt(source: Path, data: Path, workdir: Path) -> Path:
+    """A copy of the nanoGPT checkout under `workdir`, with its shakespeare_char data built from `data`."""
+    if not (source / "train.py").is_file() or not (source / "data" / "shakespeare_char" / "prepare.py").is_file():
+        raise SystemExit(f"--nanogpt {source}: not a nanoGPT checkout (expected train.py and "
+                         "data/shakespeare_char/prepare.py); clone karpathy/nanoGPT")
+    copy = workdir / "nanoGPT"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns(".git", "out*", "*.bin", "*.pkl", "input.txt"))
+    data_dir = copy / "data" / "shakespeare_char"
+    shutil.copyfile(data, data_dir / "input.txt")  # prepare.py downloads only when input.txt is missing
+    subprocess.run([sys.executable, "prepare.py"], cwd=data_dir, check=True, capture_output=True, text=True)
+    return copy
+
+
+def train_nanogpt(copy: Path, args) -> dict:
+    """nanoGPT's train.py with the recipe, in a subprocess; wall and CPU time from after `import torch` to the end."""
+    command = [
+        sys.executable, "-c", NANOGPT_DRIVER, str(args.threads), "config/train_shakespeare_char.py",
+        "--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", f"--block_size={CONTEXT}",
+        f"--batch_size={BATCH}", f"--n_layer={LAYERS}", f"--n_head={HEADS}", f"--n_embd={DIMS}",
+        f"--max_iters={args.iters}", f"--lr_decay_iters={args.iters}", "--dropout=0.0",
+        f"--eval_interval={eval_interval(args.iters)}", f"--out_dir={copy / 'out'}",
+    ]
+    done = subprocess.run(command, cwd=copy, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"nanoGPT failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    seconds, cpu = map(float, re.search(r"NANOGPT_SECONDS ([\d.]+) ([\d.]+)", done.stdout).groups())
+    steps = NANOGPT_STEP.findall(done.stdout)
+    return {"run": "nanoGPT", "seed": 1337, "params": None, "seconds": seconds, "cpu": cpu,
+            "val20": float(steps[-1][2]), "val_wide": None,
+            "curve": [(int(step), float(val)) for step, _, val in steps]}
+
+
+# ---- the run --------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
+    parser.add_argument("--data", default=str(SHARED / "data" / "tinyshakespeare.txt"))
+    parser.add_argument("--nanogpt", default=None,
+                        help="a nanoGPT checkout (e.g. ../peers/nanoGPT) to run side by side; without it "
+                             "the ratio is unknown")
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
-    parser.add_argument("--arch", choices=["gpt", "llama", "both"], default="both")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the LLMOS model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337],
+                        help="one round per seed (LLMOS's seed; nanoGPT's is fixed at 1337)")
+    parser.add_argument("--arch", choices=["gpt", "llama", "both"], default="gpt")
     parser.add_argument("--val-batches", type=int, default=200,
-                        help="batches of the extra, less noisy validation estimate after training")
+                        help="batches of the extra, less noisy LLMOS validation estimate after training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = Path(args.data)
@@ -131,28 +205,54 @@ def main() -> None:
     split = int(0.9 * len(ids))
     train_ids, val_ids = ids[:split], ids[split:]
     archs = {"gpt": ["nanoGPT GPT"], "llama": ["Llama-style"], "both": list(ARCHITECTURES)}[args.arch]
-    runs = []
+    with tempfile.TemporaryDirectory() as workdir:
+        nanogpt = prepare_nanogpt(Path(args.nanogpt), path, Path(workdir)) if args.nanogpt else None
+        rounds = []
+        for index, seed in enumerate(args.seeds):
+            jobs = [lambda arch=arch, seed=seed: train_llmos(arch, seed, train_ids, val_ids, len(chars), args) for arch in archs]
+            if nanogpt is not None:
+                peer = lambda: train_nanogpt(nanogpt, args)  # noqa: E731
+                jobs = [peer, *jobs] if index % 2 == 0 else [*jobs, peer]
+            runs = []
+            for job in jobs:
+                run = job()
+                runs.append(run)
+                curve = " ".join(f"{step}:{loss:.3f}" for step, loss in run["curve"])
+                print(f"[round {index + 1}, {run['run']}, seed {run['seed']}] {run['seconds']:.1f} s; "
+                      f"val loss (20 batches) by step: {curve}", flush=True)
+            rounds.append(runs)
+    print_table(rounds, archs, args)
+
+
+def print_table(rounds: list[list[dict]], archs: list[str], args) -> None:
+    ran = "nanoGPT's train.py (subprocess) and the LLMOS trainer, alternating" if args.nanogpt else \
+        "the LLMOS trainer only (no --nanogpt: no peer ran, the ratio is unknown)"
+    print(f"\nwhat ran in this run: {ran}; threads {args.threads}, compile {args.compile}, "
+          f"iterations {args.iters}; 'val 20' = 20 random 12 x 64 validation windows at the end (nanoGPT's "
+          f"protocol), 'val {args.val_batches}' = {args.val_batches} other windows (LLMOS rows only)")
+    print(f"| round | run | params | seed | val loss (20) | val loss ({args.val_batches}) | wall time (s) | "
+          f"CPU time (s) | time vs nanoGPT (same round) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for index, runs in enumerate(rounds, 1):
+        peer = next((r for r in runs if r["run"] == "nanoGPT"), None)
+        for r in runs:
+            params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "same as GPT"
+            wide = f"{r['val_wide']:.3f}" if r["val_wide"] is not None else "-"
+            ratio = f"{r['seconds'] / peer['seconds']:.2f}x" if peer else "unknown (nanoGPT not run)"
+            print(f"| {index} | {r['run']} | {params} | {r['seed']} | {r['val20']:.3f} | {wide} | "
+                  f"{r['seconds']:.1f} | {r['cpu']:.1f} | {ratio} |")
     for arch in archs:
-        for seed in args.seeds:
-            run = train_one(arch, seed, train_ids, val_ids, len(chars), args)
-            runs.append(run)
-            curve = " ".join(f"{step}:{loss:.3f}" for step, loss in run["curve"])
-            print(f"[{arch} seed {seed}] val loss (20 batches) by step: {curve}", flush=True)
-    print(f"\nthreads: {args.threads}  compile: {args.compile}  iterations: {args.iters}; "
-          f"'val 20' = nanoGPT's protocol (20 random batches of 12 x 64 at the end), "
-          f"'val {args.val_batches}' = {args.val_batches} other random validation batches")
-    print(f"| run | params | seed | val loss (20) | val loss ({args.val_batches}) | wall time (s) | time vs nanoGPT |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| nanoGPT (measured once on this machine, constant) | same as GPT row | 1337 | {NANOGPT_VAL_LOSS:.3f} | - | "
-          f"{NANOGPT_SECONDS:.0f} | 1.00x |")
-    for run in runs:
-        print(f"| LLMOS trainer, {run['arch']} | {run['params'] / 1e6:.2f}M | {run['seed']} | {run['val20']:.3f} | "
-              f"{run['val_wide']:.3f} | {run['seconds']:.1f} | {run['seconds'] / NANOGPT_SECONDS:.2f}x |")
-    for arch in archs:
-        mine = [r for r in runs if r["arch"] == arch]
-        met = all(max(r["val20"], r["val_wide"]) <= 1.88 and r["seconds"] <= 0.7 * NANOGPT_SECONDS for r in mine)
-        print(f"goal for {arch} (val loss <= 1.88 on both estimates and time <= 0.70x, every seed): "
-              f"{'met' if met else 'not met'}")
+        pairs = [(next(r for r in runs if r["run"] == f"LLMOS, {arch}"),
+                  next((r for r in runs if r["run"] == "nanoGPT"), None)) for runs in rounds]
+        if pairs[0][1] is None:
+            print(f"goal for LLMOS, {arch}: unknown (nanoGPT did not run; pass --nanogpt PATH)")
+            continue
+        ratios = [mine["seconds"] / peer["seconds"] for mine, peer in pairs]
+        met = all(mine["val20"] <= peer["val20"] + GOAL_LOSS_MARGIN and mine["seconds"] <= GOAL_TIME_RATIO * peer["seconds"]
+                  for mine, peer in pairs)
+        print(f"goal for LLMOS, {arch} (val loss (20) <= nanoGPT's + {GOAL_LOSS_MARGIN} and wall time <= "
+              f"{GOAL_TIME_RATIO:.2f}x nanoGPT's, every round): {'met' if met else 'not met'}; "
+              f"time ratio median {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

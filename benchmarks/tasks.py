@@ -342,6 +342,7 @@ def run_task(sides: Sides, task: str, args) -> dict[str, Any] | None:
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (f"{'task':19} {'items':>5} {'metric':>9} {'LLMOS':>7} {'transf.':>7} {'same':>5} "
               f"{'LLMOS s':>8} {'transf. s':>9} {'ratio':>6}")
+    print("\nwhat ran in this run: both columns (LLMOS and transformers' pipelines), in this process, same items")
     print("\n" + header + "\n" + "-" * len(header))
     for r in rows:
         print(f"{r['task']:19} {r['items']:>5} {r['metric']:>9} {r['llmos']:>7.1f} {r['transformers']:>7.1f} "

@@ -117,6 +117,7 @@ def main() -> None:
     kernels = ", ".join(f"{name} {value / 1e9:.0f}" for name, value in peaks.items())
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s (best of: {kernels} GFLOP/s); "
           f"{flops / 1e6:.1f} MFLOP per trained token")
+    print("what ran in this run: both libraries in this process, alternating rounds on the same batches")
     print("| library | tokens/s | MFU |")
     print("|---|---|---|")
     print(f"| transformers GPT2LMHeadModel | {hf_tps:,.0f} | {100 * flops * hf_tps / peak:.1f}% |")

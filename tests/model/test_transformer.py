@@ -179,3 +179,22 @@ def test_config_round_trips_through_a_dict_and_rejects_unknown_fields():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="n_layer"):
         ModelConfig.from_dict({**config.to_dict(), "n_layer": 3})
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_default_positions_equal_explicit_per_row_positions(shape):
+    """Without position_ids the trunk uses one (1, T) row broadcast over the batch; outputs and
+    gradients equal those of explicit (B, T) position ids."""
+    torch.manual_seed(0)
+    model = CausalLM(tiny(**SHAPES[shape]))
+    ids = torch.randint(0, 97, (3, 9))
+    explicit = torch.arange(9).expand(3, 9)
+    default_loss = model(ids, labels=ids).loss
+    default_loss.backward()
+    default_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    explicit_loss = model(ids, position_ids=explicit, labels=ids).loss
+    explicit_loss.backward()
+    torch.testing.assert_close(default_loss, explicit_loss)
+    for mine, reference in zip(default_grads, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(mine, reference)

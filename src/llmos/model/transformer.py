@@ -72,7 +72,7 @@ class Transformer(nn.Module):
         self,
         input_ids: torch.Tensor,  # (B, T)
         attention_mask: torch.Tensor | None = None,  # (B, past + T)
-        position_ids: torch.Tensor | None = None,  # (B, T)
+        position_ids: torch.Tensor | None = None,  # (B, T), or (1, T) for every row
         token_type_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
@@ -84,7 +84,8 @@ class Transformer(nn.Module):
                 f"(max_seq_len={self.config.max_seq_len})"
             )
         if position_ids is None:
-            position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
+            # (1, T): one table row per position, broadcast over the batch (no B x T gather / scatter)
+            position_ids = torch.arange(past, past + T, device=input_ids.device)[None]
         x = self.embed(input_ids, position_ids, token_type_ids)
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         mask, is_causal = build_attention_mask(

@@ -131,14 +131,14 @@ class Trainer:
                 lr = learning_rate(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss_sum = torch.zeros((), device=ctx.device)
+                loss_sum = None  # a tensor: read (.item()) only at log steps, so no sync per step
                 for micro in range(cfg.grad_accum):
                     batch = to_device(shard_batch(next(batches), ctx.rank, ctx.world_size), ctx.device)
                     sync = self._no_sync() if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
                     with sync, autocast:
                         loss = self.objective.loss(self.forward_model, batch)
-                    (loss / cfg.grad_accum).backward()
-                    loss_sum += loss.detach()
+                    (loss / cfg.grad_accum if cfg.grad_accum > 1 else loss).backward()
+                    loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
                     window_tokens += self.objective.num_tokens(batch) * ctx.world_size
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
