@@ -128,7 +128,8 @@ def train_llmos(arch: str, seed: int, train_ids, val_ids, vocab: int, args) -> d
     wide = objective.evaluate(model, [next(held_out) for _ in range(args.val_batches)])
     return {"run": f"LLMOS, {arch}", "seed": seed, "params": model.num_parameters(), "seconds": seconds,
             "cpu": cpu_seconds, "val20": result.final_eval["val_loss"], "val_wide": wide["val_loss"],
-            "curve": [(r["step"], r["val_loss"]) for r in result.evals]}
+            "curve": [(r["step"], r["val_loss"]) for r in result.evals],
+            "timed_curve": [(r["elapsed_s"], r["val_loss"]) for r in result.evals]}
 
 
 # ---- nanoGPT, run as a subprocess on a temporary copy ---------------------------
@@ -224,6 +225,11 @@ def main() -> None:
     print_table(rounds, archs, args)
 
 
+def time_to_reach(run: dict, target: float) -> float | None:
+    """Seconds from the start of an LLMOS run to its first evaluation at or below `target`."""
+    return next((seconds for seconds, loss in run["timed_curve"] if loss <= target), None)
+
+
 def print_table(rounds: list[list[dict]], archs: list[str], args) -> None:
     ran = "nanoGPT's train.py (subprocess) and the LLMOS trainer, alternating" if args.nanogpt else \
         "the LLMOS trainer only (no --nanogpt: no peer ran, the ratio is unknown)"
@@ -250,6 +256,11 @@ def print_table(rounds: list[list[dict]], archs: list[str], args) -> None:
         ratios = [mine["seconds"] / peer["seconds"] for mine, peer in pairs]
         met = all(mine["val20"] <= peer["val20"] + GOAL_LOSS_MARGIN and mine["seconds"] <= GOAL_TIME_RATIO * peer["seconds"]
                   for mine, peer in pairs)
+        reach = [time_to_reach(mine, peer["val20"] + GOAL_LOSS_MARGIN) for mine, peer in pairs]
+        print(f"time for LLMOS, {arch} to reach nanoGPT's final val loss (20) + {GOAL_LOSS_MARGIN} (at an "
+              f"evaluation, seconds since its start / nanoGPT's whole run): "
+              + ", ".join("not reached" if s is None else f"{s:.1f} s = {s / peer['seconds']:.2f}x"
+                          for s, (_, peer) in zip(reach, pairs, strict=True)))
         print(f"goal for LLMOS, {arch} (val loss (20) <= nanoGPT's + {GOAL_LOSS_MARGIN} and wall time <= "
               f"{GOAL_TIME_RATIO:.2f}x nanoGPT's, every round): {'met' if met else 'not met'}; "
               f"time ratio median {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")

@@ -202,7 +202,7 @@ class Trainer:
         if improved:
             self.best_val_loss = metrics["val_loss"]
         if metrics:
-            record = {"kind": "eval", "step": self.step, **metrics}
+            record = {"kind": "eval", "step": self.step, "elapsed_s": round(self.elapsed, 3), **metrics}
             result.evals.append(record)
             if log is not None:
                 log.write(record)
