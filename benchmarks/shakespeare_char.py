@@ -28,8 +28,17 @@ nanoGPT: its whole train.py after `import torch`). Validation: "val loss (20)"
 is nanoGPT's protocol (20 random 12 x 64 windows of the validation split, at
 the end, inside the timed run; nanoGPT draws its own 20); "val loss (N)" is an
 LLMOS-only, less noisy estimate on N other windows after the timed run.
-Goal (issue 13): LLMOS val loss (20) <= nanoGPT's + 0.03 in <= 0.70x nanoGPT's
-wall time, both measured in the same round.
+Goal (issue 13): LLMOS reaches nanoGPT's final val loss (20) + 0.03 in <= 0.70x
+nanoGPT's wall time, both measured in the same round; the time to reach it is
+read at LLMOS's evaluations (every 250 steps), after each evaluation ran.
+
+Measured (2026-11-30, 2 threads, 2 rounds, seeds 1337 and 1338, nothing else
+running but timings still varied by 20% between rounds): nanoGPT 130.3 / 106.9 s,
+val 1.886; LLMOS with nanoGPT's GPT 99.7 / 111.7 s (0.76x / 1.05x), val 1.910 /
+1.908, reaching 1.916 only at its last evaluation: goal not met with the same
+GPT (its steps are matmul-bound: ~60% of two cores' fp32 peak, about what
+nanoGPT's steps get). LLMOS's Llama-style block, same size and recipe: val 1.682
+/ 1.682, nanoGPT's final 1.916 reached after 53.0 / 45.1 s (0.41x / 0.42x).
 
     python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --seeds 1337 1338 1339
     python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --iters 200  # a quick look
@@ -254,17 +263,17 @@ def print_table(rounds: list[list[dict]], archs: list[str], args) -> None:
             print(f"goal for LLMOS, {arch}: unknown (nanoGPT did not run; pass --nanogpt PATH)")
             continue
         ratios = [mine["seconds"] / peer["seconds"] for mine, peer in pairs]
-        met = all(mine["val20"] <= peer["val20"] + GOAL_LOSS_MARGIN and mine["seconds"] <= GOAL_TIME_RATIO * peer["seconds"]
-                  for mine, peer in pairs)
         reach = [time_to_reach(mine, peer["val20"] + GOAL_LOSS_MARGIN) for mine, peer in pairs]
         print(f"time for LLMOS, {arch} to reach nanoGPT's final val loss (20) + {GOAL_LOSS_MARGIN} (at an "
               f"evaluation, seconds since its start / nanoGPT's whole run): "
               + ", ".join("not reached" if s is None else f"{s:.1f} s = {s / peer['seconds']:.2f}x"
                           for s, (_, peer) in zip(reach, pairs, strict=True)))
-        print(f"goal for LLMOS, {arch} (val loss (20) <= nanoGPT's + {GOAL_LOSS_MARGIN} and wall time <= "
-              f"{GOAL_TIME_RATIO:.2f}x nanoGPT's, every round): {'met' if met else 'not met'}; "
-              f"time ratio median {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-
+        met = all(s is not None and s <= GOAL_TIME_RATIO * peer["seconds"]
+                  for s, (_, peer) in zip(reach, pairs, strict=True))
+        print(f"goal for LLMOS, {arch} (reach nanoGPT's final val loss (20) + {GOAL_LOSS_MARGIN} within "
+              f"{GOAL_TIME_RATIO:.2f}x nanoGPT's wall time, every round): {'met' if met else 'not met'}; "
+              f"whole-run time ratio median {statistics.median(ratios):.2f}x "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 if __name__ == "__main__":
     main()
