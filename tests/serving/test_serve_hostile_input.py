@@ -285,3 +285,19 @@ def test_the_openai_client_sends_the_extra_sampling_fields_through_extra_body(cl
     assert kept.choices[0].message.content == greedy.choices[0].message.content
     with pytest.raises(openai.BadRequestError, match=r"\[0, 1\]"):
         client.completions.create(model="tiny", prompt="hi", extra_body={"min_p": 3})
+
+
+# ---- checks across fields name the field they are about ---------------------------------------
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/completions", {"prompt": "hi", "presence_penalty": 0.5}, "presence_penalty"),
+    ("/v1/completions", {"prompt": "hi", "suffix": "end"}, "suffix"),
+    ("/v1/chat/completions", {**CHAT, "top_logprobs": 2}, "top_logprobs"),
+    ("/v1/chat/completions", {**CHAT, "response_format": {"type": "yaml"}}, "response_format"),
+])
+def test_a_check_across_fields_names_its_field_and_value(server, path, body, param):
+    error = assert_openai_error(post(server, path, {"model": "tiny", **body}), 400, f"'{param}'")
+    assert error["param"] == param
+    assert json.dumps(body[param]) in error["message"]
+    assert "''" not in error["message"]

@@ -85,6 +85,14 @@ async def read_json_body(request: Request, schema: type[Model], max_bytes: int) 
         raise validation_error(exc) from None
 
 
+class FieldProblem(ValueError):
+    """A check across fields that is about one of them: the 400 names `param`."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def validation_error(exc: ValidationError) -> APIError:
     """The first validation problem, phrased like OpenAI's 400s, naming the parameter."""
     first = exc.errors()[0]
@@ -98,8 +106,14 @@ def validation_error(exc: ValidationError) -> APIError:
         return APIError(400, f"Missing required parameter: '{where}'.", param=param,
                         code="missing_required_parameter")
     value = first.get("input")
-    shown = json.dumps(value)[:80] if _jsonable(value) else repr(value)[:80]
     message = first["msg"].removeprefix("Value error, ")
+    if not location:  # a check across fields: the error names the field it is about
+        problem = first.get("ctx", {}).get("error")
+        param = where = getattr(problem, "param", None)
+        if where is None:
+            return APIError(400, f"Invalid request: {message}.", code="invalid_value")
+        value = value.get(where) if isinstance(value, dict) else None
+    shown = json.dumps(value)[:80] if _jsonable(value) else repr(value)[:80]
     return APIError(400, f"Invalid value for '{where}': {message} (got {shown}).", param=param,
                     code="invalid_value")
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmos.serving.errors import FieldProblem
+
 MAX_N = 16
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
@@ -98,9 +100,9 @@ class _Common(StrictModel):
     def _neutral_only(self):
         for name in ("presence_penalty", "frequency_penalty"):
             if getattr(self, name) != 0.0:
-                raise ValueError(f"{name} is not supported by this server; use 0 or leave it out")
+                raise FieldProblem(name, f"{name} is not supported by this server; use 0 or leave it out")
         if self.logit_bias:
-            raise ValueError("logit_bias is not supported by this server; leave it out")
+            raise FieldProblem("logit_bias", "logit_bias is not supported by this server; leave it out")
         return self
 
 
@@ -122,9 +124,9 @@ class CompletionRequest(_Common):
     @model_validator(mode="after")
     def _unsupported(self):
         if self.best_of not in (None, 1) and self.best_of != self.n:
-            raise ValueError("best_of is not supported by this server; leave it out")
+            raise FieldProblem("best_of", "best_of is not supported by this server; leave it out")
         if self.suffix:
-            raise ValueError("suffix (insertion) is not supported by this server")
+            raise FieldProblem("suffix", "suffix (insertion) is not supported by this server")
         return self
 
 
@@ -183,23 +185,24 @@ class ChatCompletionRequest(_Common):
     @model_validator(mode="after")
     def _checks(self):
         if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("top_logprobs requires logprobs to be true")
+            raise FieldProblem("top_logprobs", "top_logprobs requires logprobs to be true")
         names = [tool.function.name for tool in self.tools or []]
         if len(set(names)) != len(names):
-            raise ValueError(f"tool names must be unique; got {names}")
+            raise FieldProblem("tools", f"tool names must be unique; got {names}")
         if self.tool_choice is not None and not self.tools and self.tool_choice != "none":
-            raise ValueError("tool_choice is only allowed when tools are specified")
+            raise FieldProblem("tool_choice", "tool_choice is only allowed when tools are specified")
         if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
-            raise ValueError(f"tool_choice names function {self.tool_choice.function.name!r}, which is not "
+            raise FieldProblem("tool_choice", f"tool_choice names function {self.tool_choice.function.name!r}, which is not "
                              f"in tools {names}")
         if self.response_format is not None:
             kind = self.response_format.get("type")
             if kind not in ("text", "json_object", "json_schema"):
-                raise ValueError(f"response_format type {kind!r} is not valid; expected 'text', 'json_object' "
-                                 "or 'json_schema'")
+                raise FieldProblem("response_format", f"response_format type {kind!r} is not valid; "
+                                   "expected 'text', 'json_object' or 'json_schema'")
             spec = self.response_format.get("json_schema")
             if kind == "json_schema" and not (isinstance(spec, dict) and isinstance(spec.get("schema", {}), dict)):
-                raise ValueError("response_format json_schema needs {'name': ..., 'schema': {...}}")
+                raise FieldProblem("response_format",
+                                   "response_format json_schema needs {'name': ..., 'schema': {...}}")
         return self
 
     @property
