@@ -3,72 +3,60 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
-import pytest
-from browser import CHROMIUM, FLAGS
+from browser import browser_page
 
 SCREENSHOT = Path(os.environ.get("LLMOS_SCREENSHOT_DIR", "runs")) / "serve_chat_page.png"
 
 
 def test_chat_page_streams_an_answer_and_keeps_history(server, monkeypatch):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with tempfile.TemporaryDirectory() as profile, sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1100, "height": 700})
-        try:
-            page = context.new_page()
-            console_errors = []
-            page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-            page.goto(server.url + "/")
-            page.wait_for_selector("#model-name:has-text('tiny')")
-            page.fill("#system-prompt", "You are terse.")
-            page.fill("#max-tokens", "12")
-            page.fill("#input", "hello there")
-            page.click("#send")
-            answer = page.locator(".message.assistant").first
-            page.wait_for_function(
-                "document.querySelector('.message.assistant')?.dataset.finish === 'length'", timeout=20000)
-            first_text = answer.inner_text()
-            assert len(first_text.replace("length", "").strip()) > 0
-            assert page.locator(".message.user").first.inner_text() == "hello there"
+    with browser_page(viewport={"width": 1100, "height": 700}) as page:
+        console_errors = []
+        page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#model-name:has-text('tiny')")
+        page.fill("#system-prompt", "You are terse.")
+        page.fill("#max-tokens", "12")
+        page.fill("#input", "hello there")
+        page.click("#send")
+        answer = page.locator(".message.assistant").first
+        page.wait_for_function(
+            "document.querySelector('.message.assistant')?.dataset.finish === 'length'", timeout=20000)
+        first_text = answer.inner_text()
+        assert len(first_text.replace("length", "").strip()) > 0
+        assert page.locator(".message.user").first.inner_text() == "hello there"
 
-            page.fill("#input", "and again")
-            page.keyboard.press("Enter")  # Enter sends
-            page.wait_for_function(
-                "document.querySelectorAll('.message.assistant')[1]?.dataset.finish === 'length'",
-                timeout=20000)
-            assert page.locator(".message").count() == 4  # history kept on screen
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+        page.fill("#input", "and again")
+        page.keyboard.press("Enter")  # Enter sends
+        page.wait_for_function(
+            "document.querySelectorAll('.message.assistant')[1]?.dataset.finish === 'length'",
+            timeout=20000)
+        assert page.locator(".message").count() == 4  # history kept on screen
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
 
-            engine = server.app.state.llmos.engine
-            decode_step = engine._decode_step
+        engine = server.app.state.llmos.engine
+        decode_step = engine._decode_step
 
-            def slow_step():  # the tiny model is too quick to catch mid-answer otherwise
-                time.sleep(0.05)
-                decode_step()
+        def slow_step():  # the tiny model is too quick to catch mid-answer otherwise
+            time.sleep(0.05)
+            decode_step()
 
-            monkeypatch.setattr(engine, "_decode_step", slow_step)
-            page.click("#reset")
-            page.fill("#max-tokens", "60")
-            page.fill("#input", "a long one")
-            page.click("#send")
-            page.wait_for_selector("#stop:not([disabled])")
-            page.click("#stop")
-            page.wait_for_function(
-                "document.querySelector('.message.assistant')?.dataset.finish === 'stopped'",
-                timeout=20000)
-            assert page.locator("#send").is_enabled()
-            deadline = time.time() + 10
-            while engine.rows and time.time() < deadline:  # the aborted request's slot is freed
-                time.sleep(0.05)
-            assert engine.rows == []
-            assert console_errors == []
-        finally:
-            context.close()
+        monkeypatch.setattr(engine, "_decode_step", slow_step)
+        page.click("#reset")
+        page.fill("#max-tokens", "60")
+        page.fill("#input", "a long one")
+        page.click("#send")
+        page.wait_for_selector("#stop:not([disabled])")
+        page.click("#stop")
+        page.wait_for_function(
+            "document.querySelector('.message.assistant')?.dataset.finish === 'stopped'",
+            timeout=20000)
+        assert page.locator("#send").is_enabled()
+        deadline = time.time() + 10
+        while engine.rows and time.time() < deadline:  # the aborted request's slot is freed
+            time.sleep(0.05)
+        assert engine.rows == []
+        assert console_errors == []

@@ -9,13 +9,12 @@ screen, not only in the final text, fails the test.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, FLAGS
+from browser import browser_page
 from chinese_model import QUESTION, REPLY, chinese_chat_model
 
 from llmos.serving.api import create_app
@@ -42,47 +41,38 @@ def chinese_server(kit):
 
 
 def test_chat_page_shows_the_chinese_answer_to_a_chinese_question(chinese_server, monkeypatch):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, app = chinese_server
     api_answer = httpx.post(url + "/v1/chat/completions", timeout=30, json={
         "model": "zh-tiny", "messages": [{"role": "user", "content": QUESTION}], "temperature": 0,
         "max_tokens": 80}).json()["choices"][0]["message"]["content"]
     assert api_answer == REPLY
-    with tempfile.TemporaryDirectory() as profile, sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1100, "height": 700})
-        try:
-            page = context.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            engine = app.state.llmos.engine
-            decode_step = engine._decode_step
+    with browser_page(viewport={"width": 1100, "height": 700}) as page:
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        engine = app.state.llmos.engine
+        decode_step = engine._decode_step
 
-            def slow_step():  # the tiny model is too quick for the page to show states between tokens
-                time.sleep(0.02)
-                decode_step()
+        def slow_step():  # the tiny model is too quick for the page to show states between tokens
+            time.sleep(0.02)
+            decode_step()
 
-            monkeypatch.setattr(engine, "_decode_step", slow_step)
-            page.goto(url + "/")
-            page.wait_for_selector("#model-name:has-text('zh-tiny')")
-            page.eval_on_selector("#temperature", "el => { el.value = '0'; el.dispatchEvent(new Event('input')); }")
-            page.fill("#max-tokens", "80")
-            page.evaluate(RECORD)
-            page.fill("#input", QUESTION)
-            page.keyboard.press("Enter")
-            page.wait_for_function(
-                "document.querySelector('.message.assistant')?.dataset.finish === 'stop'", timeout=20000)
-            shown = page.evaluate("document.querySelector('.message.assistant').firstChild.nodeValue")
-            seen = page.evaluate("window.seen")
-            assert page.locator(".message.user").first.inner_text() == QUESTION
-            assert shown == api_answer  # the page renders what the API answers
-            assert all("\ufffd" not in text for text in seen)  # never a half character on screen
-            assert all(REPLY.startswith(text) for text in seen)  # each state a prefix of the answer
-            assert len(set(seen)) > 2  # it streamed, not appeared at once
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
-            assert errors == []
-        finally:
-            context.close()
+        monkeypatch.setattr(engine, "_decode_step", slow_step)
+        page.goto(url + "/")
+        page.wait_for_selector("#model-name:has-text('zh-tiny')")
+        page.eval_on_selector("#temperature", "el => { el.value = '0'; el.dispatchEvent(new Event('input')); }")
+        page.fill("#max-tokens", "80")
+        page.evaluate(RECORD)
+        page.fill("#input", QUESTION)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "document.querySelector('.message.assistant')?.dataset.finish === 'stop'", timeout=20000)
+        shown = page.evaluate("document.querySelector('.message.assistant').firstChild.nodeValue")
+        seen = page.evaluate("window.seen")
+        assert page.locator(".message.user").first.inner_text() == QUESTION
+        assert shown == api_answer  # the page renders what the API answers
+        assert all("\ufffd" not in text for text in seen)  # never a half character on screen
+        assert all(REPLY.startswith(text) for text in seen)  # each state a prefix of the answer
+        assert len(set(seen)) > 2  # it streamed, not appeared at once
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+        assert errors == []

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, FLAGS
+from browser import CHROMIUM, browser_page
 
 from llmos.model_names import EMBEDDED
 
@@ -22,7 +21,6 @@ pytestmark = [pytest.mark.slow,
 
 
 def test_the_chat_page_of_llmos_serve_smollm2_answers_a_question(kit):
-    sync_api = pytest.importorskip("playwright.sync_api")
     server = subprocess.Popen([sys.executable, "-m", "llmos.cli.main", "serve", "smollm2", "--port",
                                str(port := kit.free_port())], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -36,25 +34,19 @@ def test_the_chat_page_of_llmos_serve_smollm2_answers_a_question(kit):
                 pass
             assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.stderr else ""
             time.sleep(0.3)
-        with tempfile.TemporaryDirectory() as profile, sync_api.sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                           args=FLAGS, viewport={"width": 1100, "height": 700})
-            try:
-                page = context.new_page()
-                page.goto(url + "/")
-                page.wait_for_selector("#model-name:has-text('smollm2')")
-                page.eval_on_selector("#temperature", "el => { el.value = '0'; el.dispatchEvent(new Event('input')) }")
-                page.fill("#max-tokens", "40")
-                page.fill("#input", "What is the capital of France?")
-                page.click("#send")
-                page.wait_for_function("document.querySelector('.message.assistant')?.dataset.finish === 'stop'",
-                                       timeout=60000)
-                answer = page.locator(".message.assistant").first.inner_text()
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT))
-                assert "Paris" in answer
-            finally:
-                context.close()
+        with browser_page(viewport={"width": 1100, "height": 700}) as page:
+            page.goto(url + "/")
+            page.wait_for_selector("#model-name:has-text('smollm2')")
+            page.eval_on_selector("#temperature", "el => { el.value = '0'; el.dispatchEvent(new Event('input')) }")
+            page.fill("#max-tokens", "40")
+            page.fill("#input", "What is the capital of France?")
+            page.click("#send")
+            page.wait_for_function("document.querySelector('.message.assistant')?.dataset.finish === 'stop'",
+                                   timeout=60000)
+            answer = page.locator(".message.assistant").first.inner_text()
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+            assert "Paris" in answer
     finally:
         server.terminate()
         server.wait(timeout=30)

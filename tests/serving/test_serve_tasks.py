@@ -4,14 +4,13 @@ results, one clear 400 for a bad task or option, the API key, and the chat page'
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import httpx
 import jsonschema
 import pytest
 import torch
-from browser import CHROMIUM, FLAGS
+from browser import browser_page
 from live_server import start_server
 
 from llmos.apps.task_routes import add_task_routes
@@ -127,43 +126,33 @@ def test_task_routes_need_the_api_key_when_the_server_has_one(chat_model):
 
 
 def test_page_task_picker_shows_a_table_for_extraction_and_bars_for_sentiment(url):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with tempfile.TemporaryDirectory() as profile, sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1100, "height": 760})
-        try:
-            page = context.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url + "/")
-            page.wait_for_selector("#task option[value='extraction']", state="attached")
-            page.select_option("#task", "extraction")
-            page.fill("#option-fields", "name,city")
-            page.fill("#max-tokens", "60")
-            page.fill("#input", TEXT)
-            page.click("#send")
-            page.wait_for_selector(".message.task[data-finish]", timeout=20000)
-            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
-            page.wait_for_selector(".message.task table.result-table")
-            rows = page.locator(".message.task table.result-table tbody tr")
-            assert rows.count() == 2
-            assert rows.first.locator("th").inner_text() == "name"
+    with browser_page(viewport={"width": 1100, "height": 760}) as page:
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        page.wait_for_selector("#task option[value='extraction']", state="attached")
+        page.select_option("#task", "extraction")
+        page.fill("#option-fields", "name,city")
+        page.fill("#max-tokens", "60")
+        page.fill("#input", TEXT)
+        page.click("#send")
+        page.wait_for_selector(".message.task[data-finish]", timeout=20000)
+        assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+        page.wait_for_selector(".message.task table.result-table")
+        rows = page.locator(".message.task table.result-table tbody tr")
+        assert rows.count() == 2
+        assert rows.first.locator("th").inner_text() == "name"
 
-            page.select_option("#task", "sentiment-analysis")
-            page.fill("#input", "今天天气很好，我很开心")
-            page.click("#send")
-            page.wait_for_selector(".message.task[data-finish] >> nth=1", timeout=20000)
-            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
-            page.wait_for_selector(".message.task .label-bars")
-            assert page.locator(".message.task .label-bar").count() == 2
-            assert "今天天气很好，我很开心" in page.locator(".message.user").last.inner_text()
-            page.locator(".message.task details").last.click()  # the raw JSON opens
-            assert '"label"' in page.locator(".message.task details pre").last.inner_text()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
-            assert errors == []
-        finally:
-            context.close()
+        page.select_option("#task", "sentiment-analysis")
+        page.fill("#input", "今天天气很好，我很开心")
+        page.click("#send")
+        page.wait_for_selector(".message.task[data-finish] >> nth=1", timeout=20000)
+        assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+        page.wait_for_selector(".message.task .label-bars")
+        assert page.locator(".message.task .label-bar").count() == 2
+        assert "今天天气很好，我很开心" in page.locator(".message.user").last.inner_text()
+        page.locator(".message.task details").last.click()  # the raw JSON opens
+        assert '"label"' in page.locator(".message.task details pre").last.inner_text()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+        assert errors == []
