@@ -69,6 +69,34 @@ def test_llmos_serve_on_a_missing_directory_is_one_line_and_exit_2(tmp_path, mon
     assert err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
 
 
+def test_llmos_serve_max_model_len_sizes_the_kv_cache_and_the_context(checkpoint, kit):
+    port = kit.free_port()
+    proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--max-batch", "2",
+                             "--max-model-len", "24"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        _wait_until_up(proc, port)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["max_model_len"] == 24
+        long = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                          json={"model": "tiny-chat", "prompt": list(range(3, 30)), "max_tokens": 1})
+        assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "KV cache: 2 requests x 24 tokens" in proc.stderr.read().decode()
+
+
+@pytest.mark.parametrize("bad", ["1", "100000"])
+def test_llmos_serve_refuses_a_max_model_len_outside_the_context(checkpoint, monkeypatch, capsys, bad):
+    from llmos.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(checkpoint), "--max-model-len", bad])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-model-len" in err and bad in err and "context" in err
+
+
 def test_llmos_chat_streams_answers_and_obeys_commands(checkpoint):
     script = "\n".join([
         "/set temperature 0", "/set max_tokens 4", "/system be brief", "hello there",

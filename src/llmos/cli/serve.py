@@ -26,6 +26,8 @@ def serve_command(
                                               "directory name)."),
     max_body_kb: int = typer.Option(1024, help="Largest request body accepted, in KiB (413 above)."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
+    max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
+                                                 "model's context. The KV cache holds max-batch x this many."),
 ) -> None:
     """Serve a model over an OpenAI-compatible API, with a chat page at /."""
     import uvicorn
@@ -39,11 +41,18 @@ def serve_command(
         if value < 1:
             raise LLMOSError(f"{name} must be a positive integer, got {value}")
     model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
+    context = model.config.max_seq_len
+    if max_model_len is not None and not 2 <= max_model_len <= context:
+        raise LLMOSError(f"--max-model-len must be between 2 and the model's context ({context}), "
+                         f"got {max_model_len}")
     model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
-                     max_queue=max_queue, max_body_bytes=max_body_kb * 1024)
+                     max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
+    cache = app.state.llmos.engine.cache
+    typer.echo(f"KV cache: {max_batch} requests x {cache.max_len} tokens = {cache.nbytes / 2**30:.2f} GiB "
+               "(--max-batch and --max-model-len size it)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

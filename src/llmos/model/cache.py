@@ -37,6 +37,11 @@ class KVBuffer:
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
     @property
+    def nbytes(self) -> int:
+        """The memory the keys and values take."""
+        return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
+
+    @property
     def batch_size(self) -> int:
         return self.k.shape[1]
 
