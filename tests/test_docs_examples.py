@@ -146,7 +146,7 @@ def smollm2_server(shared_smollm2_loads):
     def address() -> str:
         if "url" not in holder:
             app = create_app(AutoModelForCausalLM.from_pretrained("smollm2"), AutoTokenizer.from_pretrained("smollm2"),
-                             model_id="smollm2")
+                             model_id="smollm2", max_batch=4, max_len=2048)  # a 0.4 GiB KV cache, not 6
             holder["server"], holder["thread"], holder["url"] = start_server(app)
         return holder["url"].removeprefix("http://")
 
