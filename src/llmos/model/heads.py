@@ -14,7 +14,6 @@ from llmos.model.norms import make_norm
 from llmos.model.outputs import (
     CausalLMOutput,
     MaskedLMOutput,
-    ModelOutput,  # noqa: F401  (the heads' base output, documented with them)
     PreTrainingOutput,
     SequenceClassifierOutput,
 )
