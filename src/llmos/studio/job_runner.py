@@ -79,7 +79,8 @@ def main(args: list[str]) -> int:
         return 2
     argv = args[2:]
     verb = argv[3] if argv[1:3] == ["-m", "llmos"] and len(argv) > 3 else Path(argv[0]).name
-    return run_job(Path(args[0]), argv, verb)
+    code = run_job(Path(args[0]), argv, verb)
+    return code if code >= 0 else 128 - code  # killed by signal N: exit 128 + N, as a shell reports it
 
 
 if __name__ == "__main__":
