@@ -35,6 +35,7 @@ def test_a_job_that_exits_0_is_finished_and_one_that_fails_is_failed(tmp_path):
     failed = wait_for(lambda: (j := jobs.read_job(tmp_path / "bad"))["state"] != "running" and j, "the bad job")
     assert failing["pid"] == failed["pid"]
     assert failed["state"] == "failed" and failed["exit_code"] == 2
+    assert failed["message"] == "--data 'missing.txt': no such file"  # the CLI's own line
     assert "error: --data 'missing.txt': no such file" in (tmp_path / "bad" / "job.log").read_text()
 
 
