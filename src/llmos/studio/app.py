@@ -14,6 +14,7 @@ Errors are `{"error": {"message", "field"}}` with the status the StudioError car
 from __future__ import annotations
 
 import hmac
+import importlib
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,7 +93,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
     app.include_router(routes_models.router(settings))
     for module in ("playground", "datasets"):
         try:
-            routes = __import__(f"llmos.studio.{module}", fromlist=["router"])
+            routes = importlib.import_module(f"llmos.studio.{module}")
         except ImportError:  # not on this branch yet (removed at the merge)
             continue
         app.include_router(routes.router(settings))
