@@ -54,6 +54,8 @@ def test_a_foreign_host_or_origin_is_refused(tmp_path):
         forged = client.post("/api/runs", json={"verb": "pretrain", "name": "x", "fields": {}},
                              headers={"Origin": "http://attacker.example"})
         assert forged.status_code == 403
+        other_local = client.post("/api/runs/x/stop", headers={"Origin": f"http://127.0.0.1:{port + 1}"})
+        assert other_local.status_code == 403  # another server on this machine is another site
         same = client.post("/api/runs", json={"verb": "pretrain", "name": "x", "fields": {"data_dir": "none"}},
                            headers={"Origin": f"http://127.0.0.1:{port}"})
         assert same.status_code == 400  # through the guard, refused by validation
