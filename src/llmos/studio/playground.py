@@ -273,7 +273,7 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
     try:
         pipe = pipeline(task, model=loaded.model, tokenizer=loaded.tokenizer, **job.options)
         options = pipe.check_options(dict(pipe.options))
-        generation = pipe.decoding(options, {**pipe.defaults, **job.sampling})
+        generation = {**pipe.decoding(options, {**pipe.defaults, **job.sampling}), "eos_token_id": reply_ends(pipe)}
         constraint = {"json_schema": job.json_schema} if job.json_schema else pipe.constraint(job.item, options)
         if isinstance(pipe, TextGenerationPipeline):
             prompt = pipe.tokenizer.encode(pipe.render_user(job.item, options))
@@ -288,6 +288,16 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
         raise StudioError(f"the prompt has {len(prompt)} tokens with the {task} task's template; model "
                           f"{job.model_id!r} reads at most {context}", field="prompt")
     return TaskRun(task, pipe, job.item, options, prompt, constraint, generation)
+
+
+def reply_ends(pipe: Pipeline) -> list[int]:
+    """The ids at which the pipeline ends a reply (the EOS ids and the pad id, see `Pipeline.generate`):
+    decoding stops there too, so the streamed text is the reply's text, not tokens past its end."""
+    tok, model = pipe.tokenizer, pipe.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    shipped = getattr(model, "generation_config", None)
+    ends = {*(model.config.eos_token_ids or []), *(shipped.eos_token_ids if shipped else []), tok.eos_token_id, pad}
+    return sorted(ends - {None})
 
 
 class Cancelled(Exception):
