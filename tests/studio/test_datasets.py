@@ -87,6 +87,20 @@ def test_the_list_holds_data_files_and_shard_folders_but_not_runs_hidden_folders
     assert book["path"] == str(studio["root"].resolve() / "book.txt") and book["size_bytes"] == len(PARAGRAPHS)
 
 
+def test_a_long_list_is_cut_and_says_so(studio, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_LISTED", 3)
+    answer = httpx.get(studio["url"] + "/api/datasets", timeout=30).json()
+    assert len(answer["datasets"]) == 3 and answer["truncated"]
+
+
+def test_a_folder_inside_two_data_folders_is_listed_once(studio):
+    root = studio["root"]
+    settings = StudioSettings(runs_dir=root / "runs", models_dir=root / "models",
+                              data_dirs=(root / "sub", root)).resolved()
+    names = [d["path"] for d in datasets.find_datasets(settings)[0]]
+    assert len(names) == len(set(names)) and str(root.resolve() / "sub" / "labels.csv") in names
+
+
 def test_jsonl_rows_columns_and_token_counts_match_the_tokenizer(studio):
     got = preview(studio, "chat.jsonl")
     assert (got["kind"], got["num_rows"], got["complete"], got["note"]) == ("jsonl", 3, True, None)

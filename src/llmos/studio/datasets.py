@@ -74,19 +74,20 @@ def is_shard_folder(path: Path) -> bool:
 
 def find_datasets(settings: StudioSettings) -> tuple[list[dict[str, Any]], bool]:
     """(the data files and shard folders under the data folders, whether the list was cut). Hidden
-    folders and the runs and models folders are not searched."""
-    found: list[dict[str, Any]] = []
+    folders and the runs and models folders are not searched; a folder inside two data folders is
+    listed once."""
+    found: dict[Path, dict[str, Any]] = {}
     scanned = 0
     not_data = {settings.runs_dir, settings.models_dir}
     for root in settings.data_dirs:
         for folder, subfolders, files in os.walk(root):
             here = Path(folder)
             scanned += 1
-            if scanned > MAX_FOLDERS_SCANNED or len(found) >= MAX_LISTED:
-                return found[:MAX_LISTED], True
+            if scanned > MAX_FOLDERS_SCANNED or len(found) > MAX_LISTED:
+                return list(found.values())[:MAX_LISTED], True
             if INDEX_FILE in files and is_shard_folder(here):
                 size = sum(p.stat().st_size for p in here.iterdir() if p.is_file())
-                found.append(entry(root, here, "shards", size))
+                found.setdefault(here, entry(root, here, "shards", size))
                 subfolders[:] = []
                 continue
             depth = len(here.relative_to(root).parts)
@@ -95,8 +96,8 @@ def find_datasets(settings: StudioSettings) -> tuple[list[dict[str, Any]], bool]
             for name in sorted(files):
                 kind = FILE_KINDS.get(Path(name).suffix.lower())
                 if kind is not None:
-                    found.append(entry(root, here / name, kind, (here / name).stat().st_size))
-    return found[:MAX_LISTED], len(found) > MAX_LISTED
+                    found.setdefault(here / name, entry(root, here / name, kind, (here / name).stat().st_size))
+    return list(found.values())[:MAX_LISTED], len(found) > MAX_LISTED
 
 
 def entry(root: Path, path: Path, kind: str, size: int) -> dict[str, Any]:

@@ -263,6 +263,17 @@ class TaskRun:
     generation: dict[str, Any]
 
 
+def reply_ends(pipe: Pipeline) -> list[int]:
+    """The ids at which the pipeline ends a reply (the EOS ids and the pad id, see `Pipeline.generate`):
+    decoding stops there too, so the streamed text is the reply's text, not tokens past its end. The
+    model's own EOS comes first: a finished constraint ends the reply with the first."""
+    tok, model = pipe.tokenizer, pipe.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    shipped = getattr(model, "generation_config", None)
+    ends = [*(shipped.eos_token_ids if shipped else []), *(model.config.eos_token_ids or []), tok.eos_token_id, pad]
+    return [i for i in dict.fromkeys(ends) if i is not None]
+
+
 def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
     """The pipeline's prompt, constraint and decoding for the job, checked against the model."""
     has_template = getattr(loaded.tokenizer, "chat_template", None) is not None
@@ -288,16 +299,6 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
         raise StudioError(f"the prompt has {len(prompt)} tokens with the {task} task's template; model "
                           f"{job.model_id!r} reads at most {context}", field="prompt")
     return TaskRun(task, pipe, job.item, options, prompt, constraint, generation)
-
-
-def reply_ends(pipe: Pipeline) -> list[int]:
-    """The ids at which the pipeline ends a reply (the EOS ids and the pad id, see `Pipeline.generate`):
-    decoding stops there too, so the streamed text is the reply's text, not tokens past its end."""
-    tok, model = pipe.tokenizer, pipe.model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    shipped = getattr(model, "generation_config", None)
-    ends = {*(model.config.eos_token_ids or []), *(shipped.eos_token_ids if shipped else []), tok.eos_token_id, pad}
-    return sorted(ends - {None})
 
 
 class Cancelled(Exception):
