@@ -81,7 +81,7 @@ def studio(tmp_path_factory):
         model.save_pretrained(root / folder / rest, tokenizer=tokenizer)
     settings = StudioSettings(runs_dir=root / "runs", models_dir=root / "models", data_dirs=(root,)).resolved()
     server, thread, url = start_server(studio_app(settings))
-    yield {"url": url, "models": models, "tokenizer": tokenizer}
+    yield {"url": url, "models": models, "tokenizer": tokenizer, "settings": settings}
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -184,6 +184,17 @@ def test_the_cache_keeps_the_two_models_used_last(studio):
     assert cached("runs:tiny/best") and cached("runs:other/last")
     assert not cached("models:third")  # loads, and drops tiny/best, the least recently used
     assert cached("runs:other/last") and not cached("runs:tiny/best")
+
+
+def test_a_checkpoint_saved_again_is_loaded_again(studio):
+    path = studio["settings"].runs_dir / "resaved" / "last"
+    body = {"model": "runs:resaved/last", "prompt": "the cat", "max_new_tokens": 8}
+    tiny_model(studio["tokenizer"], seed=5).save_pretrained(path, tokenizer=studio["tokenizer"])
+    first = finished(generate(studio["url"], body)[1])
+    tiny_model(studio["tokenizer"], seed=6).save_pretrained(path, tokenizer=studio["tokenizer"])  # training went on
+    again = finished(generate(studio["url"], body)[1])
+    assert not again["cached"] and again["text"] != first["text"]
+    assert finished(generate(studio["url"], body)[1])["cached"]
 
 
 def test_a_client_that_goes_away_stops_its_stream_and_frees_the_model(studio):

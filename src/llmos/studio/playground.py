@@ -86,9 +86,8 @@ def version_key(source: str | Path) -> tuple[str, int]:
     """A cache key that changes when the checkpoint on disk is rewritten (a run's `last` is, as it trains)."""
     if isinstance(source, str):
         return source, 0
-    stamps = [p.stat().st_mtime_ns for p in (source, source / "config.json", source / "model.safetensors")
-              if p.exists()]
-    return str(source), max(stamps)
+    files = (source, source / "config.json", source / "model.safetensors", source / "tokenizer.json")
+    return str(source), hash(tuple((p.stat().st_mtime_ns, p.stat().st_ino) for p in files if p.exists()))
 
 
 @dataclass
@@ -132,6 +131,8 @@ class ModelCache:
             except (LLMOSError, OSError) as exc:
                 raise StudioError(f"model {model_id!r} cannot be loaded: {exc}", field="model") from None
             with self._lock:
+                for stale in [k for k in self._models if k[0] == key[0]]:  # an older save of this checkpoint
+                    del self._models[stale]
                 self._models[key] = loaded
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
