@@ -21,11 +21,11 @@ def test_model_ids_resolve_inside_the_studios_folders_only(tmp_path):
     (tmp_path / "secret").mkdir()
     settings = StudioSettings(tmp_path / "runs", tmp_path / "models", (tmp_path / "data",)).resolved()
     assert resolve_model(settings, "smollm2") == "smollm2"
-    assert resolve_model(settings, "mine") == str(tmp_path / "models" / "mine")
-    assert resolve_model(settings, "models:mine") == str(tmp_path / "models" / "mine")
-    assert resolve_model(settings, "runs:r/best") == str(tmp_path / "runs" / "r" / "best")
+    assert resolve_model(settings, "mine") == tmp_path / "models" / "mine"
+    assert resolve_model(settings, "models:mine") == tmp_path / "models" / "mine"
+    assert resolve_model(settings, "runs:r/best") == tmp_path / "runs" / "r" / "best"
     for model_id, status in (("runs:../secret", 403), ("models:../secret", 403), (str(tmp_path / "secret"), 403),
-                             ("runs:r/last", 400), ("", 400)):
+                             ("runs:r/last", 404), ("unknown", 400), ("", 400)):
         with pytest.raises(StudioError) as caught:
             resolve_model(settings, model_id, field="base_model")
         assert (caught.value.status, caught.value.field) == (status, "base_model"), model_id
@@ -46,11 +46,11 @@ def test_checkpoints_are_listed_and_an_evaluation_report_joins_its_checkpoint(tm
         # micro with d_model 32, 1 layer, vocabulary 300 (tied embeddings stored once)
         assert 10_000 < last["parameters"] < 100_000
 
-        for body, field in (({"model": "runs:r1/last", "data": "nowhere.txt"}, "data"),
-                            ({"model": "runs:r1/last", "data": "notes.txt", "task": "poetry"}, "task"),
-                            ({"model": "runs:nope/last", "data": "notes.txt"}, "model")):
+        for body, field, status in (({"model": "runs:r1/last", "data": "nowhere.txt"}, "data", 400),
+                                    ({"model": "runs:r1/last", "data": "notes.txt", "task": "poetry"}, "task", 400),
+                                    ({"model": "runs:nope/last", "data": "notes.txt"}, "model", 404)):
             refused = client.post("/api/evaluate", json=body)
-            assert refused.status_code == 400 and refused.json()["error"]["field"] == field, refused.text
+            assert refused.status_code == status and refused.json()["error"]["field"] == field, refused.text
 
         started = client.post("/api/evaluate", json={"model": "runs:r1/last", "data": "notes.txt"})
         assert started.status_code == 201, started.text

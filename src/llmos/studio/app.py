@@ -14,7 +14,6 @@ Errors are `{"error": {"message", "field"}}` with the status the StudioError car
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import llmos
-from llmos.studio import routes_models, routes_runs
+from llmos.studio import datasets, playground, routes_models, routes_runs
 from llmos.studio.paths import StudioError
 from llmos.studio.settings import StudioSettings
 
@@ -91,12 +90,8 @@ def create_app(settings: StudioSettings) -> FastAPI:
 
     app.include_router(routes_runs.router(settings))
     app.include_router(routes_models.router(settings))
-    for module in ("playground", "datasets"):
-        try:
-            routes = importlib.import_module(f"llmos.studio.{module}")
-        except ImportError:  # not on this branch yet (removed at the merge)
-            continue
-        app.include_router(routes.router(settings))
+    app.include_router(playground.router(settings))
+    app.include_router(datasets.router(settings))
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -37,8 +37,9 @@ from llmos.data.shards import INDEX_FILE, ShardError, TokenShards, read_index
 from llmos.data.tokenizing import encode_texts, encoding_copy
 from llmos.errors import LLMOSError
 from llmos.model_names import EMBEDDED
+from llmos.studio.models import resolve_model
 from llmos.studio.paths import StudioError, confined
-from llmos.studio.playground import resolve_model_id, version_key
+from llmos.studio.playground import version_key
 from llmos.studio.settings import StudioSettings
 
 FILE_KINDS = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
@@ -121,7 +122,7 @@ def token_counter(settings: StudioSettings, tokenizer_id: str | None) -> tuple[s
         return "bytes", lambda texts: [len(t.encode("utf-8")) for t in texts]
     name = tokenizer_id or "smollm2"
     try:
-        source = resolve_model_id(settings, name)
+        source = resolve_model(settings, name)
         backend = loaded_tokenizer(*version_key(source))
     except StudioError as exc:
         raise StudioError(f"tokenizer: {exc}", status=exc.status, field="tokenizer") from None

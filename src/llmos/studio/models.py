@@ -35,24 +35,34 @@ OTHER_EVALS = "_evals"  # evaluations of models that are not run checkpoints
 REPORT_FILE = "report.json"
 
 
-def resolve_model(settings: StudioSettings, model_id: str, field: str = "model") -> str:
-    """The path (or embedded model name) that `model_id` stands for; StudioError when it is none."""
+MODEL_ID_FORMS = ("an embedded model's name (" + ", ".join(sorted(EMBEDDED)) + "), 'runs:<run>/<checkpoint>' "
+                  "(in the runs folder), 'models:<path>' (in the models folder) or a path inside the studio's folders")
+
+
+def resolve_model(settings: StudioSettings, model_id: Any, field: str = "model") -> str | Path:
+    """What `from_pretrained` and the CLI load for `model_id`: an embedded model's name, or a path
+    inside the studio's folders. StudioError: 400 for no id, 403 outside the folders, 404 when missing."""
     if not isinstance(model_id, str) or not model_id.strip():
-        raise StudioError(f"{field} is empty; give a model name, a run checkpoint or a path", field=field)
-    prefix, _, rest = model_id.partition(":")
-    if prefix in ("runs", "models") and rest:
+        raise StudioError(f"{field} is missing; give {MODEL_ID_FORMS}", field=field)
+    prefix, colon, rest = model_id.partition(":")
+    if colon and prefix in ("runs", "models"):
         root = settings.runs_dir if prefix == "runs" else settings.models_dir
-        path = confined(root / rest, [root], what=field, field=field)
+        path = confined(rest, [root], what=field, field=field)
     elif model_id in EMBEDDED:
+        if EMBEDDED[model_id].path() is None:
+            raise StudioError(f"the embedded model {model_id!r} is not installed; install it with: "
+                              f"{EMBEDDED[model_id].install}", status=404, field=field)
         return model_id
     elif "/" not in model_id and (settings.models_dir / model_id).exists():
-        return str(settings.models_dir / model_id)
+        return settings.models_dir / model_id
+    elif "/" not in model_id and not any((root / model_id).exists() for root in settings.data_dirs):
+        raise StudioError(f"unknown model {model_id!r}; give {MODEL_ID_FORMS}", field=field)
     else:
         path = confined(model_id, [*settings.data_dirs, settings.runs_dir, settings.models_dir], what=field,
                         field=field)
     if not path.exists():
-        raise StudioError(f"{field} {model_id!r} does not exist", field=field)
-    return str(path)
+        raise StudioError(f"{field} {model_id!r}: {str(path)!r} does not exist", status=404, field=field)
+    return path
 
 
 def existing_path(value: str, roots: tuple[Path, ...], name: str) -> Path:

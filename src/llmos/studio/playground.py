@@ -46,8 +46,8 @@ from llmos.errors import LLMOSError
 from llmos.generation import GenerationConfig, GenerationError
 from llmos.generation.constrained import ConstraintError, grammar_for
 from llmos.generation.streamers import TextStreamer
-from llmos.model_names import EMBEDDED
-from llmos.studio.paths import StudioError, confined
+from llmos.studio.models import resolve_model
+from llmos.studio.paths import StudioError
 from llmos.studio.settings import StudioSettings
 
 log = logging.getLogger(__name__)
@@ -55,32 +55,10 @@ log = logging.getLogger(__name__)
 MODELS_KEPT = 2  # models held in memory at once (the side-by-side playground compares two)
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")
 REQUEST_KEYS = ("model", "prompt", "task", "json_schema", *SAMPLING)
-MODEL_ID_FORMS = ("an embedded model's name (" + ", ".join(sorted(EMBEDDED)) + "), 'runs:<run>/<checkpoint>' "
-                  "(in the runs folder) or 'models:<path>' (in the models folder)")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 # ---- model ids and the models kept in memory ----------------------------------------------------
-
-def resolve_model_id(settings: StudioSettings, model_id: Any) -> str | Path:
-    """What `from_pretrained` loads for a studio model id: an embedded name, or a path confined to the
-    runs or models folder."""
-    if not isinstance(model_id, str) or not model_id.strip():
-        raise StudioError(f"model is missing; give {MODEL_ID_FORMS}", field="model")
-    prefix, colon, rest = model_id.partition(":")
-    if colon and prefix in ("runs", "models"):
-        root = settings.runs_dir if prefix == "runs" else settings.models_dir
-        path = confined(rest, [root], what="model path", field="model")
-        if not path.exists():
-            raise StudioError(f"model {model_id!r}: {str(path)!r} does not exist", status=404, field="model")
-        return path
-    if model_id in EMBEDDED:
-        if EMBEDDED[model_id].path() is None:
-            raise StudioError(f"the embedded model {model_id!r} is not installed; install it with: "
-                              f"{EMBEDDED[model_id].install}", status=404, field="model")
-        return model_id
-    raise StudioError(f"unknown model {model_id!r}; give {MODEL_ID_FORMS}", field="model")
-
 
 def version_key(source: str | Path) -> tuple[str, int]:
     """A cache key that changes when the checkpoint on disk is rewritten (a run's `last` is, as it trains)."""
@@ -234,7 +212,7 @@ def check_task_input(task: str | None, prompt: Any, extra: dict[str, Any]) -> tu
 def check_request(settings: StudioSettings, body: Any) -> GenerateJob:
     if not isinstance(body, dict):
         raise StudioError(f"the request body must be a JSON object, not {type(body).__name__}")
-    source = resolve_model_id(settings, body.get("model"))
+    source = resolve_model(settings, body.get("model"))
     task = body.get("task")
     if task is not None and task not in TASKS:
         raise StudioError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (or null: the model's chat "

@@ -104,7 +104,7 @@ def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path
     else:
         if not config.base_model.strip():
             raise StudioError("base_model is empty; give a model name, a run checkpoint or a path", field="base_model")
-        changes["base_model"] = resolve_model(settings, config.base_model, field="base_model")
+        changes["base_model"] = str(resolve_model(settings, config.base_model, field="base_model"))
     return dataclasses.replace(config, **changes)
 
 
