@@ -1,7 +1,7 @@
 """Layer 8b: paths from requests stay inside the studio's folders.
 
-`confined(path, roots)` resolves a user-given path (relative ones against the
-first root) and refuses, with one clear message, anything that lands outside
+`confined(path, roots)` resolves a user-given path (a relative one against each
+root, then against the working folder, preferring one that exists) and refuses, with one clear message, anything that lands outside
 every root, symlinks and `..` included.
 """
 
@@ -27,10 +27,13 @@ def confined(path: str | Path, roots: Iterable[Path], what: str = "path", field:
     if not str(path).strip():
         raise StudioError(f"{what} is empty; give a path inside {_names(roots)}", field=field)
     given = Path(path).expanduser()
-    candidates = [given.resolve()] if given.is_absolute() else [(root / given).resolve() for root in roots]
-    for candidate in candidates:
-        if any(candidate == root or root in candidate.parents for root in roots):
-            return candidate
+    if given.is_absolute():
+        candidates = [given.resolve()]
+    else:  # relative to a root ("shards"), or to the studio's working folder ("data/shards")
+        candidates = [(root / given).resolve() for root in roots] + [given.resolve()]
+    inside = [c for c in candidates if any(c == root or root in c.parents for root in roots)]
+    if inside:
+        return next((c for c in inside if c.exists()), inside[0])
     raise StudioError(f"{what} {str(path)!r} is outside the studio's folders {_names(roots)}", status=403,
                       field=field)
 
