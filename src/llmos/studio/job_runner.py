@@ -48,7 +48,7 @@ def run_job(run_dir: Path, argv: list[str], verb: str) -> int:
     with open(run_dir / LOG_FILE, "ab") as log:
         try:
             child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={"COLUMNS": "160", **os.environ, "PYTHONUNBUFFERED": "1"})  # lines as wide as the log view
         except OSError as exc:
             write_job(run_dir, {**job, "state": "failed", "ended": time.time(), "message": str(exc)})
             return 127
