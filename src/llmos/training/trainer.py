@@ -13,12 +13,20 @@ Exact resume: a checkpoint holds model, optimizer moments, step (the schedule
 is a function of it), every RNG state and the data iterator's position, so
 stopping at step k and resuming reproduces the same losses as never stopping,
 and no batch is seen twice.
+
+Stopping on request: while `train()` runs in the main thread, SIGTERM (what the
+studio's Stop button and most schedulers send) sets a flag instead of killing the
+process; the loop ends after the step in progress and takes its usual end path, so
+`last` is written and a resumed run continues exactly. The previous handler is put
+back when `train()` returns. (Under torchrun every process receives the signal.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -97,6 +105,7 @@ class Trainer:
         )
         self.forward_model = torch.compile(self.wrapped) if config.compile else self.wrapped
         self.step, self.tokens_seen, self.best_val_loss, self.elapsed = 0, 0, math.inf, 0.0
+        self.stop_requested = False  # set by SIGTERM during train(); the loop then ends and saves `last`
         self.num_parameters = self.model.num_parameters()
         self.flops_per_token = training_flops_per_token(self.model_config, self.num_parameters, config.context,
                                                          objective.head_fraction)
@@ -122,8 +131,8 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         window_start, window_tokens = time.perf_counter(), 0
         self.wrapped.train()
-        with progress:
-            while self.step < cfg.max_steps:
+        with progress, self._stop_on_sigterm():
+            while self.step < cfg.max_steps and not self.stop_requested:
                 if cfg.max_minutes and time.perf_counter() - start > 60 * cfg.max_minutes:
                     break
                 if cfg.stop_at_step and self.step >= cfg.stop_at_step:
@@ -172,6 +181,23 @@ class Trainer:
             plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curve.png")
         dist_utils.barrier(ctx)
         return result
+
+    @contextlib.contextmanager
+    def _stop_on_sigterm(self) -> Iterator[None]:
+        """SIGTERM sets `stop_requested` while the loop runs (signal handlers live in the main thread only)."""
+        self.stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.stop_requested = True
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _no_sync(self):
         no_sync = getattr(self.wrapped, "no_sync", None)

@@ -1,0 +1,5 @@
+"""Layer 9: `python -m llmos ...` is the `llmos` command (the studio's jobs start verbs this way)."""
+
+from llmos.cli.main import main
+
+main()
