@@ -71,6 +71,17 @@ export async function* readEvents(res) {
   }
 }
 
+/** Fill the <datalist>s the path inputs suggest from: data files (#data-paths) and model ids (#model-ids). */
+export async function fillPathLists() {
+  const [datasets, models] = await Promise.allSettled([getJSON("/api/datasets"), getJSON("/api/models")]);
+  if (datasets.status === "fulfilled") {
+    $("data-paths").replaceChildren(...datasets.value.datasets.map((d) => el("option", { value: d.path })));
+  }
+  if (models.status === "fulfilled") {
+    $("model-ids").replaceChildren(...models.value.models.map((m) => el("option", { value: m.id }, m.name)));
+  }
+}
+
 /** One message in a notice box (hidden when empty). */
 export function show(box, message) {
   box.textContent = message || "";

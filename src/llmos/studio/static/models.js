@@ -2,7 +2,7 @@
 // checkpoints) with its evaluations, and an Evaluate form (POST /api/evaluate) whose result shows when
 // the eval job's report lands in the model's "evals".
 
-import { $, bytes, el, getJSON, number, postJSON, show } from "./api.js";
+import { $, bytes, el, fillPathLists, getJSON, number, postJSON, show } from "./api.js";
 
 const POLL_MS = 1500;
 
@@ -41,8 +41,6 @@ async function refresh() {
   $("models-body").replaceChildren(...models.map(modelRow));
   $("eval-model").replaceChildren(...models.map((m) => el("option", { value: m.id }, m.name)));
   if (chosen) $("eval-model").value = chosen;
-  $("data-paths").childElementCount || getJSON("/api/datasets").then((d) =>
-    $("data-paths").replaceChildren(...(d.datasets || []).map((x) => el("option", { value: x.path })))).catch(() => {});
 }
 
 /** Poll the models until the model's evals hold `name` with a final state; then show it. */
@@ -66,6 +64,7 @@ async function watch(modelId, name, alive) {
 export function showModels(selected) {
   let active = true;
   show($("eval-error"), "");
+  fillPathLists();
   refresh().then(() => { if (selected) pick(selected); })
     .catch((err) => show($("eval-error"), "Could not list models: " + err.message));
   $("eval-form").onsubmit = async (event) => {

@@ -2,7 +2,7 @@
 // typed by the field's type, the key fields first and the rest folded away), started with POST /api/runs.
 // A refused start shows the server's message next to the field it names, or on top; nothing is cleared.
 
-import { $, el, getJSON, postJSON, show } from "./api.js";
+import { $, el, fillPathLists, getJSON, postJSON, show } from "./api.js";
 
 let recipes = null;  // {"pretrain": [field...], "finetune": [field...]}
 const PATH_FIELDS = new Set(["data_dir", "data", "val_data"]);
@@ -110,23 +110,13 @@ async function start(event) {
   }
 }
 
-async function fillDatalists() {
-  const [datasets, models] = await Promise.allSettled([getJSON("/api/datasets"), getJSON("/api/models")]);
-  if (datasets.status === "fulfilled") {
-    $("data-paths").replaceChildren(...(datasets.value.datasets || []).map((d) => el("option", { value: d.path })));
-  }
-  if (models.status === "fulfilled") {
-    $("model-ids").replaceChildren(...models.value.models.map((m) => el("option", { value: m.id }, m.name)));
-  }
-}
-
 export function newRun() {
   const ready = recipes ? Promise.resolve() : getJSON("/api/recipes").then((r) => {
     recipes = r;
     render();
   });
   ready.catch((err) => show($("new-error"), "Could not load the recipe fields: " + err.message));
-  fillDatalists();
+  fillPathLists();
   return () => {};
 }
 

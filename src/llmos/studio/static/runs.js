@@ -24,20 +24,25 @@ function runRow(run) {
 }
 
 export function listRuns() {
-  let timer = null;
+  let timer = null, active = true;
   const refresh = async () => {
     try {
       const { runs } = await getJSON("/api/runs");
+      if (!active) return;
       $("runs-body").replaceChildren(...runs.map(runRow));
       $("runs-empty").hidden = runs.length > 0;
-      show($("error"), "");
+      show($("runs-error"), "");
     } catch (err) {
-      show($("error"), "Could not list runs: " + err.message);
+      if (!active) return;
+      show($("runs-error"), "Could not list runs: " + err.message);
     }
     timer = setTimeout(refresh, POLL_MS);
   };
   refresh();
-  return () => clearTimeout(timer);
+  return () => {
+    active = false;
+    clearTimeout(timer);
+  };
 }
 
 // ---- one run -----------------------------------------------------------------------------------
