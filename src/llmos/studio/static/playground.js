@@ -6,35 +6,52 @@ import { $, el, getJSON, readEvents, request, show } from "./api.js";
 let loaded = false;
 let running = null;  // the AbortController of the generation in flight
 
-function taskOption(field) {
-  const id = "task-" + field.name;
-  const label = el("label", { for: id }, field.name);
+/** An input for a task's extra input field or option, typed by its default (choices -> a select). */
+function taskInput(name, defaultValue, choices) {
+  const id = "task-" + name;
   let node;
-  if (field.choices) {
-    node = el("select", { id }, ...field.choices.map((c) => el("option", { value: String(c), selected: c === field.default }, String(c))));
-  } else if (field.type === "bool") {
-    node = el("input", { id, type: "checkbox", checked: Boolean(field.default) });
+  if (choices) {
+    const blank = defaultValue === null ? [el("option", { value: "" }, "–")] : [];
+    node = el("select", { id }, ...blank, ...choices.map((c) => el("option", { value: c, selected: c === defaultValue }, c)));
+  } else if (typeof defaultValue === "boolean") {
+    node = el("input", { id, type: "checkbox", checked: defaultValue });
+  } else if (typeof defaultValue === "number") {
+    node = el("input", { id, type: "number", value: String(defaultValue) });
   } else {
-    const numeric = field.type === "int" || field.type === "float";
-    node = el("input", { id, type: numeric ? "number" : "text", value: field.default ?? "" });
+    node = el("input", { id, type: "text", value: defaultValue ?? "", placeholder: defaultValue === null ? "(none)" : null });
   }
-  node.dataset.name = field.name;
-  node.dataset.type = field.type;
-  return [label, node];
+  node.dataset.name = name;
+  node.dataset.kind = typeof defaultValue;
+  return [el("label", { for: id }, name.replaceAll("_", " ")), node];
 }
 
 function renderTaskOptions(tasks) {
   const task = tasks.find((t) => t.name === $("play-task").value);
-  $("task-options").replaceChildren(...(task ? task.fields || [] : []).flatMap(taskOption));
+  $("task-summary").textContent = task ? task.summary : "";
+  if (!task) {
+    $("task-options").replaceChildren();
+    return;
+  }
+  const inputs = task.fields.slice(1).map((name) => taskInput(name, "", null));
+  const options = Object.entries(task.options).map(([name, value]) => taskInput(name, value, task.choices[name]));
+  $("task-options").replaceChildren(...inputs.flat(), ...options.flat());
 }
 
+/** The task's extra inputs and options from the page; text that looks like JSON is sent as JSON. */
 function taskOptions() {
   const options = {};
   for (const node of $("task-options").querySelectorAll("[data-name]")) {
-    const type = node.dataset.type;
-    if (type === "bool") options[node.dataset.name] = node.checked;
+    const name = node.dataset.name;
+    if (node.type === "checkbox") options[name] = node.checked;
     else if (node.value === "") continue;
-    else options[node.dataset.name] = type === "int" || type === "float" ? Number(node.value) : node.value;
+    else if (node.dataset.kind === "number") options[name] = Number(node.value);
+    else if (/^\s*[[{]/.test(node.value)) {
+      try {
+        options[name] = JSON.parse(node.value);
+      } catch {
+        options[name] = node.value;
+      }
+    } else options[name] = node.value;
   }
   return options;
 }
@@ -49,8 +66,8 @@ async function load(selected) {
   }
   if (selected) $("model-a").value = selected;
   if (!loaded) {
-    $("play-task").replaceChildren(...tasks.map((t) => el("option", { value: t.name }, t.name)));
-    $("play-task").value = tasks.some((t) => t.name === "text-generation") ? "text-generation" : tasks[0]?.name;
+    $("play-task").replaceChildren(el("option", { value: "" }, "auto (chat, or text-generation)"),
+      ...tasks.map((t) => el("option", { value: t.name }, t.name)));
     $("play-task").onchange = () => renderTaskOptions(tasks);
     renderTaskOptions(tasks);
     loaded = true;
@@ -73,9 +90,8 @@ function body() {
       return null;
     }
   }
-  const task = $("play-task").value;
   return {
-    prompt: $("prompt").value, task: task === "text-generation" ? null : task,
+    prompt: $("prompt").value, task: $("play-task").value || null,
     max_new_tokens: Number($("max-new-tokens").value), temperature: Number($("temperature").value),
     top_p: Number($("top-p").value), top_k: Number($("top-k").value), seed: Number($("seed").value),
     json_schema: schema, ...taskOptions(),
