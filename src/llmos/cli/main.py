@@ -14,7 +14,7 @@ import typer
 from llmos.errors import LLMOSError
 
 VERB_MODULES: list[str] = ["quickstart", "pretrain", "generate", "convert", "quantize", "tokenizer", "serve", "chat",
-                           "data", "models", "eval", "finetune", "agent", "run"]
+                           "data", "models", "eval", "finetune", "agent", "run", "studio"]
 
 app = typer.Typer(
     name="llmos",
