@@ -1,19 +1,19 @@
 // LLMOS Studio page, Models tab: every model the studio can load (embedded, models folder, run
 // checkpoints) with its evaluations, and an Evaluate form (POST /api/evaluate) whose result shows when
-// the eval job's report lands in the model's "evals".
+// the eval job ends (GET /api/evals/<name>).
 
 import { $, bytes, el, fillPathLists, getJSON, number, postJSON, show } from "./api.js";
 
 const POLL_MS = 1500;
 
-function evalSummary(report) {
-  const parts = [];
-  for (const key of ["loss", "val_loss", "perplexity", "accuracy"]) {
-    if (typeof report[key] === "number") parts.push(`${key} ${number(report[key], 4)}`);
-  }
-  if (!parts.length) parts.push(report.state || "…");
-  const where = report.data ? " on " + report.data.split("/").pop() : "";
-  return el("li", { "data-eval": report.name || "" }, parts.join(", ") + where);
+/** One evaluation in a line: its task, numbers and data file, or its state while it runs or after it failed. */
+function evalLine(report) {
+  const numbers = Object.entries(report.metrics || {}).filter(([, v]) => typeof v === "number").slice(0, 4);
+  const data = report.data ? " on " + report.data.split("/").pop() : "";
+  const text = numbers.length
+    ? `${report.task}: ${numbers.map(([k, v]) => `${k} ${number(v, 4)}`).join(", ")}${data}`
+    : `${report.state || "…"}${report.message ? ": " + report.message : ""}`;
+  return el("li", { "data-eval": report.name, "data-state": report.state || "" }, text);
 }
 
 function modelRow(model) {
@@ -24,7 +24,7 @@ function modelRow(model) {
     el("td", {}, model.architecture || "–"),
     el("td", {}, model.quantization || "none"),
     el("td", { class: "num" }, number(model.parameters)),
-    el("td", {}, el("ul", { class: "plain evals" }, ...(model.evals || []).map(evalSummary))),
+    el("td", {}, el("ul", { class: "plain evals" }, ...(model.evals || []).map(evalLine))),
     el("td", {}, el("button", { type: "button", class: "small", onclick: () => pick(model.id) }, "Evaluate")));
 }
 
@@ -33,31 +33,32 @@ function pick(id) {
   $("eval-data").focus();
 }
 
-let models = [];
-
 async function refresh() {
-  ({ models } = await getJSON("/api/models"));
+  const { models } = await getJSON("/api/models");
   const chosen = $("eval-model").value;
   $("models-body").replaceChildren(...models.map(modelRow));
   $("eval-model").replaceChildren(...models.map((m) => el("option", { value: m.id }, m.name)));
   if (chosen) $("eval-model").value = chosen;
 }
 
-/** Poll the models until the model's evals hold `name` with a final state; then show it. */
-async function watch(modelId, name, alive) {
+/** Poll GET /api/evals/<name> until the evaluation ends; then show its numbers and refresh the table. */
+async function watch(name, alive) {
   while (alive()) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    await refresh().catch(() => {});
-    const model = models.find((m) => m.id === modelId);
-    const report = model && (model.evals || []).find((r) => r.name === name);
-    if (report && report.state !== "running") {
-      const box = $("eval-result");
-      box.replaceChildren(`Evaluation of ${model.name}: `, evalSummary(report).textContent);
-      box.hidden = false;
-      box.dataset.state = report.state || "finished";
-      if (report.message) box.append(" (" + report.message + ")");
+    let report;
+    try {
+      report = await getJSON("/api/evals/" + name.split("/").map(encodeURIComponent).join("/"));
+    } catch (err) {
+      show($("eval-error"), err.message);
       return;
     }
+    if (report.state === "running") continue;
+    const box = $("eval-result");
+    box.replaceChildren(`Evaluation ${name}: ${evalLine(report).textContent}`);
+    box.dataset.state = report.state;
+    box.hidden = false;
+    await refresh().catch(() => {});
+    return;
   }
 }
 
@@ -76,7 +77,7 @@ export function showModels(selected) {
       const started = await postJSON("/api/evaluate", { model, data: $("eval-data").value.trim() });
       show($("eval-result"), `Evaluating… (${started.eval})`);
       $("eval-result").dataset.state = "running";
-      watch(model, started.eval, () => active);
+      watch(started.eval, () => active);
     } catch (err) {
       show($("eval-error"), err.message);
     }

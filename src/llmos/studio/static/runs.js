@@ -134,6 +134,7 @@ async function follow(name, chart, signal) {
       let firstLog = true;
       for await (const { event, data } of readEvents(res)) {
         if (event === "metric") chart.add(data);
+        else if (event === "reset") chart.clear();  // a resumed run rewrote metrics.jsonl
         else if (event === "status") showSummary(data);
         else if (event === "log") {
           appendLog(data.text ?? data, firstLog);
