@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import jsonschema
@@ -18,6 +19,7 @@ from live_server import start_server
 
 from llmos.apps.pipelines import TASKS, pipeline
 from llmos.config import ModelConfig
+from llmos.data.tokenizing import all_special_ids
 from llmos.model import CausalLM
 from llmos.model_names import EMBEDDED
 from llmos.studio.paths import StudioError
@@ -35,6 +37,18 @@ def tiny_model(tokenizer, seed: int) -> CausalLM:
                                      n_kv_heads=2, d_ff=48, max_seq_len=512, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     return CausalLM(config).eval()
+
+
+def endless_model(tokenizer) -> CausalLM:
+    """A model that never writes a special token, so its answers run to max_new_tokens."""
+    config = ModelConfig.from_preset("nano", vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4,
+                                     n_kv_heads=2, d_ff=48, max_seq_len=2048, eos_token_id=tokenizer.eos_token_id,
+                                     tie_embeddings=False, lm_head_bias=True)
+    torch.manual_seed(4)
+    model = CausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.bias[sorted(all_special_ids(tokenizer))] = -1e4
+    return model
 
 
 def studio_app(settings: StudioSettings) -> FastAPI:
@@ -61,13 +75,13 @@ def studio(tmp_path_factory):
     plain.save_pretrained(root / "models" / "plain", tokenizer=tokenizer)  # no chat template
     tokenizer.chat_template = CHATML
     models = {"runs:tiny/best": tiny_model(tokenizer, seed=0), "runs:other/last": tiny_model(tokenizer, seed=1),
-              "models:third": tiny_model(tokenizer, seed=3)}
+              "models:third": tiny_model(tokenizer, seed=3), "runs:long/last": endless_model(tokenizer)}
     for model_id, model in models.items():
         folder, _, rest = model_id.partition(":")
         model.save_pretrained(root / folder / rest, tokenizer=tokenizer)
     settings = StudioSettings(runs_dir=root / "runs", models_dir=root / "models", data_dirs=(root,)).resolved()
     server, thread, url = start_server(studio_app(settings))
-    yield {"url": url, "models": models, "tokenizer": tokenizer}
+    yield {"url": url, "models": models, "tokenizer": tokenizer, "settings": settings}
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -170,6 +184,29 @@ def test_the_cache_keeps_the_two_models_used_last(studio):
     assert cached("runs:tiny/best") and cached("runs:other/last")
     assert not cached("models:third")  # loads, and drops tiny/best, the least recently used
     assert cached("runs:other/last") and not cached("runs:tiny/best")
+
+
+def test_a_checkpoint_saved_again_is_loaded_again(studio):
+    path = studio["settings"].runs_dir / "resaved" / "last"
+    body = {"model": "runs:resaved/last", "prompt": "the cat", "max_new_tokens": 8}
+    tiny_model(studio["tokenizer"], seed=5).save_pretrained(path, tokenizer=studio["tokenizer"])
+    first = finished(generate(studio["url"], body)[1])
+    tiny_model(studio["tokenizer"], seed=6).save_pretrained(path, tokenizer=studio["tokenizer"])  # training went on
+    again = finished(generate(studio["url"], body)[1])
+    assert not again["cached"] and again["text"] != first["text"]
+    assert finished(generate(studio["url"], body)[1])["cached"]
+
+
+def test_a_client_that_goes_away_stops_its_stream_and_frees_the_model(studio):
+    url, body = studio["url"], {"model": "runs:long/last", "prompt": "the cat", "task": "text-generation"}
+    start = time.perf_counter()
+    assert finished(generate(url, {**body, "max_new_tokens": 1200})[1])["tokens"] == 1200
+    whole = time.perf_counter() - start
+    with httpx.stream("POST", url + "/api/generate", json={**body, "max_new_tokens": 1200}, timeout=60) as response:
+        next(line for line in response.iter_lines() if line.startswith("data: "))
+    start = time.perf_counter()
+    assert finished(generate(url, {**body, "max_new_tokens": 1})[1])["tokens"] == 1
+    assert time.perf_counter() - start < whole / 4  # it did not wait for the abandoned 1200 tokens
 
 
 @pytest.mark.parametrize(("body", "status", "field", "says"), [

@@ -86,9 +86,8 @@ def version_key(source: str | Path) -> tuple[str, int]:
     """A cache key that changes when the checkpoint on disk is rewritten (a run's `last` is, as it trains)."""
     if isinstance(source, str):
         return source, 0
-    stamps = [p.stat().st_mtime_ns for p in (source, source / "config.json", source / "model.safetensors")
-              if p.exists()]
-    return str(source), max(stamps)
+    files = (source, source / "config.json", source / "model.safetensors", source / "tokenizer.json")
+    return str(source), hash(tuple((p.stat().st_mtime_ns, p.stat().st_ino) for p in files if p.exists()))
 
 
 @dataclass
@@ -132,6 +131,8 @@ class ModelCache:
             except (LLMOSError, OSError) as exc:
                 raise StudioError(f"model {model_id!r} cannot be loaded: {exc}", field="model") from None
             with self._lock:
+                for stale in [k for k in self._models if k[0] == key[0]]:  # an older save of this checkpoint
+                    del self._models[stale]
                 self._models[key] = loaded
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
@@ -263,6 +264,17 @@ class TaskRun:
     generation: dict[str, Any]
 
 
+def reply_ends(pipe: Pipeline) -> list[int]:
+    """The ids at which the pipeline ends a reply (the EOS ids and the pad id, see `Pipeline.generate`):
+    decoding stops there too, so the streamed text is the reply's text, not tokens past its end. The
+    model's own EOS comes first: a finished constraint ends the reply with the first."""
+    tok, model = pipe.tokenizer, pipe.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    shipped = getattr(model, "generation_config", None)
+    ends = [*(shipped.eos_token_ids if shipped else []), *(model.config.eos_token_ids or []), tok.eos_token_id, pad]
+    return [i for i in dict.fromkeys(ends) if i is not None]
+
+
 def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
     """The pipeline's prompt, constraint and decoding for the job, checked against the model."""
     has_template = getattr(loaded.tokenizer, "chat_template", None) is not None
@@ -273,7 +285,7 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
     try:
         pipe = pipeline(task, model=loaded.model, tokenizer=loaded.tokenizer, **job.options)
         options = pipe.check_options(dict(pipe.options))
-        generation = pipe.decoding(options, {**pipe.defaults, **job.sampling})
+        generation = {**pipe.decoding(options, {**pipe.defaults, **job.sampling}), "eos_token_id": reply_ends(pipe)}
         constraint = {"json_schema": job.json_schema} if job.json_schema else pipe.constraint(job.item, options)
         if isinstance(pipe, TextGenerationPipeline):
             prompt = pipe.tokenizer.encode(pipe.render_user(job.item, options))
