@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from browser import browser_page
@@ -24,12 +25,12 @@ VIEWPORT = {"width": 1280, "height": 900}
 TEXT = [f"Section {i}. The function returns the value of the argument, or None if it is missing. "
         f"Use the module to read files line by line; each line ends with a newline. Example {i}: x = f({i})"
         for i in range(80)]
-TINY = {"model": "micro", "context": 32, "batch_size": 4, "eval_every": 10, "eval_batches": 2, "log_every": 2}
+TINY = {"model": "micro", "context": 32, "batch_size": 4, "eval_every": 100, "eval_batches": 2, "log_every": 2}
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    """(base URL, folders): a studio over a runs folder holding one finished tiny run ("done")."""
+    """(base URL, data folder, runs folder): a studio over two finished tiny runs, "early" (30 steps) and "done"."""
     from llmos.data import prepare
 
     root = tmp_path_factory.mktemp("studio")
@@ -41,9 +42,11 @@ def studio(tmp_path_factory):
     (data / "held-out.txt").write_text("\n".join(TEXT[::7]) + "\n")
     (data / "notes.jsonl").write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXT)))
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    done = CliRunner().invoke(cli, ["pretrain", "--data-dir", str(data / "shards"), "--out-dir", str(runs / "done"),
-                                    "--max-steps", "20", "--no-progress", *flags], catch_exceptions=False)
-    assert done.exit_code == 0, done.output
+    for name, steps in (("early", 30), ("done", 250)):
+        trained = CliRunner().invoke(cli, ["pretrain", "--data-dir", str(data / "shards"), "--out-dir",
+                                           str(runs / name), "--max-steps", str(steps), "--no-progress", *flags],
+                                     catch_exceptions=False)
+        assert trained.exit_code == 0, trained.output
     settings = StudioSettings(runs_dir=runs, models_dir=root / "models", data_dirs=(data,)).resolved()
     server, thread, url = start_server(create_app(settings))
     yield url, data, runs
@@ -84,14 +87,14 @@ def points(page) -> int:
 
 
 def test_a_run_started_from_the_form_draws_its_curve_stops_and_resumes(studio, page):
-    url, data, runs = studio
+    url, _, runs = studio
     page.goto(url + "/#new")
-    fill_form(page, "live", {"data_dir": data / "shards", "max_steps": 100000, **TINY})
+    fill_form(page, "live", {"data_dir": "shards", "max_steps": 100000, **TINY})
     page.locator("#advanced").evaluate("node => node.open = false")
     screenshot(page, "new-run")
     page.click("#new-start")
     page.wait_for_url("**/#run/live")
-    page.wait_for_function("() => +document.querySelector('#loss-chart').dataset.points >= 3", timeout=30000)
+    page.wait_for_function("() => +document.querySelector('#loss-chart').dataset.points >= 20", timeout=30000)
     first = points(page)
     page.wait_for_function(f"() => +document.querySelector('#loss-chart').dataset.points > {first}", timeout=15000)
     assert page.locator("#run-state").inner_text() == "running"
@@ -126,9 +129,9 @@ def test_a_run_started_from_the_form_draws_its_curve_stops_and_resumes(studio, p
 
 
 def test_bad_input_on_the_form_shows_the_servers_message_next_to_the_field(studio, page):
-    url, data, runs = studio
+    url, _, runs = studio
     page.goto(url + "/#new")
-    fill_form(page, "bad", {"data_dir": data / "shards", "max_steps": 0})
+    fill_form(page, "bad", {"data_dir": "shards", "max_steps": 0})
     page.click("#new-start")
     page.wait_for_selector("#error-max_steps:not([hidden])")
     assert "max_steps" in page.inner_text("#error-max_steps")
@@ -142,7 +145,7 @@ def test_bad_input_on_the_form_shows_the_servers_message_next_to_the_field(studi
     assert page.locator("#error-max_steps").is_hidden()
     screenshot(page, "new-run-error")
 
-    page.fill("#field-data_dir", str(data / "shards"))
+    page.fill("#field-data_dir", "shards")
     page.fill("#field-name", "done")  # a second start of an existing run
     page.click("#new-start")
     page.wait_for_function("() => /already exists/.test(document.querySelector('#error-name').textContent + "
@@ -151,7 +154,7 @@ def test_bad_input_on_the_form_shows_the_servers_message_next_to_the_field(studi
 
 
 def test_a_checkpoint_is_evaluated_from_the_models_page(studio, page):
-    url, data, runs = studio
+    url, _, runs = studio
     page.goto(url + "/#models")
     row = page.locator("#models-body tr[data-model='runs:done/best']")
     row.wait_for()
@@ -167,12 +170,12 @@ def test_a_checkpoint_is_evaluated_from_the_models_page(studio, page):
     screenshot(page, "models")
 
 
-def test_the_playground_streams_two_checkpoints_side_by_side(studio, page):
+def test_the_playground_streams_two_runs_side_by_side(studio, page):
     url, _, _ = studio
-    page.goto(url + "/#playground")
-    page.wait_for_selector("#model-a option[value='runs:done/best']", state="attached")
-    page.select_option("#model-a", "runs:done/best")
-    page.select_option("#model-b", "runs:done/last")
+    page.goto(url + "/#playground/" + quote("runs:early/last", safe=""))  # a run page's "try in the playground"
+    page.wait_for_selector("#model-b option[value='runs:done/best']", state="attached")
+    assert page.input_value("#model-a") == "runs:early/last"
+    page.select_option("#model-b", "runs:done/best")
     page.fill("#max-new-tokens", "24")
     page.fill("#prompt", "The function returns")
     page.fill("#json-schema", "{not json")

@@ -4,13 +4,16 @@
 import { $, bytes, el, getJSON, number, show } from "./api.js";
 
 let current = null;  // the path previewed
+const listed = new Map();  // path -> its entry in the list
+
+/** A path as the page shows it: relative to its data folder. */
+const shown = (entry) => (entry.path.startsWith(entry.root + "/") ? entry.path.slice(entry.root.length + 1) : entry.path);
 
 function fileItem(entry) {
-  const size = entry.size_bytes !== undefined ? " · " + bytes(entry.size_bytes) : "";
   return el("li", {},
-    el("a", { href: "#datasets/" + encodeURIComponent(entry.path), "data-path": entry.path,
-              class: entry.path === current ? "active" : null }, entry.path),
-    el("small", { class: "muted" }, " " + (entry.kind || "") + size));
+    el("a", { href: "#datasets/" + encodeURIComponent(entry.path), "data-path": entry.path, title: entry.path,
+              class: entry.path === current ? "active" : null }, shown(entry)),
+    el("small", { class: "muted" }, ` ${entry.kind} · ${bytes(entry.size_bytes)}`));
 }
 
 function cell(value) {
@@ -20,12 +23,12 @@ function cell(value) {
 }
 
 function rowsTable(preview) {
-  const columns = preview.columns && preview.columns.length ? preview.columns : null;
-  const head = el("tr", {}, el("th", {}, "#"), ...(columns || ["row"]).map((c) => el("th", {}, String(c))));
+  const columns = preview.columns && preview.columns.length ? preview.columns : ["text"];
+  const counts = preview.row_tokens || [];
+  const head = el("tr", {}, el("th", {}, "#"), ...columns.map((c) => el("th", {}, String(c))), el("th", {}, "tokens"));
   const rows = preview.rows.map((row, i) => el("tr", {}, el("td", { class: "num muted" }, String(i + 1)),
-    ...(columns && row !== null && typeof row === "object" && !Array.isArray(row)
-      ? columns.map((c) => cell(row[c]))
-      : Array.isArray(row) ? row.map(cell) : [cell(row)])));
+    ...(row !== null && typeof row === "object" && !Array.isArray(row) ? columns.map((c) => cell(row[c])) : [cell(row)]),
+    el("td", { class: "num" }, number(counts[i]))));
   $("dataset-rows").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
@@ -51,10 +54,13 @@ async function preview(path) {
   try {
     const data = await getJSON("/api/datasets/preview?" + query);
     if (current !== path) return;
-    $("dataset-path").textContent = `${data.path} (${data.kind})`;
+    $("dataset-path").textContent = `${listed.has(data.path) ? shown(listed.get(data.path)) : data.path} (${data.kind})`;
     const t = data.tokens || {};
-    const stats = [["Rows", number(data.num_rows)], ["Tokens", number(t.total)], ["Mean", number(t.mean)],
-                   ["Min", number(t.min)], ["Max", number(t.max)]];
+    const rows = data.complete === false && data.estimated_rows ? `~${number(data.estimated_rows)}` : number(data.num_rows);
+    const stats = [["Rows", rows], ["Tokens", number(t.total)], ["Mean", number(t.mean)],
+                   ["Min", number(t.min)], ["Max", number(t.max)], ["Tokenizer", t.tokenizer || "–"]];
+    const notes = [data.note, ...(data.errors || [])].filter(Boolean);
+    show($("dataset-note"), notes.join("; "));
     $("dataset-stats").replaceChildren(...stats.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-stat": k }, v)]));
     $("dataset-body").hidden = false;
     rowsTable(data);
@@ -68,6 +74,7 @@ async function preview(path) {
 
 export function showDatasets(path) {
   getJSON("/api/datasets").then(({ datasets }) => {
+    for (const entry of datasets) listed.set(entry.path, entry);
     $("dataset-list").replaceChildren(...datasets.map(fileItem));
     if (!datasets.length) $("dataset-list").append(el("li", { class: "muted" }, "No data files in the data folders."));
   }).catch((err) => show($("dataset-error"), "Could not list datasets: " + err.message));

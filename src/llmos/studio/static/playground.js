@@ -66,7 +66,7 @@ async function load(selected) {
   }
   if (selected) $("model-a").value = selected;
   if (!loaded) {
-    $("play-task").replaceChildren(el("option", { value: "" }, "auto (chat, or text-generation)"),
+    $("play-task").replaceChildren(el("option", { value: "" }, "auto"),
       ...tasks.map((t) => el("option", { value: t.name }, t.name)));
     $("play-task").onchange = () => renderTaskOptions(tasks);
     renderTaskOptions(tasks);
