@@ -137,6 +137,11 @@ def test_bad_input_on_the_form_shows_the_servers_message_next_to_the_field(studi
     assert "max_steps" in page.inner_text("#error-max_steps")
     assert page.input_value("#field-max_steps") == "0" and page.input_value("#field-name") == "bad"  # kept
 
+    page.click("#verb-finetune")  # the other recipe's fields, then back: what was typed is still there
+    page.wait_for_selector("#field-base_model")
+    assert page.locator("#field-data_dir").count() == 0
+    page.click("#verb-pretrain")
+    assert page.input_value("#field-max_steps") == "0" and page.input_value("#field-data_dir") == "shards"
     page.fill("#field-max_steps", "5")
     page.fill("#field-data_dir", "no-such-shards")
     page.click("#new-start")
@@ -205,3 +210,26 @@ def test_the_datasets_page_previews_shards_and_a_jsonl_file(studio, page):
     page.wait_for_function("() => /shards/.test(document.querySelector('#dataset-path').textContent)")
     assert int(page.inner_text("[data-stat=Tokens]").replace(",", "")) > 1000
     screenshot(page, "datasets")
+
+
+def test_a_studio_with_a_key_opens_from_its_key_link_and_asks_for_the_key_when_a_request_gets_401(studio, page):
+    _, data, runs = studio
+    settings = StudioSettings(runs_dir=runs, models_dir=runs.parent / "models", data_dirs=(data,), api_key="s3cret")
+    server, thread, url = start_server(create_app(settings))
+    try:
+        assert page.goto(url + "/").status == 401
+        assert "/?key=" in page.inner_text("body")
+        page.goto(url + "/?key=s3cret#runs")  # sets the cookie, back to / with the hash kept
+        page.wait_for_selector("#runs-body tr[data-run='done']")
+        assert page.locator("#key-box").is_hidden()
+
+        page.context.clear_cookies()
+        page.evaluate("location.hash = '#models'")
+        page.wait_for_selector("#key-box:not([hidden])")
+        page.fill("#key-input", "s3cret")
+        page.click("#key-submit")
+        page.wait_for_selector("#models-body tr[data-model='runs:done/best']")
+        assert page.url.endswith("/#models") and page.locator("#key-box").is_hidden()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

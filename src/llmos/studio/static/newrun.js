@@ -39,10 +39,16 @@ function verb() {
   return $("verb-finetune").checked ? "finetune" : "pretrain";
 }
 
+const built = {};  // verb -> {main, advanced}: each recipe's field boxes, built once so typed values survive a toggle
+
 function render() {
   const fields = recipes[verb()];
-  $("main-fields").replaceChildren(...fields.filter((f) => f.group === "main").map(fieldBox));
-  $("advanced-fields").replaceChildren(...fields.filter((f) => f.group !== "main").map(fieldBox));
+  built[verb()] ??= {
+    main: fields.filter((f) => f.group === "main").map(fieldBox),
+    advanced: fields.filter((f) => f.group !== "main").map(fieldBox),
+  };
+  $("main-fields").replaceChildren(...built[verb()].main);
+  $("advanced-fields").replaceChildren(...built[verb()].advanced);
   clearErrors();
 }
 
