@@ -116,3 +116,40 @@ def test_a_deleted_run_ends_its_stream_with_gone_and_reads_404(tmp_path):
         missing = client.get("/api/runs/old")
         assert missing.status_code == 404 and "does not exist" in missing.json()["error"]["message"]
         assert client.get("/api/runs/old/events").status_code == 404
+
+
+@pytest.mark.parametrize(("fields", "status", "field", "message"), [
+    ({"data": "chat.jsonl"}, 400, "base_model", "base_model is empty; give a model name, a run checkpoint or a path"),
+    ({"data": "chat.jsonl", "base_model": "runs:../../x"}, 403, "base_model", None),
+    ({"data": "missing.jsonl", "base_model": "smollm2"}, 400, "data", "data 'missing.jsonl' does not exist"),
+    ({"data": "chat.jsonl", "val_data": "/etc/passwd", "base_model": "smollm2"}, 403, "val_data", None),
+    ({"data": "chat.jsonl", "base_model": "smollm2", "method": "qlora"}, 400, "method",
+     "method='qlora' is not valid; expected one of ['lora', 'freeze', 'full']"),
+    ({"data": "chat.jsonl", "base_model": "smollm2", "out_dir": "/tmp/x"}, 400, "out_dir",
+     "out_dir is set by the studio, not the form"),
+])
+def test_bad_finetune_recipes_name_the_field(tmp_path, fields, status, field, message):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "chat.jsonl").write_text('{"prompt": "hi", "completion": "hello"}\n')
+    with studio(tmp_path) as (client, settings):
+        response = client.post("/api/runs", json={"verb": "finetune", "name": "ft", "fields": fields})
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["field"] == field
+        if message is not None:
+            assert response.json()["error"]["message"] == message
+        assert not (settings.runs_dir / "ft").exists()
+
+
+def test_the_recipe_form_comes_from_the_dataclasses(tmp_path):
+    with studio(tmp_path) as (client, _):
+        forms = client.get("/api/recipes").json()
+    pretrain = {f["name"]: f for f in forms["pretrain"]}
+    finetune = {f["name"]: f for f in forms["finetune"]}
+    assert not {"out_dir", "resume", "progress", "distributed"} & (set(pretrain) | set(finetune))
+    assert pretrain["data_dir"] == {"name": "data_dir", "type": "str", "default": "", "choices": None,
+                                    "help": "token shards written by `llmos.data.prepare`", "group": "main"}
+    assert "micro" in pretrain["model"]["choices"] and pretrain["objective"]["choices"] == ["causal", "mlm_nsp"]
+    assert pretrain["model_overrides"]["type"] == "dict" and pretrain["compile"]["type"] == "bool"
+    assert pretrain["max_minutes"]["help"].startswith("stop after this wall time")  # RunConfig's comment
+    assert finetune["lr"]["default"] == 2e-4 and finetune["method"]["choices"] == ["lora", "freeze", "full"]
+    assert finetune["base_model"]["group"] == "main" and finetune["lora_r"]["group"] == "advanced"

@@ -4,7 +4,7 @@ The guard, on every route (page, static files, API, SSE):
 - Host: when bound to a loopback address, the Host header must name loopback
   (127.0.0.1, localhost, ::1), so a web page on another name that resolves to
   127.0.0.1 (DNS rebinding) cannot reach the studio; a POST whose Origin is not
-  this host is refused too (another site's form or script).
+  this host and port is refused too (another site's form or script, another local server).
 - API key (when set): `Authorization: Bearer KEY` or the `llmos_studio_key` cookie,
   which `GET /?key=KEY` sets (HttpOnly, SameSite=Strict) before redirecting to `/`;
   without it the page answers 401 with a line saying to open `/?key=...`.
@@ -14,6 +14,7 @@ Errors are `{"error": {"message", "field"}}` with the status the StudioError car
 from __future__ import annotations
 
 import hmac
+import importlib
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,7 +93,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
     app.include_router(routes_models.router(settings))
     for module in ("playground", "datasets"):
         try:
-            routes = __import__(f"llmos.studio.{module}", fromlist=["router"])
+            routes = importlib.import_module(f"llmos.studio.{module}")
         except ImportError:  # not on this branch yet (removed at the merge)
             continue
         app.include_router(routes.router(settings))
@@ -109,11 +110,11 @@ def _refusal(request: Request, settings: StudioSettings) -> Response | None:
     """The answer to a request the guard refuses (see the module docstring), or None."""
     host = _hostname(request.headers.get("host", ""))
     if settings.host in LOOPBACK_HOSTS and host not in LOOPBACK_HOSTS:
-        return error_response(f"host {host!r} is not this studio's; open http://127.0.0.1:{settings.port}/",
-                              403)
+        return error_response(f"host {host!r} is not this studio's; open it at http://127.0.0.1:"
+                              f"{request.url.port or settings.port}/", 403)
     origin = request.headers.get("origin")
     if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None and \
-            _hostname(urlsplit(origin).netloc) != host:
+            urlsplit(origin).netloc != request.headers.get("host"):
         return error_response(f"requests from {origin!r} are not allowed; use the studio's own page", 403)
     if settings.api_key is None or _has_key(request, settings.api_key):
         return None

@@ -61,15 +61,22 @@ def run_job(run_dir: Path, argv: list[str], verb: str) -> int:
     elif code == 0:
         state, message = "finished", ""
     else:
-        state, message = "failed", _failure(code)
+        state, message = "failed", _failure(code, run_dir / LOG_FILE)
     write_job(run_dir, {**job, "child_pid": child.pid, "state": state, "exit_code": code, "ended": time.time(),
                         "message": message})
     return code
 
 
-def _failure(code: int) -> str:
+def _failure(code: int, log: Path) -> str:
+    """Why the job failed: the CLI's own one-line error when the log ends with one."""
     if code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - 2000))
+        lines = f.read().decode("utf-8", errors="replace").strip().splitlines()
+    last = lines[-1].strip() if lines else ""
+    if last.startswith("error: "):
+        return last.removeprefix("error: ")
     return f"exited with code {code}; see job.log"
 
 
@@ -79,7 +86,8 @@ def main(args: list[str]) -> int:
         return 2
     argv = args[2:]
     verb = argv[3] if argv[1:3] == ["-m", "llmos"] and len(argv) > 3 else Path(argv[0]).name
-    return run_job(Path(args[0]), argv, verb)
+    code = run_job(Path(args[0]), argv, verb)
+    return code if code >= 0 else 128 - code  # killed by signal N: exit 128 + N, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from llmos.errors import LLMOSError
 from llmos.model_names import EMBEDDED, describe, local_models, model_label
 from llmos.studio import jobs
 from llmos.studio.paths import StudioError, confined
-from llmos.studio.recipe_form import existing
 from llmos.studio.runs import CHECKPOINTS, RUN_NAME, is_run, log_tail
 from llmos.studio.settings import StudioSettings
 from llmos.training.state import is_complete
@@ -54,6 +53,14 @@ def resolve_model(settings: StudioSettings, model_id: str, field: str = "model")
     if not path.exists():
         raise StudioError(f"{field} {model_id!r} does not exist", field=field)
     return str(path)
+
+
+def existing_path(value: str, roots: tuple[Path, ...], name: str) -> Path:
+    """`value` inside `roots` (403 outside) and existing (400 otherwise); `name` is the request's field."""
+    path = confined(value, roots, what=name, field=name)
+    if not path.exists():
+        raise StudioError(f"{name} {value!r} does not exist", field=name)
+    return path
 
 
 def list_models(settings: StudioSettings) -> list[dict[str, Any]]:
@@ -138,7 +145,7 @@ def start_evaluation(settings: StudioSettings, body: Any) -> dict[str, Any]:
         raise StudioError("the body must be a JSON object with model, data and optionally task")
     model_id = body.get("model", "")
     model = resolve_model(settings, model_id)
-    data = existing(body.get("data") or "", settings.data_dirs, "data")
+    data = existing_path(body.get("data") or "", settings.data_dirs, "data")
     if not data.is_file():
         raise StudioError(f"data {body.get('data')!r} is not a file", field="data")
     args = [model, "--data", str(data)]

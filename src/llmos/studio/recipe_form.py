@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import PRESETS, ConfigError, ModelConfig
-from llmos.studio.paths import StudioError, confined
+from llmos.studio.models import existing_path, resolve_model
+from llmos.studio.paths import StudioError
 from llmos.studio.settings import StudioSettings
 from llmos.training.finetune_recipe import METHODS, TASKS, FinetuneConfig
 from llmos.training.recipe import DTYPES, OBJECTIVES, RecipeError, RunConfig, TrainConfig
@@ -77,8 +78,6 @@ def _inline_comments(source: str) -> dict[str, str]:
 
 def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path) -> RunConfig:
     """The recipe of a new run from the form's values, or StudioError naming the field."""
-    from llmos.studio.models import resolve_model
-
     if verb not in RECIPES:
         raise StudioError(f"verb {verb!r} is not a training run; expected one of {list(RECIPES)}", field="verb")
     if not isinstance(fields, dict):
@@ -96,7 +95,7 @@ def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path
     for name in DATA_PATHS[verb]:
         value = getattr(config, name)
         if value or name != "val_data":
-            changes[name] = str(existing(value, settings.data_dirs, name))
+            changes[name] = str(existing_path(value, settings.data_dirs, name))
     if verb == "pretrain":
         try:
             ModelConfig.from_preset(config.model)
@@ -107,13 +106,6 @@ def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path
             raise StudioError("base_model is empty; give a model name, a run checkpoint or a path", field="base_model")
         changes["base_model"] = resolve_model(settings, config.base_model, field="base_model")
     return dataclasses.replace(config, **changes)
-
-
-def existing(value: str, roots: tuple[Path, ...], name: str) -> Path:
-    path = confined(value, roots, what=name, field=name)
-    if not path.exists():
-        raise StudioError(f"{name} {value!r} does not exist", field=name)
-    return path
 
 
 def _typed(cls: type, name: str, value: Any) -> Any:

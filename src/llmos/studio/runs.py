@@ -64,7 +64,7 @@ def read_recipe(path: Path) -> dict[str, Any]:
     return recipe if isinstance(recipe, dict) else {}
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     """The metrics records written so far (a line still being written is left for the next read)."""
     try:
         text = (path / "metrics.jsonl").read_text()
@@ -88,7 +88,7 @@ def parse_records(text: str) -> list[dict[str, Any]]:
 def summary(path: Path, recipe: dict[str, Any] | None = None,
             metrics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     recipe = read_recipe(path) if recipe is None else recipe
-    metrics = read_metrics(path) if metrics is None else metrics
+    metrics = read_records(path) if metrics is None else metrics
     job = jobs.read_job(path)
     train = [r for r in metrics if r.get("kind") == "train"]
     evals = [r for r in metrics if r.get("kind") == "eval" and "val_loss" in r]
@@ -117,7 +117,7 @@ def summary(path: Path, recipe: dict[str, Any] | None = None,
 
 
 def detail(path: Path) -> dict[str, Any]:
-    recipe, metrics = read_recipe(path), read_metrics(path)
+    recipe, metrics = read_recipe(path), read_records(path)
     return {**summary(path, recipe, metrics), "recipe": recipe, "metrics": metrics, "log_tail": log_tail(path)}
 
 
