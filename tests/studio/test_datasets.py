@@ -118,6 +118,9 @@ def test_csv_and_tsv_rows_follow_their_header(studio):
     assert got["num_rows"] == 2 and got["row_tokens"] == counts(studio, ["hello, world\ngreeting", "the cat sat\nstatement"])
     got = preview(studio, studio["root"] / "sub" / "deeper" / "pairs.tsv")
     assert (got["kind"], got["rows"]) == ("tsv", [{"prompt": "hi", "completion": "hello there"}])
+    (studio["written"] / "header_only.csv").write_text("question,answer\n")
+    got = preview(studio, "written/header_only.csv")
+    assert (got["columns"], got["rows"], got["num_rows"]) == (["question", "answer"], [], 0)
 
 
 def test_text_rows_are_paragraphs_or_else_lines(studio):

@@ -228,9 +228,14 @@ def columns_of(rows: list[Any]) -> list[str]:
 
 def file_preview(path: Path, kind: str, count: Counter, counted_with: str) -> dict[str, Any]:
     text, whole = read_head(path)
-    parse = {"jsonl": jsonl_rows, "csv": lambda t: delimited_rows(t, ","), "tsv": lambda t: delimited_rows(t, "\t"),
-             "txt": text_rows}[kind]
-    rows, errors, used = parse(text)
+    delimiter = {"csv": ",", "tsv": "\t"}.get(kind)
+    if delimiter is None:
+        rows, errors, used = (jsonl_rows if kind == "jsonl" else text_rows)(text)
+        columns = columns_of(rows)
+    else:
+        rows, errors, used = delimited_rows(text, delimiter)
+        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])  # kept when there are no rows
+        columns = list(dict.fromkeys([*header, *columns_of(rows)]))
     complete = whole and len(rows) <= MAX_ROWS
     rows = [row if isinstance(row, dict) or kind != "jsonl" else {"value": row} for row in rows[:MAX_ROWS]]
     size = path.stat().st_size
@@ -240,7 +245,7 @@ def file_preview(path: Path, kind: str, count: Counter, counted_with: str) -> di
         estimated = max(len(rows), round(len(rows) * size / max(read_bytes, 1)))
     lengths = count([row_text(row) for row in rows])
     tokens, histogram = statistics(lengths, counted_with)
-    return {"kind": kind, "columns": columns_of(rows), "rows": [shown(r) for r in rows[:PREVIEW_ROWS]],
+    return {"kind": kind, "columns": columns, "rows": [shown(r) for r in rows[:PREVIEW_ROWS]],
             "row_tokens": lengths[:PREVIEW_ROWS], "num_rows": len(rows), "complete": complete,
             "estimated_rows": estimated, "note": None if complete else cut_note(len(rows), estimated, size),
             "errors": errors[:MAX_ERRORS], "size_bytes": size, "tokens": tokens, "histogram": histogram}
