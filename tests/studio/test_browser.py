@@ -7,6 +7,7 @@ the server's message next to the field. Each page is screenshotted into build/sc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from llmos.cli.main import app as cli
 from llmos.studio.app import create_app
 from llmos.studio.settings import StudioSettings
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("LLMOS_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "build" / "screenshots"))
 VIEWPORT = {"width": 1280, "height": 900}
 TEXT = [f"Section {i}. The function returns the value of the argument, or None if it is missing. "
         f"Use the module to read files line by line; each line ends with a newline. Example {i}: x = f({i})"
@@ -59,10 +60,7 @@ def page():
     with browser_page(viewport=VIEWPORT) as page:
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            screenshot(page, "last-test-page")
+        yield page
         assert errors == []
 
 

@@ -11,7 +11,7 @@ function evalLine(report) {
   const numbers = Object.entries(report.metrics || {}).filter(([, v]) => typeof v === "number").slice(0, 4);
   const data = report.data ? " on " + report.data.split("/").pop() : "";
   const text = numbers.length
-    ? `${report.task}: ${numbers.map(([k, v]) => `${k} ${number(v, 4)}`).join(", ")}${data}`
+    ? `${numbers.map(([k, v]) => `${k} ${number(v, 4)}`).join(" · ")} (${report.task}${data})`
     : `${report.state || "…"}${report.message ? ": " + report.message : ""}`;
   return el("li", { "data-eval": report.name, "data-state": report.state || "" }, text);
 }

@@ -30,7 +30,10 @@ function input(field) {
 function fieldBox(field) {
   const box = el("div", { class: "field" + (field.type === "bool" ? " check" : ""), "data-field": field.name },
     el("label", { for: "field-" + field.name }, field.name), input(field));
-  if (field.help) box.append(el("small", { class: "help" }, field.help));
+  if (field.help) {  // the dataclass comment; `quoted` names become code
+    const parts = field.help.split("`").map((part, i) => (i % 2 ? el("code", {}, part) : part));
+    box.append(el("small", { class: "help" }, ...parts));
+  }
   box.append(el("small", { class: "field-error", id: "error-" + field.name, hidden: true }));
   return box;
 }
