@@ -110,8 +110,10 @@ async function generate(side, payload, signal) {
       if (data.error) throw new Error(data.error.message);
       if (data.done) {
         out.textContent = data.text;
-        stats.textContent = `${data.tokens} tokens in ${data.seconds.toFixed(2)} s · ` +
-          `${data.tokens_per_second.toFixed(1)} tokens/s`;
+        stats.textContent = data.tokens
+          ? `${data.tokens} tokens in ${data.seconds.toFixed(2)} s · ${data.tokens_per_second.toFixed(1)} tokens/s`
+          : `scored in ${data.seconds.toFixed(2)} s`;  // a task that scores labels writes no tokens
+        if (data.cut) stats.textContent += " · cut at max new tokens";
         out.dataset.done = "true";
       } else if (data.text !== undefined) {
         out.textContent += data.text;

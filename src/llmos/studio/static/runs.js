@@ -111,6 +111,7 @@ function showSummary(run) {
     el("a", { href: "#playground/" + encodeURIComponent(`runs:${run.name}/${c}`) }, "try in the playground")));
   $("run-checkpoints").replaceChildren(...(links.length ? links : [el("li", { class: "muted" }, "none yet")]));
   if (run.message) show($("run-message"), run.message);
+  $("run-message").classList.toggle("error", run.state === "failed" || run.state === "interrupted");
 }
 
 function showRecipe(recipe) {
