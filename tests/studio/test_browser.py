@@ -87,7 +87,8 @@ def points(page) -> int:
 def test_a_run_started_from_the_form_draws_its_curve_stops_and_resumes(studio, page):
     url, _, runs = studio
     page.goto(url + "/#new")
-    fill_form(page, "live", {"data_dir": "shards", "max_steps": 100000, **TINY})
+    # max_minutes: the job ends by itself even if this test fails before it stops it
+    fill_form(page, "live", {"data_dir": "shards", "max_steps": 100000, "max_minutes": 2, **TINY})
     page.locator("#advanced").evaluate("node => node.open = false")
     screenshot(page, "new-run")
     page.click("#new-start")
