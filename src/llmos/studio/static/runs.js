@@ -96,7 +96,7 @@ class LossChart {
 function showSummary(run) {
   $("run-state").replaceWith(Object.assign(badge(run.state), { id: "run-state" }));
   $("run-stop").disabled = run.state !== "running";
-  $("run-resume").disabled = run.state === "running";
+  $("run-resume").disabled = run.state === "running" || run.state === "stopping";
   const stats = [
     ["Kind", run.verb || "–"],
     ["Step", run.max_steps ? `${run.step ?? 0} / ${run.max_steps}` : number(run.step)],

@@ -10,21 +10,29 @@ import { showPlayground } from "./playground.js";
 import { listRuns, showRun } from "./runs.js";
 
 const PAGES = {
-  runs: { tab: "runs", open: listRuns },
-  run: { tab: "runs", open: showRun },
-  new: { tab: "new", open: newRun },
-  models: { tab: "models", open: showModels },
-  playground: { tab: "playground", open: showPlayground },
-  datasets: { tab: "datasets", open: showDatasets },
+  runs: { tab: "runs", title: "Runs", open: listRuns },
+  run: { tab: "runs", title: "Run", open: showRun },
+  new: { tab: "new", title: "New run", open: newRun },
+  models: { tab: "models", title: "Models", open: showModels },
+  playground: { tab: "playground", title: "Playground", open: showPlayground },
+  datasets: { tab: "datasets", title: "Datasets", open: showDatasets },
 };
 
 let leave = () => {};
+
+function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {  // a hand-typed "%" that starts no escape
+    return text;
+  }
+}
 
 function route() {
   const hash = location.hash.replace(/^#/, "");
   const cut = hash.indexOf("/");
   let name = cut < 0 ? hash : hash.slice(0, cut);
-  const argument = cut < 0 ? null : decodeURIComponent(hash.slice(cut + 1));
+  const argument = cut < 0 ? null : decoded(hash.slice(cut + 1));
   if (!PAGES[name] || (name === "run" && !argument)) name = "runs";
   leave();
   for (const section of document.querySelectorAll("main > section")) section.hidden = section.dataset.page !== name;
@@ -32,6 +40,7 @@ function route() {
     link.classList.toggle("active", link.dataset.tab === PAGES[name].tab);
   }
   document.body.dataset.page = name;
+  document.title = `${argument && name === "run" ? argument : PAGES[name].title} · LLMOS Studio`;
   leave = PAGES[name].open(argument) || (() => {});
 }
 
