@@ -97,6 +97,9 @@ def test_a_run_started_from_the_form_draws_its_curve_stops_and_resumes(studio, p
     first = points(page)
     page.wait_for_function(f"() => +document.querySelector('#loss-chart').dataset.points > {first}", timeout=15000)
     assert page.locator("#run-state").inner_text() == "running"
+    # the job's log shows the run as it goes (plain progress lines off a terminal)
+    page.wait_for_function("() => /step \\d+\\/100000 \\| loss/.test(document.querySelector('#run-log').textContent)",
+                           timeout=15000)
     screenshot(page, "run")
 
     page.click("#run-stop")

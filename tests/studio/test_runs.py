@@ -153,3 +153,17 @@ def test_the_recipe_form_comes_from_the_dataclasses(tmp_path):
     assert pretrain["max_minutes"]["help"].startswith("stop after this wall time")  # RunConfig's comment
     assert finetune["lr"]["default"] == 2e-4 and finetune["method"]["choices"] == ["lora", "freeze", "full"]
     assert finetune["base_model"]["group"] == "main" and finetune["lora_r"]["group"] == "advanced"
+
+
+def test_a_restarted_studio_and_a_second_client_see_the_same_running_job_and_can_stop_it(tmp_path):
+    make_shards(tmp_path / "data")
+    with studio(tmp_path) as (client, _):
+        assert client.post("/api/runs", json={"verb": "pretrain", "name": "kept", "fields": TINY_FIELDS}).status_code == 201
+        wait_for(lambda: run_state(client, "kept")["step"] >= 2, "the first steps")
+    # the first studio is gone; its job is not
+    with studio(tmp_path) as (client, _), studio(tmp_path) as (other, _):
+        seen = wait_for(lambda: (s := run_state(client, "kept"))["step"] >= 4 and s, "steps after the restart")
+        assert seen["state"] == "running" and run_state(other, "kept")["state"] == "running"
+        assert other.post("/api/runs/kept/stop").status_code == 202
+        stopped = wait_for(lambda: (s := run_state(client, "kept"))["state"] == "stopped" and s, "the stop")
+        assert "last" in stopped["checkpoints"] and run_state(other, "kept") == stopped

@@ -88,7 +88,7 @@ def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path
             raise StudioError(f"{name} is set by the studio, not the form", field=name)
     values = {name: _typed(cls, name, value) for name, value in fields.items()}
     try:
-        config = cls.from_dict({**values, "out_dir": str(run_dir), "progress": False})
+        config = cls.from_dict({**values, "out_dir": str(run_dir), "progress": True})
     except RecipeError as exc:
         raise StudioError(str(exc), field=_named_field(str(exc), [*values, *cls.field_names()])) from exc
     changes: dict[str, Any] = {}

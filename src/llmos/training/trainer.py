@@ -171,10 +171,10 @@ class Trainer:
                     progress.update(self.step, loss=loss_value, tokens_per_second=tps, mfu=utilization)
                     window_start, window_tokens = time.perf_counter(), 0
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and not last_step:
-                    self._evaluate_and_save(result, log if ctx.is_main else None, start)
+                    progress.evaluated(self.step, self._evaluate_and_save(result, log if ctx.is_main else None, start))
                     window_start, window_tokens = time.perf_counter(), 0
                 progress.advance(self.step)
-        self._evaluate_and_save(result, log if ctx.is_main else None, start)
+            progress.evaluated(self.step, self._evaluate_and_save(result, log if ctx.is_main else None, start))
         result.steps, result.best_val_loss = self.step, self.best_val_loss
         result.seconds = time.perf_counter() - start
         if ctx.is_main:
@@ -221,7 +221,7 @@ class Trainer:
         finally:
             self.wrapped.train()
 
-    def _evaluate_and_save(self, result: TrainResult, log: MetricsLog | None, start: float) -> None:
+    def _evaluate_and_save(self, result: TrainResult, log: MetricsLog | None, start: float) -> dict[str, float]:
         metrics = self.evaluate()
         self.elapsed = time.perf_counter() - start
         improved = "val_loss" in metrics and metrics["val_loss"] < self.best_val_loss
@@ -235,6 +235,7 @@ class Trainer:
         self.save(self.run_dir / "last")
         if improved or (self.eval_batches is None and self.ctx.is_main):
             self.save(self.run_dir / "best")
+        return metrics
 
     # ---- checkpoints ---------------------------------------------------------
 
