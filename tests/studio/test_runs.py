@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 
 import pytest
+import yaml
 from studio_helpers import TINY_FIELDS, make_shards, read_events, run_state, studio, wait_for
 
 
@@ -167,3 +169,24 @@ def test_a_restarted_studio_and_a_second_client_see_the_same_running_job_and_can
         assert other.post("/api/runs/kept/stop").status_code == 202
         stopped = wait_for(lambda: (s := run_state(client, "kept"))["state"] == "stopped" and s, "the stop")
         assert "last" in stopped["checkpoints"] and run_state(other, "kept") == stopped
+
+
+def test_a_run_trained_outside_the_studio_reads_running_and_its_stop_reaches_the_trainer(tmp_path):
+    make_shards(tmp_path / "data")
+    run_dir = tmp_path / "runs" / "cli"
+    run_dir.mkdir(parents=True)
+    recipe = {**TINY_FIELDS, "data_dir": str(tmp_path / "data" / "shards"), "out_dir": str(run_dir)}
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    trainer = subprocess.Popen([sys.executable, "-m", "llmos", "pretrain", "--config", str(run_dir / "recipe.yaml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with studio(tmp_path) as (client, _):
+            seen = wait_for(lambda: (s := run_state(client, "cli"))["step"] >= 2 and s, "the CLI run's first steps")
+            assert seen["state"] == "running" and f"process {trainer.pid}" in seen["message"]
+            assert client.post("/api/runs/cli/resume").status_code == 409  # a second trainer would overwrite it
+            assert client.post("/api/runs/cli/stop").status_code == 202
+            assert trainer.wait(timeout=30) == 0
+            stopped = run_state(client, "cli")
+            assert stopped["state"] == "stopped" and "last" in stopped["checkpoints"]
+    finally:
+        trainer.kill()

@@ -22,6 +22,7 @@ from typing import Any
 
 from llmos.studio.job_runner import JOB_FILE, LOG_FILE
 from llmos.studio.paths import StudioError
+from llmos.training.run_lock import training_pid
 
 VERBS = ("pretrain", "finetune", "eval")
 START_TIMEOUT_S = 20.0
@@ -41,8 +42,9 @@ def read_job(run_dir: Path) -> dict[str, Any] | None:
 
 
 def is_running(run_dir: Path) -> bool:
+    """A job of the studio runs there, or any process is training that run folder (the CLI, say)."""
     job = read_job(run_dir)
-    return job is not None and job["state"] == "running"
+    return (job is not None and job["state"] == "running") or training_pid(run_dir) is not None
 
 
 def start(verb: str, run_dir: Path, args: list[str], what: str = "run") -> dict[str, Any]:
@@ -73,13 +75,16 @@ def _start_wrapper(verb: str, run_dir: Path, argv: list[str]) -> dict[str, Any]:
     raise StudioError(f"the {verb} job did not start; see {run_dir / LOG_FILE}", status=500)
 
 
-def stop(run_dir: Path, what: str = "run") -> dict[str, Any]:
-    """Send SIGTERM to the job's wrapper, which forwards it; the trainer saves `last` and exits."""
+def stop(run_dir: Path, what: str = "run") -> dict[str, Any] | None:
+    """Send SIGTERM to the job's wrapper, which forwards it, or to the process training the run folder
+    when the studio did not start it; the trainer saves `last` and exits."""
     job = read_job(run_dir)
-    if job is None or job["state"] != "running":
+    if job is not None and job["state"] == "running":
+        pid = job["pid"]
+    elif (pid := training_pid(run_dir)) is None or pid <= 0:  # trained outside the studio: stop the trainer
         raise StudioError(f"{what} {run_dir.name!r} is not running", status=409)
     try:
-        os.kill(job["pid"], signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass  # it ended in between; job.json says how
     return job

@@ -3,8 +3,9 @@
 The folder is the only state: recipe.yaml and metrics.jsonl (the trainer's),
 the `best` / `last` checkpoints, and job.json / job.log (the studio's job wrapper).
 The state comes from job.json when the studio ran the job; a run made by the CLI
-has none, so it reads as "finished" when its last step reached max_steps and
-"stopped" otherwise. The ETA uses the recipe's tokens per step over the last
+has none, so it reads as "running" while a process holds the folder's training
+lock (`training.run_lock`), else "finished" when its last step reached max_steps
+and "stopped" otherwise. The ETA uses the recipe's tokens per step over the last
 tokens/s, or else the recent step rate.
 """
 
@@ -21,6 +22,7 @@ from llmos.studio import jobs
 from llmos.studio.job_runner import JOB_FILE, LOG_FILE
 from llmos.studio.paths import StudioError
 from llmos.studio.settings import StudioSettings
+from llmos.training.run_lock import training_pid
 from llmos.training.state import is_complete
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -96,13 +98,17 @@ def summary(path: Path, recipe: dict[str, Any] | None = None,
     step = max((r.get("step", 0) for r in metrics), default=0)
     max_steps = recipe.get("max_steps")
     state = job["state"] if job is not None else _state_without_job(step, max_steps)
+    message = job.get("message", "") if job is not None else ""
+    trainer = training_pid(path) if state != "running" else None
+    if trainer is not None:  # trained by a process the studio did not start (llmos pretrain in a terminal)
+        state, message = "running", f"trained by process {trainer}, started outside the studio"
     verb = job["verb"] if job is not None and job.get("verb") in ("pretrain", "finetune") else \
         ("finetune" if "base_model" in recipe else "pretrain")
     return {
         "name": path.name,
         "verb": verb,
         "state": state,
-        "message": job.get("message", "") if job is not None else "",
+        "message": message,
         "step": step,
         "max_steps": max_steps,
         "loss": last.get("loss"),

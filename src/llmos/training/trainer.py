@@ -46,6 +46,7 @@ from llmos.training.objectives import Objective, shard_batch, to_device
 from llmos.training.optim import build_optimizer
 from llmos.training.progress import TrainingProgress
 from llmos.training.recipe import RunConfig
+from llmos.training.run_lock import training_lock
 from llmos.training.schedule import learning_rate
 
 
@@ -113,6 +114,11 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------
 
     def train(self) -> TrainResult:
+        """Run the loop to max_steps (or a stop); the main process holds the run folder's lock meanwhile."""
+        with training_lock(self.run_dir) if self.ctx.is_main else contextlib.nullcontext():
+            return self._train()
+
+    def _train(self) -> TrainResult:
         cfg, ctx = self.config, self.ctx
         resume_from = self._resume_path()
         if resume_from is not None:
