@@ -32,13 +32,13 @@ Goal (issue 13): LLMOS reaches nanoGPT's final val loss (20) + 0.03 in <= 0.70x
 nanoGPT's wall time, both measured in the same round; the time to reach it is
 read at LLMOS's evaluations (every 250 steps), after each evaluation ran.
 
-Measured (2026-11-30, 2 threads, 2 rounds, seeds 1337 and 1338, nothing else
-running but timings still varied by 20% between rounds): nanoGPT 130.3 / 106.9 s,
-val 1.886; LLMOS with nanoGPT's GPT 99.7 / 111.7 s (0.76x / 1.05x), val 1.910 /
-1.908, reaching 1.916 only at its last evaluation: goal not met with the same
-GPT (its steps are matmul-bound: ~60% of two cores' fp32 peak, about what
-nanoGPT's steps get). LLMOS's Llama-style block, same size and recipe: val 1.682
-/ 1.682, nanoGPT's final 1.916 reached after 53.0 / 45.1 s (0.41x / 0.42x).
+Measured (2026-11-30, `--arch both --seeds 1337 1338`, 2 threads, nothing else
+running, timings still varying 10-20% between rounds): nanoGPT 109.1 / 111.1 s,
+val 1.886; LLMOS with nanoGPT's GPT 96.2 / 111.3 s (0.88x / 1.00x; a GPT-only run
+the same morning: 0.91x / 0.93x), val 1.910 / 1.908, reaching 1.916 only at its
+last evaluation: goal not met with the same GPT (the matmuls are 60-75% of its
+step). LLMOS's Llama-style block, same size and recipe: val 1.682 / 1.682,
+nanoGPT's final + 0.03 reached after 58.7 / 42.9 s (0.54x / 0.39x).
 
     python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --seeds 1337 1338 1339
     python benchmarks/shakespeare_char.py --nanogpt ../peers/nanoGPT --arch gpt --iters 200  # a quick look
