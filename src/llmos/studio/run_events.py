@@ -58,6 +58,7 @@ async def run_events(path: Path, poll_seconds: float = POLL_SECONDS) -> AsyncIte
     metrics = FileTail(path / "metrics.jsonl")
     log = FileTail(path / LOG_FILE, max(0, _size(path / LOG_FILE) - runs.LOG_TAIL_BYTES))
     last_status: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []  # every record so far, so the summary need not read the file again
     quiet = 0.0
     while True:
         if not runs.is_run(path):
@@ -66,9 +67,12 @@ async def run_events(path: Path, poll_seconds: float = POLL_SECONDS) -> AsyncIte
         sent = []
         restarted, text = metrics.read()
         if restarted:
+            records = []
             sent.append(sse({"name": path.name}, "reset"))
-        sent += [sse(record, "metric") for record in runs.parse_records(text)]
-        status = runs.summary(path)
+        new_records = runs.parse_records(text)
+        records += new_records
+        sent += [sse(record, "metric") for record in new_records]
+        status = runs.summary(path, metrics=records)
         if status != last_status:
             sent.append(sse(status, "status"))
             last_status = status
