@@ -10,9 +10,11 @@ for both (6 * matmul params + 12 * layers * d * T FLOPs per token, see
 llmos.training.mfu) against the fp32 matmul peak measured at the start of the
 run as the best of the kernels torch has (MKL's torch.mm and oneDNN's inner
 product; both printed). LLMOS' linears train through oneDNN in the forward and
-both backward matmuls (llmos.kernels.onednn); transformers' Conv1D layers
-use torch.addmm (MKL), which on this AMD CPU reaches less than half the peak,
-so transformers' MFU is low by construction of the machine, not of the formula.
+the input gradient and through MKL's mm in the weight gradient
+(llmos.kernels.onednn); transformers' Conv1D layers use torch.addmm (MKL). How
+far apart the two kernels are depends on the CPU: on a 2-core AMD Zen 3, MKL
+reached less than half of oneDNN's peak (and transformers' MFU was low for that
+reason); on a 2-core Zen 4 with AVX-512 they are within 15% of each other.
 
     python benchmarks/train_vs_transformers.py [--steps 2 --rounds 12 --compile]
 """
