@@ -67,12 +67,25 @@ def read_recipe(path: Path) -> dict[str, Any]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The metrics records written so far (a line still being written is left for the next read)."""
+    """The metrics records written so far (a line still being written is left for the next read).
+    A file whose size and modification time have not changed since the last read is not parsed
+    again: the runs list polls every run's metrics, and most runs are not training."""
+    file = path / "metrics.jsonl"
     try:
-        text = (path / "metrics.jsonl").read_text()
+        stat = file.stat()
+        version = (stat.st_size, stat.st_mtime_ns)
+        cached = _parsed.get(file)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        records = parse_records(file.read_text())
     except OSError:
+        _parsed.pop(file, None)
         return []
-    return parse_records(text)
+    _parsed[file] = (version, records)
+    return records
+
+
+_parsed: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}  # metrics.jsonl -> (size, mtime), records
 
 
 def parse_records(text: str) -> list[dict[str, Any]]:
