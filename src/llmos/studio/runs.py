@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,33 +60,41 @@ def list_runs(settings: StudioSettings) -> list[dict[str, Any]]:
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
+    return _parsed_once(path / "recipe.yaml", _parse_recipe, {})
+
+
+def _parse_recipe(text: str) -> dict[str, Any]:
     try:
-        recipe = yaml.safe_load((path / "recipe.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        recipe = yaml.safe_load(text)
+    except yaml.YAMLError:
         return {}
     return recipe if isinstance(recipe, dict) else {}
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The metrics records written so far (a line still being written is left for the next read).
-    A file whose size and modification time have not changed since the last read is not parsed
-    again: the runs list polls every run's metrics, and most runs are not training."""
-    file = path / "metrics.jsonl"
+    """The metrics records written so far (a line still being written is left for the next read)."""
+    return _parsed_once(path / "metrics.jsonl", parse_records, [])
+
+
+def _parsed_once(file: Path, parse: Callable[[str], Any], missing: Any) -> Any:
+    """`parse` of the file's text, parsed again only when its size or modification time changed:
+    the runs list polls every run's recipe and metrics every two seconds, and most runs are not
+    training. `missing` when the file cannot be read."""
     try:
         stat = file.stat()
         version = (stat.st_size, stat.st_mtime_ns)
         cached = _parsed.get(file)
         if cached is not None and cached[0] == version:
             return cached[1]
-        records = parse_records(file.read_text())
+        value = parse(file.read_text())
     except OSError:
         _parsed.pop(file, None)
-        return []
-    _parsed[file] = (version, records)
-    return records
+        return missing
+    _parsed[file] = (version, value)
+    return value
 
 
-_parsed: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}  # metrics.jsonl -> (size, mtime), records
+_parsed: dict[Path, tuple[tuple[int, int], Any]] = {}  # file -> ((size, mtime_ns), parsed value)
 
 
 def parse_records(text: str) -> list[dict[str, Any]]:
