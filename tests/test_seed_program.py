@@ -4,7 +4,10 @@ import subprocess
 import sys
 import textwrap
 
+import torch
+
 from llmos.config import ModelConfig
+from llmos.generation_config import GenerationConfig
 from llmos.model import CausalLM
 from llmos.tokenizer import train_tokenizer
 
@@ -32,7 +35,11 @@ def test_seed_program_runs_on_an_llmos_checkpoint_and_prints_text(tmp_path):
     tokenizer = train_tokenizer(CORPUS, kind="bpe", vocab_size=300)
     config = ModelConfig.from_preset("micro", vocab_size=len(tokenizer), max_seq_len=512,
                                      eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
     CausalLM(config).save_pretrained(tmp_path / "ckpt", tokenizer=tokenizer)
+    # The checkpoint ships its decoding defaults, as real ones do: a random model samples EOS as its
+    # first token about once in a few hundred runs, and the unseeded program would then print no text.
+    GenerationConfig(min_new_tokens=16).save_pretrained(tmp_path / "ckpt")
     script = tmp_path / "seed.py"
     script.write_text(SEED_PROGRAM)
     result = subprocess.run([sys.executable, str(script), str(tmp_path / "ckpt")],
