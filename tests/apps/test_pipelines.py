@@ -54,7 +54,10 @@ def test_each_task_returns_transformers_shape_for_one_input_and_for_a_list(tiny,
     assert check(one), one
     many = pipe([value, value])
     assert len(many) == 2
-    assert many[0] == (one if pipe.shape == "one" else one[0] if pipe.shape == "listed" else one)
+    first = one if pipe.shape == "one" else one[0] if pipe.shape == "listed" else one
+    if "score" in first:  # a batched forward may differ in the last float bits (oneDNN/AMX blocking)
+        assert many[0].pop("score") == pytest.approx(first.pop("score"), abs=1e-5)
+    assert many[0] == first
 
 
 def test_a_batch_gives_what_each_input_gives_alone(tiny):
