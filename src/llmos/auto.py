@@ -22,14 +22,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmos.checkpoint import load_pretrained, read_config
+from llmos.checkpoint import LoadingInfo, load_pretrained, read_config
 from llmos.checkpoint.gguf_load import QUANTIZE_CHOICES, load_gguf, load_gguf_tokenizer
 from llmos.checkpoint.peft_format import (
     adapter_head_shape,
+    head_names,
     is_adapter_dir,
     load_adapter,
     read_adapter_config,
 )
+from llmos.checkpoint.pretrained import loading_info
 from llmos.checkpoint.quantization import stored_method
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
@@ -56,7 +58,8 @@ class _AutoModel:
     def from_pretrained(cls, path: str | Path, dtype: Any = None, quantize: str | None = None,
                         gguf_file: str | None = None, kernels: bool | None = None,
                         adapter: str | Path | dict[str, str | Path] | None = None,
-                        **config_overrides: Any) -> PreTrainedModel:
+                        output_loading_info: bool = False,
+                        **config_overrides: Any) -> PreTrainedModel | tuple[PreTrainedModel, LoadingInfo]:
         """Load `path` (directory, GGUF file or model name) into this task's head, in eval mode.
 
         dtype: torch dtype, 'float32', 'bfloat16', 'float16' or 'auto'.
@@ -68,19 +71,26 @@ class _AutoModel:
         `llmos.kernels`, unless LLMOS_KERNELS=0).
         adapter: a LoRA adapter directory (PEFT format) to put on the base, or {name: directory}
         for several (switch with `llmos.adapters.set_adapter` / `using_adapter`). `path` may
-        itself be an adapter directory: its base model is then the one it names."""
+        itself be an adapter directory: its base model is then the one it names.
+        output_loading_info=True returns `(model, info)` as transformers does (`checkpoint.LoadingInfo`):
+        info["missing_keys"] are the head tensors nothing supplied (freshly initialised: an untrained
+        head), info["unexpected_keys"] the checkpoint's tensors this head ignores."""
         if is_adapter_dir(path) and gguf_file is None:
-            return cls._base_with_adapter(Path(path), dtype, quantize, kernels, adapter, config_overrides)
-        model = cls._load(path, dtype, quantize, gguf_file, kernels, config_overrides)
+            return cls._base_with_adapter(Path(path), dtype, quantize, kernels, adapter, output_loading_info,
+                                          config_overrides)
+        model, info = cls._load(path, dtype, quantize, gguf_file, kernels, config_overrides)
         if adapter is not None:
             adapters = adapter if isinstance(adapter, dict) else {"default": adapter}
             for name, directory in adapters.items():
                 load_adapter(model, directory, name=name, base_label=str(path))
-        return model
+                if adapter_head_shape(directory)[0]:  # the adapter brought a trained head
+                    heads = set(head_names(model))
+                    info["missing_keys"] = [k for k in info["missing_keys"] if k.split(".")[0] not in heads]
+        return (model, info) if output_loading_info else model
 
     @classmethod
     def _base_with_adapter(cls, directory: Path, dtype: Any, quantize: str | None, kernels: bool | None,
-                           more: Any, config_overrides: dict[str, Any]) -> PreTrainedModel:
+                           more: Any, output_loading_info: bool, config_overrides: dict[str, Any]):
         base = read_adapter_config(directory).get("base_model_name_or_path")
         if not base:
             raise LLMOSError(f"the adapter {str(directory)!r} does not name its base model "
@@ -91,28 +101,30 @@ class _AutoModel:
                 config_overrides = {"num_labels": rows, "label_names": names, **config_overrides}
         adapters = {"default": directory, **(more if isinstance(more, dict) else {} if more is None
                                              else {"extra": more})}
-        return cls.from_pretrained(base, dtype, quantize, None, kernels, adapters, **config_overrides)
+        return cls.from_pretrained(base, dtype, quantize, None, kernels, adapters, output_loading_info,
+                                   **config_overrides)
 
     @classmethod
     def _load(cls, path: str | Path, dtype: Any, quantize: str | None, gguf_file: str | None,
-              kernels: bool | None, config_overrides: dict[str, Any]) -> PreTrainedModel:
+              kernels: bool | None, config_overrides: dict[str, Any]) -> tuple[PreTrainedModel, LoadingInfo]:
         if quantize is not None and quantize not in QUANTIZE_CHOICES:
             raise LLMOSError(f"quantize={quantize!r} is not valid; expected one of {list(QUANTIZE_CHOICES)}")
         resolved = resolve_model(path, gguf_file)
         if resolved.is_gguf:
-            model = _gguf_model(resolved.path, cls.head, quantize or "auto", dtype, config_overrides)
+            model, info = _gguf_model(resolved.path, cls.head, quantize or "auto", dtype, config_overrides)
         else:
             held = stored_method(read_config(resolved.path)[2])
             if held is not None and quantize not in (None, "auto", held):
                 raise LLMOSError(f"{str(resolved.path)!r} is already quantized ({held}); quantize={quantize!r} "
                                  "applies to float checkpoints: load it with quantize='auto', or load the float "
                                  "checkpoint it was made from")
-            model = load_pretrained(resolved.path, cls.head, dtype=dtype, **config_overrides)
+            model, info = load_pretrained(resolved.path, cls.head, dtype=dtype, output_loading_info=True,
+                                          **config_overrides)
             if held is None and quantize not in (None, "auto", "none"):
                 kernel_quantize(model, quantize)
         if isinstance(model, CausalLM):
             model.generation_config = _generation_config(model, resolved.path, resolved.is_gguf)
-        return use_kernels(model, enabled=kernels)
+        return use_kernels(model, enabled=kernels), info
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> PreTrainedModel:
@@ -139,21 +151,22 @@ def _generation_config(model: CausalLM, path: Path, is_gguf: bool):
 
 
 def _gguf_model(path: Path, head: type[PreTrainedModel], quantize: str, dtype: Any,
-                overrides: dict[str, Any]) -> PreTrainedModel:
-    """A GGUF file holds a causal LM; a classifier gets its trunk and a fresh head."""
+                overrides: dict[str, Any]) -> tuple[PreTrainedModel, LoadingInfo]:
+    """A GGUF file holds a causal LM; a classifier gets its trunk and a fresh head (its missing keys)."""
     allowed = CLASSIFIER_FIELDS if head is SequenceClassifier else ()
     bad = sorted(set(overrides) - set(allowed))
     if bad:
         raise LLMOSError(f"config overrides {bad} do not apply to a GGUF file")
     causal = load_gguf(path, CausalLM, quantize, dtype=dtype)
     if head is CausalLM:
-        return causal
+        return causal, loading_info()
     if head is not SequenceClassifier:
         raise LLMOSError(f"{str(path)!r} holds a causal language model; load it with AutoModelForCausalLM "
                          "or AutoModelForSequenceClassification")
     classifier = SequenceClassifier(causal.config.replace(**overrides)).to(causal.dtype)
     classifier.transformer = causal.transformer
-    return classifier.eval()
+    fresh = [k for k in classifier.state_dict() if not k.startswith("transformer.")]
+    return classifier.eval(), loading_info(fresh)
 
 
 class AutoModelForCausalLM(_AutoModel):

@@ -123,6 +123,16 @@ def test_sampling_defaults_come_from_the_general_sampling_metadata(tmp_path):
     assert config.repetition_penalty == 1.0  # llama.cpp's applies to the last n tokens only: not the same rule
 
 
+def test_loading_info_reports_a_classifiers_head_from_a_gguf_file_as_missing(tmp_path):
+    from llmos import AutoModelForSequenceClassification
+
+    path = write_gguf_model(tmp_path, "llama", "F32")
+    _, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, output_loading_info=True)
+    assert info["missing_keys"] == ["classifier.weight"] and info["unexpected_keys"] == []
+    _, causal = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
+    assert causal["missing_keys"] == [] == causal["unexpected_keys"]
+
+
 @pytest.mark.parity
 @pytest.mark.parametrize("to", ["llmos", "hf"])
 def test_convert_writes_a_checkpoint_with_the_same_logits(tmp_path, to):

@@ -188,3 +188,28 @@ def test_bert_base_model_loads_its_trunk_with_identical_hidden_states(tmp_path, 
         expected = hf_model(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
         got = ours.transformer(ids, attention_mask=mask, token_type_ids=types)  # the trunk's last states
     assert (got - expected)[mask.bool()].abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("family, saved, loaded_as, ours_cls", [
+    ("bert", "BertForMaskedLM", "BertForSequenceClassification", AutoModelForSequenceClassification),
+    ("bert", "BertForSequenceClassification", "BertForMaskedLM", AutoModelForMaskedLM),
+    ("gpt2", "GPT2LMHeadModel", "GPT2ForSequenceClassification", AutoModelForSequenceClassification),
+    ("gpt2", "GPT2ForSequenceClassification", "GPT2LMHeadModel", AutoModelForCausalLM),
+])
+def test_output_loading_info_reports_the_keys_transformers_reports(family, saved, loaded_as, ours_cls, tmp_path):
+    from llmos.checkpoint.hf_weights import hf_to_ours
+
+    def our_names(hf_keys) -> list[str]:
+        state, unmapped = hf_to_ours(sorted(hf_keys), family, lambda name: torch.zeros(2, 2))
+        assert unmapped == []
+        return sorted(state)
+
+    kwargs = _bert_kwargs() if family == "bert" else dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4,
+                                                          n_positions=64, pad_token_id=0)
+    _save(_hf(saved, "BertConfig" if family == "bert" else "GPT2Config", **kwargs), tmp_path)
+    _, theirs = getattr(transformers, loaded_as).from_pretrained(tmp_path, output_loading_info=True)
+    _, ours = ours_cls.from_pretrained(tmp_path, output_loading_info=True)
+    assert sorted(ours["missing_keys"]) == our_names(theirs["missing_keys"])
+    assert sorted(ours["unexpected_keys"]) == our_names(theirs["unexpected_keys"])
+    assert ours["missing_keys"] or ours["unexpected_keys"]  # each case has something to report
+    assert ours["mismatched_keys"] == [] == list(theirs["mismatched_keys"])

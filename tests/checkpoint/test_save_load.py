@@ -14,7 +14,7 @@ from llmos import (
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
 )
-from llmos.checkpoint import safetensors_io
+from llmos.checkpoint import load_pretrained, safetensors_io
 from llmos.model import CausalLM, MaskedLM, PreTrainingModel, SequenceClassifier
 
 
@@ -155,6 +155,25 @@ def test_missing_classifier_head_is_freshly_initialised_with_warning_naming_keys
     assert classifier.classifier.weight.std() > 0
     with torch.no_grad():
         assert torch.isfinite(classifier(torch.randint(0, 80, (2, 6))).logits).all()
+
+
+def test_output_loading_info_lists_the_head_keys_a_checkpoint_lacks_and_the_ones_it_ignores(tmp_path, tiny):
+    PreTrainingModel(tiny.bert()).save_pretrained(tmp_path / "ckpt")
+    classifier, info = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=3,
+                                                                          output_loading_info=True)
+    assert isinstance(classifier, SequenceClassifier)
+    assert info["missing_keys"] == ["classifier.weight", "classifier.bias"]
+    assert sorted(info["unexpected_keys"]) == ["mlm.decoder.bias", "mlm.dense.bias", "mlm.dense.weight",
+                                               "mlm.norm.bias", "mlm.norm.weight", "nsp.bias", "nsp.weight"]
+    assert info["mismatched_keys"] == [] and info["error_msgs"] == []
+
+
+def test_a_complete_checkpoint_reports_nothing_missing_and_loads_as_a_plain_model_unless_asked(tmp_path, tiny):
+    SequenceClassifier(tiny.llama(num_labels=2)).save_pretrained(tmp_path / "ckpt")
+    model, info = load_pretrained(tmp_path / "ckpt", output_loading_info=True)
+    assert isinstance(model, SequenceClassifier)
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    assert isinstance(load_pretrained(tmp_path / "ckpt"), SequenceClassifier)
 
 
 def test_pretraining_checkpoint_round_trip_keeps_seq_relationship_logits(tmp_path, tiny):

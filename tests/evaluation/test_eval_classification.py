@@ -5,6 +5,7 @@ classifier loads for evaluation."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -69,28 +70,42 @@ def test_a_causal_lm_checkpoint_is_not_a_classifier(causal_checkpoint):
         load_classifier(path)
 
 
-def test_a_classifier_saved_without_its_head_is_refused_as_untrained(tmp_path, classifier_checkpoint):
+def headless_copy(source, target):
+    """A copy of the classifier checkpoint `source` whose classification head was not saved."""
     from safetensors.torch import load_file, save_file
 
-    source, _, _ = classifier_checkpoint
-    target = tmp_path / "headless"
     target.mkdir()
     for f in source.iterdir():
         (target / f.name).write_bytes(f.read_bytes())
     tensors = load_file(target / "model.safetensors")
     save_file({k: v for k, v in tensors.items() if not k.startswith("classifier.")}, target / "model.safetensors",
               metadata={"format": "pt"})
-    with pytest.raises(LLMOSError, match="no trained classification head"):
+    return target
+
+
+def test_a_classifier_saved_without_its_head_is_refused_as_untrained(tmp_path, classifier_checkpoint):
+    source, _, _ = classifier_checkpoint
+    target = headless_copy(source, tmp_path / "headless")
+    with pytest.raises(LLMOSError, match=r"no trained classification head \(the checkpoint lacks \['classifier"):
         load_classifier(target)
     assert load_classifier(source).config.label_names == LABELS
 
 
-def test_a_lora_classifier_adapter_evaluates_on_its_base_with_the_base_tokenizer(tmp_path, causal_checkpoint,
-                                                                                 tokenizer):
+def test_a_headless_classifier_is_refused_even_when_the_app_silences_warnings(tmp_path, classifier_checkpoint):
+    target = headless_copy(classifier_checkpoint[0], tmp_path / "headless")
+    logging.disable(logging.WARNING)  # an application's choice: the refusal must not depend on log records
+    try:
+        with pytest.raises(LLMOSError, match="no trained classification head"):
+            load_classifier(target)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def classifier_adapter(tmp_path, causal_checkpoint):
+    """(adapter directory, the classifier it was saved from): LoRA on the causal base, head saved with it."""
     from llmos.adapters import add_lora
     from llmos.checkpoint.peft_format import resolve_targets, save_adapter
     from llmos.config import ModelConfig
-    from llmos.evaluation.loading import load_tokenizer
     from llmos.model import SequenceClassifier
 
     base_path, base, _ = causal_checkpoint
@@ -105,12 +120,31 @@ def test_a_lora_classifier_adapter_evaluates_on_its_base_with_the_base_tokenizer
         model.classifier.weight.normal_(0, 2.0)
         for p in lora_b:
             p.normal_(0, 0.1)
-    adapter = save_adapter(model.eval(), tmp_path / "adapter", base_model=str(base_path), train_heads=True)
+    return save_adapter(model.eval(), tmp_path / "adapter", base_model=str(base_path), train_heads=True), model
+
+
+def test_a_lora_classifier_adapter_evaluates_on_its_base_with_the_base_tokenizer(tmp_path, causal_checkpoint,
+                                                                                 tokenizer):
+    from llmos.evaluation.loading import load_tokenizer
+
+    adapter, model = classifier_adapter(tmp_path, causal_checkpoint)
     loaded = load_classifier(adapter)
     assert loaded.config.label_names == LABELS
     assert load_tokenizer(adapter).get_vocab() == tokenizer.get_vocab()
     items = texts(10)
     assert predict_labels(loaded, tokenizer, items) == one_at_a_time(model, tokenizer, items)
+
+
+def test_loading_info_counts_an_adapters_saved_head_as_loaded_and_a_bare_base_head_as_missing(
+        tmp_path, causal_checkpoint):
+    from llmos.auto import AutoModelForSequenceClassification
+
+    adapter, _ = classifier_adapter(tmp_path, causal_checkpoint)
+    _, info = AutoModelForSequenceClassification.from_pretrained(adapter, output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    _, bare = AutoModelForSequenceClassification.from_pretrained(causal_checkpoint[0], num_labels=3,
+                                                                 output_loading_info=True)
+    assert bare["missing_keys"] == ["classifier.weight", "classifier.bias"]
 
 
 def test_a_gguf_file_is_not_a_classifier(tmp_path):

@@ -98,11 +98,15 @@ def test_question_answering_takes_question_and_context(url):
 @pytest.mark.parametrize("path, body, param, words", [
     ("/v1/tasks/astrology", {"input": "x"}, "task", "valid tasks"),
     ("/v1/tasks/summarization", {"input": "x", "options": {"colour": 1}}, "options.colour", "max_words"),
-    ("/v1/tasks/summarization", {"input": "x", "options": {"max_words": 0}}, "options", "max_words"),
+    ("/v1/tasks/summarization", {"input": "x", "options": {"max_words": 0}}, "options.max_words", "max_words"),
+    ("/v1/tasks/translation", {"input": "x", "options": {"tgt_lang": "en"}}, "options.tgt_lang", "both English"),
     ("/v1/tasks/extraction", {"input": "x", "options": {"schema": "/etc/passwd"}}, "options.schema", "file"),
     ("/v1/tasks/extraction", {"input": "x", "options": {"fields": "name", "max_new_tokens": 10**6}},
      "options.max_new_tokens", "from 1 to"),
-    ("/v1/tasks/question-answering", {"input": {"context": "x"}}, "input", "question"),
+    ("/v1/tasks/question-answering", {"input": {"context": "x"}}, "input.question", "question"),
+    ("/v1/tasks/question-answering", {"input": {"question": "Where?", "context": "?!"}}, "input.context",
+     "no words"),
+    ("/v1/tasks/quiz", {"input": "... !"}, "input", "no words"),
     ("/v1/tasks/summarization", {"text": "x"}, "input", "Missing required"),
 ])
 def test_a_bad_task_option_or_input_is_one_400_naming_it(url, path, body, param, words):

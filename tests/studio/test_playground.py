@@ -240,6 +240,10 @@ def test_a_client_that_goes_away_stops_its_stream_and_frees_the_model(studio):
     ({"model": "runs:tiny/best", "prompt": "hi", "task": "extraction", "schema": "/etc/passwd"}, 400, "schema",
      "server file path is not accepted"),
     ({"model": "runs:tiny/best", "prompt": "hi", "task": "translation", "tgt_lang": "xx"}, 400, "tgt_lang", "'xx'"),
+    ({"model": "runs:tiny/best", "prompt": "hi", "task": "translation", "src_lang": "fr", "tgt_lang": "fr"}, 400,
+     "tgt_lang", "both French"),
+    ({"model": "runs:tiny/best", "prompt": "hi", "task": "extraction", "fields": "name:blob"}, 400, "fields",
+     "type 'blob'"),
 ])
 def test_bad_input_is_one_error_naming_the_field(studio, body, status, field, says):
     got, answer = generate(studio["url"], body)

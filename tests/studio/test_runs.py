@@ -64,6 +64,7 @@ def test_a_run_starts_streams_metrics_stops_with_last_and_resumes_from_that_step
     ({"model": "huge"}, "model", None),
     ({"data_dir": "nowhere"}, "data_dir", "data_dir 'nowhere' does not exist"),
     ({"sizes": 3}, "sizes", None),
+    ({"min_lr": 1}, "min_lr", "need lr > 0 and 0 <= min_lr <= lr; got lr=0.001, min_lr=1.0"),
 ])
 def test_bad_recipes_are_refused_with_the_clis_message_and_the_field(tmp_path, fields, field, message):
     (tmp_path / "data" / "shards").mkdir(parents=True)
@@ -127,6 +128,7 @@ def test_a_deleted_run_ends_its_stream_with_gone_and_reads_404(tmp_path):
     ({"data": "chat.jsonl", "val_data": "/etc/passwd", "base_model": "smollm2"}, 403, "val_data", None),
     ({"data": "chat.jsonl", "base_model": "smollm2", "method": "qlora"}, 400, "method",
      "method='qlora' is not valid; expected one of ['lora', 'freeze', 'full']"),
+    ({"data": "chat.jsonl", "base_model": "smollm2", "lora_dropout": 1.5}, 400, "lora_dropout", None),
     ({"data": "chat.jsonl", "base_model": "smollm2", "out_dir": "/tmp/x"}, 400, "out_dir",
      "out_dir is set by the studio, not the form"),
 ])

@@ -74,6 +74,14 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def request_param(param: str | None, given: str | dict[str, str]) -> str | None:
+    """The request field a pipeline's error is about: its `param` ("input.question", "options.max_words"),
+    except that an input sent as text is the task's main field itself, "input"."""
+    if param is not None and param.startswith("input.") and not isinstance(given, dict):
+        return "input"
+    return param
+
+
 def add_task_routes(app: FastAPI) -> None:
     """Add GET /v1/tasks and POST /v1/tasks/{task} to an app made by `llmos.serving.api.create_app`."""
     state = app.state.llmos
@@ -104,6 +112,6 @@ def add_task_routes(app: FastAPI) -> None:
             try:
                 result = await asyncio.to_thread(work)
             except PipelineError as exc:
-                param = "input" if "the input" in str(exc) else "options"
-                raise APIError(400, str(exc), param=param, code="invalid_value") from None
+                raise APIError(400, str(exc), param=request_param(exc.param, body.input),
+                               code="invalid_value") from None
         return {"task": task, "result": result, "seconds": round(time.perf_counter() - start, 3)}

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -145,6 +145,23 @@ def save_pretrained(
 # ---- loading -----------------------------------------------------------------
 
 
+class LoadingInfo(TypedDict):
+    """What a load found, as transformers' `from_pretrained(..., output_loading_info=True)` reports it
+    (our parameter names): `missing_keys` were not in the checkpoint and are freshly initialised (an
+    untrained head), `unexpected_keys` were in it and are ignored. A trunk key either way, or a shape
+    mismatch, is an error rather than a report, so `mismatched_keys` and `error_msgs` stay empty."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+    mismatched_keys: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    error_msgs: list[str]
+
+
+def loading_info(missing: list[str] | None = None, unexpected: list[str] | None = None) -> LoadingInfo:
+    return {"missing_keys": list(missing or []), "unexpected_keys": list(unexpected or []),
+            "mismatched_keys": [], "error_msgs": []}
+
+
 def read_config(path: str | Path) -> tuple[ModelConfig, str | None, dict[str, Any]]:
     """(ModelConfig, saved head name or None, raw config.json dict) for a checkpoint directory."""
     path = Path(path)
@@ -251,14 +268,17 @@ def load_pretrained(
     path: str | Path,
     head: type[PreTrainedModel] | str | None = None,
     dtype: Any = None,
+    output_loading_info: bool = False,
     **config_overrides: Any,
-) -> PreTrainedModel:
+) -> PreTrainedModel | tuple[PreTrainedModel, LoadingInfo]:
     """Load a checkpoint directory (LLMOS or Hugging Face gpt2/llama/qwen2/mistral/bert) into `head`.
 
     Head tensors the checkpoint lacks are freshly initialised, and head tensors it has
-    but `head` does not use are ignored, each with a warning naming the keys. Trunk
-    keys must match exactly. A quantized checkpoint loads into its quantized modules,
-    their tensors as stored (`dtype` applies to the float tensors).
+    but `head` does not use are ignored, each with a warning naming the keys; with
+    `output_loading_info=True` the result is `(model, LoadingInfo)`, which lists them for
+    code to act on (as transformers does). Trunk keys must match exactly. A quantized
+    checkpoint loads into its quantized modules, their tensors as stored (`dtype` applies
+    to the float tensors).
     """
     path = Path(path)
     config, saved_head, raw = read_config(path)
@@ -329,4 +349,6 @@ def load_pretrained(
         del state
     model.tie_weights()
     materialize_buffers(model, str(path))
+    if output_loading_info:
+        return model.eval(), loading_info(missing, unexpected)
     return model.eval()

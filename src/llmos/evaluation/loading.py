@@ -9,24 +9,10 @@ on its base model, and its tokenizer is the base model's unless it has its own.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from llmos.errors import LLMOSError
-
-
-class _FreshKeys(logging.Handler):
-    """Collects the loader's 'freshly initialised' warnings while a model loads."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "freshly initialised" in message:
-            self.messages.append(message)
 
 
 def load_classifier(model: str | Path, quantize: str | None = None, dtype: Any = None) -> Any:
@@ -53,16 +39,11 @@ def load_classifier(model: str | Path, quantize: str | None = None, dtype: Any =
         raise LLMOSError(f"{model} holds a {head}, not a sequence classifier; its classification head would be "
                          "untrained. Fine-tune a classifier first, or evaluate this model with "
                          "--task perplexity or generation")
-    catcher = _FreshKeys()
-    logger = logging.getLogger("llmos.checkpoint")
-    logger.addHandler(catcher)
-    try:
-        loaded = AutoModelForSequenceClassification.from_pretrained(resolved.path, quantize=quantize, dtype=dtype)
-    finally:
-        logger.removeHandler(catcher)
-    if catcher.messages:
-        raise LLMOSError(f"{model} has no trained classification head ({catcher.messages[0]}); fine-tune a "
-                         "classifier first")
+    loaded, info = AutoModelForSequenceClassification.from_pretrained(resolved.path, quantize=quantize, dtype=dtype,
+                                                                      output_loading_info=True)
+    if info["missing_keys"]:
+        raise LLMOSError(f"{model} has no trained classification head (the checkpoint lacks "
+                         f"{info['missing_keys']}, which would be random); fine-tune a classifier first")
     return loaded
 
 

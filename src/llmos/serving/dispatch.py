@@ -79,7 +79,7 @@ class ChoiceGroup:
             raise APIError(400, str(exc), param="prompt", code="context_length_exceeded") from None
         except LLMOSError as exc:
             self.cancel()
-            raise APIError(400, str(exc), param="prompt" if "prompt" in str(exc) else None) from None
+            raise APIError(400, str(exc), param=exc.param) from None
         self.prompt_tokens = sum(len(p) for p in prompts)
         self.engine.metrics.tokens_in(self.prompt_tokens)
 

@@ -123,7 +123,7 @@ class Engine:
     def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Callable[[TokenEvent], None]) -> Request:
         """Queue a request; raises ContextLengthError or QueueFullError instead of truncating/waiting."""
         if not prompt_ids:
-            raise LLMOSError("the prompt is empty after tokenization; give at least one token")
+            raise LLMOSError("the prompt is empty after tokenization; give at least one token", param="prompt")
         if len(prompt_ids) >= self.max_len and not (params.max_tokens == 0 and len(prompt_ids) <= self.max_len):
             raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens; this model's context window is "

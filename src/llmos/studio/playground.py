@@ -175,13 +175,15 @@ def check_json_schema(schema: Any) -> dict[str, Any] | None:
     return schema
 
 
-def named_field(message: str, given: dict[str, Any], names: list[str]) -> str:
-    """The request key a pipeline's message is about: one it names, or whose given value it quotes."""
-    for name in [*given, *names]:
-        if repr(name) in message or f"{name}=" in message:
-            return name
-    quoted = [name for name, value in given.items() if isinstance(value, str) and repr(value) in message]
-    return quoted[0] if quoted else "prompt"
+def request_field(param: str | None, main_field: str) -> str | None:
+    """The request key a pipeline error's `param` is about: "input.question" -> "question",
+    "options.max_words" -> "max_words"; the task's main input field is the prompt."""
+    if param is None:
+        return None
+    kind, _, name = param.partition(".")
+    if kind == "input":
+        return "prompt" if name in ("", main_field) else name
+    return name or kind
 
 
 def check_task_input(task: str | None, prompt: Any, extra: dict[str, Any]) -> tuple[dict, dict]:
@@ -205,7 +207,7 @@ def check_task_input(task: str | None, prompt: Any, extra: dict[str, Any]) -> tu
             cls.check_options({**cls.options, **options})
     except PipelineError as exc:
         message = str(exc).replace(f"input's {cls.fields[0]!r}", "prompt")
-        raise StudioError(message, field=named_field(message, extra, [*cls.options, *cls.fields[1:]])) from None
+        raise StudioError(message, field=request_field(exc.param, cls.fields[0])) from None
     return item, options
 
 

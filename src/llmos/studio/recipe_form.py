@@ -14,7 +14,6 @@ import dataclasses
 import inspect
 import io
 import json
-import re
 import tokenize
 from functools import cache
 from pathlib import Path
@@ -90,7 +89,7 @@ def build_config(verb: str, fields: Any, settings: StudioSettings, run_dir: Path
     try:
         config = cls.from_dict({**values, "out_dir": str(run_dir), "progress": True})
     except RecipeError as exc:
-        raise StudioError(str(exc), field=_named_field(str(exc), [*values, *cls.field_names()])) from exc
+        raise StudioError(str(exc), field=exc.param) from exc
     changes: dict[str, Any] = {}
     for name in DATA_PATHS[verb]:
         value = getattr(config, name)
@@ -132,10 +131,3 @@ def _typed(cls: type, name: str, value: Any) -> Any:
     if kind == "str" and not isinstance(value, str):
         return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return value
-
-
-def _named_field(message: str, candidates: list[str]) -> str | None:
-    """The candidate (a given key or a recipe field) the message names first."""
-    names = "|".join(sorted({re.escape(name) for name in candidates}, key=len, reverse=True))
-    match = re.search(rf"(?<![\w-])({names})(?![\w-])", message)
-    return match.group(1) if match else None

@@ -48,13 +48,17 @@ class FinetuneConfig(RunConfig):
         for name, valid in (("method", METHODS), ("task", TASKS)):
             value = getattr(self, name)
             if value not in valid:
-                raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}")
+                raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}", param=name)
         if not 0.0 <= self.val_fraction < 1.0:
-            raise RecipeError(f"val_fraction={self.val_fraction!r} must be in [0, 1)")
+            raise RecipeError(f"val_fraction={self.val_fraction!r} must be in [0, 1)", param="val_fraction")
         if self.freeze_layers < 0 or self.train_top < 0:
-            raise RecipeError(f"freeze_layers={self.freeze_layers} and train_top={self.train_top} must be >= 0")
+            raise RecipeError(f"freeze_layers={self.freeze_layers} and train_top={self.train_top} must be >= 0",
+                              param="freeze_layers" if self.freeze_layers < 0 else "train_top")
         if self.freeze_layers and self.train_top:
-            raise RecipeError("set freeze_layers or train_top, not both (one is the other said the other way)")
+            raise RecipeError("set freeze_layers or train_top, not both (one is the other said the other way)",
+                              param="train_top")
         if self.lora_r <= 0 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise RecipeError(f"need lora_r > 0, lora_alpha > 0 and 0 <= lora_dropout < 1; got r={self.lora_r}, "
-                              f"alpha={self.lora_alpha}, dropout={self.lora_dropout}")
+                              f"alpha={self.lora_alpha}, dropout={self.lora_dropout}",
+                              param="lora_r" if self.lora_r <= 0 else "lora_alpha" if self.lora_alpha <= 0
+                              else "lora_dropout")

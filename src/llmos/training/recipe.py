@@ -69,16 +69,17 @@ class RunConfig:
         for name, valid in (("dtype", DTYPES), ("distributed", DISTRIBUTED)):
             value = getattr(self, name)
             if value not in valid:
-                raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}")
+                raise RecipeError(f"{name}={value!r} is not valid; expected one of {list(valid)}", param=name)
         for name in ("context", "batch_size", "grad_accum", "max_steps", "eval_batches"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise RecipeError(f"{name}={value!r} must be a positive integer")
+                raise RecipeError(f"{name}={value!r} must be a positive integer", param=name)
         for name in ("warmup_steps", "eval_every", "log_every"):
             if getattr(self, name) < 0:
-                raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 0")
+                raise RecipeError(f"{name}={getattr(self, name)!r} must be >= 0", param=name)
         if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
-            raise RecipeError(f"need lr > 0 and 0 <= min_lr <= lr; got lr={self.lr}, min_lr={self.min_lr}")
+            raise RecipeError(f"need lr > 0 and 0 <= min_lr <= lr; got lr={self.lr}, min_lr={self.min_lr}",
+                              param="min_lr" if self.lr > 0 else "lr")
 
     @property
     def tokens_per_step(self) -> int:
@@ -97,7 +98,8 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
-            raise RecipeError(f"unknown recipe key(s) {unknown}; valid keys are {cls.field_names()}")
+            raise RecipeError(f"unknown recipe key(s) {unknown}; valid keys are {cls.field_names()}",
+                              param=unknown[0])
         try:
             return cls(**{k: _coerce(cls, k, v) for k, v in data.items()})
         except TypeError as exc:
@@ -130,7 +132,8 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         try:
             value = json.loads(value) if value.strip() else {}
         except json.JSONDecodeError as exc:
-            raise RecipeError(f"{name}={value!r} must be a JSON object, e.g. '{{\"d_model\": 128}}'") from exc
+            raise RecipeError(f"{name}={value!r} must be a JSON object, e.g. '{{\"d_model\": 128}}'",
+                              param=name) from exc
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind == "int" and isinstance(value, float) and value.is_integer():
@@ -151,6 +154,8 @@ class TrainConfig(RunConfig):
     def validate(self) -> None:
         super().validate()
         if self.objective not in OBJECTIVES:
-            raise RecipeError(f"objective={self.objective!r} is not valid; expected one of {list(OBJECTIVES)}")
+            raise RecipeError(f"objective={self.objective!r} is not valid; expected one of {list(OBJECTIVES)}",
+                              param="objective")
         if not isinstance(self.model_overrides, dict):
-            raise RecipeError(f"model_overrides={self.model_overrides!r} must be a mapping of ModelConfig fields")
+            raise RecipeError(f"model_overrides={self.model_overrides!r} must be a mapping of ModelConfig fields",
+                              param="model_overrides")

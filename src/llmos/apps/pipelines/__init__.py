@@ -61,7 +61,8 @@ def task_class(task: str) -> tuple[type[Pipeline], dict[str, Any]]:
     if match:
         name, options = "translation", {"src_lang": match.group(1), "tgt_lang": match.group(2)}
     if name not in TASKS:
-        raise PipelineError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (and translation_XX_to_YY)")
+        raise PipelineError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (and translation_XX_to_YY)",
+                            param="task")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(f"llmos.apps.pipelines.{module}"), cls), options
 
@@ -78,7 +79,7 @@ def pipeline(task: str, model: Any = DEFAULT_MODEL, tokenizer: Any = None, **set
         model, tokenizer = cls.load(model, tokenizer)
     elif tokenizer is None:
         raise PipelineError(f"pipeline({task!r}, model=<a loaded model>) needs its tokenizer=; or give the model's "
-                            "name or path")
+                            "name or path", param="tokenizer")
     return cls(model, tokenizer, **{**implied, **settings})
 
 

@@ -79,7 +79,7 @@ class Pipeline:
     def __init__(self, model: Any, tokenizer: Any, *, template: str | None = None, system: str | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, **settings: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise PipelineError(f"batch_size={batch_size!r} must be an integer >= 1")
+            raise PipelineError(f"batch_size={batch_size!r} must be an integer >= 1", param="options.batch_size")
         self.model, self.tokenizer, self.batch_size = model, as_tokenizer(tokenizer), batch_size
         if template is not None:
             self.template = template
@@ -149,7 +149,7 @@ class Pipeline:
             named = {}
         single = self.is_single(inputs)
         if not single and not inputs:
-            raise PipelineError(f"{self.task}: the list of inputs is empty")
+            raise PipelineError(f"{self.task}: the list of inputs is empty", param="input")
         batch_size = kwargs.pop("batch_size", self.batch_size)
         options, generation = self.split_settings(kwargs)
         options = self.check_options({**self.options, **options})
@@ -172,11 +172,12 @@ class Pipeline:
             field = item.get(name)
             if field is None:
                 raise PipelineError(f"{cls.task}: the input has no {name!r} (it needs {', '.join(cls.fields)}; "
-                                    f"got {', '.join(map(repr, item)) or 'nothing'})")
+                                    f"got {', '.join(map(repr, item)) or 'nothing'})", param=f"input.{name}")
             if not isinstance(field, str):
-                raise PipelineError(f"{cls.task}: the input's {name!r} must be text, not {type(field).__name__}")
+                raise PipelineError(f"{cls.task}: the input's {name!r} must be text, not {type(field).__name__}",
+                                    param=f"input.{name}")
             if not field.strip():
-                raise PipelineError(f"{cls.task}: the input's {name!r} is empty; give some text")
+                raise PipelineError(f"{cls.task}: the input's {name!r} is empty; give some text", param=f"input.{name}")
         return item
 
     def run_batch(self, items: list[dict[str, Any]], options: dict[str, Any],
@@ -231,7 +232,7 @@ class Pipeline:
         if unknown:
             raise PipelineError(f"{cls.task}: unknown option {unknown[0]!r}; its options are "
                                 f"{', '.join(cls.options) or '(none)'}, and generate's keywords (max_new_tokens, "
-                                "do_sample, temperature, ...)")
+                                "do_sample, temperature, ...)", param=f"options.{unknown[0]}")
         return ({k: v for k, v in settings.items() if k in cls.options},
                 {k: v for k, v in settings.items() if k not in cls.options})
 

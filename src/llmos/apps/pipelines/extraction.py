@@ -26,13 +26,15 @@ def fields_schema(fields: str | list[str]) -> dict[str, Any]:
     """`"name,city,age:integer"` or a list of such names -> an object schema requiring exactly them."""
     names = [f.strip() for f in (fields.split(",") if isinstance(fields, str) else fields) if f.strip()]
     if not names:
-        raise PipelineError("extraction: fields is empty; name at least one field, e.g. fields='name,city'")
+        raise PipelineError("extraction: fields is empty; name at least one field, e.g. fields='name,city'",
+                            param="options.fields")
     properties = {}
     for field in names:
         name, _, kind = field.partition(":")
         kind = kind.strip() or "string"
         if kind not in FIELD_TYPES:
-            raise PipelineError(f"extraction: field {field!r} has type {kind!r}; valid: {', '.join(FIELD_TYPES)}")
+            raise PipelineError(f"extraction: field {field!r} has type {kind!r}; valid: {', '.join(FIELD_TYPES)}",
+                                param="options.fields")
         properties[name.strip()] = {"type": kind}
     return {"type": "object", "properties": properties, "required": list(properties),
             "additionalProperties": False}
@@ -43,14 +45,15 @@ def load_schema(schema: dict[str, Any] | str | Path) -> dict[str, Any]:
         return schema
     path = Path(schema)
     if not path.is_file():
-        raise PipelineError(f"extraction: schema file {str(path)!r} does not exist")
+        raise PipelineError(f"extraction: schema file {str(path)!r} does not exist", param="options.schema")
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise PipelineError(f"extraction: schema file {str(path)!r} is not JSON ({exc})") from None
+        raise PipelineError(f"extraction: schema file {str(path)!r} is not JSON ({exc})",
+                            param="options.schema") from None
     if not isinstance(loaded, dict):
         raise PipelineError(f"extraction: schema file {str(path)!r} holds a {type(loaded).__name__}, not a schema "
-                            "object")
+                            "object", param="options.schema")
     return loaded
 
 
@@ -71,7 +74,8 @@ class ExtractionPipeline(Pipeline):
         schema, fields = options["schema"], options["fields"]
         if (schema is None) == (fields is None):
             raise PipelineError("extraction needs either fields (e.g. fields='name,city') or schema (a JSON schema "
-                                "or a .json file), " + ("not both" if schema is not None else "and got neither"))
+                                "or a .json file), " + ("not both" if schema is not None else "and got neither"),
+                                param="options.fields")
         return {**options, "schema": load_schema(schema) if schema is not None else fields_schema(fields)}
 
     def variables(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -94,4 +98,5 @@ def parse_json(reply: Reply, task: str) -> Any:
         return json.loads(reply.text)
     except ValueError:
         raise PipelineError(f"{task}: the reply was cut at max_new_tokens={reply.max_new_tokens} before its JSON "
-                            f"was complete ({reply.text[:60]!r}...); raise max_new_tokens") from None
+                            f"was complete ({reply.text[:60]!r}...); raise max_new_tokens",
+                            param="options.max_new_tokens") from None

@@ -44,7 +44,8 @@ class QuestionAnsweringPipeline(Pipeline):
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         words = options["max_answer_words"]
         if not isinstance(words, int) or words < 1:
-            raise PipelineError(f"question-answering: max_answer_words={words!r} must be an integer >= 1")
+            raise PipelineError(f"question-answering: max_answer_words={words!r} must be an integer >= 1",
+                                param="options.max_answer_words")
         return options
 
     def constraint(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any] | None:
@@ -52,7 +53,7 @@ class QuestionAnsweringPipeline(Pipeline):
             return None
         spans = text_spans(item["context"], options["max_answer_words"])
         if not spans:
-            raise PipelineError("question-answering: the context has no words to answer with")
+            raise PipelineError("question-answering: the context has no words to answer with", param="input.context")
         if len(spans) > MAX_SPANS:
             warnings.warn(f"question-answering: the context has {len(spans)} candidate answers, more than "
                           f"{MAX_SPANS}; answering freely (constrain=False) instead", stacklevel=2)

@@ -22,7 +22,7 @@ from llmos.apps.pipelines.spans import MAX_SPANS, text_spans
 def quiz_schema(text: str, num_questions: int, num_distractors: int, max_answer_words: int) -> dict[str, Any]:
     spans = text_spans(text, max_answer_words)[:MAX_SPANS]
     if not spans:
-        raise PipelineError("quiz: the text has no words to ask about")
+        raise PipelineError("quiz: the text has no words to ask about", param="input.text")
     question = {"type": "object", "additionalProperties": False, "required": ["question", "answer", "distractors"],
                 "properties": {
                     "question": {"type": "string", "minLength": 5, "maxLength": 150},
@@ -55,7 +55,7 @@ class QuizPipeline(Pipeline):
         for name, low in (("num_questions", 1), ("num_distractors", 1), ("max_answer_words", 1)):
             value = options[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise PipelineError(f"quiz: {name}={value!r} must be an integer >= {low}")
+                raise PipelineError(f"quiz: {name}={value!r} must be an integer >= {low}", param=f"options.{name}")
         return options
 
     def constraint(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -62,12 +62,14 @@ class SentimentPipeline(Pipeline):
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         labels, top_k = options["labels"], options["top_k"]
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise PipelineError(f"sentiment-analysis: top_k={top_k!r} must be an integer >= 1 or None (all labels)")
+            raise PipelineError(f"sentiment-analysis: top_k={top_k!r} must be an integer >= 1 or None (all labels)",
+                                param="options.top_k")
         if labels is None:
             return options
         labels = [s.strip() for s in labels.split(",")] if isinstance(labels, str) else list(labels)
         if len(labels) < 2 or not all(isinstance(s, str) and s for s in labels):
-            raise PipelineError(f"sentiment-analysis: labels={options['labels']!r}: give two or more label words")
+            raise PipelineError(f"sentiment-analysis: labels={options['labels']!r}: give two or more label words",
+                                param="options.labels")
         return {**options, "labels": labels}
 
     def variables(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +80,8 @@ class SentimentPipeline(Pipeline):
         if not self.zero_shot:
             if options["labels"] is not None:
                 raise PipelineError("sentiment-analysis: labels= is for zero-shot; a fine-tuned classifier predicts "
-                                    f"its own labels, {', '.join(model_label_names(self.model.config))}")
+                                    f"its own labels, {', '.join(model_label_names(self.model.config))}",
+                                    param="options.labels")
             probabilities = class_probabilities(self.model, self.tokenizer, [item["text"] for item in items],
                                                 batch_size=len(items))
             return ranked_labels(model_label_names(self.model.config), probabilities, options["top_k"])

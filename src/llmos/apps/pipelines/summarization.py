@@ -29,7 +29,8 @@ class SummarizationPipeline(Pipeline):
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         words = options["max_words"]
         if not isinstance(words, int) or isinstance(words, bool) or words < 1:
-            raise PipelineError(f"summarization: max_words={words!r} must be an integer >= 1")
+            raise PipelineError(f"summarization: max_words={words!r} must be an integer >= 1",
+                                param="options.max_words")
         return options
 
     def decoding(self, options: dict[str, Any], generation: dict[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class ChatPipeline(Pipeline):
         if isinstance(value, list):
             if not value or not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
                 raise PipelineError("chat: a conversation is a non-empty list of {'role': ..., 'content': ...} "
-                                    "messages")
+                                    "messages", param="input")
             return {"messages": value}
         return super().normalize(value, named)
 
@@ -119,7 +119,8 @@ class WritingPipeline(Pipeline):
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         if options["mode"] not in WRITING_MODES:
-            raise PipelineError(f"writing: unknown mode {options['mode']!r}; valid: {', '.join(WRITING_MODES)}")
+            raise PipelineError(f"writing: unknown mode {options['mode']!r}; valid: {', '.join(WRITING_MODES)}",
+                                param="options.mode")
         return options
 
     def variables(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

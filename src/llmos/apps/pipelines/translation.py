@@ -36,7 +36,7 @@ def language_code(value: str, role: str) -> str:
     if code is None:
         known = ", ".join(f"{code} ({name})" for code, name in LANGUAGES.items())
         raise PipelineError(f"translation: the template does not know the {role} language {value!r}; "
-                            f"it knows {known}")
+                            f"it knows {known}", param="options.src_lang" if role == "source" else "options.tgt_lang")
     return code
 
 
@@ -56,10 +56,11 @@ class TranslationPipeline(Pipeline):
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         if options["tgt_lang"] is None:
             raise PipelineError("translation needs a target language: tgt_lang='fr' (or the task "
-                                f"'translation_en_to_fr'); known: {', '.join(LANGUAGES)}")
+                                f"'translation_en_to_fr'); known: {', '.join(LANGUAGES)}", param="options.tgt_lang")
         source, target = language_code(options["src_lang"], "source"), language_code(options["tgt_lang"], "target")
         if source == target:
-            raise PipelineError(f"translation: the source and target languages are both {LANGUAGES[source]}")
+            raise PipelineError(f"translation: the source and target languages are both {LANGUAGES[source]}",
+                                param="options.tgt_lang")
         return {**options, "src_lang": source, "tgt_lang": target}
 
     def variables(self, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
