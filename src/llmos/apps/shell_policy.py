@@ -176,7 +176,7 @@ def _check_options(program: str, policy: Program, args: list[str], cwd: Path) ->
     """getopt's reading of `args` (options may follow operands; `--` ends them), each option checked."""
     options, operands, pattern_given, i = policy.options or {}, [], False, 0
     while i < len(args):
-        arg, named = args[i], []  # named: (option, value) pairs that take a value
+        arg, named = args[i], []  # named: (option, value) for the options here that take one
         if arg == "--":
             operands += args[i + 1:]
             break
@@ -190,18 +190,10 @@ def _check_options(program: str, policy: Program, args: list[str], cwd: Path) ->
                 if not has_value:
                     i, value = _next_value(program, name, args, i)
                 named.append((name, value))
-        elif arg.startswith("-") and arg != "-" and not (policy.numeric and arg[1:].isdigit()):  # head -5
-            for j, letter in enumerate(arg[1:], start=1):
-                name = "-" + letter
-                if name not in options:
-                    raise _refuse(program, name, options)
-                if options[name] is not None:  # the rest of the word, or the next argument, is its value
-                    value = arg[j + 1:]
-                    if not value:
-                        i, value = _next_value(program, name, args, i)
-                    named.append((name, value))
-                    break
-        elif not arg.startswith("-") or arg == "-":
+        elif arg.startswith("-") and arg != "-":
+            if not (policy.numeric and arg[1:].isdigit()):  # head -5 is head -n 5
+                i = _short_options(program, options, args, i, named)
+        else:
             operands.append(arg)
         for name, value in named:
             pattern_given |= name in ("-e", "-f", "--regexp", "--file")
@@ -214,6 +206,24 @@ def _check_options(program: str, policy: Program, args: list[str], cwd: Path) ->
         raise ToolError(f"{program} takes at most {policy.max_operands} file operand(s), got {len(operands)}")
     for operand in operands:
         _inside(program, operand, cwd, policy.keeps_folder)
+
+
+def _short_options(program: str, options: dict[str, str | None], args: list[str], i: int,
+                   named: list[tuple[str, str]]) -> int:
+    """Check the cluster args[i] (`-rn`, `-ofile`, `-o file`); an option with a value takes the rest of
+    the word or the next argument (appended to `named`). Returns the index of the last argument used."""
+    arg = args[i]
+    for j, letter in enumerate(arg[1:], start=1):
+        name = "-" + letter
+        if name not in options:
+            raise _refuse(program, name, options)
+        if options[name] is not None:
+            value = arg[j + 1:]
+            if not value:
+                i, value = _next_value(program, name, args, i)
+            named.append((name, value))
+            break
+    return i
 
 
 def _next_value(program: str, option: str, args: list[str], i: int) -> tuple[int, str]:
