@@ -6,6 +6,10 @@ fsynced, and renamed into place, and the parent directory is fsynced so the
 rename itself survives a power cut.
 
 - `atomic_write_text`: one text file (workflow state, measured kernel choices).
+- `atomic_write_at`: the same inside a directory already open as a descriptor,
+  following no symlink: the temporary file gets a new random name (O_EXCL,
+  O_NOFOLLOW) and the rename replaces a link at the name, never its target (the
+  agent's workspace writes through it).
 - `atomic_directory`: a whole directory (model checkpoints, Hugging Face exports),
   written into a private temporary directory that replaces the target on success
   and vanishes on error.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -88,20 +93,33 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
     fsync, rename). Returns the target's path."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        atomic_write_at(directory, target.name, text.encode("utf-8"))
+    finally:
+        os.close(directory)
+    return target
+
+
+def atomic_write_at(directory: int, name: str, data: bytes) -> None:
+    """Write `data` as the file `name` of the directory open as the descriptor `directory`: a new
+    temporary file there (a random name, O_EXCL|O_NOFOLLOW: nothing planted can be written through),
+    fsync, rename over `name` (a symlink at `name` is replaced, not followed), fsync the directory."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = f".{name[:32]}.tmp-{secrets.token_hex(8)}"  # short: a name near the length limit still has one
+    fd = os.open(tmp, flags, 0o666, dir_fd=directory)  # 0o666 less the umask, as a plain open would
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        os.replace(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=directory)
         raise
-    return target
+    with contextlib.suppress(OSError):  # a platform that cannot fsync a directory
+        os.fsync(directory)
 
 
 def _make_readable(directory: Path) -> None:

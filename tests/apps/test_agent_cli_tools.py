@@ -44,6 +44,8 @@ def test_cli_agent_calls_a_tool_of_an_mcp_server(tiny_chat_model, tmp_path, llmo
     (["--tools", "run_command,read_file"], "tool 'run_command' needs --allow-command PROGRAM; "
                                             "tool 'read_file' needs --workspace DIR"),
     (["--allow-url", "ftp://example.org/"], "'ftp://example.org/' is not an http:// or https:// URL"),
+    (["--allow-command", "wc"], "--allow-command needs --workspace DIR"),
+    (["--allow-command", "env", "--workspace", "."], "program 'env' runs other programs"),
     (["--mcp", "no-such-mcp-server --flag"], "cannot start MCP server 'no-such-mcp-server --flag'"),
     (["--mcp", "python 'unclosed"], "--mcp \"python 'unclosed\": No closing quotation"),
     (["--mcp", " "], "--mcp needs the server's command line"),

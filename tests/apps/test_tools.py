@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from typing import Literal
 
 import pytest
 
+from llmos.apps.agent import Agent
 from llmos.apps.builtin_tools import Workspace, calculate, current_time
 from llmos.apps.tool_schema import Tool, ToolError, function_schema
 
@@ -98,3 +100,131 @@ def test_a_tool_with_its_own_schema_passes_it_through_and_runs_its_function():
     assert function_schema(tool) == {"type": "function", "function": {
         "name": "double", "description": "Double n.", "parameters": parameters}}
     assert tool(n=4) == 8
+
+
+def test_write_file_never_writes_through_a_planted_temporary_file_symlink(tmp_path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "v").write_text("ORIG")
+    os.symlink(tmp_path / "out" / "v", tmp_path / "ws" / "notes.txt.tmp")  # the reproduction
+    ws = Workspace(tmp_path / "ws")
+    ws.write_file("notes.txt", "PWN")
+    assert (tmp_path / "out" / "v").read_text() == "ORIG"
+    assert not (tmp_path / "ws" / "notes.txt").is_symlink() and ws.read_file("notes.txt") == "PWN"
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["notes.txt", "notes.txt.tmp"]
+
+
+def test_write_file_refuses_links_out_at_the_name_and_on_the_way_and_creates_nothing(tmp_path):
+    root, outside = tmp_path / "ws", tmp_path / "out"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "v").write_text("ORIG")
+    os.symlink(outside / "v", root / "notes.txt")
+    os.symlink(outside, root / "linked")
+    ws = Workspace(root)
+    for path in ("notes.txt", "linked/new.txt", "linked/deeper/new.txt"):
+        with pytest.raises(ToolError, match="outside the workspace"):
+            ws.write_file(path, "PWN")
+    assert (outside / "v").read_text() == "ORIG" and sorted(p.name for p in outside.iterdir()) == ["v"]
+    assert sorted(p.name for p in root.iterdir()) == ["linked", "notes.txt"]
+
+
+def test_a_folder_swapped_for_a_link_out_after_the_check_is_not_followed(tmp_path, monkeypatch):
+    root, outside = tmp_path / "ws", tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("keep out")
+    ws = Workspace(root)
+    checked = ws._parts
+
+    def check_then_swap(path):  # another process wins the race between the check and the open
+        if (root / "sub").is_symlink():
+            (root / "sub").unlink()
+            (root / "sub").mkdir()
+        parts = checked(path)
+        (root / "sub").rmdir()
+        (root / "sub").symlink_to(outside)
+        return parts
+
+    monkeypatch.setattr(ws, "_parts", check_then_swap)
+    with pytest.raises(ToolError, match="'sub' became a symbolic link after it was checked"):
+        ws.write_file("sub/x.txt", "PWN")
+    with pytest.raises(ToolError, match="'sub' became a symbolic link after it was checked"):
+        ws.read_file("sub/secret.txt")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_write_file_refuses_a_folder_or_the_workspace_itself_and_creates_nothing(tmp_path):
+    root = tmp_path / "ws"
+    (root / "notes").mkdir(parents=True)
+    ws = Workspace(root)
+    for path in (".", "", "notes", "notes/", "notes/..", "new/"):
+        with pytest.raises(ToolError, match="is a folder|is the workspace itself|names a folder"):
+            ws.write_file(path, "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+    assert [p.name for p in root.iterdir()] == ["notes"] and not any((root / "notes").iterdir())
+
+
+def test_symlinks_out_of_the_workspace_are_neither_read_nor_listed(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("keep out")
+    (root / "real.txt").write_text("in")
+    os.symlink(tmp_path / "secret.txt", root / "link.txt")
+    os.symlink(tmp_path, root / "out")
+    os.symlink(root / "real.txt", root / "alias.txt")  # a link that stays inside is a file like any other
+    ws = Workspace(root)
+    for path in ("link.txt", "out/secret.txt"):
+        with pytest.raises(ToolError, match="outside the workspace"):
+            ws.read_file(path)
+    with pytest.raises(ToolError, match="outside the workspace"):
+        ws.list_files("out")
+    assert ws.list_files() == ["alias.txt", "real.txt"] and ws.read_file("alias.txt") == "in"
+
+
+def test_a_fifo_in_the_workspace_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ToolError, match="not a file"):
+        Workspace(tmp_path).read_file("pipe")
+
+
+@pytest.mark.parametrize("path, message", [("a\0b.txt", "NUL"), ("x" * 300, "longer than"),
+                                            ("d/" + "x" * 300 + "/f.txt", "longer than")])
+def test_a_file_name_the_system_refuses_is_a_tool_error_in_every_file_tool(path, message, tmp_path):
+    ws = Workspace(tmp_path)
+    for call in (lambda: ws.read_file(path), lambda: ws.list_files(path), lambda: ws.write_file(path, "x")):
+        with pytest.raises(ToolError, match=message):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calculator_bounds_every_intermediate_value_and_answers_at_once():
+    assert calculate("9 ** 999 % 1000") == 9 ** 999 % 1000
+    assert calculate("2 ** -2 + 10.0 ** 300 / 10.0 ** 300") == 1.25
+    started = time.perf_counter()
+    for bad, message in (("((9**999)**999)**999", "too large"), ("10.0**1000", "too large"),
+                         ("9**999//1e-300", "too large"), ("1e308 * 10", "too large"),
+                         ("9**999 * 9**999 * 9**999", "too large"), ("(-8)**(1/3)", "complex"),
+                         ("-" * 990 + "1", "nested too deeply"), ("(" * 300 + "1" + ")" * 300, "not a valid"),
+                         ("0 ** -1", "division by zero")):
+        with pytest.raises(ToolError, match=message):
+            calculate(bad)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_agent_feeds_a_tool_refusal_back_to_the_model():
+    class Scripted:  # calls calculate with an expression that used to run forever, then answers
+        def __init__(self):
+            self.replies = ['{"tool": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}',
+                            '{"answer": "too large"}']
+            self.seen = []
+
+        def complete_json(self, messages, schema, max_tokens):
+            self.seen.append(messages[-1]["content"])
+            return self.replies.pop(0)
+
+    chat = Scripted()
+    result = Agent(chat, None, [calculate], max_steps=3, tool_timeout=5).run("compute")
+    assert result.answer == "too large" and result.steps[0]["ok"] is False
+    assert result.steps[0]["result"].startswith("error: ToolError: ") and "too large" in result.steps[0]["result"]
+    assert chat.seen[1] == f"Tool calculate returned: {result.steps[0]['result']}"

@@ -13,10 +13,14 @@ not "everything".
   is split like a shell would (`shlex`) but run without one (`shell=False`),
   so pipes, `;`, `&&`, redirects and `$(...)` would silently mean something
   else: they are refused with a message saying so. Only a program named in the
-  allow-list (exactly as written there) runs, in `cwd`, with a timeout that
-  kills its whole process group, and its output (stdout and stderr) is cut at
-  `max_output` bytes. An allowed program is trusted with any arguments: allow
-  `cat` and it can read any file you can.
+  allow-list (exactly as written there) runs, in `cwd` (required: the one
+  folder its arguments may name), with a timeout that kills its whole process
+  group, and its output (stdout and stderr) is cut at `max_output` bytes.
+  Its arguments are checked first against `llmos.apps.shell_policy`: only the
+  programs in its table can be allowed (never one that runs other programs),
+  each with the options listed there, and every file an argument names must be
+  inside `cwd`. What remains the user's risk is said there: chiefly what an
+  allowed program does inside `cwd` (allow `rm` and it deletes there).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from llmos.apps.shell_policy import check_arguments, program_policy
 from llmos.apps.tool_schema import ToolError
 
 MAX_RESPONSE_BYTES = 1 << 20
@@ -151,13 +156,21 @@ class Shell:
                  max_output: int = MAX_OUTPUT_BYTES) -> None:
         if isinstance(allow, str) or not allow:
             raise ToolError(f"Shell needs a list of allowed programs (e.g. ['ls', 'wc']), got {allow!r}")
+        for program in allow:
+            program_policy(program)  # ToolError for a program that runs others or has no argument policy
+        if cwd is None:
+            raise ToolError("Shell needs cwd=FOLDER: the one folder its programs run in and their arguments "
+                            "may name")
         self.allow, self.timeout, self.max_output = list(allow), timeout, max_output
-        self.cwd = Path(cwd).resolve() if cwd is not None else None
-        if self.cwd is not None and not self.cwd.is_dir():
+        self.cwd = Path(cwd).resolve()
+        if not self.cwd.is_dir():
             raise ToolError(f"command folder {str(cwd)!r} is not a folder")
 
     def parse(self, command: str) -> list[str]:
-        """The argument list of `command`, or ToolError if it needs a shell or names a program not allowed."""
+        """The argument list of `command`, or ToolError if it needs a shell, names a program not allowed,
+        or gives it an argument its policy refuses."""
+        if "\0" in command:
+            raise ToolError("the command contains a NUL character")
         if "$" in command or "`" in command:
             raise ToolError("there is no shell here: $VARIABLES, $(...) and `...` are not expanded; "
                             "write the values out")
@@ -175,6 +188,7 @@ class Shell:
             raise ToolError("the command is empty")
         if argv[0] not in self.allow:
             raise ToolError(f"program {argv[0]!r} is not allowed; allowed: {', '.join(self.allow)}")
+        check_arguments(argv, self.cwd)
         return argv
 
     def run_command(self, command: str) -> str:

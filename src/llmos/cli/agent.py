@@ -5,8 +5,10 @@ Tools are the safe built-ins of `llmos.apps.builtin_tools` (`calculate`,
 `write_file` when `--workspace DIR` names the one folder they may touch), the
 tools of each MCP server given with `--mcp "CMD ARGS"`, and the tools that
 reach outside, which exist only with their allow-list: `http_get` with
-`--allow-url PREFIX`, `run_command` with `--allow-command PROGRAM` (run in the
-workspace when there is one). Each step is printed; `--trace FILE` appends
+`--allow-url PREFIX`, `run_command` with `--allow-command PROGRAM` and
+`--workspace DIR` (the folder it runs in, the only one its arguments may name;
+see `llmos.apps.shell_policy` for the programs and options it knows). Each
+step is printed; `--trace FILE` appends
 them as JSONL. With `--server URL` the model is the one `llmos serve` (or any
 OpenAI-compatible server honouring json_schema response formats) serves at
 URL, and MODEL is its id there (`-` for the first one it lists).
@@ -44,6 +46,9 @@ def select_tools(tools: str, workspace: Path | None, allow_url: list[str], allow
         available["http_get"] = HttpGet(allow_url).http_get
         names += ["http_get"] if "http_get" not in names else []
     if allow_command:
+        if workspace is None:
+            raise ToolError("--allow-command needs --workspace DIR: the folder its programs run in, the only one "
+                            "their arguments may name")
         available["run_command"] = Shell(allow_command, cwd=workspace).run_command
         names += ["run_command"] if "run_command" not in names else []
     missing = [t for t in names if t not in available]
@@ -73,7 +78,8 @@ def agent_command(
     allow_url: list[str] = typer.Option(None, "--allow-url", help="Enables http_get for URLs under this prefix, "
                                         "e.g. https://example.org/docs/. Repeatable."),
     allow_command: list[str] = typer.Option(None, "--allow-command", help="Enables run_command for this program "
-                                            "(no shell; in --workspace if given). Repeatable."),
+                                            "(no shell; in --workspace, which it needs; its arguments are checked, "
+                                            "see the docs). Repeatable."),
     max_steps: int = typer.Option(6, help="Stop after this many steps."),
     tool_timeout: float = typer.Option(30.0, help="Seconds a tool may run."),
     require_tool: bool = typer.Option(False, "--require-tool", help="The first step must call a tool."),
