@@ -117,6 +117,8 @@ def validation_error(exc: ValidationError) -> APIError:
                         code="missing_required_parameter")
     value = first.get("input")
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "model_type":  # pydantic's words name its own class, not the JSON wanted
+        message = "Input should be a JSON object"
     if not location:  # a check across fields: the error names the field it is about
         problem = first.get("ctx", {}).get("error")
         param = where = getattr(problem, "param", None)

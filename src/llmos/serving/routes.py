@@ -100,8 +100,9 @@ def chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
         if message.role not in CHAT_ROLES:
             raise APIError(400, f"Invalid value for 'messages[{i}].role': {message.role!r}; expected one "
                            f"of {sorted(CHAT_ROLES)}", param=f"messages[{i}].role", code="invalid_value")
+        calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or []] or None
         messages.append({"role": CHAT_ROLES[message.role], "content": message.text(),
-                         "tool_calls": message.tool_calls, "tool_call_id": message.tool_call_id})
+                         "tool_calls": calls, "tool_call_id": message.tool_call_id})
     tools = body.callable_tools
     native = state.tokenizer.renders_tools
     if native:
