@@ -7,8 +7,8 @@ allowed_origins name it (see serving/origin_guard.py; allowed origins get CORS
 answers, preflights included); JSON routes take only `application/json` bodies
 (415 otherwise: a form or text/plain POST needs no CORS preflight); with an
 api_key every /v1 route needs `Authorization: Bearer <key>`; request bodies are
-size-limited; requests name a model id, never a path; errors never leak tracebacks.
-Every response carries an x-request-id header
+size-limited; requests name a model id, never a path; errors never leak tracebacks;
+a client that leaves mid-body is one log line. Every response carries an x-request-id header
 (the client's own, or a new one). /openapi.json documents the request and
 response models; /docs shows it (see serving/openapi.py).
 """
@@ -30,6 +30,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import llmos
 from llmos.serving import routes, tokenization
@@ -53,6 +54,7 @@ from llmos.serving.text import ServedTokenizer
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_REQUEST_ID = 128  # longer client ids are replaced by a new one
+CLIENT_CLOSED = 499  # nginx's status for a client that closed its connection before the answer
 BODY_MODELS = [CompletionRequest, ChatCompletionRequest, tokenization.TokenizeCompletionRequest,
                tokenization.TokenizeChatRequest, tokenization.DetokenizeRequest]
 log = logging.getLogger(__name__)
@@ -122,6 +124,10 @@ def create_app(
                 response = await call_next(request)
             except APIError as exc:  # raised before a streaming body began
                 response = exc.response()
+            except ClientDisconnect:  # the client left before its whole body came: nobody to answer
+                log.warning("request %s: the client disconnected before sending its whole body (%s %s)",
+                            request_id, request.method, path)
+                response = Response(status_code=CLIENT_CLOSED)
             except Exception as exc:  # answered here: the keep-alive connection stays usable, the
                 log.exception("request %s failed: %s %s", request_id, request.method, path)
                 response = _internal_error(exc)  # 500 is counted and carries the request id
