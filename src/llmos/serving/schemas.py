@@ -135,7 +135,7 @@ class ContentPart(StrictModel):
     text: str
 
 
-class CalledFunction(BaseModel):
+class EarlierCallFunction(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str
     arguments: str | dict[str, Any] = "{}"  # OpenAI sends a JSON string; a dict is taken as it is
@@ -147,7 +147,7 @@ class EarlierToolCall(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. the index a streamed call carried
     id: str | None = None
     type: Literal["function"] = "function"
-    function: CalledFunction
+    function: EarlierCallFunction
 
 
 class ChatMessage(BaseModel):
