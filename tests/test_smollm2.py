@@ -109,7 +109,7 @@ def test_served_smollm2_answers_a_weather_question_with_the_tool_call(tokenizer)
     weather = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
     app = create_app(AutoModelForCausalLM.from_pretrained("smollm2"), tokenizer, model_id="smollm2")
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a loopback Host, as the server requires
         reply = client.post("/v1/chat/completions", json={
             "model": "smollm2", "messages": [{"role": "user", "content": "Is it raining in London?"}],
             "tools": [weather], "tool_choice": "required", "temperature": 0, "max_tokens": 40}).json()

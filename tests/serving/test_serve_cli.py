@@ -69,6 +69,46 @@ def test_llmos_serve_on_a_missing_directory_is_one_line_and_exit_2(tmp_path, mon
     assert err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--allowed-origins", "ftp://example.org"),
+                                             ("--allowed-hosts", "http://mybox.lan")])
+def test_llmos_serve_refuses_a_malformed_allowed_origin_or_host_before_loading(tmp_path, monkeypatch, capsys,
+                                                                              flag, value):
+    from llmos.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(tmp_path / "nope"), flag, value])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and value in err and "nope" not in err
+
+
+def test_llmos_serve_passes_allowed_hosts_and_origins_to_the_server(checkpoint, monkeypatch, kit):
+    import uvicorn
+
+    from llmos.cli import main
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.update(app=app, host=host))
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(checkpoint), "--allowed-hosts", "mybox.lan,other.lan",
+                                      "--allowed-origins", "http://localhost:3000"])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    assert info.value.code == 0 and started["host"] == "127.0.0.1"
+    server, thread, url = kit.start_server(started["app"])
+    try:
+        port = url.rsplit(":", 1)[1]
+        for host, status in ((f"other.lan:{port}", 200), (f"mybox.lan:{port}", 200), (f"evil.lan:{port}", 403)):
+            assert httpx.get(url + "/health", headers={"Host": host}).status_code == status, host
+        chat = {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        allowed = httpx.post(url + "/v1/chat/completions", json=chat, headers={"Origin": "http://localhost:3000"})
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert httpx.post(url + "/v1/chat/completions", json=chat,
+                          headers={"Origin": "http://localhost:3001"}).status_code == 403
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def test_llmos_serve_max_model_len_sizes_the_kv_cache_and_the_context(checkpoint, kit):
     port = kit.free_port()
     proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--max-batch", "2",

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -301,3 +304,50 @@ def test_a_check_across_fields_names_its_field_and_value(server, path, body, par
     assert error["param"] == param
     assert json.dumps(body[param]) in error["message"]
     assert "''" not in error["message"]
+
+
+# ---- issue 22: a malformed tool call in the history, a client that leaves mid-body -------------
+
+
+@pytest.mark.parametrize(("calls", "where"), [
+    ([{"function": "abc"}], "messages.1.tool_calls.0.function"),  # was a 500 (AttributeError)
+    ([1, 2], "messages.1.tool_calls.0"),
+    ([{"id": "c1", "function": {"arguments": "{}"}}], "messages.1.tool_calls.0.function.name"),
+    ([{"type": "web_search", "function": {"name": "f"}}], "messages.1.tool_calls.0.type"),
+    ("abc", "messages.1.tool_calls"),
+])
+def test_a_malformed_earlier_tool_call_is_a_400_naming_it(server, calls, where):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": calls},
+                {"role": "tool", "tool_call_id": "c1", "content": "5"}]
+    error = assert_openai_error(post(server, "/v1/chat/completions", {"model": "tiny", "max_tokens": 2,
+                                                                      "messages": messages}), 400, f"'{where}'")
+    assert error["param"] == "messages"
+
+
+def test_an_earlier_tool_call_with_dict_or_string_arguments_is_read_back(server):
+    replies = []
+    for arguments in ('{"a": 2}', {"a": 2}):
+        messages = [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "index": 0,
+                                                          "function": {"name": "add", "arguments": arguments}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "5"}]
+        tokens = post(server, "/tokenize", {"model": "tiny", "messages": messages})
+        assert tokens.status_code == 200, tokens.text
+        replies.append(tokens.json()["tokens"])
+    assert replies[0] == replies[1]  # both written back as the same <tool_call> block
+
+
+def test_a_client_that_leaves_mid_body_is_one_log_line_without_a_traceback(server, caplog):
+    caplog.set_level(logging.INFO)
+    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\": ")
+        time.sleep(0.1)
+    deadline = time.time() + 10
+    while not caplog.records and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)  # anything else it would log comes with the first line
+    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)], caplog.text
+    assert "disconnected before sending its whole body" in caplog.records[0].getMessage()
+    assert httpx.get(server.url + "/health").status_code == 200

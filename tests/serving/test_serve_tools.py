@@ -167,6 +167,24 @@ def test_bad_tools_are_a_400_naming_the_problem(client, extra, param_hint):
     assert param_hint in info.value.body["message"]
 
 
+def unservable(name: str, parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+@pytest.mark.parametrize("tool_choice", ["required", "auto", "none", {"type": "function", "function": {"name": "add"}}])
+@pytest.mark.parametrize("parameters", [
+    {"$ref": "#"},  # compiles, but no arguments match: once a 500 mid-decode (ff_tokens) or an empty 200
+    {"type": "object", "properties": {"me": {"$ref": "#"}}, "required": ["me"]},  # arguments that never end
+])
+def test_a_tool_schema_the_engine_cannot_serve_is_a_400_naming_that_tool(client, tool_choice, parameters):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=20, tool_choice=tool_choice,
+                                       tools=[ADD, unservable("loop", parameters)])
+    assert info.value.body["param"] == "tools[1].function.parameters"
+    assert info.value.body["code"] == "invalid_tools"
+    assert "cannot serve" in info.value.body["message"]
+
+
 def test_reader_streams_arguments_and_holds_back_the_closing_tag():
     text = ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n'
             '<tool_call>\n{"name": "shout", "arguments": {"word": "}"}}\n</tool_call>')

@@ -4,7 +4,9 @@ MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`); the
 model id clients send is its short name (`smollm2`, the file's stem, the
 directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
 --host says otherwise; --api-key makes every /v1 route require
-`Authorization: Bearer KEY`.
+`Authorization: Bearer KEY`. Web pages of other sites cannot drive it: a
+foreign Host header (DNS rebinding) and a POST from another origin are refused
+unless --allowed-hosts / --allowed-origins name them (serving/origin_guard.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def serve_command(
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
                                                  "model's context. The KV cache holds max-batch x this many."),
+    allowed_hosts: list[str] = typer.Option(
+        None, help="Host names the server also answers to (repeat or comma-separate; * = any). Bound to "
+                   "127.0.0.1, other Host headers are refused (DNS rebinding); bound elsewhere, any Host is "
+                   "accepted unless this is given."),
+    allowed_origins: list[str] = typer.Option(
+        None, help="Web origins (scheme://host:port; * = any) whose pages may call the API from a browser "
+                   "(CORS). Without it only the server's own chat page can POST."),
 ) -> None:
     """Serve a model over an OpenAI-compatible API, with a chat page at /."""
     import uvicorn
@@ -36,7 +45,10 @@ def serve_command(
     from llmos.model_names import model_label
     from llmos.serving.api import create_app
     from llmos.serving.loader import load_for_serving
+    from llmos.serving.origin_guard import OriginGuard
 
+    guard = OriginGuard(host, allowed_hosts=tuple(_listed(allowed_hosts)),  # checked before the model loads
+                        allowed_origins=tuple(_listed(allowed_origins)))
     for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
         if value < 1:
             raise LLMOSError(f"{name} must be a positive integer, got {value}")
@@ -47,13 +59,19 @@ def serve_command(
                          f"got {max_model_len}")
     model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
-                     max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len)
+                     max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len, host=host,
+                     allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
     cache = app.state.llmos.engine.cache
     typer.echo(f"KV cache: {max_batch} requests x {cache.max_len} tokens = {cache.nbytes / 2**30:.2f} GiB "
                "(--max-batch and --max-model-len size it)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated option values, as one list."""
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
 
 
 def register(app: typer.Typer) -> None:

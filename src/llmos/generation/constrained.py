@@ -5,7 +5,12 @@ At each step the engine says which tokens may come next for each row; every
 other token's score becomes -inf before any sampling warper runs, so greedy
 decoding, sampling and beam search all stay inside the language, and once the
 grammar is complete only end-of-sequence is allowed. A constraint the engine
-cannot compile is an error, never unconstrained text (fail closed).
+cannot compile is an error, never unconstrained text (fail closed), and so is
+one it gives up on mid-decode: an engine error at any step raises, it never
+ends the row as if the text were complete. `check_servable` takes a dry first
+step, so a grammar that compiles but cannot start (a schema that is only a
+`$ref` to itself, a required property that contains itself) fails before any
+decoding.
 
 Every row has its own matcher (or none: an unconstrained row in a mixed batch),
 so rows of one batch may follow different grammars. Beam search forks and
@@ -36,6 +41,22 @@ JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separat
 
 class ConstraintError(GenerationError):
     """A constraint is malformed or not supported by the grammar engine."""
+
+
+def _limits():
+    """The engine's default limits, with errors of one line: no parser state (which could show the
+    grammar) in messages that reach users."""
+    from llguidance import LLParserLimits
+
+    return LLParserLimits(verbose_errors=False)
+
+
+def _engine_error(matcher) -> str:
+    """The first line of a matcher's error, in words where the engine's are terse."""
+    error = matcher.get_error().splitlines()[0].strip() if matcher.get_error() else matcher.stop_reason()
+    if error in ("NoExtension", "NoExtensionBias"):
+        return f"no text can satisfy it ({error})"
+    return error
 
 
 def grammar_for(json_schema: Any = None, regex: str | None = None, grammar: str | None = None,
@@ -107,6 +128,22 @@ def _row_grammar(row: int, entry: Any) -> str | None:
         raise ConstraintError(f"constraints[{row}]: {exc}") from None
 
 
+def check_servable(grammar: str, tokenizer: Any, vocab_size: int, eos_ids: list[int]) -> None:
+    """Compile `grammar` for `tokenizer` and take its first step without a model: the tokens it
+    forces, then the mask after them. ConstraintError when the engine cannot: a grammar can
+    compile and still admit no text at all (a JSON schema that is only a `$ref` to itself) or
+    force text that never ends (a required property whose schema is the whole schema again),
+    which would otherwise fail mid-decode."""
+    processor = GrammarProcessor(grammar, tokenizer, 1, 0, vocab_size, eos_ids)
+    matcher = processor.matchers[0]
+    matcher.consume_tokens(matcher.compute_ff_tokens())
+    if not matcher.is_error() and not matcher.is_stopped():
+        view = processor.mask[0]
+        matcher.unsafe_compute_mask_ptr(view.data_ptr(), view.numel() * view.element_size())
+    if matcher.is_error():
+        raise ConstraintError(f"the grammar engine cannot serve it: {_engine_error(matcher)}")
+
+
 @functools.lru_cache(maxsize=8)
 def _engine_tokenizer(tokenizer_json: str, n_vocab: int, eos: int):
     from llguidance import LLTokenizer
@@ -148,7 +185,7 @@ class GrammarProcessor:
         engine = engine_tokenizer(as_tokenizer(tokenizer), vocab_size, self.eos)
         compiled = {}
         for text in dict.fromkeys(g for g in grammars if g is not None):  # each distinct grammar once
-            compiled[text] = LLMatcher(engine, text, log_level=0)
+            compiled[text] = LLMatcher(engine, text, log_level=0, limits=_limits())
             if compiled[text].is_error():
                 error = " ".join(compiled[text].get_error().split())
                 raise ConstraintError(f"the grammar engine cannot compile the constraint: {error}")
@@ -156,6 +193,15 @@ class GrammarProcessor:
         self.fed = [True] * rows  # False: a finished or dead row, whose new tokens are not matched
         self.consumed, self.vocab_size = prompt_length, vocab_size
         self.mask = torch.empty(rows, (vocab_size + 31) // 32, dtype=torch.int32)  # one bit per token
+
+    def _compute_mask(self, row: int) -> None:
+        """The allowed tokens of `row` into its mask bits; an engine failure raises (fail closed:
+        the engine's mask in its error state allows only end-of-sequence, which would end the
+        row as if its text were complete)."""
+        matcher, view = self.matchers[row], self.mask[row]
+        matcher.unsafe_compute_mask_ptr(view.data_ptr(), view.numel() * view.element_size())
+        if matcher.is_error():
+            raise ConstraintError(f"the grammar engine failed on row {row}: {_engine_error(matcher)}")
 
     def follow_rows(self, parents: torch.Tensor | None, live: torch.Tensor) -> None:
         """Row i now continues row parents[i] (None: itself); rows not `live` (finished, or beams
@@ -186,15 +232,13 @@ class GrammarProcessor:
                     break
                 matcher.consume_token(token)
             if matcher.is_error():
-                error = matcher.get_error().splitlines()[0]
-                raise ConstraintError(f"row {row} left the grammar: {error}")
+                raise ConstraintError(f"row {row} left the grammar: {_engine_error(matcher)}")
             mask[row] = 0
             if matcher.is_stopped():
                 bit = self.eos % 32
                 mask[row, self.eos // 32] = (1 << bit) - (1 << 32 if bit == 31 else 0)  # as an int32
             else:
-                view = mask[row]
-                matcher.unsafe_compute_mask_ptr(view.data_ptr(), view.numel() * view.element_size())
+                self._compute_mask(row)
         # bits -> one bool per token; numpy's unpackbits is single-threaded and 2-3x faster than torch shifts
         bits = np.unpackbits(mask.numpy().view(np.uint8), axis=-1, bitorder="little")
         allowed = torch.from_numpy(bits).view(torch.bool)[:, :scores.shape[-1]]

@@ -1,9 +1,14 @@
 """Layer 7: the FastAPI application: OpenAI-compatible routes, health, metrics, the chat page.
 
 `create_app` wires one model + tokenizer into an `Engine` and exposes it.
-Safe by default: with an api_key every /v1 route needs `Authorization:
-Bearer <key>`; request bodies are size-limited; requests name a model id,
-never a path; errors never leak tracebacks. Every response carries an x-request-id header
+Safe by default: bound to loopback, a foreign Host header is refused (DNS
+rebinding) and so is a POST from another site's page, unless allowed_hosts /
+allowed_origins name it (see serving/origin_guard.py; allowed origins get CORS
+answers, preflights included); JSON routes take only `application/json` bodies
+(415 otherwise: a form or text/plain POST needs no CORS preflight); with an
+api_key every /v1 route needs `Authorization: Bearer <key>`; request bodies are
+size-limited; requests name a model id, never a path; errors never leak tracebacks;
+a client that leaves mid-body is one log line. Every response carries an x-request-id header
 (the client's own, or a new one). /openapi.json documents the request and
 response models; /docs shows it (see serving/openapi.py).
 """
@@ -14,15 +19,18 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import llmos
 from llmos.serving import routes, tokenization
@@ -30,6 +38,7 @@ from llmos.serving.engine import Engine
 from llmos.serving.errors import APIError
 from llmos.serving.metrics import CONTENT_TYPE
 from llmos.serving.openapi import errors, install_docs, json_body, openapi_document, streamed
+from llmos.serving.origin_guard import OriginGuard
 from llmos.serving.responses import (
     ChatCompletionResponse,
     CompletionResponse,
@@ -45,6 +54,7 @@ from llmos.serving.text import ServedTokenizer
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_REQUEST_ID = 128  # longer client ids are replaced by a new one
+CLIENT_CLOSED = 499  # nginx's status for a client that closed its connection before the answer
 BODY_MODELS = [CompletionRequest, ChatCompletionRequest, tokenization.TokenizeCompletionRequest,
                tokenization.TokenizeChatRequest, tokenization.DetokenizeRequest]
 log = logging.getLogger(__name__)
@@ -69,11 +79,18 @@ def create_app(
     max_queue: int = 64,
     max_body_bytes: int = 1 << 20,
     chat_template: str | None = None,
+    host: str = "127.0.0.1",
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
     **engine_options: Any,
 ) -> FastAPI:
     """An app serving `model` (a CausalLM) with `tokenizer` (LLMOS or `tokenizers.Tokenizer`).
 
-    engine_options go to `Engine` (e.g. prefill_min_batch, prefill_max_wait_steps)."""
+    `host` is the address the server binds (it decides the Host check); `allowed_hosts` are
+    further Host names to answer, `allowed_origins` the web origins (scheme://host[:port], or
+    "*") whose pages may POST and read answers (CORS). engine_options go to `Engine` (e.g.
+    prefill_min_batch, prefill_max_wait_steps)."""
+    origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
         tokenizer, chat_template, model.config.eos_token_ids)
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
@@ -95,14 +112,22 @@ def create_app(
     async def guard(request: Request, call_next):
         path = request.url.path
         request.state.request_id = request_id = _request_id(request)
-        if path.startswith("/v1") and api_key is not None and not _authorized(request, api_key):
-            response: Response = APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer "
-                                          "<key>'", code="invalid_api_key").response()
+        refused = origins.refusal(request.method, request.headers.get("host"), request.headers.get("origin"),
+                                  request.url.port)
+        if refused is not None:
+            response: Response = APIError(403, refused, code="forbidden_origin").response()
+        elif path.startswith("/v1") and api_key is not None and not _authorized(request, api_key):
+            response = APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer "
+                                "<key>'", code="invalid_api_key").response()
         else:
             try:
                 response = await call_next(request)
             except APIError as exc:  # raised before a streaming body began
                 response = exc.response()
+            except ClientDisconnect:  # the client left before its whole body came: nobody to answer
+                log.warning("request %s: the client disconnected before sending its whole body (%s %s)",
+                            request_id, request.method, path)
+                response = Response(status_code=CLIENT_CLOSED)
             except Exception as exc:  # answered here: the keep-alive connection stays usable, the
                 log.exception("request %s failed: %s %s", request_id, request.method, path)
                 response = _internal_error(exc)  # 500 is counted and carries the request id
@@ -154,15 +179,15 @@ def create_app(
         return model_card()
 
     generation_errors = {**streamed("The answer; with stream: true, server-sent events of chunks"),
-                         **errors(400, 401, 404, 413, 429)}
+                         **errors(400, 401, 403, 404, 413, 415, 429)}
     app.post("/v1/completions", response_model=CompletionResponse, responses=generation_errors,
              openapi_extra=json_body(CompletionRequest))(routes.completions)
     app.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=generation_errors,
              openapi_extra=json_body(ChatCompletionRequest))(routes.chat_completions)
-    app.post("/tokenize", response_model=TokenizeResponse, responses=errors(400, 404, 413),
+    app.post("/tokenize", response_model=TokenizeResponse, responses=errors(400, 403, 404, 413, 415),
              openapi_extra=json_body(tokenization.TokenizeCompletionRequest,
                                      tokenization.TokenizeChatRequest))(tokenization.tokenize)
-    app.post("/detokenize", response_model=DetokenizeResponse, responses=errors(400, 404, 413),
+    app.post("/detokenize", response_model=DetokenizeResponse, responses=errors(400, 403, 404, 413, 415),
              openapi_extra=json_body(tokenization.DetokenizeRequest))(tokenization.detokenize)
     install_docs(app)
 
@@ -171,6 +196,9 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if origins.allowed_origins:  # outside the guard: it answers preflights, and adds its headers to refusals
+        app.add_middleware(CORSMiddleware, allow_origins=list(origins.allowed_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["*"], expose_headers=["x-request-id"])
     return app
 
 

@@ -4,7 +4,9 @@ A request with several prompts and n > 1 becomes several engine requests
 ("choices"). Their token events arrive from the engine thread on one asyncio
 queue; `ChoiceGroup.pieces` turns them into text deltas per choice (stop
 strings cut the text and cancel the engine request), and cancels everything
-if the client goes away, so its batch rows are freed at the next step.
+if the client goes away, so its batch rows are freed at the next step. A
+grammar the engine gives up on mid-reply fails the request with a 400 naming
+the field its schema came from (structured output fails closed).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from llmos.errors import LLMOSError
+from llmos.generation.constrained import ConstraintError
 from llmos.model import ContextLengthError
 from llmos.serving.engine import Engine, QueueFullError, Request, TokenEvent
 from llmos.serving.errors import APIError
@@ -45,8 +48,9 @@ class Piece:
 
 
 class ChoiceGroup:
-    def __init__(self, engine: Engine, tokenizer: ServedTokenizer) -> None:
-        self.engine, self.tokenizer = engine, tokenizer
+    def __init__(self, engine: Engine, tokenizer: ServedTokenizer, constraint_field: str | None = None) -> None:
+        """constraint_field: the request field the choices' grammar comes from (named in a 400)."""
+        self.engine, self.tokenizer, self.constraint_field = engine, tokenizer, constraint_field
         self.choices: list[Choice] = []
         self.queue: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -89,6 +93,14 @@ class ChoiceGroup:
 
         return emit
 
+    def _failure(self, event: TokenEvent) -> APIError:
+        if isinstance(event.cause, ConstraintError):  # the schema outgrew the engine mid-reply
+            field = self.constraint_field
+            return APIError(400, f"Invalid schema for '{field}': the reply could not go on under it "
+                            f"({event.cause}); simplify the schema", param=field,
+                            code="invalid_tools" if field == "tools" else "invalid_response_format")
+        return APIError(500, event.message or "internal engine error", code="engine_error")
+
     def cancel(self) -> None:
         for choice in self.choices:
             if choice.request is not None:
@@ -113,7 +125,7 @@ class ChoiceGroup:
                 if choice.finish_reason is not None:
                     continue  # a token that raced a stop-string cancel
                 if event.kind == "error":
-                    raise APIError(500, event.message or "internal engine error", code="engine_error")
+                    raise self._failure(event)
                 if event.kind == "prompt":
                     choice.prompt_logprobs = event.prompt_logprobs
                     continue

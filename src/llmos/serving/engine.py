@@ -41,7 +41,8 @@ class TokenEvent:
     """One message from the engine to a request's consumer.
 
     kind: "prompt" (prompt-token logprobs, once), "token" (one generated token),
-    "done" (finish_reason set) or "error" (message set).
+    "done" (finish_reason set) or "error" (message set; `cause` the exception, when one
+    request's own work raised it).
     """
 
     kind: str
@@ -51,6 +52,7 @@ class TokenEvent:
     prompt_logprobs: list[tuple[int, float | None, list[tuple[int, float]]]] | None = None
     finish_reason: str | None = None
     message: str | None = None
+    cause: Exception | None = None
 
 
 @dataclass
@@ -314,7 +316,7 @@ class Engine:
         """End one request with an error event; its row (if any) is retired at the end of this step."""
         request.finish_reason = "error"
         request.cancelled.set()
-        request.emit(TokenEvent("error", message=f"this request failed while {doing}: {exc}"))
+        request.emit(TokenEvent("error", message=f"this request failed while {doing}: {exc}", cause=exc))
         self.metrics.finished("error", request)
 
     def _retire(self) -> None:

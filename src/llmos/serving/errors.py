@@ -1,9 +1,10 @@
 """Layer 7: OpenAI-shaped errors and careful request-body reading.
 
 Every failure leaves as {"error": {"message", "type", "param", "code"}} with
-the status OpenAI would use: 400 invalid input, 401 bad key, 404 unknown
-model or route, 413 body too large, 429 queue full (with Retry-After). Bodies
-are read by hand (size limit while streaming in, UTF-8, JSON no deeper than
+the status OpenAI would use: 400 invalid input, 401 bad key, 403 a foreign
+Host or Origin, 404 unknown model or route, 413 body too large, 415 a body
+that is not `application/json`, 429 queue full (with Retry-After). Bodies
+are read by hand (the content type, a size limit while streaming in, UTF-8, JSON no deeper than
 `MAX_JSON_DEPTH`, a JSON object, strings that are valid Unicode, then the
 pydantic model) so each way a body can be wrong gets its own clear message,
 never a 500.
@@ -27,6 +28,7 @@ ERROR_TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
     503: "server_error",
@@ -52,7 +54,15 @@ class APIError(Exception):
 
 
 async def read_json_body(request: Request, schema: type[Model], max_bytes: int) -> Model:
-    """The request body as `schema`, or an APIError saying exactly what is wrong with it."""
+    """The request body as `schema`, or an APIError saying exactly what is wrong with it.
+
+    Only `application/json` is read: a web page can POST a form or text/plain to any server
+    without asking first (no CORS preflight), so parsing those as JSON would let any site drive it."""
+    kind = request.headers.get("content-type")
+    if kind is None or kind.split(";")[0].strip().lower() != "application/json":
+        shown = "no Content-Type" if kind is None else f"Content-Type {kind!r}"
+        raise APIError(415, f"the request body must be JSON sent with Content-Type: application/json, "
+                       f"got {shown}", code="unsupported_media_type")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -107,6 +117,8 @@ def validation_error(exc: ValidationError) -> APIError:
                         code="missing_required_parameter")
     value = first.get("input")
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "model_type":  # pydantic's words name its own class, not the JSON wanted
+        message = "Input should be a JSON object"
     if not location:  # a check across fields: the error names the field it is about
         problem = first.get("ctx", {}).get("error")
         param = where = getattr(problem, "param", None)

@@ -37,8 +37,10 @@ SSE_EVENT = {
 ERROR_DESCRIPTIONS = {
     400: "Invalid request body or parameter",
     401: "Missing or wrong API key (only when the server has one)",
+    403: "A Host or Origin this server does not answer (another site's page)",
     404: "Unknown model or route",
     413: "Request body larger than the server's limit",
+    415: "A body not sent as Content-Type: application/json",
     429: "Queue full: retry later",
 }
 

@@ -21,14 +21,10 @@ from llmos.errors import LLMOSError
 from llmos.serving.dispatch import ChoiceGroup, Piece
 from llmos.serving.errors import APIError, read_json_body
 from llmos.serving.logprobs import TextOffsets, chat_logprobs, completion_logprobs
+from llmos.serving.reply_grammar import reply_constraint
 from llmos.serving.sampling import SamplingParams
 from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
-from llmos.serving.tool_calls import (
-    ToolCallReader,
-    default_format_messages,
-    native_messages,
-    tool_grammar,
-)
+from llmos.serving.tool_calls import ToolCallReader, default_format_messages, native_messages
 
 log = logging.getLogger(__name__)
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
@@ -104,8 +100,9 @@ def chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
         if message.role not in CHAT_ROLES:
             raise APIError(400, f"Invalid value for 'messages[{i}].role': {message.role!r}; expected one "
                            f"of {sorted(CHAT_ROLES)}", param=f"messages[{i}].role", code="invalid_value")
+        calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or []] or None
         messages.append({"role": CHAT_ROLES[message.role], "content": message.text(),
-                         "tool_calls": message.tool_calls, "tool_call_id": message.tool_call_id})
+                         "tool_calls": calls, "tool_call_id": message.tool_call_id})
     tools = body.callable_tools
     native = state.tokenizer.renders_tools
     if native:
@@ -215,35 +212,6 @@ async def completions(request: Request) -> Any:
 # ---- /v1/chat/completions -------------------------------------------------------------------
 
 
-def _constraint(state, body: ChatCompletionRequest):
-    """response_format and tools -> a factory of per-choice grammar processors (None: free text).
-    A schema the grammar engine cannot compile is a 400, never an unconstrained reply."""
-    schema, mode = body.output_schema, body.tool_mode
-    if schema is None and mode == "none":
-        return None
-    from llmos.generation.constrained import ConstraintError, GrammarProcessor, grammar_for
-
-    tokenizer = state.tokenizer
-    own = getattr(tokenizer.tokenizer, "eos_token_id", None)
-    eos = own if own in tokenizer.stop_token_ids else min(tokenizer.stop_token_ids, default=None)
-    vocab = state.engine.config.vocab_size
-
-    def make(prompt_length: int) -> GrammarProcessor:
-        return GrammarProcessor(grammar, tokenizer.tokenizer, 1, prompt_length, vocab, [] if eos is None else [eos])
-
-    try:
-        if mode == "none":
-            grammar = grammar_for(json_schema=schema)
-        else:
-            grammar = grammar_for(grammar=tool_grammar(body.callable_tools, mode == "auto",
-                                                       body.parallel_tool_calls is True, schema))
-        make(0)  # compile once now: errors belong to this request, before it is queued
-    except ConstraintError as exc:
-        raise APIError(400, str(exc), param="response_format" if mode == "none" else "tools",
-                       code="invalid_response_format" if mode == "none" else "invalid_tools") from None
-    return make
-
-
 async def chat_completions(request: Request) -> Any:
     state = request.app.state.llmos
     body = await read_json_body(request, ChatCompletionRequest, state.max_body_bytes)
@@ -251,8 +219,8 @@ async def chat_completions(request: Request) -> Any:
     prompt = chat_prompt(state, body)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = _params(state, body, [prompt], body.token_limit, logprobs)
-    params.constraint = _constraint(state, body)
-    group = ChoiceGroup(state.engine, state.tokenizer)
+    params.constraint, constraint_field = reply_constraint(state, body)
+    group = ChoiceGroup(state.engine, state.tokenizer, constraint_field)
     group.submit([prompt], body.n, params, body.stop or [])
     readers = {c.index: ToolCallReader() for c in group.choices} if body.tool_mode != "none" else {}
     ident, created = f"chatcmpl-{_request_id(request)}", int(time.time())

@@ -135,13 +135,28 @@ class ContentPart(StrictModel):
     text: str
 
 
+class EarlierCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str | dict[str, Any] = "{}"  # OpenAI sends a JSON string; a dict is taken as it is
+
+
+class EarlierToolCall(BaseModel):
+    """A call an assistant turn made, sent back in the history (the template writes it back)."""
+
+    model_config = ConfigDict(extra="ignore")  # e.g. the index a streamed call carried
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: EarlierCallFunction
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. refusal/audio echoed back by clients
     # checked by the chat route (its 400 names the role); published as the roles it accepts
     role: str = Field(json_schema_extra={"enum": list(MESSAGE_ROLES)})
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_calls: list[EarlierToolCall] | None = None  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool turn: which call this result answers
 
     def text(self) -> str:

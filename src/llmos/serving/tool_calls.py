@@ -57,7 +57,7 @@ def tool_grammar(tools: list[dict[str, Any]], text_allowed: bool, parallel: bool
     """A Lark grammar for the reply: calls of `tools` (function dicts), and when `text_allowed`
     (tool_choice "auto") alternatively text, or JSON of `text_schema` when response_format asks."""
     schema = {"anyOf": [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                         "properties": {"name": {"const": t["name"]}, "arguments": _closed(t.get("parameters"))}}
+                         "properties": {"name": {"const": t["name"]}, "arguments": closed_arguments(t.get("parameters"))}}
                         for t in tools], "x-guidance": JSON_STYLE}
     call = f'"<tool_call>\\n" %json {json.dumps(schema)} "\\n</tool_call>"'
     calls = 'call ("\\n" call)*' if parallel else "call"
@@ -68,7 +68,7 @@ def tool_grammar(tools: list[dict[str, Any]], text_allowed: bool, parallel: bool
     return f"start: text | calls\ntext: {text}\ncalls: {calls}\ncall: {call}\n"
 
 
-def _closed(parameters: dict[str, Any] | None) -> dict[str, Any]:
+def closed_arguments(parameters: dict[str, Any] | None) -> dict[str, Any]:
     """The arguments' schema, with no properties beyond those described unless it says otherwise
     (as OpenAI's strict mode): small models otherwise go on inventing parameters."""
     if not parameters:

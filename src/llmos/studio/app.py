@@ -1,9 +1,9 @@
 """Layer 8b: the studio's FastAPI app: its routers, static page, errors and the guard in front of them.
 
 The guard, on every route (page, static files, API, SSE):
-- Host: when bound to a loopback address, the Host header must name loopback
-  (127.0.0.1, localhost, ::1), so a web page on another name that resolves to
-  127.0.0.1 (DNS rebinding) cannot reach the studio; a POST whose Origin is not
+- Host and Origin, the checks `llmos serve` makes too (serving/origin_guard.py): when bound to
+  a loopback address, the Host header must name loopback, so a web page on another name that
+  resolves to 127.0.0.1 (DNS rebinding) cannot reach the studio; a POST whose Origin is not
   this host and port is refused too (another site's form or script, another local server).
 - API key (when set): `Authorization: Bearer KEY` or the `llmos_studio_key` cookie,
   which `GET /?key=KEY` sets (HttpOnly, SameSite=Strict) before redirecting to `/`;
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import llmos
+from llmos.serving.origin_guard import OriginGuard
 from llmos.studio import datasets, playground, routes_models, routes_runs
 from llmos.studio.paths import StudioError
 from llmos.studio.settings import StudioSettings
@@ -32,7 +32,6 @@ from llmos.studio.settings import StudioSettings
 log = logging.getLogger("llmos.studio")
 STATIC_DIR = Path(__file__).parent / "static"
 COOKIE = "llmos_studio_key"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PLACEHOLDER_PAGE = "<!doctype html><title>LLMOS Studio</title><p>LLMOS Studio: the API is at /api/runs."
 KEY_PAGE = ("<!doctype html><title>LLMOS Studio</title><p>This studio needs its key: open "
             "<code>/?key=KEY</code> with the key given to <code>llmos studio --api-key</code>.")
@@ -43,10 +42,11 @@ def create_app(settings: StudioSettings) -> FastAPI:
     app = FastAPI(title="LLMOS Studio", version=llmos.__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.settings = settings
+    origins = OriginGuard(settings.host, owner="studio")
 
     @app.middleware("http")
     async def guard(request: Request, call_next) -> Response:
-        refusal = _refusal(request, settings)
+        refusal = _refusal(request, settings, origins)
         if refusal is not None:
             return refusal
         return await call_next(request)
@@ -101,16 +101,12 @@ def error_response(message: str, status: int, field: str | None = None) -> JSONR
     return JSONResponse({"error": {"message": message, "field": field}}, status_code=status)
 
 
-def _refusal(request: Request, settings: StudioSettings) -> Response | None:
+def _refusal(request: Request, settings: StudioSettings, origins: OriginGuard) -> Response | None:
     """The answer to a request the guard refuses (see the module docstring), or None."""
-    host = _hostname(request.headers.get("host", ""))
-    if settings.host in LOOPBACK_HOSTS and host not in LOOPBACK_HOSTS:
-        return error_response(f"host {host!r} is not this studio's; open it at http://127.0.0.1:"
-                              f"{request.url.port or settings.port}/", 403)
-    origin = request.headers.get("origin")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None and \
-            urlsplit(origin).netloc != request.headers.get("host"):
-        return error_response(f"requests from {origin!r} are not allowed; use the studio's own page", 403)
+    refused = origins.refusal(request.method, request.headers.get("host"), request.headers.get("origin"),
+                              request.url.port or settings.port)
+    if refused is not None:
+        return error_response(refused, 403)
     if settings.api_key is None or _has_key(request, settings.api_key):
         return None
     if request.url.path == "/":
@@ -127,10 +123,3 @@ def _has_key(request: Request, key: str) -> bool:
     sent = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
     return hmac.compare_digest(sent.encode(), key.encode())
 
-
-def _hostname(netloc: str) -> str:
-    """The host of a Host header or URL netloc, without port or IPv6 brackets."""
-    host = netloc.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
