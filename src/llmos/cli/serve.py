@@ -7,6 +7,10 @@ directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
 `Authorization: Bearer KEY`. Web pages of other sites cannot drive it: a
 foreign Host header (DNS rebinding) and a POST from another origin are refused
 unless --allowed-hosts / --allowed-origins name them (serving/origin_guard.py).
+A chat request without max_tokens gets at most --max-tokens-default tokens
+(finish_reason "length" says when it was cut); sampling fields a request
+leaves out come from the model's generation_config, else LLMOS's chat defaults.
+Both are printed at start.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import typer
 
 from llmos.errors import LLMOSError
+from llmos.generation_config import DEFAULT_REPLY_TOKENS
 
 
 def serve_command(
@@ -30,6 +35,8 @@ def serve_command(
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
                                                  "model's context. The KV cache holds max-batch x this many."),
+    max_tokens_default: int = typer.Option(DEFAULT_REPLY_TOKENS, help="Longest chat reply, in tokens, when a "
+                                           "request gives no max_tokens (finish_reason 'length' when cut)."),
     allowed_hosts: list[str] = typer.Option(
         None, help="Host names the server also answers to (repeat or comma-separate; * = any). Bound to "
                    "127.0.0.1, other Host headers are refused (DNS rebinding); bound elsewhere, any Host is "
@@ -49,7 +56,8 @@ def serve_command(
 
     guard = OriginGuard(host, allowed_hosts=tuple(_listed(allowed_hosts)),  # checked before the model loads
                         allowed_origins=tuple(_listed(allowed_origins)))
-    for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
+    for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port),
+                        ("--max-tokens-default", max_tokens_default)):
         if value < 1:
             raise LLMOSError(f"{name} must be a positive integer, got {value}")
     model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
@@ -60,12 +68,16 @@ def serve_command(
     model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len, host=host,
-                     allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins)
+                     allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins,
+                     max_tokens_default=max_tokens_default)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
     cache = app.state.llmos.engine.cache
     typer.echo(f"KV cache: {max_batch} requests x {cache.max_len} tokens = {cache.nbytes / 2**30:.2f} GiB "
                "(--max-batch and --max-model-len size it)", err=True)
+    sampling = ", ".join(f"{name} {value}" for name, value in app.state.llmos.sampling.items())
+    typer.echo(f"replies without max_tokens stop at {max_tokens_default} tokens (--max-tokens-default); "
+               f"unset sampling fields: {sampling}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
