@@ -160,3 +160,13 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_loads(case, llmos_cli,
     code, out, err = llmos_cli("run", *arguments)
     assert code == 2 and err.count("\n") == 1, err
     assert message in err
+
+
+def test_an_input_file_past_the_size_limit_is_one_line_and_exit_2(llmos_cli, no_loading, tmp_path, monkeypatch):
+    monkeypatch.setattr("llmos.apps.workflow_inputs.MAX_INPUT_BYTES", 1000)  # 64 MiB takes a big file to reach
+    for name, text in (("in.txt", "a line of input\n"), ("in.jsonl", '{"text": "a line"}\n'),
+                       ("in.csv", "text\na line of input\n")):
+        (tmp_path / name).write_text(text * (1000 // len(text) + 1))
+        code, out, err = llmos_cli("run", "summarization", "--input", tmp_path / name)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "one input is read whole, so it holds at most 1,000 bytes" in err
