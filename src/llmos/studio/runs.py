@@ -21,7 +21,7 @@ import yaml
 
 from llmos.studio import jobs
 from llmos.studio.job_runner import JOB_FILE, LOG_FILE
-from llmos.studio.paths import StudioError
+from llmos.studio.paths import StudioError, quoted
 from llmos.studio.settings import StudioSettings
 from llmos.training.run_lock import training_pid
 from llmos.training.state import is_complete
@@ -34,7 +34,7 @@ LOG_TAIL_BYTES = 4096
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise StudioError(f"run name {name!r} is not valid: use letters, digits, '.', '_' or '-' (at most 64, "
+        raise StudioError(f"run name {quoted(name)} is not valid: use letters, digits, '.', '_' or '-' (at most 64, "
                           "starting with a letter or digit)", field="name")
     return name
 
