@@ -2,7 +2,8 @@
 
 Both are checked before the model loads, so a typo costs no waiting: a thread
 count below 1 is refused by the option's range, a template file that is
-missing, too large, not UTF-8 or not valid Jinja by `read_chat_template`.
+missing, too large (`chat_template.MAX_TEMPLATE_CHARS`), not UTF-8 or not
+valid Jinja by `read_chat_template`.
 The names are the ones llama-server and vLLM users know: `-t`/`--threads`,
 `--chat-template FILE` (vLLM's) or `--chat-template-file FILE` (llama-server's).
 """
@@ -15,8 +16,6 @@ from typing import Any
 import typer
 
 from llmos.errors import LLMOSError
-
-MAX_CHAT_TEMPLATE_BYTES = 1 << 20  # the largest templates on the Hub are ~20 KB
 
 
 def threads_option() -> Any:
@@ -41,13 +40,17 @@ def read_chat_template(path: Path | None) -> str | None:
     """The template in file `path`, checked to compile (None: the model's own template)."""
     if path is None:
         return None
-    from llmos.tokenizer.chat_template import ChatTemplateError, compile_chat_template
+    from llmos.tokenizer.chat_template import (
+        MAX_TEMPLATE_CHARS,
+        ChatTemplateError,
+        compile_chat_template,
+    )
 
     if not path.is_file():
         raise LLMOSError(f"--chat-template {str(path)!r}: no such file; give a Jinja chat template file")
-    if path.stat().st_size > MAX_CHAT_TEMPLATE_BYTES:
+    if path.stat().st_size > 4 * MAX_TEMPLATE_CHARS:  # not read at all: a model file given by mistake
         raise LLMOSError(f"--chat-template {str(path)!r} is {path.stat().st_size:,} bytes; a chat template "
-                         f"is at most {MAX_CHAT_TEMPLATE_BYTES:,}")
+                         f"has at most {MAX_TEMPLATE_CHARS:,} characters")
     try:
         template = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
