@@ -1,7 +1,26 @@
 """Make the shared test helpers in tests/ (e.g. `gguf_tokenizers`) importable from every test folder
-(pytest runs in importlib mode, which does not put test directories on sys.path)."""
+(pytest runs in importlib mode, which does not put test directories on sys.path), and run the `llmos`
+command in this process (`llmos_cli`)."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def llmos_cli(monkeypatch, capsys):
+    """`llmos_cli(*args)` -> (exit code, stdout, stderr): `llmos` in this process, through the same error
+    handling as the installed command."""
+    from llmos.cli.main import main
+
+    def run(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["llmos", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        out, err = capsys.readouterr()
+        return exit_.value.code or 0, out, err
+
+    return run

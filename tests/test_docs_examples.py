@@ -327,6 +327,10 @@ def test_commands_quoted_in_the_text_name_real_verbs_and_options(file):
         words = quoted.replace("\\|", "|").split()
         if words[0].isupper():  # a placeholder: `llmos VERB --help`
             continue
+        if words[0].startswith("-"):  # the command's own options: `llmos --version`
+            problems += [f"`llmos {quoted}`: llmos has no option {word}" for word in words
+                         if word not in option_names(root) | {"--help"}]
+            continue
         command, path = root, []
         while hasattr(command, "list_commands") and words and words[0] in command.list_commands(ctx):
             path.append(words.pop(0))

@@ -37,6 +37,7 @@ from llmos.apps.workflow_inputs import (
     read_items,
 )
 from llmos.apps.workflow_templates import ENV, TemplateProblem, references
+from llmos.yaml_files import yaml_syntax_message
 
 BUILTIN_TOOLS = ("calculate", "current_time", "read_file", "list_files", "write_file")
 FILE_TOOLS = ("read_file", "list_files", "write_file")
@@ -199,7 +200,7 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise WorkflowError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise WorkflowError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise WorkflowError(yaml_syntax_message(path, exc)) from None
     except RecursionError:  # the pure-Python loader, where libyaml is missing
         raise WorkflowError(f"{path}: nests more than {MAX_NESTING} levels of lists and mappings") from None
     values, pending = 0, [(raw, 1)]

@@ -4,17 +4,25 @@ MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
 Runs the serving engine in-process (no HTTP). Input ends with an empty line
 when it spans several lines (start with \"\"\" to paste a block, end with \"\"\").
 Commands: /reset, /system TEXT, /set temperature|top_p|top_k|max_tokens VALUE,
-/history, /help, /exit.
+/history, /help, /exit. `--max-new-tokens` is `--max-tokens` under the name
+`llmos generate` uses; `--chat-template FILE` replaces the model's template.
 """
 
 from __future__ import annotations
 
 import queue
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from llmos.cli.runtime_options import (
+    chat_template_option,
+    read_chat_template,
+    set_threads,
+    threads_option,
+)
 from llmos.errors import LLMOSError
 
 HELP = ("commands: /reset (forget the conversation), /system TEXT (set the system prompt), "
@@ -126,16 +134,20 @@ def chat_command(
                                           "name (smollm2)."),
     system: str = typer.Option(None, help="System prompt."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
-    max_tokens: int = typer.Option(256, help="Longest answer in tokens."),
+    max_tokens: int = typer.Option(256, "--max-tokens", "--max-new-tokens", min=1, help="Longest answer in tokens."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
+    threads: int = threads_option(),
+    chat_template: Path = chat_template_option(),
 ) -> None:
     """Chat with a model in the terminal; answers stream as they are generated."""
+    template = read_chat_template(chat_template)  # before anything loads: a typo costs no waiting
 
     from llmos.model_names import model_label
     from llmos.serving.engine import Engine
     from llmos.serving.loader import load_for_serving
 
-    model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
+    set_threads(threads)
+    model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
     engine = Engine(model, max_batch=1, max_queue=1).start()
     session = ChatSession(engine, tokenizer, system)
     session.settings.update(temperature=temperature, max_tokens=max_tokens)

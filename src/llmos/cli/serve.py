@@ -7,12 +7,24 @@ directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
 `Authorization: Bearer KEY`. Web pages of other sites cannot drive it: a
 foreign Host header (DNS rebinding) and a POST from another origin are refused
 unless --allowed-hosts / --allowed-origins name them (serving/origin_guard.py).
+vLLM's and llama-server's names for the same flags work too (--max-num-seqs
+and --parallel for --max-batch, --served-model-name and --alias for
+--model-name); numbers out of range (a port above 65535, --max-batch 0) are
+refused before the model loads.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from llmos.cli.runtime_options import (
+    chat_template_option,
+    read_chat_template,
+    set_threads,
+    threads_option,
+)
 from llmos.errors import LLMOSError
 
 
@@ -20,13 +32,15 @@ def serve_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
                                           "name (smollm2)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="Require this bearer token on /v1 routes."),
-    max_batch: int = typer.Option(16, help="Requests decoded together in one forward pass."),
-    max_queue: int = typer.Option(64, help="Requests allowed to wait for a slot; more get HTTP 429."),
-    model_name: str = typer.Option(None, help="Model id clients send (default: the model's name, file stem or "
-                                              "directory name)."),
-    max_body_kb: int = typer.Option(1024, help="Largest request body accepted, in KiB (413 above)."),
+    max_batch: int = typer.Option(16, "--max-batch", "--max-num-seqs", "--parallel", min=1,
+                                  help="Requests decoded together in one forward pass."),
+    max_queue: int = typer.Option(64, min=1, help="Requests allowed to wait for a slot; more get HTTP 429."),
+    model_name: str = typer.Option(None, "--model-name", "--served-model-name", "--alias",
+                                   help="Model id clients send (default: the model's name, file stem or "
+                                        "directory name)."),
+    max_body_kb: int = typer.Option(1024, min=1, help="Largest request body accepted, in KiB (413 above)."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
                                                  "model's context. The KV cache holds max-batch x this many."),
@@ -37,8 +51,12 @@ def serve_command(
     allowed_origins: list[str] = typer.Option(
         None, help="Web origins (scheme://host:port; * = any) whose pages may call the API from a browser "
                    "(CORS). Without it only the server's own chat page can POST."),
+    threads: int = threads_option(),
+    chat_template: Path = chat_template_option(),
 ) -> None:
     """Serve a model over an OpenAI-compatible API, with a chat page at /."""
+    template = read_chat_template(chat_template)  # before anything loads: a typo costs no waiting
+
     import uvicorn
 
     from llmos.apps.task_routes import add_task_routes
@@ -49,10 +67,8 @@ def serve_command(
 
     guard = OriginGuard(host, allowed_hosts=tuple(_listed(allowed_hosts)),  # checked before the model loads
                         allowed_origins=tuple(_listed(allowed_origins)))
-    for name, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--port", port)):
-        if value < 1:
-            raise LLMOSError(f"{name} must be a positive integer, got {value}")
-    model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
+    set_threads(threads)
+    model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
     context = model.config.max_seq_len
     if max_model_len is not None and not 2 <= max_model_len <= context:
         raise LLMOSError(f"--max-model-len must be between 2 and the model's context ({context}), "
