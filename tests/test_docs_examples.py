@@ -341,6 +341,18 @@ def test_commands_quoted_in_the_text_name_real_verbs_and_options(file):
     assert not problems, f"{file}:\n" + "\n".join(problems)
 
 
+# The issues that set a goal are our bookkeeping; a reader meets the goal as the project's own.
+ISSUE_TALK = re.compile(r"(?i)\bthe issue(?:'s)?\b|\bissue's\b|\(issue \d+\)|issue \d+'s|issue ?的")
+
+
+def test_goals_are_stated_as_the_projects_own_not_an_issues():
+    texts = [*doc_files(), *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("*.py"))]
+    found = [f"{file}:{n}: {line.strip()}" for file in texts
+             for n, line in enumerate((ROOT / file).read_text(encoding="utf-8").splitlines(), 1)
+             if ISSUE_TALK.search(line)]
+    assert not found, "say 'our goal: ...' instead:\n" + "\n".join(found)
+
+
 # ---------------------------------------------------------------------------------------------
 # Translations in step
 
