@@ -461,6 +461,32 @@ def test_goals_are_stated_as_the_projects_own_not_an_issues():
     assert not found, "say 'our goal: ...' instead:\n" + "\n".join(found)
 
 
+# How long the quickstart takes, on a 2-core machine from idle to busy: one range everywhere. The tours'
+# own ranges live in llmos.cli.quickstart (the tour prints them); `make quickstart` adds the installs.
+MAKE_QUICKSTART_MINUTES = "2-7"
+DURATION = re.compile(r"(?:~|about |约 ?)?(?<![\d.])(\d+(?:-\d+)?|two|three|four|five|six|seven|a few|几|两|三|四|五)"
+                      r"(?![\d.])\s*(?:minutes?\b|min\b|分钟)")
+
+
+def test_the_quickstarts_durations_agree_everywhere():
+    """The README, the docs and the tours' own texts give the same ranges (one quiet machine's "~2 minutes"
+    took 6m40s on a busy one); "3" is the training tour's --minutes."""
+    from llmos.cli.quickstart import TOUR_MINUTES, TRAINING_TOUR_MINUTES
+
+    allowed = {MAKE_QUICKSTART_MINUTES, TOUR_MINUTES, TRAINING_TOUR_MINUTES, "3"}
+    texts = {file: [p for p in (ROOT / file).read_text(encoding="utf-8").split("\n\n") if "quickstart" in p]
+             for file in doc_files()}
+    texts.update({f"src/llmos/cli/{name}.py": [(ROOT / "src" / "llmos" / "cli" / f"{name}.py").read_text(encoding="utf-8")]
+                  for name in ("quickstart", "training_tour")})
+    wrong = [f"{file}: {match.group(0)!r} in {' '.join(paragraph[max(0, match.start() - 60):match.end()].split())!r}"
+             for file, paragraphs in texts.items() for paragraph in paragraphs
+             for match in DURATION.finditer(paragraph) if match.group(1) not in allowed]
+    assert not wrong, f"say {sorted(allowed)} minutes:\n" + "\n".join(wrong)
+    for file in ("README.md", "README.zh-CN.md", "docs/getting-started.md", "docs/zh/getting-started.md"):
+        text = (ROOT / file).read_text(encoding="utf-8")
+        assert MAKE_QUICKSTART_MINUTES in text and TRAINING_TOUR_MINUTES in text, file
+
+
 # ---------------------------------------------------------------------------------------------
 # Translations in step
 
