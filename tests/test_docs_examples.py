@@ -510,9 +510,11 @@ def test_the_chinese_page_holds_the_english_pages_code_block_for_block(translati
     assert ours == theirs, f"{translation} holds {english}'s code blocks in another order"
 
 
-def test_the_chinese_readme_names_the_english_commit_it_follows():
-    first_lines = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[:5]
-    assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in first_lines), first_lines
+def test_the_chinese_readme_names_the_english_commit_it_follows_at_its_end():
+    """A note for maintainers, so it closes the page rather than opening it."""
+    lines = [line for line in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in lines[-3:]), lines[-3:]
+    assert not any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in lines[:5]), lines[:5]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,6 +554,36 @@ def test_every_readme_section_the_site_includes_exists():
         assert sections.readme_section(marker.group(1).strip(), marker.group(2)).strip(), (file, marker.group(0))
 
 
+def test_the_home_page_points_to_every_guide():
+    import yaml
+
+    guides = [page for item in yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+              if isinstance(item, dict) and "Guides" in item for entry in item["Guides"] for page in entry.values()]
+    home = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    where_to_go = home.split("## Where to go")[1].split("\n## ")[0]
+    assert guides and [g for g in guides if f"]({g})" not in where_to_go] == []
+
+
+def test_the_bundled_cjk_font_holds_every_cjk_character_of_the_site():
+    """A reader with no CJK font sees the site's Chinese in the bundled subset, not as boxes."""
+    pytest.importorskip("fontTools", reason="fontTools comes with matplotlib (the test extra)")
+    cjk_font = _hook("cjk_font")
+    used = cjk_font.cjk_characters()
+    assert "中" in used and "文" in used  # the navigation's 快速入门 (中文), at least
+    missing = "".join(sorted(used - cjk_font.font_characters()))
+    assert not missing, f"the bundled font lacks {missing!r}: run .venv/bin/python docs/cjk_font.py (see its docstring)"
+    stylesheet = (ROOT / "docs" / "assets" / "stylesheets" / "llmos.css").read_text(encoding="utf-8")
+    assert "../fonts/llmos-cjk-sc.woff" in stylesheet and '"LLMOS CJK", sans-serif' in stylesheet
+
+
+def test_the_api_pages_drop_the_developers_layer_note_from_module_docstrings():
+    layers = _hook("griffe_layers")
+    assert layers.without_layer_note("Layer 4: the Auto* API: one call") == "The Auto* API: one call"
+    assert layers.without_layer_note("Layer 8b: a run folder read") == "A run folder read"
+    assert layers.without_layer_note("Layer 9 (cli): `llmos eval`") == "`llmos eval`"
+    assert layers.without_layer_note("Why Layer 4: kept") == "Why Layer 4: kept"
+
+
 @pytest.mark.slow
 def test_the_site_builds_offline_with_no_warning(tmp_path):
     pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
@@ -563,7 +595,20 @@ def test_the_site_builds_offline_with_no_warning(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    cli = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    site = tmp_path / "site"
+    cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "llmos serve" in cli and "--max-batch" in cli  # the generated reference is in the page
-    assert "fonts.googleapis" not in "".join(p.read_text(encoding="utf-8", errors="ignore")
-                                             for p in (tmp_path / "site").rglob("*.html"))
+    pages = {p.relative_to(site).as_posix(): p.read_text(encoding="utf-8", errors="ignore") for p in site.rglob("*.html")}
+    assert not [page for page, html in pages.items() if "fonts.googleapis" in html]
+    assert not [page for page, html in pages.items() if "stylesheets/llmos.css" not in html and page != "404.html"]
+    assert (site / "assets" / "fonts" / "llmos-cjk-sc.woff").is_file()
+    api = {page: html.split("<article")[1].split("</article>")[0] for page, html in pages.items()
+           if page.startswith("reference/api/")}
+    text = {page: re.sub(r"<[^>]+>", "", html) for page, html in api.items()}
+    assert not [page for page, words in text.items() if re.search(r"Layer \d+[a-z]?( \([^)]*\))?:", words)]
+    assert not [page for page, words in text.items() if "Bases:" in words or "_AutoModel" in words]
+    auto = api["reference/api/auto/index.html"]
+    causal = auto.split('id="llmos.auto.AutoModelForCausalLM"')[1].split('id="llmos.auto.AutoModelForMaskedLM"')[0]
+    signature = re.sub(r"<[^>]+>", "", causal)
+    assert "AutoModelForCausalLM()" not in signature  # no empty constructor: it is not instantiated
+    assert all(name in signature for name in ("from_pretrained", "gguf_file", "output_loading_info", "from_config"))
