@@ -11,7 +11,7 @@ after the first of a window predicted). Rows:
   kernel (`--kernel-path`, on by default) so the figure is the kernel's;
 - int8: every linear quantized per output channel from the fp32 values (`quantize="int8"`).
 
-The issue's bars: int4 equal to fp32 within 1e-3 relative, int8 within +1%. Run:
+Our goals: int4 equal to fp32 within 1e-3 relative, int8 within +1%. Run:
 
     .venv/bin/python benchmarks/smollm2_perplexity.py [--tokens 32768] [--data PATH]
 """
