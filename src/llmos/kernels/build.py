@@ -15,6 +15,7 @@ LLMOS_INT_DOT=0 skips the extension altogether.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -36,6 +37,7 @@ log = logging.getLogger("llmos.kernels")
 _state: dict[str, object] = {}  # "loaded": bool, "reason": why not, once decided in this process
 
 
+@functools.cache
 def source_hash() -> str:
     digest = hashlib.sha256()
     for name in SOURCES:

@@ -12,16 +12,17 @@ version (see `llmos.measured`). Many-row products always go to oneDNN where it
 exists: there it wins 2x on every x86 CPU measured so far.
 
 Quantized, few rows (`int_kernel_for`): for each method (int4, GGUF's grouped int8, per-channel
-int8), the int8-activation kernels of `int_dot` against torch's own (`_weight_int4pack_mm_for_cpu`,
+int8), the integer kernels of `int_dot` against torch's own (`_weight_int4pack_mm_for_cpu`,
 `_weight_int8pack_mm`, bf16 activations), on SmolLM2-135M's decode shapes (qkv 960 x 576,
 out 576 x 576, gate-up 3072 x 576, down 576 x 1536, each counted 30 times, and the 49152 x 576
-head as a quarter of it counted 4 times) at 1 and 8 rows; the faster total wins. About a second,
-once per machine setting
-(cached under a key that also names int_dot's source); LLMOS_INT_KERNEL=int_dot|torch skips it.
+head as a quarter of it counted 4 times) at 1 and 8 rows; the faster total wins. Under a second,
+once per machine setting (cached under a key that also names int_dot's source and code path);
+LLMOS_INT_KERNEL=int_dot|torch skips it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -35,6 +36,7 @@ from llmos.kernels.onednn import ONEDNN, inner_product
 from llmos.measured import measured_once
 
 
+@functools.cache
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
