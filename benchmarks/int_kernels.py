@@ -53,12 +53,13 @@ def cpu_model() -> str:
 
 
 def layer(out_features: int, in_features: int, seed: int) -> dict[str, object]:
-    """Every kernel's weights for one random (out, in) layer."""
+    """Every kernel's weights for one random (out, in) layer; scales and mins are float16 values, as
+    in a GGUF file's Q4_1 / Q8_0 blocks."""
     g = torch.Generator().manual_seed(seed)
     blocks = in_features // 32
     codes4 = torch.randint(0, 16, (out_features, in_features), generator=g, dtype=torch.uint8)
-    scales = torch.rand(out_features, blocks, generator=g) / 64
-    zeros = torch.randn(out_features, blocks, generator=g) / 64
+    scales = (torch.rand(out_features, blocks, generator=g) / 64).half().float()
+    zeros = (torch.randn(out_features, blocks, generator=g) / 64).half().float() + 8 * scales
     codes8 = torch.randint(-127, 128, (out_features, in_features), generator=g, dtype=torch.int8)
     return {
         "int4": int_dot.pack_int4(codes4[:, 0::2] | (codes4[:, 1::2] << 4), scales, zeros),

@@ -37,22 +37,25 @@ def quantized_input(x: torch.Tensor) -> torch.Tensor:
     return ((256 * hi.double() + lo.double()) * (dx.double() / 256)).view_as(x)
 
 
-def random_weights(kind: str, out_features: int, in_features: int, seed: int = 0):
-    """(packed arguments of the op, the float64 weight they stand for) for one of four formats."""
+def random_weights(kind: str, out_features: int, in_features: int, seed: int = 0, scales_dtype=torch.float32):
+    """(packed arguments of the op, the float64 weight they stand for) for one of four formats, with
+    scales (and Q4_1 mins) that are float16 values (packed as float16) or any float32 values."""
     g = torch.Generator().manual_seed(seed)
     blocks = in_features // 32
     if kind.startswith("int4"):
         codes = torch.randint(0, 16, (out_features, in_features), generator=g, dtype=torch.uint8)
-        scales = torch.rand(out_features, blocks, generator=g) / 50 + 1e-3
-        zeros = torch.zeros_like(scales) if kind == "int4-q4_0" else torch.randn(out_features, blocks, generator=g) / 50
+        scales = (torch.rand(out_features, blocks, generator=g) / 50 + 1e-3).to(scales_dtype).float()
+        mins = (torch.randn(out_features, blocks, generator=g) / 50).to(scales_dtype).float()
+        zeros = torch.zeros_like(scales) if kind == "int4-q4_0" else mins + 8 * scales  # GGUF's Q4_0 / Q4_1
         weight = (codes.double().view(out_features, blocks, 32) - 8) * scales.double()[..., None] + zeros.double()[..., None]
-        return int_dot.pack_int4(pack_nibbles(codes), scales, zeros), weight.view(out_features, in_features)
+        packed = int_dot.pack_int4(pack_nibbles(codes), scales, zeros)
+        return packed, weight.view(out_features, in_features)
     codes = torch.randint(-128, 128, (out_features, in_features), generator=g, dtype=torch.int8)
     if kind == "int8-channel":
-        scales = torch.rand(out_features, generator=g) / 50
+        scales = (torch.rand(out_features, generator=g) / 50).to(scales_dtype).float()
         weight = codes.double() * scales.double()[:, None]
     else:
-        scales = torch.rand(out_features, blocks, generator=g) / 50
+        scales = (torch.rand(out_features, blocks, generator=g) / 50).to(scales_dtype).float()
         weight = (codes.double().view(out_features, blocks, 32) * scales.double()[..., None]).view_as(codes)
     return int_dot.pack_int8(codes, scales), weight
 
@@ -65,12 +68,14 @@ def run(kind: str, packed, x: torch.Tensor, out_features: int, isa: int) -> torc
 
 @pytest.mark.parametrize("kind", ["int4-q4_0", "int4-q4_1", "int8-block", "int8-channel"])
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512bw", "avx512-vnni"])
-def test_every_code_path_computes_the_exact_product_of_the_quantized_input(kind, isa, isas):
+@pytest.mark.parametrize("scales_dtype", [torch.float16, torch.float32])
+def test_every_code_path_computes_the_exact_product_of_the_quantized_input(kind, isa, scales_dtype, isas):
     if isa not in isas:
         pytest.skip(f"this CPU has no {isa} (it has {isas})")
     torch.manual_seed(1)
     for out_features, in_features in ((40, 96), (16, 32), (7, 64), (48, 160)):  # odd groups and block counts
-        packed, weight = random_weights(kind, out_features, in_features)
+        packed, weight = random_weights(kind, out_features, in_features, scales_dtype=scales_dtype)
+        assert all(t.dtype == scales_dtype for t in packed[1:])  # f16 values are packed as f16
         for rows in (1, 2, 3, 4, 5, 8, 13, 16):
             x = torch.randn(rows, in_features)
             x[:, 5] *= 40  # an outlier channel, as real hidden states have
@@ -115,7 +120,7 @@ def test_gguf_blocks_reach_the_kernel_with_their_codes_and_f16_scales_unchanged(
     blocks = weight.rows.reshape(48, 4, -1)
     d = torch.from_numpy(blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32))
     packed_scales = module.packed_scales.view(-1, 4, 16).transpose(1, 2).reshape(-1, 4)[:48]
-    assert torch.equal(packed_scales, d)  # f16 scales, exactly (no bf16 rounding)
+    assert packed_scales.dtype == torch.float16 and torch.equal(packed_scales.float(), d)  # exactly, not bf16
     if qtype == "Q8_0":
         codes = torch.from_numpy(blocks[..., 2:].copy().view(np.int8).reshape(48, 128))
         stored = module.packed.view(-1, 4, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(-1, 128)[:48]
@@ -127,7 +132,7 @@ def test_gguf_blocks_reach_the_kernel_with_their_codes_and_f16_scales_unchanged(
         if qtype == "Q4_1":
             m = torch.from_numpy(blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32))
             packed_mins = module.packed_mins.view(-1, 4, 16).transpose(1, 2).reshape(-1, 4)[:48]
-            assert torch.equal(packed_mins, m)  # the file's min, back from zero = m + 8d
+            assert torch.equal(packed_mins.float(), m)  # the file's min, back from zero = m + 8d
     torch.testing.assert_close(module.dequantize(), file_values, rtol=0, atol=0)
     x = torch.randn(2, 128)
     with torch.no_grad():

@@ -18,7 +18,8 @@ consecutive codes of 16 (or 8) output rows. Code values are never changed.
 - `pack_int8(qweight, scales)`: the int8 codes stored as c + 128 (vpdpbusd's unsigned operand),
   a float32 scale per block of 32; a per-output-channel scale is repeated over the row's blocks.
 
-Scales stay float32: GGUF's f16 scales are exact in it. The `isa` argument picks the code path
+Scales are kept exactly: as float16 when every one of a layer's is a float16 value (GGUF's are; the
+kernels read 2 bytes a block less, decoding is memory-bound), float32 otherwise. The `isa` argument picks the code path
 ("scalar", "avx2", "avx512bw", "avx512-vnni" by index, -1 for the best this CPU has;
 LLMOS_INT_DOT_ISA forces one, e.g. to run the AVX2 path on an AVX-512 host).
 """
@@ -81,10 +82,16 @@ def _lanes(t: torch.Tensor) -> torch.Tensor:
     return t.view(-1, LANES, *t.shape[1:])
 
 
-def _per_block(values: torch.Tensor) -> torch.Tensor:
-    """(out, blocks) float -> (groups, blocks * 16) float32, a group's 16 rows side by side."""
-    grouped = _lanes(values.float())  # (groups, 16, blocks)
+def _per_block(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(out, blocks) float -> (groups, blocks * 16) in `dtype`, a group's 16 rows side by side."""
+    grouped = _lanes(values.to(dtype))  # (groups, 16, blocks)
     return grouped.transpose(1, 2).reshape(grouped.shape[0], -1).contiguous()
+
+
+def scale_dtype(*tables: torch.Tensor) -> torch.dtype:
+    """float16 when every value of the tables is one exactly (GGUF's scales are), else float32."""
+    exact = all(torch.equal(t.float().half().float(), t.float()) for t in tables)
+    return torch.float16 if exact else torch.float32
 
 
 def _vectors(codes: torch.Tensor) -> torch.Tensor:
@@ -104,7 +111,9 @@ def pack_int4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor
     vectors = _vectors(codes)  # steps 0-3: inputs 0-15 of the block, steps 4-7: inputs 16-31
     packed = vectors[:, :, :4] | (vectors[:, :, 4:] << 4)
     d = scales.float()
-    return packed.reshape(packed.shape[0], -1).contiguous(), _per_block(d), _per_block(zeros.float() - 8 * d)
+    mins = zeros.float() - 8 * d
+    dtype = scale_dtype(d, mins)
+    return packed.reshape(packed.shape[0], -1).contiguous(), _per_block(d, dtype), _per_block(mins, dtype)
 
 
 def pack_int8(qweight: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +124,7 @@ def pack_int8(qweight: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor
         scales = scales[:, None].expand(out_features, in_features // BLOCK)
     offset = qweight.contiguous().view(torch.uint8) ^ 0x80  # c + 128: vpdpbusd's unsigned operand
     vectors = _vectors(offset)
-    return vectors.reshape(vectors.shape[0], -1).contiguous(), _per_block(scales)
+    return vectors.reshape(vectors.shape[0], -1).contiguous(), _per_block(scales, scale_dtype(scales))
 
 
 def int4_linear(x2: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor,

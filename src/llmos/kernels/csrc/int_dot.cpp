@@ -14,7 +14,9 @@
 //               lane i = output row 16 * group + i.
 //          int8: (groups, blocks * 512) bytes; per (group, block) 8 vectors of 64 bytes (inputs
 //               4k..4k+3), each code stored as c + 128 (an unsigned byte).
-//   scales, mins: (groups, blocks * 16) float32, the 16 rows of a group side by side.
+//   scales, mins: (groups, blocks * 16), the 16 rows of a group side by side; float16 when every
+//               value is one (GGUF's are: 2 bytes a block less to read, decoding is memory-bound),
+//               otherwise float32. Both are converted to float32 exactly.
 // Activations get 16 bits per value from two int8 codes: per block of 32, dx = max|x| / 127,
 // hi = round(x / dx) and lo = round((x - hi dx) / (dx / 256)) (|lo| <= 127), so that
 // x = (256 hi + lo) dx / 256 within dx / 512 (plain int8 codes, as llama.cpp's Q8 activations,
@@ -36,6 +38,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <c10/util/Half.h>
 #include <torch/library.h>
 
 #include <immintrin.h>
@@ -65,10 +68,17 @@ constexpr int64_t kRowBytes = 2 * kBlock;  // bytes of activation codes per bloc
 
 struct PackedWeights {
   const uint8_t* codes;  // (groups, blocks * bytes per block)
-  const float* d;        // (groups, blocks, 16)
-  const float* m;        // (groups, blocks, 16); int4 only
+  const void* d;         // (groups, blocks, 16) float16 (half) or float32
+  const void* m;         // (groups, blocks, 16), like d; int4 only
+  bool half;
   int64_t out, blocks;
 };
+
+// Scale i of a (d or m) table, in float32.
+inline float scale_at(const void* table, bool half, int64_t i) {
+  if (half) return static_cast<float>(c10::Half(static_cast<const uint16_t*>(table)[i], c10::Half::from_bits()));
+  return static_cast<const float*>(table)[i];
+}
 
 // The 4 activation codes at `q` as one int32 (to broadcast to every lane).
 inline int32_t four_codes(const int8_t* q) {
@@ -86,8 +96,7 @@ void int4_scalar(const QuantizedRows& a, const PackedWeights& w, float* y, int64
       for (int64_t b = 0; b < a.blocks; ++b) {
         const uint8_t* codes = w.codes + (g * a.blocks + b) * 256;
         const int8_t* q = a.q + (r * a.blocks + b) * kRowBytes;
-        const float* d = w.d + (g * a.blocks + b) * kLanes;
-        const float* m = w.m + (g * a.blocks + b) * kLanes;
+        const int64_t first = (g * a.blocks + b) * kLanes;
         for (int i = 0; i < kLanes; ++i) {
           int32_t sum = 0;
           for (int t = 0; t < 4; ++t) {
@@ -97,7 +106,8 @@ void int4_scalar(const QuantizedRows& a, const PackedWeights& w, float* y, int64
                      hi * (256 * q[4 * t + 16 + k] + q[32 + 4 * t + 16 + k]);
             }
           }
-          acc[i] += d[i] * a.d[r * a.blocks + b] * static_cast<float>(sum) + m[i] * a.s[r * a.blocks + b];
+          acc[i] += scale_at(w.d, w.half, first + i) * a.d[r * a.blocks + b] * static_cast<float>(sum) +
+                    scale_at(w.m, w.half, first + i) * a.s[r * a.blocks + b];
         }
       }
       for (int64_t i = 0; i < kLanes && g * kLanes + i < w.out; ++i) y[r * w.out + g * kLanes + i] = acc[i];
@@ -112,11 +122,11 @@ void int8_scalar(const QuantizedRows& a, const PackedWeights& w, float* y, int64
       for (int64_t b = 0; b < a.blocks; ++b) {
         const uint8_t* codes = w.codes + (g * a.blocks + b) * 512;
         const int8_t* q = a.q + (r * a.blocks + b) * kRowBytes;
-        const float* d = w.d + (g * a.blocks + b) * kLanes;
+        const int64_t first = (g * a.blocks + b) * kLanes;
         for (int i = 0; i < kLanes; ++i) {
           int32_t sum = 0;
           for (int k = 0; k < 32; ++k) sum += (codes[(k / 4) * 64 + i * 4 + k % 4] - 128) * (256 * q[k] + q[32 + k]);
-          acc[i] += d[i] * a.d[r * a.blocks + b] * static_cast<float>(sum);
+          acc[i] += scale_at(w.d, w.half, first + i) * a.d[r * a.blocks + b] * static_cast<float>(sum);
         }
       }
       for (int64_t i = 0; i < kLanes && g * kLanes + i < w.out; ++i) y[r * w.out + g * kLanes + i] = acc[i];
@@ -150,17 +160,23 @@ void quantize_scalar(const float* x, int64_t rows, int64_t blocks, int8_t* q, fl
 }
 
 // Output groups [g0, g1) of a SIMD kernel for every activation row, in tiles of up to TILE_ROWS
-// rows (TILE<NR>(a, first row, w, group, y) is a template inlined into each target function).
-#define LLMOS_FOR_TILES(TILE, TILE_ROWS)                                          \
-  for (int64_t g = g0; g < g1; ++g) {                                             \
-    int64_t r = 0;                                                                \
-    for (; r + TILE_ROWS <= a.rows; r += TILE_ROWS) TILE<TILE_ROWS>(a, r, w, g, y); \
-    switch (a.rows - r) {                                                         \
-      case 3: TILE<3>(a, r, w, g, y); break;                                      \
-      case 2: TILE<2>(a, r, w, g, y); break;                                      \
-      case 1: TILE<1>(a, r, w, g, y); break;                                      \
-      default: break;                                                             \
-    }                                                                             \
+// rows (TILE<NR, HALF>(a, first row, w, group, y) is a template inlined into each target function).
+#define LLMOS_TILES(TILE, TILE_ROWS, HALF)                                                \
+  for (int64_t g = g0; g < g1; ++g) {                                                     \
+    int64_t r = 0;                                                                        \
+    for (; r + TILE_ROWS <= a.rows; r += TILE_ROWS) TILE<TILE_ROWS, HALF>(a, r, w, g, y); \
+    switch (a.rows - r) {                                                                 \
+      case 3: TILE<3, HALF>(a, r, w, g, y); break;                                        \
+      case 2: TILE<2, HALF>(a, r, w, g, y); break;                                        \
+      case 1: TILE<1, HALF>(a, r, w, g, y); break;                                        \
+      default: break;                                                                     \
+    }                                                                                     \
+  }
+#define LLMOS_FOR_TILES(TILE, TILE_ROWS) \
+  if (w.half) {                          \
+    LLMOS_TILES(TILE, TILE_ROWS, true)   \
+  } else {                               \
+    LLMOS_TILES(TILE, TILE_ROWS, false)  \
   }
 
 }  // namespace
@@ -191,7 +207,7 @@ int64_t best_isa() {
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   if (avx512 && __builtin_cpu_supports("avx512vnni")) return kAvx512Vnni;
   if (avx512) return kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return kAvx2;
   return kScalar;
 }
 
@@ -218,7 +234,7 @@ QuantizedRows quantize_rows(const float* x, int64_t rows, int64_t blocks, int64_
 
 using Kernel = void (*)(const QuantizedRows&, const PackedWeights&, float*, int64_t, int64_t);
 
-at::Tensor run(const at::Tensor& x_in, const at::Tensor& codes, const at::Tensor& scales, const float* mins,
+at::Tensor run(const at::Tensor& x_in, const at::Tensor& codes, const at::Tensor& scales, const void* mins,
                int64_t out, int64_t isa, int64_t bytes_per_block, const Kernel (&kernels)[4]) {
   TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat && x_in.device().is_cpu(),
               "int_dot: x must be a 2-D float32 CPU tensor, got ", x_in.sizes(), " ", x_in.scalar_type());
@@ -228,14 +244,16 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& codes, const at::Tensor
                   codes.size(1) == blocks * bytes_per_block,
               "int_dot: codes must be contiguous bytes (", groups, ", ", blocks * bytes_per_block, ") for ", out,
               " x ", in, ", got ", codes.sizes());
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && scales.numel() == groups * blocks * kLanes,
-              "int_dot: scales must be contiguous float32 (", groups, ", ", blocks * kLanes, ")");
+  const bool half = scales.scalar_type() == at::kHalf;
+  TORCH_CHECK((half || scales.scalar_type() == at::kFloat) && scales.is_contiguous() &&
+                  scales.numel() == groups * blocks * kLanes,
+              "int_dot: scales must be contiguous float16 or float32 (", groups, ", ", blocks * kLanes, ")");
   isa = checked_isa(isa);
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty({rows, out}, x.options());
   if (rows == 0 || out == 0) return y;
   const QuantizedRows a = quantize_rows(x.data_ptr<float>(), rows, blocks, isa);
-  const PackedWeights w{codes.data_ptr<uint8_t>(), scales.data_ptr<float>(), mins, out, blocks};
+  const PackedWeights w{codes.data_ptr<uint8_t>(), scales.data_ptr(), mins, half, out, blocks};
   const Kernel kernel = kernels[isa];
   float* yp = y.data_ptr<float>();
   const int64_t grain = std::max<int64_t>(1, 512 / std::max<int64_t>(blocks * rows, 1));  // >= ~256K MACs a task
@@ -246,10 +264,10 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& codes, const at::Tensor
 at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& scales, const at::Tensor& mins,
                        int64_t out, int64_t isa) {
   TORCH_CHECK(codes.scalar_type() == at::kByte, "int_dot: int4 codes must be uint8");
-  TORCH_CHECK(mins.sizes() == scales.sizes() && mins.scalar_type() == at::kFloat && mins.is_contiguous(),
-              "int_dot: mins must be contiguous float32 shaped like scales");
+  TORCH_CHECK(mins.sizes() == scales.sizes() && mins.scalar_type() == scales.scalar_type() && mins.is_contiguous(),
+              "int_dot: mins must be contiguous and shaped and typed like scales");
   static const Kernel kernels[4] = {int4_scalar, int4_avx2, int4_avx512, int4_avx512_vnni};
-  return run(x, codes, scales, mins.data_ptr<float>(), out, isa, 256, kernels);
+  return run(x, codes, scales, mins.data_ptr(), out, isa, 256, kernels);
 }
 
 at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& scales, int64_t out,
