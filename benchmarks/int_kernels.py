@@ -8,8 +8,9 @@ microseconds per call, best of --repeats, at each thread count and row count of:
 - torch's `_weight_int4pack_mm_for_cpu` (int4, bf16 activations; what `Int4Linear` falls back to),
   `_weight_int8pack_mm` (int8 per channel, bf16), and fp32 through F.linear and oneDNN.
 
-Then one whole decode step's matmuls (30 layers of distinct weights, so they stream from memory as
-in a real step, plus the Q8_0 head) per kernel set. torch's kernels run on the ISA torch picked
+Per-call times are for weights in cache (a burst of calls on one layer); then one whole decode
+step's matmuls (30 layers of distinct weights, ~96 MB, so they stream from memory as in a real
+step, plus the Q8_0 head) per kernel set. torch's kernels run on the ISA torch picked
 (shown); `ATEN_CPU_CAPABILITY=avx2` makes them use their AVX2 code, to compare with int_dot's AVX2
 path on an AVX-512 host. Timings on a shared machine are noisy: kernels are timed round-robin
 and the best of the repeats is kept. Run:
@@ -89,16 +90,17 @@ def kernels(isas: list[str]) -> dict[str, object]:
     return table
 
 
-def best_us(calls: dict[str, object], repeats: int) -> dict[str, float]:
-    """Best microseconds of each callable, timed round-robin so that noise hits all alike."""
+def best_us(calls: dict[str, object], repeats: int, burst: int = 5) -> dict[str, float]:
+    """Best microseconds of each callable over `repeats` calls, in rounds that give each callable a
+    burst of calls in turn: noise hits all alike, and within a burst its data is in cache."""
     best = dict.fromkeys(calls, float("inf"))
-    for fn in calls.values():
-        fn()
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // burst)):
         for name, fn in calls.items():
-            start = time.perf_counter()
             fn()
-            best[name] = min(best[name], 1e6 * (time.perf_counter() - start))
+            for _ in range(burst):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], 1e6 * (time.perf_counter() - start))
     return best
 
 
@@ -134,7 +136,7 @@ def main() -> None:
                 results: dict[str, dict[str, float]] = {name: {} for name in table}
                 for shape, w in weights.items():
                     x = torch.randn(rows, w["fp32"].shape[1])
-                    repeats = max(3, args.repeats // 5) if shape == "head" else args.repeats
+                    repeats = max(5, args.repeats // 5) if shape == "head" else args.repeats
                     calls = {name: (lambda fn=fn, w=w, x=x: fn(x, w)) for name, fn in table.items()}
                     for name, us in best_us(calls, repeats).items():
                         results[name][f"{shape} {'x'.join(map(str, SHAPES[shape]))}"] = us
@@ -163,7 +165,7 @@ def decode_step(table: dict[str, object], isas: list[str], blocks: list[dict[str
                     table[block_kernel](xs[w["fp32"].shape[1]], w)
             table[head_kernel](xs[576], head)
 
-        timed = best_us({name: (lambda k=k: step(*k)) for name, k in sets.items()}, max(5, repeats // 3))
+        timed = best_us({name: (lambda k=k: step(*k)) for name, k in sets.items()}, max(6, repeats // 3), burst=2)
         for name, us in timed.items():
             print(f"  {rows} row(s)  {name:42} {us / 1000:8.2f}")
 
