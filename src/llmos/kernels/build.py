@@ -104,6 +104,15 @@ def _has_ops() -> bool:
     return hasattr(torch.ops, "llmos") and hasattr(torch.ops.llmos, "int4_linear")
 
 
+def _built_and_loaded() -> Path:
+    """The library's path, built if missing and loaded unless its ops are registered already (building
+    loads it too, from the scratch directory: loading a second copy would register the ops twice)."""
+    path = build()
+    if not _has_ops():
+        torch.ops.load_library(str(path))
+    return path
+
+
 def load() -> bool:
     """Whether the int_dot ops are registered in this process (loading or building them once)."""
     if "loaded" in _state:
@@ -116,7 +125,7 @@ def load() -> bool:
             if not _has_ops():
                 if not library_path().exists():
                     log.warning("llmos: building the integer kernels (int_dot) into %s (once, ~15 s)", build_dir())
-                torch.ops.load_library(str(build()))
+                _built_and_loaded()
         except Exception as exc:  # a missing compiler, a build error: the torch kernels still work
             reason = failure(exc)
             log.warning("llmos: the integer kernels (int_dot) are not available (%s); quantized linears use "
@@ -140,8 +149,7 @@ def main() -> int:
     cached = library_path().exists()
     start = time.perf_counter()
     try:
-        path = build()
-        torch.ops.load_library(str(path))
+        path = _built_and_loaded()
         isa = ("scalar", "avx2", "avx512bw", "avx512-vnni")[torch.ops.llmos.int_dot_best_isa()]
     except Exception as exc:
         print(f"int_dot kernels: could not build ({failure(exc)}); quantized linears will use torch's kernels")

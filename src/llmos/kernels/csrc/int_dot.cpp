@@ -1,4 +1,4 @@
-// Weight-only int4 / int8 linears with int8-quantized activations (the design of llama.cpp's
+// Weight-only int4 / int8 linears with integer-quantized activations (the design of llama.cpp's
 // Q4 x Q8 and Q8 x Q8 dot products and onnxruntime's MatMulNBits), as torch custom ops:
 //
 //   llmos::int4_linear(x, codes, scales, mins, out_features, isa=-1) -> y   w = scale * c + min, c in 0..15
@@ -27,8 +27,8 @@
 //   int4: y += scale * dx/256 * sum(c * q) + min * (dx/256 * sum(q))        q = 256 hi + lo
 //   int8: y += scale * dx/256 * (sum((c + 128) * q) - 128 * sum(q))
 // The dot instructions: vpmaddubsw (AVX2, AVX-512BW; int4 sums stay in int16 for a whole block:
-// 8 steps x 2 x 15 x 127 < 32768; int8 uses the sign trick on the codes, c + 128 - 128, since
-// |c| * |q| pairs fit int16) and vpdpbusd (AVX-512 VNNI).
+// 8 steps x 2 x 15 x 127 < 32768; int8 takes |c| times q with c's sign, since (c + 128) q pairs
+// would overflow int16 and |c| q pairs do not) and vpdpbusd (AVX-512 VNNI, int32 sums).
 //
 // Every SIMD path is compiled with function-level target attributes (the AVX-512 code is included
 // twice under two `#pragma GCC target` regions), and the path is chosen at run time by CPUID, so
