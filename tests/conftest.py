@@ -1,6 +1,6 @@
 """Make the shared test helpers in tests/ (e.g. `gguf_tokenizers`) importable from every test folder
-(pytest runs in importlib mode, which does not put test directories on sys.path), and run the `llmos`
-command in this process (`llmos_cli`)."""
+(pytest runs in importlib mode, which does not put test directories on sys.path), run the `llmos`
+command in this process (`llmos_cli`), and build the integer kernels' extension once per session."""
 
 import sys
 from pathlib import Path
@@ -24,3 +24,12 @@ def llmos_cli(monkeypatch, capsys):
         return exit_.value.code or 0, out, err
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def int_dot_built():
+    """The integer kernels' extension is built (or found in its cache) once, before any test runs,
+    never inside a test by surprise (`make setup` builds it; this covers a bare checkout)."""
+    from llmos.kernels import build
+
+    build.load()

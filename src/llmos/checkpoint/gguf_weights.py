@@ -16,7 +16,8 @@ BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...). `kernel_module()` turns Q4_0
 and Q4_1 blocks (32 weights: an f16 scale, for Q4_1 an f16 minimum, 16 bytes
 of 4-bit codes) into an `llmos.kernels.Int4Linear`, and Q8_0 blocks (an f16
 scale, 32 int8 codes) into a `GroupInt8Linear`, without a float detour: the
-codes are kept bit for bit (the kernels take their scales in bf16).
+codes are kept bit for bit and the f16 scales as float32 (exactly; Q4_1's min m
+becomes the zero m + 8d of Int4Linear's w = (code - 8) * scale + zero).
 """
 
 from __future__ import annotations
