@@ -16,8 +16,9 @@ counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --
 Ratios are against llama.cpp measured in this same run.
 
 llama-cpp-python builds from source (about 10-15 minutes on 2 cores): the script builds it
-once into ~/.cache/llmos/peers/llama-cpp-python (a venv of its own) and reuses it; it is
-never built in tests or CI. --no-llama-cpp skips those rows. Run:
+once into ~/.cache/llmos/peers/llama-cpp-python-<features> (a venv of its own, for this CPU's
+features, AMX left out: it crashes here) and reuses it; it is never built in tests or CI.
+--no-llama-cpp skips those rows. Run:
 
     .venv/bin/python benchmarks/decode_vs_llamacpp.py
     .venv/bin/python benchmarks/decode_vs_llamacpp.py --new-tokens 32 --repeats 1   # quicker
@@ -65,20 +66,47 @@ print(json.dumps({"decode": decode, "prefill": prefill}))
 """
 
 
-def llama_cpp_python(build: bool) -> Path | None:
-    """The python of the cached llama-cpp-python venv, built there once when missing."""
+# llama.cpp's CPU features, named by the /proc/cpuinfo flag that enables each. AMX is left out: on the
+# AMX hosts here llama.cpp's AMX matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) at the first eval.
+GGML_FEATURES = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2", "avx512f": "AVX512",
+                 "avx512vbmi": "AVX512_VBMI", "avx512_vnni": "AVX512_VNNI", "avx512_bf16": "AVX512_BF16",
+                 "avx_vnni": "AVX_VNNI"}
+
+
+def cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def llama_cpp_python(build: bool, server: bool = False) -> Path | None:
+    """The python of the cached llama-cpp-python venv (with its server when `server`), built there once
+    when missing: for this CPU's features (not -march=native, and without AMX, see GGML_FEATURES), so a
+    venv is named by the features it was built for."""
+    import hashlib
+    import os
+
     from llmos.measured import cache_dir
 
-    venv = cache_dir() / "peers" / "llama-cpp-python"
+    features = sorted(name for flag, name in GGML_FEATURES.items() if flag in cpu_flags())
+    tag = hashlib.sha1(" ".join(features).encode()).hexdigest()[:8]
+    venv = cache_dir() / "peers" / f"llama-cpp-python-{tag}"
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+    check = "import llama_cpp" + ("; import llama_cpp.server.app" if server else "")
+    if python.exists() and subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
         return python
     if not build:
         return None
-    print(f"building llama-cpp-python {LLAMA_CPP_VERSION} into {venv} (once; ~10-15 minutes)...", flush=True)
+    print(f"building llama-cpp-python {LLAMA_CPP_VERSION} into {venv} for {' '.join(features)} "
+          "(once; ~10-15 minutes)...", flush=True)
+    cmake = ["-DGGML_NATIVE=OFF", *(f"-DGGML_{name}={'ON' if name in features else 'OFF'}"
+                                    for name in GGML_FEATURES.values()),
+             "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", f"llama-cpp-python=={LLAMA_CPP_VERSION}"], check=True,
-                   env={**__import__("os").environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"})
+    package = f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}" if server else f"llama-cpp-python=={LLAMA_CPP_VERSION}"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-cache-dir", package], check=True,
+                   env={**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2", "CMAKE_ARGS": " ".join(cmake)})
     return python
 
 
