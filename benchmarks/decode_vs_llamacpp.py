@@ -10,7 +10,11 @@ GGUF Q4_1 with a Q8_0 embedding) through
   int4 kernel, the Q8_0 head as grouped int8, codes unchanged);
 
 and a GPT-2 124M shape with random weights written as an F32 GGUF (the gguf package's
-writer) through LLMOS fp32 and llama.cpp. Each row reports decode tokens/s (a 32-token
+writer) through LLMOS fp32 and llama.cpp. LLMOS decodes through its compiled decode step (the
+default; `--eager` for the eager one); the batch-8 rows decode 8 prompts at once (tokens/s over
+all rows). The header prints the host's CPU flags and the kernel every quantized linear chose
+(measured on this host, see `llmos.kernels.choice`); `--compile-times` also times the first
+compile (an empty Inductor cache) and a warm start (a second process), each in a process of its own. Each row reports decode tokens/s (a 32-token
 prompt, 128 new tokens; from the first new token to the last, so the prompt is not
 counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --repeats.
 Ratios are against llama.cpp measured in this same run.
@@ -127,21 +131,62 @@ class Stamps:
         pass
 
 
-def torch_row(model, prompt: list[int], long: list[int], new: int, repeats: int, **generate_kw) -> dict:
-    ids = torch.tensor([prompt])
+def torch_row(model, prompt: list[int], long: list[int], new: int, repeats: int, batch: int = 1,
+              **generate_kw) -> dict:
+    """Decode tokens/s (batch 1: from the first new token to the last; batch > 1: all rows' new tokens
+    over the whole call) and prompt processing tokens/s."""
+    ids = torch.tensor([prompt] * batch)
     decode, prefill = 0.0, 0.0
     with torch.inference_mode():
-        model.generate(ids, max_new_tokens=4, do_sample=False, **generate_kw)  # warm-up
+        model.generate(ids, max_new_tokens=4, do_sample=False, **generate_kw)  # warm-up (and compile)
         for _ in range(repeats):
-            stamps = Stamps()
-            model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=stamps,
-                           **generate_kw)
-            decode = max(decode, (new - 1) / (stamps.times[-1] - stamps.times[0]))
+            if batch == 1:
+                stamps = Stamps()
+                model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=stamps,
+                               **generate_kw)
+                decode = max(decode, (new - 1) / (stamps.times[-1] - stamps.times[0]))
+            else:
+                start = time.perf_counter()
+                model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, **generate_kw)
+                decode = max(decode, batch * new / (time.perf_counter() - start))
             x = torch.tensor([long])
             start = time.perf_counter()
             model(x, logits_to_keep=1)
             prefill = max(prefill, len(long) / (time.perf_counter() - start))
     return {"decode": decode, "prefill": prefill}
+
+
+def kernels_chosen(model) -> str:
+    """'kernel xN, ...' over the model's quantized linears (what serves decoding on this host)."""
+    from collections import Counter
+
+    counts = Counter(m.kernel for m in model.modules() if hasattr(m, "kernel"))
+    return ", ".join(f"{kernel} x{n}" for kernel, n in counts.most_common()) or "no quantized linears"
+
+
+COMPILE_SCRIPT = r"""
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+from llmos import AutoModelForCausalLM
+from llmos.generation.decode_step import set_compile
+set_compile(True)
+model = AutoModelForCausalLM.from_pretrained("smollm2")
+start = time.perf_counter()
+model.generate(torch.tensor([[1, 2, 3, 4]]), max_new_tokens=3, do_sample=False)
+print(time.perf_counter() - start)
+"""
+
+
+def compile_times(threads: int) -> tuple[float, float]:
+    """(first compile, warm start) in seconds: a generate call that compiles the decode step in a new
+    process with an empty Inductor cache, then the same in a second process over that cache."""
+    import os
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        times = [float(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(threads)], env=env, check=True,
+                                      capture_output=True, text=True).stdout.split()[-1]) for _ in range(2)]
+    return times[0], times[1]
 
 
 def llama_cpp_row(python: Path, path: Path, threads: int, prompt, new: int, long, repeats: int) -> dict:
@@ -181,8 +226,12 @@ def main() -> None:
     parser.add_argument("--long-prompt", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,gpt2",
-                        help="comma list of transformers, llama.cpp, fp32, int8, int4, gpt2")
+    parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,int4-batch8,gpt2",
+                        help="comma list of transformers, llama.cpp, fp32, int8, int4, int4-batch8, "
+                             "transformers-batch8, gpt2")
+    parser.add_argument("--eager", action="store_true", help="LLMOS decodes eagerly (no compiled step)")
+    parser.add_argument("--compile-times", action="store_true",
+                        help="also time the first compile and a warm start (two extra processes)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip (and never build) llama.cpp")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -196,8 +245,17 @@ def main() -> None:
     text_ids = tokenizer.encode(PROMPT_TEXT * 40)
     prompt, long = text_ids[: args.prompt_tokens], text_ids[: args.long_prompt]
     python = None if args.no_llama_cpp else llama_cpp_python(build="llama.cpp" in rows or "gpt2" in rows)
-    print(f"torch {torch.__version__}, {args.threads} threads; {EMBEDDED['smollm2'].description}; "
-          f"prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), prompt processing {len(long)} tokens")
+    from llmos.generation.decode_step import set_compile
+    from llmos.kernels.choice import cpu_name
+
+    set_compile(not args.eager)
+    flags = cpu_flags()
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+             if f in flags]
+    print(f"{cpu_name()}; flags: {' '.join(shown) or 'none of avx2/avx512/bf16/amx'}; torch {torch.__version__}, "
+          f"{args.threads} threads; LLMOS decode step: {'eager' if args.eager else 'compiled'}")
+    print(f"{EMBEDDED['smollm2'].description}; prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), "
+          f"prompt processing {len(long)} tokens")
     results: dict[str, dict] = {}
     if python is not None and "llama.cpp" in rows:
         results["llama.cpp"] = llama_cpp_row(python, path, args.threads, prompt, args.new_tokens, long, args.repeats)
@@ -210,10 +268,20 @@ def main() -> None:
         results["transformers fp32"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
                                                  pad_token_id=tokenizer.pad_token_id)
         del hf
-    for name, quantize in (("fp32", "none"), ("int8", "int8"), ("int4", "auto")):
+        if "transformers-batch8" in rows:
+            hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                                   dtype=torch.float32).eval()
+            results["transformers fp32, batch 8"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
+                                                              batch=8, pad_token_id=tokenizer.pad_token_id)
+            del hf
+    for name, quantize, batch in (("fp32", "none", 1), ("int8", "int8", 1), ("int4", "auto", 1),
+                                  ("int4-batch8", "auto", 8)):
         if name in rows:
             model = AutoModelForCausalLM.from_pretrained(path, quantize=quantize)
-            results[f"LLMOS {name}"] = torch_row(model, prompt, long, args.new_tokens, args.repeats)
+            if batch == 1:
+                print(f"  LLMOS {name} kernels: {kernels_chosen(model)}", flush=True)
+            label = f"LLMOS {name.split('-')[0]}" + (f", batch {batch}" if batch > 1 else "")
+            results[label] = torch_row(model, prompt, long, args.new_tokens, args.repeats, batch=batch)
             del model
     peer = results.get("llama.cpp")
     print("what ran in this run: every row (llama.cpp in a subprocess of its own venv); "
@@ -228,6 +296,10 @@ def main() -> None:
         print(f"LLMOS fp32 / transformers fp32: decode "
               f"{results['LLMOS fp32']['decode'] / results['transformers fp32']['decode']:.2f}x, prompt "
               f"{results['LLMOS fp32']['prefill'] / results['transformers fp32']['prefill']:.2f}x")
+    if args.compile_times and not args.eager:
+        first, warm = compile_times(args.threads)
+        print(f"compiled decode step (SmolLM2 int4): first compile {first:.1f} s (empty Inductor cache), "
+              f"warm start {warm:.1f} s (a second process); our goals: <= 60 s and <= 10 s")
     if "gpt2" in rows:
         with tempfile.TemporaryDirectory() as tmp:
             gpt2_path = gpt2_gguf(Path(tmp))

@@ -49,7 +49,7 @@ def test_serve_takes_vllm_and_llama_server_flag_names(llmos_cli, tiny_checkpoint
     assert code == 0, err
     state = started["app"].state.llmos
     assert (state.engine.max_batch, state.model_id, started["port"]) == (3, "tiny", 8123)
-    assert "KV cache: 3 requests" in err
+    assert "up to 3 requests at once" in err
 
 
 def test_serve_threads_and_chat_template(llmos_cli, tiny_checkpoint, started, threads_kept, template_file):
