@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmos.config import ModelConfig
-from llmos.model.attention import Attention, build_attention_mask
+from llmos.model.attention import Attention, AttentionContext, build_attention_mask
 from llmos.model.cache import KVCache
 
 
@@ -36,7 +36,7 @@ def test_sdpa_attention_matches_reference_math(n_kv_heads, causal):
     allowed = torch.ones(7, 7, dtype=torch.bool)
     if causal:
         allowed = allowed.tril()
-    torch.testing.assert_close(attn(x, None, mask, is_causal, None), reference_attention(attn, x, allowed))
+    torch.testing.assert_close(attn(x, AttentionContext(None, mask, is_causal)), reference_attention(attn, x, allowed))
 
 
 def test_padding_mask_hides_padded_keys():
@@ -48,7 +48,7 @@ def test_padding_mask_hides_padded_keys():
     mask, is_causal = build_attention_mask(padding, 2, 0, 6, True, None, x.device)
     allowed = torch.ones(6, 6, dtype=torch.bool).tril() & padding.bool()[:, None, None, :]
     allowed = allowed | ~allowed.any(-1, keepdim=True)  # fully padded query rows see everything
-    out = attn(x, None, mask, is_causal, None)
+    out = attn(x, AttentionContext(None, mask, is_causal))
     torch.testing.assert_close(out, reference_attention(attn, x, allowed))
     assert torch.isfinite(out).all()
 
@@ -62,6 +62,5 @@ def test_sliding_window_limits_how_far_back_a_query_sees():
 def test_cache_update_rejects_overflow():
     config = ModelConfig(vocab_size=16, d_model=32, n_layers=1, n_heads=4, max_seq_len=16)
     cache = KVCache(config, batch_size=1, max_len=4)
-    k = torch.zeros(1, 4, 5, 8)
     with pytest.raises(ValueError, match="max_len=4"):
-        cache.update(0, k, k)
+        cache.positions(5, torch.device("cpu"))

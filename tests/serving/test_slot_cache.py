@@ -18,12 +18,11 @@ def tiny_model(**overrides) -> CausalLM:
     return CausalLM(config).eval()
 
 
-def prefill(model: CausalLM, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(k, v) of a prompt as (n_layers, Hkv, n, D), and its last logits."""
+def prefill(model: CausalLM, ids: list[int]) -> tuple[KVCache, slice, torch.Tensor]:
+    """A prompt's cache, the columns it filled, and its last logits."""
     scratch = KVCache(model.config, 1, len(ids))
     out = model(torch.tensor([ids]), cache=scratch)
-    n = len(ids)
-    return scratch.k[:, 0, :, :n].clone(), scratch.v[:, 0, :, :n].clone(), out.logits[0, -1]
+    return scratch, slice(0, len(ids)), out.logits[0, -1]
 
 
 def solo_logits(model: CausalLM, ids: list[int]) -> torch.Tensor:
@@ -51,8 +50,8 @@ def test_rows_joining_and_leaving_decode_exactly_as_alone(overrides):
             n = next(lengths, None)
             if n is not None:
                 ids = torch.randint(0, 97, (n,)).tolist()
-                k, v, _ = prefill(model, ids)
-                assert cache.insert(k, v) == len(histories)
+                scratch, columns, _ = prefill(model, ids)
+                assert cache.insert(scratch, 0, columns) == len(histories)
                 histories.append(ids)
         if not histories:
             break
@@ -77,10 +76,10 @@ def test_rows_joining_and_leaving_decode_exactly_as_alone(overrides):
 def test_attention_window_follows_the_longest_active_row_not_the_server_uptime():
     model = tiny_model()
     cache = SlotCache(model.config, max_batch=2, max_len=64)
-    k, v, _ = prefill(model, list(range(20)))
-    cache.insert(k, v)  # a long-running request
-    k, v, _ = prefill(model, [1, 2, 3])
-    cache.insert(k, v)  # a short one joins
+    scratch, columns, _ = prefill(model, list(range(20)))
+    cache.insert(scratch, 0, columns)  # a long-running request
+    scratch, columns, _ = prefill(model, [1, 2, 3])
+    cache.insert(scratch, 0, columns)  # a short one joins
     for token in range(10):
         mask, positions = cache.decode_inputs()
         model(torch.tensor([[token], [token]]), attention_mask=mask, position_ids=positions, cache=cache)
@@ -95,10 +94,10 @@ def test_attention_window_follows_the_longest_active_row_not_the_server_uptime()
 def test_a_single_row_needs_no_mask_and_several_unequal_rows_do():
     config = tiny_model().config
     cache = SlotCache(config, max_batch=2, max_len=16)
-    shape = (config.n_layers, config.n_kv_heads, 4, config.head_dim)
-    cache.insert(torch.ones(shape), torch.ones(shape))
+    filled = KVCache(config, 1, max_len=4)
+    cache.insert(filled, 0, slice(0, 4))
     assert cache.decode_inputs()[0] is None
-    cache.insert(torch.ones(shape[:2] + (2,) + shape[3:]), torch.ones(shape[:2] + (2,) + shape[3:]))
+    cache.insert(filled, 0, slice(0, 2))
     mask, positions = cache.decode_inputs()
     assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]
     assert positions.tolist() == [[4], [2]]
@@ -108,7 +107,9 @@ def test_writing_past_the_buffer_is_the_model_caches_clear_overflow_error():
     """The slot cache stores keys and values with the model cache's code, so it refuses an overflow
     the same way instead of failing inside a tensor copy."""
     config = tiny_model().config
-    for cache in (KVCache(config, 1, max_len=4), SlotCache(config, max_batch=1, max_len=4)):
-        shape = (1, config.n_kv_heads, 5, config.head_dim)
-        with pytest.raises(ValueError, match="KV cache overflow: 5 positions requested.*max_len=4"):
-            cache.update(0, torch.zeros(shape), torch.zeros(shape))
+    shape = (1, config.n_kv_heads, 5, config.head_dim)
+    with pytest.raises(ValueError, match="KV cache overflow: 5 positions requested.*max_len=4"):
+        KVCache(config, 1, max_len=4).positions(5, torch.device("cpu"))
+    cache = SlotCache(config, max_batch=1, max_len=4)
+    with pytest.raises(ValueError, match="KV cache overflow: 5 positions requested.*max_len=4"):
+        cache.update(0, torch.zeros(shape), torch.zeros(shape), cache.positions(5, torch.device("cpu")))

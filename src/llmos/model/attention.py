@@ -2,11 +2,16 @@
 
 softmax(Q K^T / sqrt(d_k)) V per head. Q, K and V come from one fused
 projection; with n_kv_heads < n_heads each key/value head serves a group of
-query heads. The mask builder turns causality, padding, a KV cache offset and
-an optional sliding window into one boolean mask (True = may attend).
+query heads. The mask builder turns causality, padding and an optional
+sliding window into one boolean mask (True = may attend) for a pass that sees
+only its own keys; a pass that reads a KV cache gets its mask from the cache
+(`KVCache.attention_mask`). `AttentionContext` carries what every layer's
+attention shares in one forward pass.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +25,22 @@ from llmos.model.positions import apply_rope
 SDPA_SHARES_KV_HEADS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
+@dataclass
+class AttentionContext:
+    """What every layer's attention needs in one forward pass.
+
+    With a cache, each layer writes its keys and values at `cache_position`; `read_cache`
+    says whether queries attend over the cache's keys (a step after the first) or only over
+    this pass's own (a prompt's first pass, whose keys are all here: a cheaper, causal SDPA)."""
+
+    rope: tuple[torch.Tensor, torch.Tensor] | None
+    mask: torch.Tensor | None  # (B or 1, 1, T, S) bool, or None
+    is_causal: bool
+    cache: KVCache | None = None
+    cache_position: torch.Tensor | None = None  # (T,) columns this pass writes
+    read_cache: bool = False
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
@@ -31,23 +52,19 @@ class Attention(nn.Module):
         self.out = nn.Linear(self.q_size, config.d_model, bias=config.attn_out_bias)
         self.dropout = config.dropout
 
-    def forward(
-        self,
-        x: torch.Tensor,  # (B, T, C)
-        rope: tuple[torch.Tensor, torch.Tensor] | None,
-        mask: torch.Tensor | None,  # (B, 1, T, S) bool, or None
-        is_causal: bool,
-        cache: KVCache | None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:  # x (B, T, C)
         B, T, _ = x.shape
         qkv = self.qkv(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
         qk, v = qkv.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=2)
-        if rope is not None:  # queries and keys rotated together: one pass over (B, T, H + Hkv, D)
-            qk = apply_rope(qk, *rope)
+        if ctx.rope is not None:  # queries and keys rotated together: one pass over (B, T, H + Hkv, D)
+            qk = apply_rope(qk, *ctx.rope)
         q, k = qk.split([self.n_heads, self.n_kv_heads], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H or Hkv, T, D)
-        if cache is not None:
-            k, v = cache.update(self.layer_index, k, v)  # (B, Hkv, S, D)
+        if ctx.cache is not None:
+            cached_k, cached_v = ctx.cache.update(self.layer_index, k, v, ctx.cache_position)
+            if ctx.read_cache:
+                k, v = cached_k, cached_v  # (B, Hkv, S, D)
+        mask, is_causal = ctx.mask, ctx.is_causal
         grouped = {}
         if self.n_kv_heads != self.n_heads:
             if SDPA_SHARES_KV_HEADS:
@@ -74,7 +91,8 @@ def build_attention_mask(
     sliding_window: int | None,
     device: torch.device,
 ) -> tuple[torch.Tensor | None, bool]:
-    """Return (mask, is_causal). mask is None whenever SDPA's own flags suffice (fast path)."""
+    """Return (mask, is_causal) for queries at columns [past, past + T) over keys [0, past + T).
+    mask is None whenever SDPA's own flags suffice (fast path)."""
     S = past + T
     needs_window = sliding_window is not None and S > sliding_window
     if attention_mask is None and not needs_window:

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
-from llmos.model.attention import Attention
-from llmos.model.cache import KVCache
+from llmos.model.attention import Attention, AttentionContext
 from llmos.model.mlp import MLP
 from llmos.model.norms import make_norm
 
@@ -27,10 +26,10 @@ class Block(nn.Module):
         # A function, not an nn.Dropout module: at p = 0 or in eval it costs nothing per call.
         return F.dropout(x, self.dropout_p, training=True) if self.training and self.dropout_p > 0 else x
 
-    def forward(self, x: torch.Tensor, rope, mask, is_causal: bool, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         if self.pre_norm:  # x + f(norm(x))
-            x = x + self.dropout(self.attn(self.attn_norm(x), rope, mask, is_causal, cache))
+            x = x + self.dropout(self.attn(self.attn_norm(x), ctx))
             return x + self.dropout(self.mlp(self.mlp_norm(x)))
         # post-norm, as in the original Transformer and BERT: norm(x + f(x))
-        x = self.attn_norm(x + self.dropout(self.attn(x, rope, mask, is_causal, cache)))
+        x = self.attn_norm(x + self.dropout(self.attn(x, ctx)))
         return self.mlp_norm(x + self.dropout(self.mlp(x)))

@@ -87,6 +87,7 @@ class CausalLM(PreTrainedModel):
         labels: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         targets: torch.Tensor | None = None,
+        cache_position: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """logits_to_keep > 0 runs the LM head on the last that many positions only.
 
@@ -94,7 +95,7 @@ class CausalLM(PreTrainedModel):
         ignored; the head skips those positions); only the mean loss is returned and `logits` is None, so a head that can
         compute its loss without the (B, T, V) logits (`llmos.kernels.FusedLossHead`,
         through its `cross_entropy` method) never builds them."""
-        h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
+        h = self.transformer(input_ids, attention_mask, position_ids, cache=cache, cache_position=cache_position)
         if targets is not None:
             trained = targets != IGNORE_INDEX
             if not bool(trained.all()):  # fine-tuning: the head runs only where a target is learned

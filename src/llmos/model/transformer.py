@@ -13,7 +13,7 @@ from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
-from llmos.model.attention import build_attention_mask
+from llmos.model.attention import AttentionContext, build_attention_mask
 from llmos.model.block import Block
 from llmos.model.cache import KVCache
 from llmos.model.norms import make_norm
@@ -71,33 +71,51 @@ class Transformer(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,  # (B, T)
-        attention_mask: torch.Tensor | None = None,  # (B, past + T)
+        attention_mask: torch.Tensor | None = None,  # (B, past + T); with a cache, up to its max_len
         position_ids: torch.Tensor | None = None,  # (B, T), or (1, T) for every row
         token_type_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        cache_position: torch.Tensor | None = None,  # (T,) cache columns this pass writes
     ) -> torch.Tensor:
+        """With a cache and no `cache_position` (eager callers), the pass writes after the cache's
+        filled length and advances it. A compiled step passes `cache_position` itself and keeps
+        its own count: nothing here then reads host-side state, so the step has one graph."""
         B, T = input_ids.shape
+        ctx = self._attention_context(input_ids, attention_mask, cache, cache_position)
+        if position_ids is None:
+            # (1, T): one table row per position, broadcast over the batch (no B x T gather / scatter)
+            position_ids = (ctx.cache_position if ctx.cache_position is not None
+                            else torch.arange(T, device=input_ids.device))[None]
+        x = self.embed(input_ids, position_ids, token_type_ids)
+        if self.rotary is not None:
+            ctx.rope = self.rotary(position_ids, x.dtype)
+        for block in self.blocks:
+            x = block(x, ctx)
+        if cache is not None and cache_position is None:
+            cache.advance(T)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x  # (B, T, C)
+
+    def _attention_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                           cache: KVCache | None, cache_position: torch.Tensor | None) -> AttentionContext:
+        B, T = input_ids.shape
+        window, device = self.config.sliding_window, input_ids.device
+        if cache_position is not None:  # a compiled step: every column of the cache, masked
+            mask = cache.attention_mask(cache_position, attention_mask, window)
+            return AttentionContext(None, mask, False, cache, cache_position, read_cache=True)
         past = cache.length if cache is not None else 0
         if past + T > self.config.max_seq_len:
             raise ContextLengthError(
                 f"input of {past + T} tokens exceeds the context window "
                 f"(max_seq_len={self.config.max_seq_len})"
             )
-        if position_ids is None:
-            # (1, T): one table row per position, broadcast over the batch (no B x T gather / scatter)
-            position_ids = torch.arange(past, past + T, device=input_ids.device)[None]
-        x = self.embed(input_ids, position_ids, token_type_ids)
-        rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
-        mask, is_causal = build_attention_mask(
-            attention_mask, B, past, T, self.config.causal, self.config.sliding_window, x.device
-        )
-        for block in self.blocks:
-            x = block(x, rope, mask, is_causal, cache)
-        if cache is not None:
-            cache.advance(T)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x  # (B, T, C)
+        position = cache.positions(T, device) if cache is not None else None
+        if past == 0:  # no history: attend over this pass's own keys (causal SDPA, no cache read)
+            mask, is_causal = build_attention_mask(attention_mask, B, 0, T, self.config.causal, window, device)
+            return AttentionContext(None, mask, is_causal, cache, position, read_cache=False)
+        mask = cache.attention_mask(position, attention_mask, window)
+        return AttentionContext(None, mask, False, cache, position, read_cache=True)
 
 
 def init_weights(module: nn.Module, config: ModelConfig) -> None:

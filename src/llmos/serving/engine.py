@@ -242,7 +242,7 @@ class Engine:
             if request.params.max_tokens == 0:
                 self._finish(request, "length")
                 continue
-            self.cache.insert(scratch.k[:, i, :, longest - n :], scratch.v[:, i, :, longest - n :])
+            self.cache.insert(scratch, i, slice(longest - n, longest))
             self.rows.append(request)
             self._accept_token(len(self.rows) - 1, out.logits[i, -1:].float())
 

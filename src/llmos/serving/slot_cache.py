@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from llmos.config import ModelConfig
+from llmos.model.attention import build_attention_mask
 from llmos.model.cache import KVBuffer
 
 
@@ -55,10 +56,21 @@ class SlotCache(KVBuffer):
         """Width of the live window: the model's "past" for the next step."""
         return self.end - self.start
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        """Window-relative columns of the next T tokens (the model's protocol; `update` writes at `end`)."""
+        return torch.arange(self.length, self.length + T, device=device)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor,
+               cache_position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (active, Hkv, T, D) at the end; return the live window of live rows."""
         rows, end = k.shape[0], self.store(layer, k, v, self.end)
-        return self.k[layer, :rows, :, self.start : end], self.v[layer, :rows, :, self.start : end]
+        return self.k[layer][:rows, :, self.start : end], self.v[layer][:rows, :, self.start : end]
+
+    def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
+                       sliding_window: int | None) -> torch.Tensor | None:
+        """The mask over the live window (see `decode_inputs`), or None when nothing is hidden."""
+        return build_attention_mask(attention_mask, self.active, self.length, cache_position.shape[0], True,
+                                    sliding_window, cache_position.device)[0]
 
     def advance(self, n: int) -> None:
         self.end += n
@@ -83,7 +95,7 @@ class SlotCache(KVBuffer):
         self.start = min(self.row_starts, default=self.end)
         if self.end + 1 > self.max_len:
             self.compact()
-        device = self.k.device
+        device = self.k[0].device
         starts = torch.tensor(self.row_starts, device=device)  # (active,)
         positions = (self.end - starts)[:, None]
         if all(s == self.start for s in self.row_starts):
@@ -99,26 +111,28 @@ class SlotCache(KVBuffer):
         if shift <= 0:
             return
         if rows and width:
-            self.k[:, :rows, :, :width] = self.k[:, :rows, :, shift : self.end].clone()
-            self.v[:, :rows, :, :width] = self.v[:, :rows, :, shift : self.end].clone()
+            self._shift(slice(0, rows), slice(0, width), slice(shift, self.end))
         self.row_starts = [s - shift for s in self.row_starts]
         self.start, self.end = 0, width
 
-    def insert(self, k: torch.Tensor, v: torch.Tensor) -> int:
-        """Add a prefilled request; k, v are (n_layers, Hkv, n, D). Returns its row."""
+    def _shift(self, rows: slice, to: slice, source: slice) -> None:
+        """Move columns `source` of `rows` to columns `to`, in every layer (the ranges may overlap)."""
+        for buffer in (*self.k, *self.v):
+            buffer[rows, :, to] = buffer[rows, :, source].clone()
+
+    def insert(self, prefilled: KVBuffer, source_row: int, columns: slice) -> int:
+        """Add a prefilled request: row `source_row`, `columns` of `prefilled`. Returns its row."""
         if self.active >= self.max_batch:
             raise RuntimeError("no free slot")  # the engine checks free_rows first
-        n = k.shape[2]
+        n = columns.stop - columns.start
         if n > self.end:  # shift everyone right so the new row fits, still right-aligned
             grow, rows = n - self.end, self.active
             if rows:
-                self.k[:, :rows, :, grow:n] = self.k[:, :rows, :, : self.end].clone()
-                self.v[:, :rows, :, grow:n] = self.v[:, :rows, :, : self.end].clone()
+                self._shift(slice(0, rows), slice(grow, n), slice(0, self.end))
             self.row_starts = [s + grow for s in self.row_starts]
             self.start, self.end = self.start + grow, n
         row = self.active
-        self.k[:, row, :, self.end - n : self.end] = k
-        self.v[:, row, :, self.end - n : self.end] = v
+        self.copy_from(prefilled, row, slice(self.end - n, self.end), source_row, columns)
         self.active += 1
         self.row_starts.append(self.end - n)
         self.start = min(self.start, self.end - n) if row else self.end - n
@@ -130,8 +144,7 @@ class SlotCache(KVBuffer):
         moved = None
         if row != last:
             begin = self.row_starts[last]
-            self.k[:, row, :, begin : self.end] = self.k[:, last, :, begin : self.end]
-            self.v[:, row, :, begin : self.end] = self.v[:, last, :, begin : self.end]
+            self.copy_from(self, row, slice(begin, self.end), last, slice(begin, self.end))
             self.row_starts[row] = begin
             moved = last
         self.row_starts.pop()
