@@ -2,12 +2,18 @@
 (pytest runs in importlib mode, which does not put test directories on sys.path), run the `llmos`
 command in this process (`llmos_cli`), and build the integer kernels' extension once per session."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Decode steps run eagerly in the suite: compiling one costs seconds per model, so the tests that
+# check the compiled step (tests/generation/test_decode_step.py, the parity suite's compiled cases)
+# turn it on themselves, and nothing else compiles by surprise.
+os.environ.setdefault("LLMOS_COMPILE", "0")
 
 
 @pytest.fixture
