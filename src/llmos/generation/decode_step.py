@@ -18,9 +18,11 @@ one that fails logs why, once, and the model stays eager.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,34 +56,13 @@ def compile_wanted(model: Any) -> bool:
     return choice
 
 
-def _step(model: Any, tokens: torch.Tensor, cache_position: torch.Tensor, position_ids: torch.Tensor,
-          attention_mask: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
-    """The traced function: a view of the cache over the given buffers, one forward, last logits."""
+def _kv_step(model: Any, tokens: torch.Tensor, cache_position: torch.Tensor, position_ids: torch.Tensor,
+             attention_mask: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+    """The traced function of `next_logits`: a cache over the given buffers, one forward, last logits."""
     cache = KVCache.over(keys, values)
     out = model(tokens, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
                 cache_position=cache_position, logits_to_keep=1)
     return out.logits[:, -1].float()
-
-
-def _compiled(model: Any):
-    compiled = getattr(model, _COMPILED_ATTR, None)
-    if compiled is None:
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-        compiled = torch.compile(lambda *args: _step(model, *args), fullgraph=True, dynamic=False,
-                                 options={"cpp_wrapper": True})
-        object.__setattr__(model, _COMPILED_ATTR, compiled)  # not a submodule: kept out of state_dict
-    return compiled
-
-
-def _mark_dynamic(tokens: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  cache: KVCache) -> None:
-    """The cache length (and, past one row, the batch) may change between calls without a new graph."""
-    for t in (*cache.k, *cache.v):
-        torch._dynamo.maybe_mark_dynamic(t, 2)
-    torch._dynamo.maybe_mark_dynamic(attention_mask, 1)
-    if tokens.shape[0] > 1:
-        for t in (tokens, position_ids, attention_mask, *cache.k, *cache.v):
-            torch._dynamo.maybe_mark_dynamic(t, 0)
 
 
 def next_logits(model: Any, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None,
@@ -108,24 +89,49 @@ def next_logits(model: Any, tokens: torch.Tensor, cache: KVCache, attention_mask
         position_ids = cache_position.repeat(N, 1)
     # Dense inputs: a strided view (a beam's column of its sequences) would be another graph.
     tokens, position_ids, attention_mask = tokens.contiguous(), position_ids.contiguous(), attention_mask.contiguous()
-    _mark_dynamic(tokens, position_ids, attention_mask, cache)
-    graphs = _graph_count()
-    if getattr(model, _COMPILED_ATTR, None) is None:
+    rows = (tokens, position_ids, attention_mask, *cache.k, *cache.v) if N > 1 else ()
+    logits = run_step(model, _kv_step, (tokens, cache_position, position_ids, attention_mask, cache.k, cache.v),
+                      lengths=[(attention_mask, 1)] + [(t, 2) for t in (*cache.k, *cache.v)], rows=rows)
+    cache.advance(1)
+    return logits
+
+
+def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths: list[tuple[torch.Tensor, int]],
+             rows: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """`step(model, *args)`, compiled once per (model, step) when compiling is wanted, else eager.
+
+    lengths: (tensor, dim) pairs whose size is a history length, dynamic in the graph; rows: tensors whose
+    first dimension counts rows, dynamic when given (pass none for one row: that graph is specialised)."""
+    if not compile_wanted(model):
+        return step(model, *args)
+    for tensor, dim in lengths:
+        torch._dynamo.maybe_mark_dynamic(tensor, dim)
+    for tensor in rows:
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
+    steps = getattr(model, _COMPILED_ATTR, None)
+    if steps is None:
+        steps = {}
+        object.__setattr__(model, _COMPILED_ATTR, steps)  # not a submodule: kept out of state_dict
+    if not steps:
         log.warning("preparing the compiled decode step (once per process: compiled the first time, then "
                     "loaded from the disk cache; LLMOS_COMPILE=0 decodes without it)...")
+    graphs = _graph_count()
     started = time.perf_counter()
     try:
-        logits = _compiled(model)(tokens, cache_position, position_ids, attention_mask, cache.k, cache.v)
+        if step not in steps:
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+            steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
+                                        options={"cpp_wrapper": True})
+        out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once
         object.__setattr__(model, _FAILED_ATTR, True)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         log.warning("compiling the decode step failed (%s: %s); decoding eagerly", type(exc).__name__, first_line)
-        return next_logits(model, tokens, cache, attention_mask, position_ids)
+        return step(model, *args)
     if _graph_count() > graphs:
-        log.warning("decode step for %s ready in %.1f s", "1 row" if N == 1 else "several rows",
+        log.warning("decode step for %s ready in %.1f s", "several rows" if rows else "1 row",
                     time.perf_counter() - started)
-    cache.advance(1)
-    return logits
+    return out
 
 
 def _graph_count() -> int:

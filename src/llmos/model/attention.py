@@ -12,14 +12,17 @@ attention shares in one forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from llmos.config import ModelConfig
-from llmos.model.cache import KVCache
 from llmos.model.positions import apply_rope
+
+if TYPE_CHECKING:
+    from llmos.model.cache import KVCache
 
 # SDPA shares key/value heads itself from torch 2.5 on; on 2.4 they are repeated first.
 SDPA_SHARES_KV_HEADS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -36,7 +39,7 @@ class AttentionContext:
     rope: tuple[torch.Tensor, torch.Tensor] | None
     mask: torch.Tensor | None  # (B or 1, 1, T, S) bool, or None
     is_causal: bool
-    cache: KVCache | None = None
+    cache: KVCache | None = None  # or any object with the same update / attend / attention_mask
     cache_position: torch.Tensor | None = None  # (T,) columns this pass writes
     read_cache: bool = False
 
@@ -60,26 +63,27 @@ class Attention(nn.Module):
             qk = apply_rope(qk, *ctx.rope)
         q, k = qk.split([self.n_heads, self.n_kv_heads], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H or Hkv, T, D)
-        if ctx.cache is not None:
-            cached_k, cached_v = ctx.cache.update(self.layer_index, k, v, ctx.cache_position)
-            if ctx.read_cache:
-                k, v = cached_k, cached_v  # (B, Hkv, S, D)
-        mask, is_causal = ctx.mask, ctx.is_causal
-        grouped = {}
-        if self.n_kv_heads != self.n_heads:
-            if SDPA_SHARES_KV_HEADS:
-                grouped = {"enable_gqa": True}
-            else:
-                group = self.n_heads // self.n_kv_heads
-                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask,
-            is_causal=is_causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-            **grouped,
-        )  # (B, H, T, D)
+        if ctx.cache is not None and ctx.read_cache:  # the cache knows how its keys are laid out
+            y = ctx.cache.attend(self.layer_index, q, k, v, ctx.cache_position, ctx.mask)
+        else:
+            if ctx.cache is not None:
+                ctx.cache.update(self.layer_index, k, v, ctx.cache_position)
+            y = sdpa(q, k, v, ctx.mask, ctx.is_causal, self.dropout if self.training else 0.0)  # (B, H, T, D)
         return self.out(y.transpose(1, 2).reshape(B, T, self.q_size))
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+         dropout: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v for q (B, H, T, D) over k, v (B, Hkv, S, D), Hkv dividing H."""
+    grouped = {}
+    if k.shape[1] != q.shape[1]:
+        if SDPA_SHARES_KV_HEADS:
+            grouped = {"enable_gqa": True}
+        else:
+            group = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None,
+                                          dropout_p=dropout, **grouped)
 
 
 def build_attention_mask(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from llmos.config import ModelConfig
+from llmos.model.attention import sdpa
 
 
 class KVBuffer:
@@ -100,6 +101,12 @@ class KVCache(KVBuffer):
         self.k[layer].index_copy_(2, cache_position, k)
         self.v[layer].index_copy_(2, cache_position, v)
         return self.k[layer], self.v[layer]
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """Store this pass's k, v (B, H_kv, T, D) and attend q (B, H, T, D) over the whole buffer under `mask`."""
+        keys, values = self.update(layer, k, v, cache_position)
+        return sdpa(q, keys, values, mask, is_causal=False)
 
     def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
                        sliding_window: int | None) -> torch.Tensor:
