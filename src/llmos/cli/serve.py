@@ -43,7 +43,13 @@ def serve_command(
     max_body_kb: int = typer.Option(1024, min=1, help="Largest request body accepted, in KiB (413 above)."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
-                                                 "model's context. The KV cache holds max-batch x this many."),
+                                                 "model's context."),
+    kv_cache_mb: int = typer.Option(2048, "--kv-cache-mb", min=1,
+                                    help="Memory for keys and values of all requests, in MiB: taken in blocks "
+                                         "as requests grow (never less than one full-context request needs); "
+                                         "prompt prefixes stay cached in what is free."),
+    shutdown_grace: float = typer.Option(10.0, min=0.0, help="On SIGTERM or Ctrl-C: seconds running requests "
+                                                             "may take to finish before they are cancelled."),
     allowed_hosts: list[str] = typer.Option(
         None, help="Host names the server also answers to (repeat or comma-separate; * = any). Bound to "
                    "127.0.0.1, other Host headers are refused (DNS rebinding); bound elsewhere, any Host is "
@@ -76,13 +82,15 @@ def serve_command(
     model_id = model_name or model_label(checkpoint)
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len, host=host,
-                     allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins)
+                     allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins,
+                     kv_budget_bytes=kv_cache_mb << 20)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
-    cache = app.state.llmos.engine.cache
-    typer.echo(f"KV cache: {max_batch} requests x {cache.max_len} tokens = {cache.nbytes / 2**30:.2f} GiB "
-               "(--max-batch and --max-model-len size it)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    engine = app.state.llmos.engine
+    typer.echo(f"KV cache: up to {engine.kv_budget_bytes / 2**20:.0f} MiB ({engine.blocks.num_blocks * engine.pool.block_size}"
+               f" tokens), taken as requests need it (--kv-cache-mb); up to {max_batch} requests at once "
+               f"(--max-batch), {engine.max_len} tokens each (--max-model-len)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=shutdown_grace)
 
 
 def _listed(values: list[str] | None) -> list[str]:

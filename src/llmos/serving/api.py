@@ -89,7 +89,7 @@ def create_app(
     `host` is the address the server binds (it decides the Host check); `allowed_hosts` are
     further Host names to answer, `allowed_origins` the web origins (scheme://host[:port], or
     "*") whose pages may POST and read answers (CORS). engine_options go to `Engine` (e.g.
-    prefill_min_batch, prefill_max_wait_steps)."""
+    kv_budget_bytes, chunk_tokens)."""
     origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
         tokenizer, chat_template, model.config.eos_token_ids)

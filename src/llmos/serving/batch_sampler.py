@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from llmos.generation.logits_process import LogitsProcessor
-from llmos.serving.sampling import GREEDY_TEMPERATURE, SamplingParams
+from llmos.serving.sampling import SamplingParams
 
 NEG_INF = float("-inf")
 
@@ -48,7 +48,7 @@ class RowState:
 
     @property
     def greedy(self) -> bool:
-        return self.params.temperature < GREEDY_TEMPERATURE or self.params.top_k == 1
+        return self.params.greedy
 
     def accept(self, token: int) -> None:
         if self.constraint is not None:
