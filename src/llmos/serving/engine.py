@@ -213,6 +213,8 @@ class Engine:
         for request in plan.dropped:
             if request.finish_reason is None:
                 self.metrics.finished("cancelled", request)
+        for request, cached in plan.admitted:
+            self.metrics.tokens_cached(cached)
         for chunk in plan.prefill:
             self._prefill(chunk)
         if plan.decode:

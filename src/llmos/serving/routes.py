@@ -7,6 +7,7 @@ answers with OpenAI's JSON or its server-sent-event chunks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -146,10 +147,26 @@ async def _stream(group: ChoiceGroup, request: Request, first: list[dict], chunk
 
 
 async def _collect(group: ChoiceGroup, request: Request) -> dict[int, str]:
+    """Every choice's whole text. A watcher waits for the client's disconnect message meanwhile (the
+    non-blocking `is_disconnected` never sees it behind an HTTP middleware), so a client that leaves
+    stops its decoding at the next check instead of after its last token."""
     texts = {c.index: "" for c in group.choices}
-    async for piece in group.pieces(request.is_disconnected):
-        texts[piece.index] += piece.text
+    watcher = asyncio.create_task(_until_disconnected(request))
+
+    async def left() -> bool:
+        return watcher.done()
+
+    try:
+        async for piece in group.pieces(left):
+            texts[piece.index] += piece.text
+    finally:
+        watcher.cancel()
     return texts
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # ---- /v1/completions ------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Chunk:
 class StepPlan:
     decode: list[Sequence] = field(default_factory=list)  # one token each, in one batch
     prefill: list[Chunk] = field(default_factory=list)  # one forward each
+    admitted: list[tuple[Sequence, int]] = field(default_factory=list)  # (request, prompt tokens found cached)
     preempted: list[Sequence] = field(default_factory=list)
     dropped: list[Sequence] = field(default_factory=list)  # cancelled while waiting or running
 
@@ -74,7 +75,7 @@ class Scheduler:
             while request in self.running and not self._room_for(request, request.computed + 1):
                 plan.preempted.append(self._preempt_latest())
         plan.decode = [r for r in decoding if r in self.running]
-        self._admit()
+        self._admit(plan)
         budget = self.step_tokens if plan.decode else 4 * self.step_tokens  # nobody to stall: go faster
         decoding_now = {id(r) for r in plan.decode}
         for request in self.running:
@@ -132,7 +133,7 @@ class Scheduler:
         self.waiting.appendleft(victim)
         return victim
 
-    def _admit(self) -> None:
+    def _admit(self, plan: StepPlan) -> None:
         while self.waiting and len(self.running) < self.max_batch:
             request = self.waiting[0]
             tokens = tokens_of(request)
@@ -149,3 +150,4 @@ class Scheduler:
             request.blocks = cached + [self.blocks.allocate() for _ in range(needed)]
             request.computed = len(cached) * self.block_size
             self.running.append(request)
+            plan.admitted.append((request, request.computed))
