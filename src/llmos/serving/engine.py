@@ -213,7 +213,7 @@ class Engine:
         for request in plan.dropped:
             if request.finish_reason is None:
                 self.metrics.finished("cancelled", request)
-        for request, cached in plan.admitted:
+        for _, cached in plan.admitted:
             self.metrics.tokens_cached(cached)
         for chunk in plan.prefill:
             self._prefill(chunk)
