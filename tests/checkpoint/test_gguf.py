@@ -21,7 +21,7 @@ from llmos.errors import LLMOSError
 from llmos.kernels import Int4Linear, Int8Linear
 
 ARCHITECTURES = ("llama", "qwen2", "gpt2")
-TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
+TYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
 
 
 def _transformers(path):
@@ -77,7 +77,7 @@ def test_q4_blocks_become_int4_codes_without_a_float_detour(tmp_path, tensor_typ
     file = open_gguf(path)
     weights = gguf_weights(file, config_from_gguf(file))
     weight = weights["transformer.blocks.0.mlp.down.weight"]
-    qweight, scales, zeros = weight.int4_codes()
+    qweight, scales, zeros = weight.codes()
     codes = torch.stack([qweight & 15, qweight >> 4], -1).flatten(1).double().view(weight.shape[0], -1, 32)
     values = (codes - 8) * scales.double()[..., None] + zeros.double()[..., None]
     torch.testing.assert_close(values.view(weight.shape).float(), weight.to_float(), rtol=0, atol=1e-6)
