@@ -111,6 +111,22 @@ def _rope_scaling(gguf: GGUFFile, head_dim: int, theta: float) -> dict[str, Any]
     return {"rope_type": "linear", "factor": float(gguf.require("{arch}.rope.scaling.factor"))}
 
 
+def _window_pattern(gguf: GGUFFile, n_layers: int) -> int:
+    """Every how many layers one is global: `sliding_window_pattern` as a number, or as llama.cpp's newer
+    list of one flag a layer (true = sliding window), or llama.cpp's Gemma 3 default, 6."""
+    value = gguf.get("{arch}.attention.sliding_window_pattern")
+    if value is None:
+        return 6
+    if not isinstance(value, (list, tuple)):
+        return int(value)
+    flags = [bool(v) for v in value]
+    pattern = flags.index(False) + 1 if False in flags else n_layers + 1
+    if flags != [(i + 1) % pattern != 0 for i in range(len(flags))]:
+        raise GGUFError(f"{gguf.path}: sliding_window_pattern {flags} is not 'every Nth layer global'; "
+                        "only that pattern is supported")
+    return pattern
+
+
 def _variant_fields(gguf: GGUFFile, arch: str, head_dim: int, n_layers: int, d_model: int,
                     heads: int) -> dict[str, Any]:
     """Fields beyond the Llama ones, for qwen3, gemma3 and phi3 (see the module docstring)."""
@@ -124,7 +140,7 @@ def _variant_fields(gguf: GGUFFile, arch: str, head_dim: int, n_layers: int, d_m
     if arch != "gemma3":
         return {}
     window = gguf.get("{arch}.attention.sliding_window")
-    pattern = int(gguf.get("{arch}.attention.sliding_window_pattern") or 6)
+    pattern = _window_pattern(gguf, n_layers)
     # llama.cpp scales Gemma 3 27B's queries by its d_model / n_heads, every other size by head_dim.
     scalar = d_model // heads if n_layers == 62 else head_dim
     return dict(mlp="geglu", norm_weight_offset=1.0, sandwich_norm=True, qk_norm=True, scale_embeddings=True,
