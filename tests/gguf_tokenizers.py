@@ -22,6 +22,8 @@ from pathlib import Path
 import gguf
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from llmos.tokenizer.from_gguf import GEMMA_CHAT_TEMPLATE
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
@@ -39,19 +41,7 @@ CORPUS = [
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6
 CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
 GEMMA_TURNS = ["<start_of_turn>", "<end_of_turn>"]
-GEMMA_TEMPLATE = (  # Gemma 3's own chat template (text parts)
-    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
-    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}{%- set first_user_prefix = \"\" -%}{%- set loop_messages = messages -%}{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}"
-    "{%- if (message['role'] == 'assistant') -%}{%- set role = 'model' -%}{%- else -%}"
-    "{%- set role = message['role'] -%}{%- endif -%}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
-    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
-)
+GEMMA_TEMPLATE = GEMMA_CHAT_TEMPLATE  # Gemma 3's own turn format (text parts)
 USER_TOKEN = "<think>"  # a user-defined token (type 4): matched whole, but not special
 
 

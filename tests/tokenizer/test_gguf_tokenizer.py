@@ -285,3 +285,12 @@ def test_gguf_empty_vocabulary_is_refused(gpt2_metadata):
         tokenizer_from_gguf({**gpt2_metadata, "tokenizer.ggml.tokens": []})
 
 
+
+
+def test_a_gemma_file_without_a_chat_template_gets_gemmas_turns(tmp_path):
+    """Gemma 3's base GGUF files carry no template: its own turn format, not ChatML, as llama.cpp does."""
+    path = write_gguf(tmp_path / "t.gguf", "gemma", architecture="gemma3", chat_template=None)
+    tokenizer = tokenizer_from_gguf(open_gguf(path).metadata)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    assert tokenizer.decode(ids) == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    assert ids.count(tokenizer.convert_tokens_to_ids("<start_of_turn>")) == 2

@@ -14,6 +14,10 @@ types and special-token ids as metadata (`tokenizer.ggml.*`). This module rebuil
   (its scores do not follow it), adds no prefix space and turns spaces into "▁" in a
   normalizer; Phi-3 puts its "▁" prefix on every stretch of text between special tokens.
 
+A Gemma file without a chat template (the base models') gets Gemma's own turn format
+(`GEMMA_CHAT_TEMPLATE`), as llama.cpp picks a built-in template from the vocabulary; other
+files' templates are exactly what they carry.
+
 Control tokens become special added tokens and user-defined ones plain added tokens, so both
 are matched whole in text. It takes the plain metadata dict (as `open_gguf(path).metadata`
 gives it), so the tokenizer package does not depend on the checkpoint package.
@@ -41,6 +45,21 @@ SUPPORTED_MODELS = {
     "llama": "SentencePiece-style BPE (Llama 2, Mistral, Gemma, Phi-3)",
 }
 GEMMA_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
+
+# Gemma's turn format (the text part of its instruction-tuned models' template): "user" and "model"
+# turns between <start_of_turn> and <end_of_turn>, a system message folded into the first user turn.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
 
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types (1 normal, 2 unknown, 5 unused, 6 byte)
 _SPECIAL_TOKEN_IDS = {
@@ -309,6 +328,8 @@ def tokenizer_from_gguf(metadata: dict[str, Any]) -> Tokenizer:
     if add_bos is None and kind == "llama":
         add_bos = True  # llama.cpp adds BOS to a SentencePiece vocabulary unless told otherwise
     template = metadata.get("tokenizer.chat_template")
+    if template is None and gemma and "<start_of_turn>" in tokens:
+        template = GEMMA_CHAT_TEMPLATE
     settings = TokenizerSettings(
         special_tokens=named,
         chat_template=template if isinstance(template, str) else None,
