@@ -117,3 +117,25 @@ def test_a_gemma3_layer_pattern_that_is_not_every_nth_is_refused(tmp_path):
     getattr(transformers, cls_name)(getattr(transformers, config_name)(**kwargs)).save_pretrained(tmp_path)
     with pytest.raises(LLMOSError, match="not 'every Nth layer global'"):
         AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_the_text_model_of_a_multimodal_gemma3_checkpoint_loads_with_the_same_logits(tmp_path):
+    """Gemma 3 4B and up are saved as Gemma3ForConditionalGeneration: the text part loads, the image side
+    (vision tower, projector) is left out."""
+    text = dict(CASES["gemma3_windows"][2])
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    torch.manual_seed(0)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                       image_token_index=95, boi_token_index=93, eoi_token_index=94)
+    theirs = transformers.Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.3)
+    theirs.save_pretrained(tmp_path)
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert ours.config.family == "gemma3_text" and ours.config.sliding_window_pattern == 3
+    ids = torch.randint(3, 90, (1, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, theirs(input_ids=ids).logits, rtol=0, atol=TOL)

@@ -130,7 +130,11 @@ HEAD_RULES = {
 }
 PREFIX = {"gpt2": "transformer.", "bert": "bert."}  # every other family: "model."
 IGNORED = re.compile(r"(rotary_emb\.inv_freq|(^|\.)attn\.(masked_)?bias|embeddings\.position_ids|"
-                     r"cls\.predictions\.decoder\.bias)$")
+                     r"cls\.predictions\.decoder\.bias)$"
+                     r"|^(model\.)?(vision_tower|multi_modal_projector)\.")  # Gemma 3 4B+: the image side
+# Gemma 3 4B+ (Gemma3ForConditionalGeneration) keeps its text model under another prefix.
+MULTIMODAL_PREFIXES = (("language_model.model.", "model."), ("model.language_model.", "model."),
+                       ("language_model.lm_head.", "lm_head."))
 
 
 def _rules(family: str) -> tuple[list[Rule], list[Rule]]:
@@ -170,6 +174,9 @@ def hf_to_ours(
         if IGNORED.search(name):
             continue
         canonical = _legacy_name(name)
+        for old, new in MULTIMODAL_PREFIXES if family == "gemma3_text" else ():
+            if canonical.startswith(old):
+                canonical = new + canonical[len(old):]
         stripped = canonical[len(prefix):] if canonical.startswith(prefix) else canonical
         found = next(((r, m) for r, regex, is_head in compiled
                       if (m := regex.match(canonical if is_head else stripped))), None)
