@@ -137,7 +137,7 @@ def test_loading_info_reports_a_classifiers_head_from_a_gguf_file_as_missing(tmp
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("arch, to", [("llama", "llmos"), ("llama", "hf"), ("qwen3", "hf"), ("gemma3", "hf"),
+@pytest.mark.parametrize("arch, to", [("llama", "llmos"), ("llama", "hf"), ("qwen3", "hf"), ("gemma3", "hf"), ("gemma3", "llmos"),
                                       ("phi3", "hf")])
 def test_convert_writes_a_checkpoint_with_the_same_logits(tmp_path, arch, to):
     from llmos.checkpoint.convert import convert_checkpoint
