@@ -80,7 +80,7 @@ def test_a_gguf_q4_source_keeps_its_codes_and_f16_scales_exactly_for_int4(tmp_pa
     quantize_checkpoint(path, tmp_path / "q", "int4")
     file = open_gguf(path)
     weight = gguf_weights(file, config_from_gguf(file))["transformer.blocks.0.mlp.down.weight"]
-    codes, scales, _ = weight.int4_codes()
+    codes, scales, _ = weight.codes()
     with safe_open(str(tmp_path / "q" / "model.safetensors"), framework="pt") as f:
         assert torch.equal(f.get_tensor("transformer.blocks.0.mlp.down.qweight"), codes)
         stored = f.get_tensor("transformer.blocks.0.mlp.down.scales")

@@ -64,3 +64,20 @@ def test_cache_update_rejects_overflow():
     cache = KVCache(config, batch_size=1, max_len=4)
     with pytest.raises(ValueError, match="max_len=4"):
         cache.positions(5, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_capped_scores_match_reference_math(is_causal):
+    """cap * tanh(q.k * scale / cap) before the softmax (Gemma 2's attention cap), with GQA and a query scale."""
+    from llmos.model.attention import sdpa
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 5, 8) * 3, torch.randn(2, 2, 5, 8) * 3, torch.randn(2, 2, 5, 8)
+    kk, vv = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    scores = 2.0 * torch.tanh(q @ kk.transpose(-1, -2) * 0.3 / 2.0)
+    if is_causal:
+        scores = scores.masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    expected = torch.softmax(scores, dim=-1) @ vv
+    got = sdpa(q, k, v, None, is_causal, scale=0.3, softcap=2.0)
+    torch.testing.assert_close(got, expected)
+    assert (got - sdpa(q, k, v, None, is_causal, scale=0.3)).abs().max() > 1e-2  # the cap changes the result

@@ -1,4 +1,7 @@
-"""Layer 2: one Transformer block: attention and MLP sublayers with residuals, pre- or post-norm."""
+"""Layer 2: one Transformer block: attention and MLP sublayers with residuals, pre- or post-norm.
+
+A sandwich-norm block (Gemma 2/3) also normalizes each sublayer's output before
+adding it to the residual stream: x + norm(f(norm(x))), four norms a block."""
 
 from __future__ import annotations
 
@@ -20,6 +23,11 @@ class Block(nn.Module):
         self.attn = Attention(config, layer_index)
         self.mlp_norm = make_norm(config)
         self.mlp = MLP(config)
+        if config.sandwich_norm:
+            self.attn_out_norm = make_norm(config)
+            self.mlp_out_norm = make_norm(config)
+        else:
+            self.attn_out_norm = self.mlp_out_norm = None
         self.dropout_p = config.dropout
 
     def dropout(self, x: torch.Tensor) -> torch.Tensor:
@@ -27,6 +35,9 @@ class Block(nn.Module):
         return F.dropout(x, self.dropout_p, training=True) if self.training and self.dropout_p > 0 else x
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        if self.attn_out_norm is not None:  # x + norm(f(norm(x)))
+            x = x + self.dropout(self.attn_out_norm(self.attn(self.attn_norm(x), ctx)))
+            return x + self.dropout(self.mlp_out_norm(self.mlp(self.mlp_norm(x))))
         if self.pre_norm:  # x + f(norm(x))
             x = x + self.dropout(self.attn(self.attn_norm(x), ctx))
             return x + self.dropout(self.mlp(self.mlp_norm(x)))

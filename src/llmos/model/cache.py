@@ -103,10 +103,11 @@ class KVCache(KVBuffer):
         return self.k[layer], self.v[layer]
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        """Store this pass's k, v (B, H_kv, T, D) and attend q (B, H, T, D) over the whole buffer under `mask`."""
+               mask: torch.Tensor | None, **scores) -> torch.Tensor:
+        """Store this pass's k, v (B, H_kv, T, D) and attend q (B, H, T, D) over the whole buffer under `mask`
+        (`scores`: the layer's scale and cap, see `sdpa`)."""
         keys, values = self.update(layer, k, v, cache_position)
-        return sdpa(q, keys, values, mask, is_causal=False)
+        return sdpa(q, keys, values, mask, is_causal=False, **scores)
 
     def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
                        sliding_window: int | None) -> torch.Tensor:

@@ -101,12 +101,12 @@ class CausalLM(PreTrainedModel):
             if not bool(trained.all()):  # fine-tuning: the head runs only where a target is learned
                 h, targets = h[trained], targets[trained]
             head_loss = getattr(self.lm_head, "cross_entropy", None)
-            if head_loss is not None:
+            if head_loss is not None and self.config.final_logit_softcap is None:
                 return CausalLMOutput(loss=head_loss(h, targets))
-            return CausalLMOutput(loss=mean_cross_entropy(self.lm_head(h), targets))
+            return CausalLMOutput(loss=mean_cross_entropy(self.logits(h), targets))
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
-        logits = self.lm_head(h)  # (B, T, V)
+        logits = self.logits(h)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -115,6 +115,12 @@ class CausalLM(PreTrainedModel):
                 ignore_index=IGNORE_INDEX,
             )
         return CausalLMOutput(loss=loss, logits=logits)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head over hidden states, capped (cap * tanh(logits / cap)) when the config says so."""
+        logits = self.lm_head(h)
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def generate(self, *args, **kwargs):
         """Decode with `llmos.generation` (see there). The one call from the model layer
