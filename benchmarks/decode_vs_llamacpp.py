@@ -10,14 +10,19 @@ GGUF Q4_1 with a Q8_0 embedding) through
   int4 kernel, the Q8_0 head as grouped int8, codes unchanged);
 
 and a GPT-2 124M shape with random weights written as an F32 GGUF (the gguf package's
-writer) through LLMOS fp32 and llama.cpp. Each row reports decode tokens/s (a 32-token
+writer) through LLMOS fp32 and llama.cpp. LLMOS decodes through its compiled decode step (the
+default; `--eager` for the eager one); the batch-8 rows decode 8 prompts at once (tokens/s over
+all rows). The header prints the host's CPU flags and the kernel every quantized linear chose
+(measured on this host, see `llmos.kernels.choice`); `--compile-times` also times the first
+compile (an empty Inductor cache) and a warm start (a second process), each in a process of its own. Each row reports decode tokens/s (a 32-token
 prompt, 128 new tokens; from the first new token to the last, so the prompt is not
 counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --repeats.
 Ratios are against llama.cpp measured in this same run.
 
 llama-cpp-python builds from source (about 10-15 minutes on 2 cores): the script builds it
-once into ~/.cache/llmos/peers/llama-cpp-python (a venv of its own) and reuses it; it is
-never built in tests or CI. --no-llama-cpp skips those rows. Run:
+once into ~/.cache/llmos/peers/llama-cpp-python-<features> (a venv of its own, for this CPU's
+features, AMX left out: it crashes here) and reuses it; it is never built in tests or CI.
+--no-llama-cpp skips those rows. Run:
 
     .venv/bin/python benchmarks/decode_vs_llamacpp.py
     .venv/bin/python benchmarks/decode_vs_llamacpp.py --new-tokens 32 --repeats 1   # quicker
@@ -65,20 +70,47 @@ print(json.dumps({"decode": decode, "prefill": prefill}))
 """
 
 
-def llama_cpp_python(build: bool) -> Path | None:
-    """The python of the cached llama-cpp-python venv, built there once when missing."""
+# llama.cpp's CPU features, named by the /proc/cpuinfo flag that enables each. AMX is left out: on the
+# AMX hosts here llama.cpp's AMX matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) at the first eval.
+GGML_FEATURES = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2", "avx512f": "AVX512",
+                 "avx512vbmi": "AVX512_VBMI", "avx512_vnni": "AVX512_VNNI", "avx512_bf16": "AVX512_BF16",
+                 "avx_vnni": "AVX_VNNI"}
+
+
+def cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def llama_cpp_python(build: bool, server: bool = False) -> Path | None:
+    """The python of the cached llama-cpp-python venv (with its server when `server`), built there once
+    when missing: for this CPU's features (not -march=native, and without AMX, see GGML_FEATURES), so a
+    venv is named by the features it was built for."""
+    import hashlib
+    import os
+
     from llmos.measured import cache_dir
 
-    venv = cache_dir() / "peers" / "llama-cpp-python"
+    features = sorted(name for flag, name in GGML_FEATURES.items() if flag in cpu_flags())
+    tag = hashlib.sha1(" ".join(features).encode()).hexdigest()[:8]
+    venv = cache_dir() / "peers" / f"llama-cpp-python-{tag}"
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+    check = "import llama_cpp" + ("; import llama_cpp.server.app" if server else "")
+    if python.exists() and subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
         return python
     if not build:
         return None
-    print(f"building llama-cpp-python {LLAMA_CPP_VERSION} into {venv} (once; ~10-15 minutes)...", flush=True)
+    print(f"building llama-cpp-python {LLAMA_CPP_VERSION} into {venv} for {' '.join(features)} "
+          "(once; ~10-15 minutes)...", flush=True)
+    cmake = ["-DGGML_NATIVE=OFF", *(f"-DGGML_{name}={'ON' if name in features else 'OFF'}"
+                                    for name in GGML_FEATURES.values()),
+             "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", f"llama-cpp-python=={LLAMA_CPP_VERSION}"], check=True,
-                   env={**__import__("os").environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"})
+    package = f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}" if server else f"llama-cpp-python=={LLAMA_CPP_VERSION}"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-cache-dir", package], check=True,
+                   env={**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2", "CMAKE_ARGS": " ".join(cmake)})
     return python
 
 
@@ -99,21 +131,62 @@ class Stamps:
         pass
 
 
-def torch_row(model, prompt: list[int], long: list[int], new: int, repeats: int, **generate_kw) -> dict:
-    ids = torch.tensor([prompt])
+def torch_row(model, prompt: list[int], long: list[int], new: int, repeats: int, batch: int = 1,
+              **generate_kw) -> dict:
+    """Decode tokens/s (batch 1: from the first new token to the last; batch > 1: all rows' new tokens
+    over the whole call) and prompt processing tokens/s."""
+    ids = torch.tensor([prompt] * batch)
     decode, prefill = 0.0, 0.0
     with torch.inference_mode():
-        model.generate(ids, max_new_tokens=4, do_sample=False, **generate_kw)  # warm-up
+        model.generate(ids, max_new_tokens=4, do_sample=False, **generate_kw)  # warm-up (and compile)
         for _ in range(repeats):
-            stamps = Stamps()
-            model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=stamps,
-                           **generate_kw)
-            decode = max(decode, (new - 1) / (stamps.times[-1] - stamps.times[0]))
+            if batch == 1:
+                stamps = Stamps()
+                model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=stamps,
+                               **generate_kw)
+                decode = max(decode, (new - 1) / (stamps.times[-1] - stamps.times[0]))
+            else:
+                start = time.perf_counter()
+                model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, **generate_kw)
+                decode = max(decode, batch * new / (time.perf_counter() - start))
             x = torch.tensor([long])
             start = time.perf_counter()
             model(x, logits_to_keep=1)
             prefill = max(prefill, len(long) / (time.perf_counter() - start))
     return {"decode": decode, "prefill": prefill}
+
+
+def kernels_chosen(model) -> str:
+    """'kernel xN, ...' over the model's quantized linears (what serves decoding on this host)."""
+    from collections import Counter
+
+    counts = Counter(m.kernel for m in model.modules() if hasattr(m, "kernel"))
+    return ", ".join(f"{kernel} x{n}" for kernel, n in counts.most_common()) or "no quantized linears"
+
+
+COMPILE_SCRIPT = r"""
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+from llmos import AutoModelForCausalLM
+from llmos.generation.decode_step import set_compile
+set_compile(True)
+model = AutoModelForCausalLM.from_pretrained("smollm2")
+start = time.perf_counter()
+model.generate(torch.tensor([[1, 2, 3, 4]]), max_new_tokens=3, do_sample=False)
+print(time.perf_counter() - start)
+"""
+
+
+def compile_times(threads: int) -> tuple[float, float]:
+    """(first compile, warm start) in seconds: a generate call that compiles the decode step in a new
+    process with an empty Inductor cache, then the same in a second process over that cache."""
+    import os
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        times = [float(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(threads)], env=env, check=True,
+                                      capture_output=True, text=True).stdout.split()[-1]) for _ in range(2)]
+    return times[0], times[1]
 
 
 def llama_cpp_row(python: Path, path: Path, threads: int, prompt, new: int, long, repeats: int) -> dict:
@@ -153,8 +226,12 @@ def main() -> None:
     parser.add_argument("--long-prompt", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,gpt2",
-                        help="comma list of transformers, llama.cpp, fp32, int8, int4, gpt2")
+    parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,int4-batch8,gpt2",
+                        help="comma list of transformers, llama.cpp, fp32, int8, int4, int4-batch8, "
+                             "transformers-batch8, gpt2")
+    parser.add_argument("--eager", action="store_true", help="LLMOS decodes eagerly (no compiled step)")
+    parser.add_argument("--compile-times", action="store_true",
+                        help="also time the first compile and a warm start (two extra processes)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip (and never build) llama.cpp")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -168,8 +245,17 @@ def main() -> None:
     text_ids = tokenizer.encode(PROMPT_TEXT * 40)
     prompt, long = text_ids[: args.prompt_tokens], text_ids[: args.long_prompt]
     python = None if args.no_llama_cpp else llama_cpp_python(build="llama.cpp" in rows or "gpt2" in rows)
-    print(f"torch {torch.__version__}, {args.threads} threads; {EMBEDDED['smollm2'].description}; "
-          f"prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), prompt processing {len(long)} tokens")
+    from llmos.generation.decode_step import set_compile
+    from llmos.kernels.choice import cpu_name
+
+    set_compile(not args.eager)
+    flags = cpu_flags()
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+             if f in flags]
+    print(f"{cpu_name()}; flags: {' '.join(shown) or 'none of avx2/avx512/bf16/amx'}; torch {torch.__version__}, "
+          f"{args.threads} threads; LLMOS decode step: {'eager' if args.eager else 'compiled'}")
+    print(f"{EMBEDDED['smollm2'].description}; prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), "
+          f"prompt processing {len(long)} tokens")
     results: dict[str, dict] = {}
     if python is not None and "llama.cpp" in rows:
         results["llama.cpp"] = llama_cpp_row(python, path, args.threads, prompt, args.new_tokens, long, args.repeats)
@@ -182,10 +268,20 @@ def main() -> None:
         results["transformers fp32"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
                                                  pad_token_id=tokenizer.pad_token_id)
         del hf
-    for name, quantize in (("fp32", "none"), ("int8", "int8"), ("int4", "auto")):
+        if "transformers-batch8" in rows:
+            hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                                   dtype=torch.float32).eval()
+            results["transformers fp32, batch 8"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
+                                                              batch=8, pad_token_id=tokenizer.pad_token_id)
+            del hf
+    for name, quantize, batch in (("fp32", "none", 1), ("int8", "int8", 1), ("int4", "auto", 1),
+                                  ("int4-batch8", "auto", 8)):
         if name in rows:
             model = AutoModelForCausalLM.from_pretrained(path, quantize=quantize)
-            results[f"LLMOS {name}"] = torch_row(model, prompt, long, args.new_tokens, args.repeats)
+            if batch == 1:
+                print(f"  LLMOS {name} kernels: {kernels_chosen(model)}", flush=True)
+            label = f"LLMOS {name.split('-')[0]}" + (f", batch {batch}" if batch > 1 else "")
+            results[label] = torch_row(model, prompt, long, args.new_tokens, args.repeats, batch=batch)
             del model
     peer = results.get("llama.cpp")
     print("what ran in this run: every row (llama.cpp in a subprocess of its own venv); "
@@ -200,6 +296,10 @@ def main() -> None:
         print(f"LLMOS fp32 / transformers fp32: decode "
               f"{results['LLMOS fp32']['decode'] / results['transformers fp32']['decode']:.2f}x, prompt "
               f"{results['LLMOS fp32']['prefill'] / results['transformers fp32']['prefill']:.2f}x")
+    if args.compile_times and not args.eager:
+        first, warm = compile_times(args.threads)
+        print(f"compiled decode step (SmolLM2 int4): first compile {first:.1f} s (empty Inductor cache), "
+              f"warm start {warm:.1f} s (a second process); our goals: <= 60 s and <= 10 s")
     if "gpt2" in rows:
         with tempfile.TemporaryDirectory() as tmp:
             gpt2_path = gpt2_gguf(Path(tmp))

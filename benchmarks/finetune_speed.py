@@ -12,7 +12,7 @@ rate and gradient clipping. Tokens/s counts every input token of a batch.
 LLMOS's side is `Trainer.train()` (`llmos finetune` runs the same loop, evaluation
 off), with its tokens/s taken after the warm-up steps. The transformers side is a
 plain loop of forward (labels given), backward and optimizer step, timed over
-the same number of steps. The issue's goal is >= 1.5x. Run:
+the same number of steps. Our goal: >= 1.5x. Run:
 
     .venv/bin/python benchmarks/finetune_speed.py [--batch-size 8] [--steps 6] [--warmup 2]
 """

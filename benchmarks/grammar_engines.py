@@ -1,7 +1,7 @@
 """Constrained decoding's cost per token: llguidance against xgrammar on SmolLM2's 49k vocabulary.
 
-LLMOS's constrained decoding needs one grammar engine; the issue asks to pick it
-by measured per-token overhead on this CPU. Both engines get the same tokenizer
+LLMOS's constrained decoding needs one grammar engine; we pick it by its
+measured per-token overhead on this CPU. Both engines get the same tokenizer
 (SmolLM2-135M-Instruct's, 49,152 tokens) and the same JSON schemas, and walk the
 same valid output token by token: at each position compute the allowed-token
 bitmask, then accept the token. Reported: grammar compile time, and the mean

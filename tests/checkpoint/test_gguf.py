@@ -21,7 +21,10 @@ from llmos.errors import LLMOSError
 from llmos.kernels import Int4Linear, Int8Linear
 
 ARCHITECTURES = ("llama", "qwen2", "gpt2")
-TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
+NEW_ARCHITECTURES = ("qwen3", "gemma3", "phi3")  # issue 26: the types Q4_K_M files use, and floats
+TYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K")
+CASES = [(a, t) for a in ARCHITECTURES for t in TYPES] + [
+    (a, t) for a in NEW_ARCHITECTURES for t in ("F32", "F16", "Q8_0", "Q5_0", "Q4_K", "Q6_K")]
 
 
 def _transformers(path):
@@ -35,8 +38,7 @@ def _transformers(path):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("tensor_type", TYPES)
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch, tensor_type", CASES)
 def test_logits_match_transformers_gguf_loading(tmp_path, arch, tensor_type):
     path = write_gguf_model(tmp_path, arch, tensor_type)
     theirs = _transformers(path)
@@ -49,11 +51,12 @@ def test_logits_match_transformers_gguf_loading(tmp_path, arch, tensor_type):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ARCHITECTURES + NEW_ARCHITECTURES)
 def test_greedy_continuation_and_chat_ids_match_transformers(tmp_path, arch):
     import transformers
 
-    path = write_gguf_model(tmp_path, arch, "Q4_1", tokenizer="llama" if arch == "llama" else "gpt2")
+    tokenizer = {"llama": "llama", "phi3": "llama", "gemma3": "gemma"}.get(arch, "gpt2")
+    path = write_gguf_model(tmp_path, arch, "Q4_1" if arch in ARCHITECTURES else "Q5_0", tokenizer=tokenizer)
     theirs = _transformers(path)
     their_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
@@ -77,7 +80,7 @@ def test_q4_blocks_become_int4_codes_without_a_float_detour(tmp_path, tensor_typ
     file = open_gguf(path)
     weights = gguf_weights(file, config_from_gguf(file))
     weight = weights["transformer.blocks.0.mlp.down.weight"]
-    qweight, scales, zeros = weight.int4_codes()
+    qweight, scales, zeros = weight.codes()
     codes = torch.stack([qweight & 15, qweight >> 4], -1).flatten(1).double().view(weight.shape[0], -1, 32)
     values = (codes - 8) * scales.double()[..., None] + zeros.double()[..., None]
     torch.testing.assert_close(values.view(weight.shape).float(), weight.to_float(), rtol=0, atol=1e-6)
@@ -134,11 +137,12 @@ def test_loading_info_reports_a_classifiers_head_from_a_gguf_file_as_missing(tmp
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("to", ["llmos", "hf"])
-def test_convert_writes_a_checkpoint_with_the_same_logits(tmp_path, to):
+@pytest.mark.parametrize("arch, to", [("llama", "llmos"), ("llama", "hf"), ("qwen3", "hf"), ("gemma3", "hf"), ("gemma3", "llmos"),
+                                      ("phi3", "hf")])
+def test_convert_writes_a_checkpoint_with_the_same_logits(tmp_path, arch, to):
     from llmos.checkpoint.convert import convert_checkpoint
 
-    path = write_gguf_model(tmp_path / "src", "llama", "Q8_0")
+    path = write_gguf_model(tmp_path / "src", arch, "Q8_0")
     out = convert_checkpoint(path, tmp_path / "out", to=to)
     ids = torch.randint(0, 300, (1, 10))
     with torch.no_grad():

@@ -75,15 +75,16 @@ def test_config_names_the_method_and_every_quantized_linear(tmp_path, method):
     assert sorted(n for n, m in loaded.named_modules() if isinstance(m, KINDS[method])) == expected
 
 
-def test_a_gguf_q4_source_keeps_its_codes_for_int4(tmp_path):
+def test_a_gguf_q4_source_keeps_its_codes_and_f16_scales_exactly_for_int4(tmp_path):
     path = write_gguf_model(tmp_path, "llama", "Q4_1")
     quantize_checkpoint(path, tmp_path / "q", "int4")
     file = open_gguf(path)
     weight = gguf_weights(file, config_from_gguf(file))["transformer.blocks.0.mlp.down.weight"]
-    codes, scales, _ = weight.int4_codes()
+    codes, scales, _ = weight.codes()
     with safe_open(str(tmp_path / "q" / "model.safetensors"), framework="pt") as f:
         assert torch.equal(f.get_tensor("transformer.blocks.0.mlp.down.qweight"), codes)
-        assert torch.equal(f.get_tensor("transformer.blocks.0.mlp.down.scales"), scales.bfloat16())
+        stored = f.get_tensor("transformer.blocks.0.mlp.down.scales")
+        assert stored.dtype == torch.float32 and torch.equal(stored, scales)  # the f16 values, not bf16-rounded
     assert (tmp_path / "q" / "tokenizer.json").is_file()
     generation = json.loads((tmp_path / "q" / "generation_config.json").read_text())
     assert generation["eos_token_id"] == AutoModelForCausalLM.from_pretrained(path).generation_config.eos_token_id

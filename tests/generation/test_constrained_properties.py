@@ -17,7 +17,7 @@ import re
 import jsonschema
 import pytest
 import torch
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from tiny_lm import tiny_lm
 
@@ -111,7 +111,7 @@ def test_constrained_json_always_validates(schema, model_seed, sample_seed):
     prompt = torch.tensor([tokenizer.encode("the cat")])
     T = prompt.shape[1]
     budget = serialized_bound(schema) + 2  # the EOS, and one spare
-    assert T + budget <= MAX_SEQ_LEN, "the schema strategy makes schemas too large for the model"
+    assume(T + budget <= MAX_SEQ_LEN)  # a rare deep array of objects outgrows the model's context: skip it
     for name, decoding in DECODINGS.items():
         out = generate(model, prompt, tokenizer=tokenizer, json_schema=schema, max_new_tokens=budget,
                        seed=sample_seed, **decoding)

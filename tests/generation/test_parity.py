@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from llmos import AutoModelForCausalLM
+from llmos.generation.decode_step import set_compile
 
 pytest.importorskip("transformers")
 from pairs import gpt2_pair, llama_pair  # noqa: E402
@@ -22,10 +23,18 @@ def _padded_batch(vocab: int, pad: int):
     return ids.masked_fill(mask == 0, pad), mask
 
 
+@pytest.fixture(params=["eager", "compiled"])
+def decode_step(request):
+    """Each case runs with eager decode steps and with the compiled step (`generation.decode_step`)."""
+    set_compile(request.param == "compiled")
+    yield request.param
+    set_compile(None)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("options", [{}, BEAM, dict(num_beams=3, length_penalty=0.5, early_stopping="never")],
                          ids=["greedy", "beam4", "beam3-never"])
-def test_generation_matches_transformers_batch_of_one(family, options):
+def test_generation_matches_transformers_batch_of_one(family, options, decode_step):
     hf, ours = PAIRS[family](eos=3, pad=1)
     ids = torch.randint(4, 256, (1, 7), generator=torch.Generator().manual_seed(0))
     expected = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
@@ -36,7 +45,7 @@ def test_generation_matches_transformers_batch_of_one(family, options):
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("options", [{}, BEAM], ids=["greedy", "beam4"])
-def test_generation_matches_transformers_on_a_left_padded_batch(family, options):
+def test_generation_matches_transformers_on_a_left_padded_batch(family, options, decode_step):
     hf, ours = PAIRS[family](eos=3, pad=1)
     ids, mask = _padded_batch(256, pad=1)
     expected = hf.generate(ids, attention_mask=mask, max_new_tokens=14, do_sample=False, **options)

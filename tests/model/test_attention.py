@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmos.config import ModelConfig
-from llmos.model.attention import Attention, build_attention_mask
+from llmos.model.attention import Attention, AttentionContext, build_attention_mask
 from llmos.model.cache import KVCache
 
 
@@ -36,7 +36,7 @@ def test_sdpa_attention_matches_reference_math(n_kv_heads, causal):
     allowed = torch.ones(7, 7, dtype=torch.bool)
     if causal:
         allowed = allowed.tril()
-    torch.testing.assert_close(attn(x, None, mask, is_causal, None), reference_attention(attn, x, allowed))
+    torch.testing.assert_close(attn(x, AttentionContext(None, mask, is_causal)), reference_attention(attn, x, allowed))
 
 
 def test_padding_mask_hides_padded_keys():
@@ -48,7 +48,7 @@ def test_padding_mask_hides_padded_keys():
     mask, is_causal = build_attention_mask(padding, 2, 0, 6, True, None, x.device)
     allowed = torch.ones(6, 6, dtype=torch.bool).tril() & padding.bool()[:, None, None, :]
     allowed = allowed | ~allowed.any(-1, keepdim=True)  # fully padded query rows see everything
-    out = attn(x, None, mask, is_causal, None)
+    out = attn(x, AttentionContext(None, mask, is_causal))
     torch.testing.assert_close(out, reference_attention(attn, x, allowed))
     assert torch.isfinite(out).all()
 
@@ -62,6 +62,22 @@ def test_sliding_window_limits_how_far_back_a_query_sees():
 def test_cache_update_rejects_overflow():
     config = ModelConfig(vocab_size=16, d_model=32, n_layers=1, n_heads=4, max_seq_len=16)
     cache = KVCache(config, batch_size=1, max_len=4)
-    k = torch.zeros(1, 4, 5, 8)
     with pytest.raises(ValueError, match="max_len=4"):
-        cache.update(0, k, k)
+        cache.positions(5, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_capped_scores_match_reference_math(is_causal):
+    """cap * tanh(q.k * scale / cap) before the softmax (Gemma 2's attention cap), with GQA and a query scale."""
+    from llmos.model.attention import sdpa
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 5, 8) * 3, torch.randn(2, 2, 5, 8) * 3, torch.randn(2, 2, 5, 8)
+    kk, vv = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    scores = 2.0 * torch.tanh(q @ kk.transpose(-1, -2) * 0.3 / 2.0)
+    if is_causal:
+        scores = scores.masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    expected = torch.softmax(scores, dim=-1) @ vv
+    got = sdpa(q, k, v, None, is_causal, scale=0.3, softcap=2.0)
+    torch.testing.assert_close(got, expected)
+    assert (got - sdpa(q, k, v, None, is_causal, scale=0.3)).abs().max() > 1e-2  # the cap changes the result

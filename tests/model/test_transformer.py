@@ -15,6 +15,7 @@ from llmos.model import (
     PreTrainingModel,
     SequenceClassifier,
 )
+from llmos.model.attention import AttentionContext
 from llmos.model.positions import rope_inverse_frequencies, sinusoidal_table
 
 SHAPES = {
@@ -81,9 +82,9 @@ def test_post_norm_block_normalizes_after_the_residual():
     model = CausalLM(tiny(**SHAPES["textbook"])).eval()
     block = model.transformer.blocks[0]
     x = torch.randn(1, 5, 32)
-    h = block.attn_norm(x + block.attn(x, None, None, True, None))
+    h = block.attn_norm(x + block.attn(x, AttentionContext(None, None, True)))
     expected = block.mlp_norm(h + block.mlp(h))
-    torch.testing.assert_close(block(x, None, None, True, None), expected)
+    torch.testing.assert_close(block(x, AttentionContext(None, None, True)), expected)
 
 
 def test_causal_lm_loss_is_shifted_cross_entropy_and_ignores_minus_100():

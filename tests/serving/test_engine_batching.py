@@ -1,5 +1,5 @@
-"""Engine scheduling: new prompts are prefilled together while others decode, within a bounded wait,
-and every request still gets exactly the tokens it would get alone."""
+"""Engine scheduling: long prompts in chunks between decode steps, shared prefixes computed once, a full
+KV budget handled by preemption, and every request still gets exactly the tokens it would get alone."""
 
 from __future__ import annotations
 
@@ -30,47 +30,70 @@ class Recorder:
 
 
 @torch.no_grad()
-def test_prompts_arriving_during_decoding_are_prefilled_together_and_decode_exactly():
+def test_a_long_prompt_is_computed_in_chunks_while_the_others_decode_exactly():
     model = build_model(400)
-    engine = Engine(model, max_batch=8, prefill_min_batch=3, prefill_max_wait_steps=50)
-    prefills = []
-    original = engine._prefill
-    engine._prefill = lambda requests: (prefills.append(len(requests)), original(requests))
+    engine = Engine(model, max_batch=8, chunk_tokens=16)
     greedy = SamplingParams(max_tokens=12, temperature=0)
     running = Recorder(engine)
     engine.submit([5, 6, 7], greedy, running)
-    engine.step()  # nothing is decoding: prefilled at once
-    late = [Recorder(engine) for _ in range(3)]
-    prompts = [[10 + i, 20, 30 + i, 40][: 2 + i] for i in range(3)]
-    for recorder, prompt in zip(late[:2], prompts[:2], strict=True):
-        engine.submit(prompt, greedy, recorder)
+    engine.step()  # nothing else is running: prefilled and its first token chosen at once
+    chunks = []
+    prefill = engine._prefill
+    engine._prefill = lambda chunk: (chunks.append((chunk.start, chunk.end)), prefill(chunk))
+    long_prompt = [(i * 7) % 300 + 3 for i in range(70)]
+    late = Recorder(engine)
+    engine.submit(long_prompt, greedy, late)
+    before = len(running.tokens)
+    for _ in range(5):
         engine.step()
-    assert prefills == [1]  # two waiting are fewer than prefill_min_batch: keep decoding
-    engine.submit(prompts[2], greedy, late[2])
+    assert chunks == [(0, 16), (16, 32), (32, 48), (48, 64), (64, 70)]  # one 16-token chunk per step
+    assert len(running.tokens) == before + 5  # ... and the running request got a token every step
     for _ in range(20):
         engine.step()
-    assert prefills == [1, 3]
     assert running.tokens == solo_tokens(model, [5, 6, 7], 12)
-    for recorder, prompt in zip(late, prompts, strict=True):
-        assert recorder.tokens == solo_tokens(model, prompt, 12)
+    assert late.tokens == solo_tokens(model, long_prompt, 12)
 
 
 @torch.no_grad()
-def test_a_lone_newcomer_waits_at_most_prefill_max_wait_steps():
+def test_a_shared_prefix_is_computed_once_and_reused_by_later_requests():
     model = build_model(400)
-    engine = Engine(model, max_batch=8, prefill_min_batch=4, prefill_max_wait_steps=3)
-    long = Recorder(engine)
-    engine.submit([1, 2, 3], SamplingParams(max_tokens=20, temperature=0), long)
-    engine.step()
-    engine.step()
-    newcomer = Recorder(engine)
-    engine.submit([7, 8], SamplingParams(max_tokens=2, temperature=0), newcomer)
-    arrived = engine.steps
-    for _ in range(6):
+    engine = Engine(model, max_batch=8, chunk_tokens=32)
+    system = [(i * 11) % 300 + 3 for i in range(40)]  # 2 full blocks of 16, and 8 tokens
+    computed = []
+    prefill = engine._prefill
+    engine._prefill = lambda chunk: (computed.append(chunk.end - chunk.start), prefill(chunk))
+    first, second = Recorder(engine), Recorder(engine)
+    greedy = SamplingParams(max_tokens=6, temperature=0)
+    engine.submit(system + [4, 5], greedy, first)
+    for _ in range(8):
         engine.step()
-    assert newcomer.first_step is not None
-    assert 3 <= newcomer.first_step - arrived <= 4  # gathered for 3 steps, then prefilled
-    assert newcomer.tokens == solo_tokens(model, [7, 8], 2)
+    engine.submit(system + [9, 9, 9], greedy, second)
+    for _ in range(8):
+        engine.step()
+    assert computed == [32, 10, 11]  # 42 tokens; then 43 less the 32 of two cached blocks
+    assert first.tokens == solo_tokens(model, system + [4, 5], 6)
+    assert second.tokens == solo_tokens(model, system + [9, 9, 9], 6)
+
+
+@torch.no_grad()
+def test_a_full_kv_budget_preempts_the_latest_request_which_resumes_exactly():
+    model = build_model(400)
+    per_token = 2 * model.config.n_layers * model.config.n_kv_heads * model.config.head_dim * 4
+    engine = Engine(model, max_batch=4, kv_budget_bytes=per_token * 160, max_len=128)  # 10 blocks of 16
+    greedy = SamplingParams(max_tokens=60, temperature=0)
+    recorders = [Recorder(engine) for _ in range(3)]
+    prompts = [[3 + i, 40, 50 + i] for i in range(3)]
+    for recorder, prompt in zip(recorders, prompts, strict=True):
+        engine.submit(prompt, greedy, recorder)
+    preempted = []
+    plan = engine.scheduler.plan
+    engine.scheduler.plan = lambda: (lambda p: (preempted.extend(p.preempted), p)[1])(plan())
+    for _ in range(200):
+        engine.step()
+    assert preempted  # 3 x 63 tokens need 12 blocks: someone had to wait
+    for recorder, prompt in zip(recorders, prompts, strict=True):
+        assert recorder.tokens == solo_tokens(model, prompt, 60)
+    assert engine.blocks.used() == 0
 
 
 class Collector:
@@ -117,7 +140,7 @@ def test_a_row_that_fails_while_sampling_fails_alone_and_its_batch_goes_on():
     assert good.kinds() == ["done"]
     assert bad_at_prefill.kinds() == ["error"] and "inf, nan" in bad_at_prefill.events[-1].message
     assert bad_later.kinds() == ["error"] and len(bad_later.tokens()) == 2
-    assert engine.rows == [] and engine.cache.free_rows == 8
+    assert engine.rows == [] and engine.blocks.used() == 0
 
 
 @torch.no_grad()

@@ -46,13 +46,13 @@ def test_chat_page_streams_an_answer_and_keeps_history(server, monkeypatch):
         page.screenshot(path=str(SCREENSHOT))
 
         engine = server.app.state.llmos.engine
-        decode_step = engine._decode_step
+        decode = engine._decode
 
-        def slow_step():  # the tiny model is too quick to catch mid-answer otherwise
+        def slow_decode(rows):  # the tiny model is too quick to catch mid-answer otherwise
             time.sleep(0.05)
-            decode_step()
+            decode(rows)
 
-        monkeypatch.setattr(engine, "_decode_step", slow_step)
+        monkeypatch.setattr(engine, "_decode", slow_decode)
         page.click("#reset")
         page.fill("#max-tokens", "60")
         page.fill("#input", "a long one")

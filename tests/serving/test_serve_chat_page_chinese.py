@@ -50,13 +50,13 @@ def test_chat_page_shows_the_chinese_answer_to_a_chinese_question(chinese_server
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         engine = app.state.llmos.engine
-        decode_step = engine._decode_step
+        decode = engine._decode
 
-        def slow_step():  # the tiny model is too quick for the page to show states between tokens
+        def slow_decode(rows):  # the tiny model is too quick for the page to show states between tokens
             time.sleep(0.02)
-            decode_step()
+            decode(rows)
 
-        monkeypatch.setattr(engine, "_decode_step", slow_step)
+        monkeypatch.setattr(engine, "_decode", slow_decode)
         page.goto(url + "/")
         page.wait_for_selector("#model-name:has-text('zh-tiny')")
         page.eval_on_selector("#temperature", "el => { el.value = '0'; el.dispatchEvent(new Event('input')); }")

@@ -109,10 +109,11 @@ def test_llmos_serve_passes_allowed_hosts_and_origins_to_the_server(checkpoint, 
         thread.join(timeout=10)
 
 
-def test_llmos_serve_max_model_len_sizes_the_kv_cache_and_the_context(checkpoint, kit):
+def test_llmos_serve_max_model_len_limits_the_context_and_the_kv_budget_is_printed(checkpoint, kit):
     port = kit.free_port()
     proc = subprocess.Popen([*LLMOS, "serve", str(checkpoint), "--port", str(port), "--max-batch", "2",
-                             "--max-model-len", "24"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+                             "--max-model-len", "24", "--kv-cache-mb", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ})
     try:
         _wait_until_up(proc, port)
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["max_model_len"] == 24
@@ -122,7 +123,9 @@ def test_llmos_serve_max_model_len_sizes_the_kv_cache_and_the_context(checkpoint
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    assert "KV cache: 2 requests x 24 tokens" in proc.stderr.read().decode()
+    printed = proc.stderr.read().decode()
+    assert "KV cache: up to 1 MiB" in printed and "up to 2 requests at once" in printed
+    assert "24 tokens each" in printed
 
 
 @pytest.mark.parametrize("bad", ["1", "100000"])
@@ -202,7 +205,7 @@ def test_llmos_serve_refuses_a_max_tokens_default_below_one_before_loading(tmp_p
         main.main()
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "nope" not in err
-    assert "--max-tokens-default must be a positive integer, got 0" in err
+    assert "Invalid value for '--max-tokens-default'" in err and "greater than or equal to 1" in err
 
 
 @pytest.fixture(scope="module")

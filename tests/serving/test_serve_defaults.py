@@ -1,7 +1,8 @@
 """What a request that names no length and no sampling gets from the server: a reply capped at
 max_tokens_default (finish_reason "length", streamed or not, JSON too), the model's own sampling
-settings (its generation_config, else LLMOS's chat defaults), shown on the model card; a tool call
-whose string argument would run on is closed by the grammar's default string bound."""
+settings (its generation_config, else LLMOS's chat defaults when it names no sampling field), shown
+on the model card; a tool call whose string argument would run on is closed by the grammar's
+default string bound."""
 
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ def test_sampling_left_out_follows_the_models_generation_config_then_llmos_defau
         card = client.models.retrieve("tiny")
         assert card.defaults == {**CHAT_SAMPLING, "temperature": 1.5, "top_k": 0, "max_tokens": DEFAULT_REPLY_TOKENS}
         unset = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, seed=1)
-        sampled = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, seed=1, temperature=1.5,
-                                                 top_p=CHAT_SAMPLING["top_p"], extra_body={"top_k": 0})
+        sampled = client.chat.completions.create(
+            model="tiny", messages=HELLO, max_tokens=12, seed=1, temperature=1.5, top_p=CHAT_SAMPLING["top_p"],
+            extra_body={"top_k": 0, "repetition_penalty": CHAT_SAMPLING["repetition_penalty"]})
         greedy = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, temperature=0)
         assert unset.choices[0].message.content == sampled.choices[0].message.content
         assert unset.choices[0].message.content != greedy.choices[0].message.content
@@ -74,9 +76,12 @@ def test_a_model_without_sampling_settings_gets_llmos_chat_defaults_greedy_with_
                                                 extra_body={"repetition_penalty": CHAT_SAMPLING["repetition_penalty"]})
         plain = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, temperature=0,
                                                extra_body={"repetition_penalty": 1.0})
+        chosen = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, temperature=0)
     assert CHAT_SAMPLING["temperature"] == 0  # measured on SmolLM2: see benchmarks/chat_defaults.py
     assert unset.choices[0].message.content == greedy.choices[0].message.content
     assert unset.choices[0].message.content != plain.choices[0].message.content  # the penalty applies
+    # a request that chose its decoding gets no LLMOS default beside it: temperature 0 is plain greedy
+    assert chosen.choices[0].message.content == plain.choices[0].message.content
 
 
 def test_a_plain_completion_keeps_openais_neutral_sampling_and_its_16_tokens(tokenizer, kit):

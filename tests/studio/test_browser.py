@@ -177,6 +177,22 @@ def test_a_checkpoint_is_evaluated_from_the_models_page(studio, page):
     screenshot(page, "models")
 
 
+def test_the_models_table_says_loading_until_the_list_arrives(studio, page):
+    url, _, _ = studio
+    held = []  # GET /api/models, answered only when the test lets it through
+    page.route("**/api/models", lambda route: held.append(route))
+    page.goto(url + "/#models")
+    loading = page.locator("#models-body tr.placeholder")
+    loading.wait_for()
+    assert loading.inner_text().strip() == "loading…"
+    page.wait_for_timeout(200)
+    assert held and loading.is_visible()  # asked, no answer yet: still loading
+    for route in held:  # the table's request and the model pickers' (fillPathLists)
+        route.continue_()
+    page.locator("#models-body tr[data-model='runs:done/best']").wait_for()
+    assert page.locator("#models-body tr.placeholder").count() == 0
+
+
 def test_the_playground_streams_two_runs_side_by_side(studio, page):
     url, _, _ = studio
     page.goto(url + "/#playground/" + quote("runs:early/last", safe=""))  # a run page's "try in the playground"
@@ -184,6 +200,7 @@ def test_the_playground_streams_two_runs_side_by_side(studio, page):
     assert page.input_value("#model-a") == "runs:early/last"
     page.select_option("#model-b", "runs:done/best")
     page.fill("#max-new-tokens", "24")
+    page.fill("#temperature", "0.8")  # blank decodes greedily, and an early checkpoint's greedy text is blanks
     page.fill("#prompt", "The function returns")
     page.fill("#json-schema", "{not json")
     page.click("#play-run")

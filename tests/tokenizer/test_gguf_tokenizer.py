@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gguf
 import pytest
-from gguf_tokenizers import CHATML_TEMPLATE, add_tokenizer_metadata
+from gguf_tokenizers import CHATML_TEMPLATE, GEMMA_TEMPLATE, add_tokenizer_metadata
 
 from llmos.checkpoint.gguf_file import open_gguf
 from llmos.tokenizer import Tokenizer, TokenizerFilesError
@@ -25,6 +25,7 @@ TEXTS = [
     "\n\nleading newlines",
     "digits 1234567 and 2024-06-01",
     "<|im_start|>user\nhi<|im_end|>\n",
+    "<start_of_turn>user\n  two spaces<end_of_turn>\n<start_of_turn>model\n",
     "special in the middle<|im_end|>of text <|endoftext|> and <think> done",
     "don't I'll we're",
     "",
@@ -36,8 +37,11 @@ MESSAGES = [
     {"role": "assistant", "content": "Hello."},
     {"role": "user", "content": "Bye"},
 ]
-# (kind, options for add_tokenizer_metadata)
+# (kind, options for add_tokenizer_metadata; "architecture" is the file's, default llama)
 CASES = {
+    "gemma3": ("gemma", {"architecture": "gemma3", "chat_template": GEMMA_TEMPLATE}),
+    "phi3": ("llama", {"architecture": "phi3"}),
+    "qwen3": ("gpt2", {"architecture": "qwen3", "pre": "qwen2"}),
     "gpt2-smollm": ("gpt2", {"pre": "smollm"}),
     "gpt2-gpt2": ("gpt2", {"pre": "gpt2"}),
     "gpt2-no-pre": ("gpt2", {"pre": None}),
@@ -50,7 +54,7 @@ CASES = {
 def write_gguf(path: Path, kind: str, **options) -> Path:
     """A GGUF file with only a tokenizer (no tensors): transformers loads its tokenizer as is."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, "llama")
+    writer = gguf.GGUFWriter(path, options.pop("architecture", "llama"))
     add_tokenizer_metadata(writer, kind, **options)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -104,7 +108,7 @@ def test_gguf_decode_round_trips_like_transformers(case):
         assert ours.decode(plain, skip_special_tokens=True) == theirs.decode(plain, skip_special_tokens=True), text
     # Decoding gives the text back, but for special tokens (skipped) and, in the llama kind,
     # a leading space: Metaspace puts "▁" before the text only when it has none (as in HF).
-    round_trip = [t for t in TEXTS if "<|" not in t and not (kind == "llama" and t.startswith(" "))]
+    round_trip = [t for t in TEXTS if "<" not in t and not (kind == "llama" and t.startswith(" "))]
     assert len(round_trip) >= len(TEXTS) // 2
     for text in round_trip:
         assert ours.decode(ours.encode(text, add_special_tokens=False), skip_special_tokens=True) == text
@@ -112,11 +116,15 @@ def test_gguf_decode_round_trips_like_transformers(case):
 
 @pytest.mark.parity
 def test_gguf_chat_template_ids_match_transformers(case):
-    _, _, ours, theirs = case
-    assert ours.chat_template == CHATML_TEMPLATE
+    kind, _, ours, theirs = case
+    gemma = kind == "gemma"
+    assert ours.chat_template == (GEMMA_TEMPLATE if gemma else CHATML_TEMPLATE)
     ids = _chat_ids(ours)
     assert ids == _chat_ids(theirs)
-    assert ours.decode(ids).endswith("<|im_start|>assistant\n")
+    assert ours.decode(ids) == theirs.decode(ids)  # Phi-3's: "<|im_start|> user" (its "▁" after each special)
+    assert ours.decode(ids).replace("> ", ">").endswith("<start_of_turn>model\n" if gemma else "<|im_start|>assistant\n")
+    if gemma:  # the turn markers are single special tokens: 3 turns and the generation prompt
+        assert ids.count(ours.convert_tokens_to_ids("<start_of_turn>")) == 4
 
 
 @pytest.mark.parity
@@ -277,9 +285,12 @@ def test_gguf_empty_vocabulary_is_refused(gpt2_metadata):
         tokenizer_from_gguf({**gpt2_metadata, "tokenizer.ggml.tokens": []})
 
 
-@pytest.mark.parametrize("architecture", ["gemma2", "phi3"])
-def test_gguf_llama_vocab_of_a_family_that_tokenizes_differently_is_refused(tmp_path, architecture):
-    metadata = open_gguf(write_gguf(tmp_path / "t.gguf", "llama")).metadata
-    metadata["general.architecture"] = architecture
-    with pytest.raises(TokenizerFilesError, match=architecture):
-        tokenizer_from_gguf(metadata)
+
+
+def test_a_gemma_file_without_a_chat_template_gets_gemmas_turns(tmp_path):
+    """Gemma 3's base GGUF files carry no template: its own turn format, not ChatML, as llama.cpp does."""
+    path = write_gguf(tmp_path / "t.gguf", "gemma", architecture="gemma3", chat_template=None)
+    tokenizer = tokenizer_from_gguf(open_gguf(path).metadata)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    assert tokenizer.decode(ids) == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    assert ids.count(tokenizer.convert_tokens_to_ids("<start_of_turn>")) == 2

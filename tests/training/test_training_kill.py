@@ -34,7 +34,9 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
     try:
         partial = out / "last.tmp" / "optimizer.safetensors"
         deadline = time.monotonic() + 90
-        while not partial.exists():
+        # `best` exists only once the 2nd write is done: a partial `last` then is the 3rd, hooked one
+        # (the 1st write's own last.tmp, seen between polls, is not the moment to kill).
+        while not (partial.exists() and (out / "best").exists()):
             assert proc.poll() is None, "the training process ended before the hooked save"
             assert time.monotonic() < deadline, "the hooked save never started"
             time.sleep(0.1)

@@ -27,7 +27,7 @@ output: it renders as nothing and is false. Paths are relative to the
 workflow file. Without output fields, each row holds the item's key and
 every step's output (a CSV gives a schema step's fields their own columns).
 
-Why these shapes: the run over `inputs` is the map the issue asks for, kept at
+Why these shapes: the run over `inputs` is the outer map over items, kept at
 the top so each item is the unit of resuming; a `map` step maps inside one
 item. A branch holds its arms' steps rather than jumping to a named step, so
 the steps always run top to bottom and which outputs exist where is known

@@ -5,6 +5,10 @@ that names it in messages and in the state file, a `digest` of its content (an
 edited input is run again, an unchanged one is skipped on resume), and the
 `data` templates see as `item` (a file: `name`, `path`, `text`; a row or a
 record: its fields).
+
+Every item is read before the run starts (`--dry-run` too), so one input (a
+folder, a CSV or a JSONL file) holds at most `MAX_INPUT_BYTES` and `MAX_ITEMS`
+items; past either, the error says so before the rest is read.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from llmos.data.jsonl import jsonl_records
 from llmos.errors import LLMOSError
 
 INPUT_KINDS = ("folder", "csv", "jsonl")
+MAX_INPUT_BYTES = 64 << 20  # bytes of one input: a folder's files together, or one CSV or JSONL file
+MAX_ITEMS = 100_000  # items of one input (a day of work for a small model on a CPU)
 FILE_FIELDS = ("name", "path", "text")
 
 
@@ -56,6 +62,7 @@ def read_items(spec: InputSpec) -> list[Item]:
         return _folder_items(spec)
     if not spec.path.is_file():
         raise WorkflowError(f"inputs: {spec.kind} file {str(spec.path)!r} does not exist")
+    check_input_bytes(spec.path, spec.path.stat().st_size)
     items = _csv_items(spec.path) if spec.kind == "csv" else _jsonl_items(spec.path)
     if not items:
         raise WorkflowError(f"inputs: {str(spec.path)!r} holds no rows")
@@ -73,13 +80,23 @@ def item_fields(spec: InputSpec, items: list[Item]) -> set[str] | None:
 def _folder_items(spec: InputSpec) -> list[Item]:
     if not spec.path.is_dir():
         raise WorkflowError(f"inputs: folder {str(spec.path)!r} does not exist or is not a folder")
-    files = sorted(p for p in spec.path.glob(spec.pattern) if p.is_file())
+    files = []
+    for path in spec.path.glob(spec.pattern):
+        if path.is_file():
+            files.append(path)
+            _check_count(spec.path, len(files))
     if not files:
         raise WorkflowError(f"inputs: no file in {str(spec.path)!r} matches pattern {spec.pattern!r}")
-    items = []
-    for path in files:
+    check_input_bytes(spec.path, sum(p.stat().st_size for p in files))
+    items, left = [], MAX_INPUT_BYTES
+    for path in sorted(files):
+        with path.open("rb") as f:
+            data = f.read(left + 1)  # a file that grew since: still no more than the limit
+        left -= len(data)
+        if left < 0:
+            check_input_bytes(spec.path, MAX_INPUT_BYTES + 1)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            text = data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads
         except UnicodeDecodeError as exc:
             raise WorkflowError(f"inputs: {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         key = path.relative_to(spec.path).as_posix()
@@ -102,6 +119,7 @@ def _csv_items(path: Path) -> list[Item]:
                                         f"{len(header)} columns")
                 data = {k: ("" if v is None else v) for k, v in row.items()}
                 items.append(Item(f"row {number}", _digest(data), data))
+                _check_count(path, len(items))
         except csv.Error as exc:
             raise WorkflowError(f"inputs: {path}: not valid CSV ({exc})") from None
     return items
@@ -114,4 +132,17 @@ def _jsonl_items(path: Path) -> list[Item]:
             raise WorkflowError(f"inputs: {path}:{number}: expected a JSON object per line, got "
                                 f"{type(record).__name__}")
         items.append(Item(f"line {number}", _digest(record), record))
+        _check_count(path, len(items))
     return items
+
+
+def check_input_bytes(path: Path, size: int) -> None:
+    if size > MAX_INPUT_BYTES:
+        raise WorkflowError(f"inputs: {str(path)!r} holds {size:,} bytes; one input is read whole, so it holds at "
+                            f"most {MAX_INPUT_BYTES:,} bytes (split it, or run on parts)")
+
+
+def _check_count(path: Path, count: int) -> None:
+    if count > MAX_ITEMS:
+        raise WorkflowError(f"inputs: {str(path)!r} holds more than {MAX_ITEMS:,} items; one input is read whole, "
+                            "so it holds at most that many (split it, or run on parts)")

@@ -8,6 +8,12 @@ template and expression reading only `item` and the outputs of steps before
 it (with the fields those outputs have, when a schema or the inputs say).
 Each failure is one `WorkflowError` naming the step, the value and what is
 valid. The format is described in `llmos.apps.workflow`.
+
+A workflow file may come from elsewhere, so it is read within limits before
+anything is built from it: at most `MAX_WORKFLOW_BYTES`, parsed by libyaml
+(which stops at 1,000 nested levels), then at most `MAX_NESTING` levels and
+`MAX_VALUES` values counted through YAML aliases (a "billion laughs" file is a
+few hundred bytes). Its inputs have their own limits (`workflow_inputs`).
 """
 
 from __future__ import annotations
@@ -31,11 +37,16 @@ from llmos.apps.workflow_inputs import (
     read_items,
 )
 from llmos.apps.workflow_templates import ENV, TemplateProblem, references
+from llmos.yaml_files import yaml_syntax_message
 
 BUILTIN_TOOLS = ("calculate", "current_time", "read_file", "list_files", "write_file")
 FILE_TOOLS = ("read_file", "list_files", "write_file")
 OUTPUT_FORMATS = (".jsonl", ".csv")
 TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
+MAX_WORKFLOW_BYTES = 1 << 20  # a workflow file (the examples have 2 KB)
+MAX_NESTING = 64  # levels of lists and mappings (a map in a branch in a map is about 12)
+MAX_VALUES = 1_000_000  # values in the file, aliases counted each time they are used
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 15x faster, and bounds its nesting
 RESERVED = {"item", "loop", "self", "caller", "varargs", "kwargs", "true", "false", "none", "True", "False", "None",
             *ENV.globals}
 
@@ -155,10 +166,7 @@ def load_workflow(path: str | Path, model: str | None = None, output: str | Path
         raise WorkflowError(f"{str(path)!r} is not a workflow file; expected a .yaml or .yml file")
     if not path.is_file():
         raise WorkflowError(f"workflow file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise WorkflowError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise WorkflowError(f"{path}: expected a mapping with model, inputs, steps and output")
     unknown = set(raw) - {"name", "description", "model", "inputs", "steps", "output"}
@@ -178,6 +186,35 @@ def load_workflow(path: str | Path, model: str | None = None, output: str | Path
                         read_items(inputs) if inputs else [Item("run", "", {})], fingerprint.hexdigest()[:16])
     _validate(workflow)
     return workflow
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed workflow file, within the limits of the module docstring."""
+    with path.open("rb") as f:
+        data = f.read(MAX_WORKFLOW_BYTES + 1)
+    if len(data) > MAX_WORKFLOW_BYTES:
+        raise WorkflowError(f"{path}: the file has {path.stat().st_size:,} bytes; a workflow file has at most "
+                            f"{MAX_WORKFLOW_BYTES:,} (1 MiB)")
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=YAML_LOADER)  # noqa: S506 - a safe loader
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise WorkflowError(yaml_syntax_message(path, exc)) from None
+    except RecursionError:  # the pure-Python loader, where libyaml is missing
+        raise WorkflowError(f"{path}: nests more than {MAX_NESTING} levels of lists and mappings") from None
+    values, pending = 0, [(raw, 1)]
+    while pending:  # iterative: the tree may be deep, or hold itself through an alias
+        value, depth = pending.pop()
+        values += 1
+        if values > MAX_VALUES:
+            raise WorkflowError(f"{path}: holds more than {MAX_VALUES:,} values (counting each use of a YAML alias)")
+        if isinstance(value, (dict, list)):
+            if depth > MAX_NESTING:
+                raise WorkflowError(f"{path}: nests more than {MAX_NESTING} levels of lists and mappings")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return raw
 
 
 def _input_spec(raw: Any, base: Path, where: str) -> InputSpec:

@@ -49,7 +49,7 @@ class RunState:
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             done, version = saved["items"], saved["version"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise WorkflowError(f"state file {str(self.path)!r} cannot be read ({exc}); delete it or run with "
                                 "--restart to start over") from None
         if version != STATE_VERSION or saved.get("fingerprint") != fingerprint:

@@ -11,12 +11,18 @@ with i + head_dim/2). `unpermute_rows` undoes that, again on raw rows: a
 quantization block never crosses a row, so the blocks stay untouched.
 
 Each weight is a `GGUFWeight`: its ggml type and rows. `to_float()` decodes it
-with the `gguf` package's own dequantizers (every type it knows: F32, F16,
-BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...). `kernel_module()` turns Q4_0
-and Q4_1 blocks (32 weights: an f16 scale, for Q4_1 an f16 minimum, 16 bytes
-of 4-bit codes) into an `llmos.kernels.Int4Linear`, and Q8_0 blocks (an f16
-scale, 32 int8 codes) into a `GroupInt8Linear`, without a float detour: the
-codes are kept bit for bit (the kernels take their scales in bf16).
+with the `gguf` package's own dequantizers (every type it knows). `kernel_module()`
+puts its blocks into the quantized linear of `gguf_blocks` (int4 for Q4_0, Q4_1,
+Q4_K; int8 per group of 32 for Q8_0 and Q5_0, codes kept bit for bit; Q5_K and
+Q6_K requantized to that int8, see there). Parts of different types whose kernels
+agree (Gemma's Q5_0 queries next to its Q8_0 values) fuse as codes
+(`FusedWeight`); parts whose kernels differ fuse as floats.
+
+Per architecture: Qwen3 and Gemma 3 add q/k norms (`attn_q_norm`, `attn_k_norm`),
+Gemma 3 the norms after attention and MLP (`post_attention_norm`, `post_ffw_norm`;
+its `ffn_norm` is the pre-MLP one) and stores every norm weight as 1 + w (read back
+as w, as transformers does); Phi-3 stores qkv and gate/up fused already.
+`rope_freqs` and Phi-3's `rope_factors_*` are RoPE settings, read by `gguf_config`.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from llmos.checkpoint.gguf_blocks import (
+    INT4_TYPES,
+    INT8_TYPES,
+    REQUANTIZED_TYPES,
+    int4_codes,
+    int8_codes,
+    kernel_kind,
+)
+from llmos.checkpoint.gguf_config import CONFIG_TENSORS
 from llmos.checkpoint.gguf_file import GGUFError, GGUFFile
 from llmos.config import ModelConfig
-from llmos.kernels.quantized import pack_nibbles
 
 B = "transformer.blocks.{i}."
 TOP_LEVEL = {
@@ -49,10 +63,13 @@ BLOCK = {  # llama.cpp tensor -> (ours, part index within a fused tensor or None
     "ffn_gate": ("mlp.up", 0),
     "ffn_up": ("mlp.up", 1),  # gpt2 has no gate: there ffn_up is the whole mlp.up
     "ffn_down": ("mlp.down", None),
+    "attn_q_norm": ("attn.q_norm", None),
+    "attn_k_norm": ("attn.k_norm", None),
+    "post_attention_norm": ("attn_out_norm", None),
+    "post_ffw_norm": ("mlp_out_norm", None),
 }
+FUSED_UP = ("gpt2", "phi3")  # families whose ffn_up is the whole mlp.up (no gate, or gate and up fused)
 NAME = re.compile(r"^(?:blk\.(?P<i>\d+)\.)?(?P<base>\w+)\.(?P<p>weight|bias)$")
-INT4_TYPES = ("Q4_0", "Q4_1")
-KERNEL_TYPES = (*INT4_TYPES, "Q8_0")  # blocks that go into a quantized kernel as they are
 
 
 @dataclass
@@ -69,41 +86,56 @@ class GGUFWeight:
         values = self.rows if kind == gguf.GGMLQuantizationType.F32 else gguf.quants.dequantize(self.rows, kind)
         return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(self.shape)  # a writable copy
 
-    def int4_codes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(qweight, scales, zeros) of Int4Linear for Q4_0 / Q4_1 rows: w = (code - 8) * scale + zero."""
-        if self.qtype not in INT4_TYPES:
-            raise ValueError(f"{self.qtype} blocks are not 4-bit codes in groups of 32")
-        out_features = self.rows.shape[0]
-        head = 4 if self.qtype == "Q4_1" else 2  # f16 d (and f16 m) before the 16 code bytes
-        blocks = self.rows.reshape(out_features, -1, head + 16)
-        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-        qs = blocks[..., head:]
-        codes = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(out_features, -1)  # elements 0..31
-        qweight = pack_nibbles(torch.from_numpy(codes))
-        if self.qtype == "Q4_1":  # w = d * code + m = (code - 8) * d + (m + 8 d)
-            m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
-            zeros = m + 8 * d
-        else:  # w = d * (code - 8)
-            zeros = np.zeros_like(d)
-        return qweight, torch.from_numpy(d), torch.from_numpy(zeros)
+    @property
+    def qtypes(self) -> set[str]:
+        return {self.qtype}
 
+    @property
+    def kernel_kind(self) -> str | None:
+        return kernel_kind(self.qtype)
 
-    def q8_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(qweight int8, scales) of GroupInt8Linear for Q8_0 rows: w = code * scale."""
-        if self.qtype != "Q8_0":
-            raise ValueError(f"{self.qtype} blocks are not Q8_0")
-        blocks = self.rows.reshape(self.rows.shape[0], -1, 2 + 32)
-        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-        codes = blocks[..., 2:].copy().view(np.int8).reshape(self.rows.shape[0], -1)
-        return torch.from_numpy(codes), torch.from_numpy(d)
+    def codes(self) -> tuple[torch.Tensor, ...]:
+        """Int4Linear's (qweight, scales, zeros) or GroupInt8Linear's (qweight, scales) for these rows."""
+        if self.qtype in INT4_TYPES:
+            return int4_codes(self.qtype, self.rows)
+        if self.qtype in INT8_TYPES:
+            return int8_codes(self.qtype, self.rows)
+        if self.qtype in REQUANTIZED_TYPES:  # not exact: see gguf_blocks
+            from llmos.kernels import GroupInt8Linear
+
+            module = GroupInt8Linear.from_float(self.to_float())
+            return module.qweight, module.scales
+        raise ValueError(f"{self.qtype} rows have no quantized kernel")
 
     def kernel_module(self, bias: torch.Tensor | None = None):
-        """This weight's blocks in the matching quantized linear (Q4_0/Q4_1 -> int4, Q8_0 -> grouped int8)."""
+        """This weight's blocks in the matching quantized linear (int4 or grouped int8, see gguf_blocks)."""
         from llmos.kernels import GroupInt8Linear, Int4Linear
 
-        if self.qtype == "Q8_0":
-            return GroupInt8Linear(*self.q8_codes(), bias)
-        return Int4Linear(*self.int4_codes(), bias)
+        kind = self.kernel_kind
+        if kind is None:
+            raise ValueError(f"{sorted(self.qtypes)} rows have no quantized kernel")
+        return (Int4Linear if kind == "int4" else GroupInt8Linear)(*self.codes(), bias)
+
+
+@dataclass
+class FusedWeight(GGUFWeight):
+    """Row blocks of several weights of different ggml types whose kernels agree (fused q/k/v or gate/up)."""
+
+    parts: tuple[GGUFWeight, ...] = ()
+
+    @property
+    def qtypes(self) -> set[str]:
+        return {p.qtype for p in self.parts}
+
+    @property
+    def kernel_kind(self) -> str | None:
+        return self.parts[0].kernel_kind
+
+    def to_float(self) -> torch.Tensor:
+        return torch.cat([p.to_float() for p in self.parts], dim=0)
+
+    def codes(self) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.cat(fields, dim=0) for fields in zip(*(p.codes() for p in self.parts), strict=True))
 
 
 def _weight(gguf: GGUFFile, name: str) -> GGUFWeight:
@@ -125,12 +157,19 @@ def unpermute_rows(weight: GGUFWeight, n_heads: int) -> GGUFWeight:
 def _fuse(parts: dict[int, GGUFWeight]) -> GGUFWeight:
     ordered = [parts[i] for i in sorted(parts)]
     kinds = {p.qtype for p in ordered}
-    if len(kinds) > 1:  # mixed types (e.g. a Q6_K value next to Q4_K query/key): fuse as floats
-        values = torch.cat([p.to_float() for p in ordered], dim=0)
-        return GGUFWeight("F32", values.numpy(), tuple(values.shape))
-    rows = np.concatenate([p.rows for p in ordered], axis=0)
     shape = (sum(p.shape[0] for p in ordered), *ordered[0].shape[1:])
-    return GGUFWeight(ordered[0].qtype, rows, shape)
+    if len(kinds) == 1:  # one type: the raw rows, one after the other
+        return GGUFWeight(ordered[0].qtype, np.concatenate([p.rows for p in ordered], axis=0), shape)
+    if len({p.kernel_kind for p in ordered}) == 1 and ordered[0].kernel_kind is not None:
+        return FusedWeight("+".join(p.qtype for p in ordered), np.empty(0), shape, tuple(ordered))
+    # kernels that differ (e.g. int4 Q4_K queries beside a Q6_K value): fuse as floats
+    values = torch.cat([p.to_float() for p in ordered], dim=0)
+    return GGUFWeight("F32", values.numpy(), tuple(values.shape))
+
+
+def _shift_norm(weight: GGUFWeight) -> GGUFWeight:
+    """A Gemma norm weight stored as 1 + w, back to w (Hugging Face's value; the model adds the 1)."""
+    return GGUFWeight("F32", weight.to_float().numpy() - np.float32(1.0), weight.shape)
 
 
 def gguf_weights(gguf: GGUFFile, config: ModelConfig) -> dict[str, GGUFWeight]:
@@ -139,17 +178,21 @@ def gguf_weights(gguf: GGUFFile, config: ModelConfig) -> dict[str, GGUFWeight]:
     parts: dict[str, dict[int, GGUFWeight]] = {}
     unknown = []
     for name in gguf.tensors:
+        if name in CONFIG_TENSORS:
+            continue
         match = NAME.match(name)
         base = match["base"] if match else None
         if base not in (TOP_LEVEL if match and match["i"] is None else BLOCK):
             unknown.append(name)
             continue
         weight = _weight(gguf, name)
+        if config.norm_weight_offset and base.endswith("norm"):
+            weight = _shift_norm(weight)
         if match["i"] is None:
             weights[f"{TOP_LEVEL[base]}.{match['p']}"] = weight
             continue
         ours, part = BLOCK[base]
-        if config.family == "gpt2" and base == "ffn_up":
+        if config.family in FUSED_UP and base == "ffn_up":
             part = None
         if config.family == "llama" and base in ("attn_q", "attn_k"):
             weight = unpermute_rows(weight, config.n_heads if base == "attn_q" else config.n_kv_heads)

@@ -1,19 +1,26 @@
 """Layer 3: translate Hugging Face `config.json` dicts to `ModelConfig` and back.
 
-One function per direction; each family (gpt2, llama, qwen2, mistral, bert)
-is a handful of field renames. Export checks that our config has an HF
-equivalent and names the first field that does not.
+One function per direction; each family (gpt2, llama, qwen2, mistral, bert,
+and the newer decoders of `hf_variants`: qwen3, gemma3_text, phi3) is a
+handful of field renames. Export checks that our config has an HF equivalent
+and names the first field that does not.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from llmos.checkpoint.hf_variants import (
+    VARIANT_FAMILIES,
+    phi3_rope_scaling,
+    variant_fields,
+    variant_to_hf,
+)
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 
-HF_FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "bert")
-LLAMA_LIKE = ("llama", "qwen2", "mistral")
+HF_FAMILIES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma3_text", "phi3", "bert")
+LLAMA_LIKE = ("llama", "qwen2", "mistral", *VARIANT_FAMILIES)
 
 # Our head class name -> HF architecture per family.
 ARCHITECTURES: dict[str, dict[str, str]] = {
@@ -21,6 +28,9 @@ ARCHITECTURES: dict[str, dict[str, str]] = {
     "llama": {"CausalLM": "LlamaForCausalLM", "SequenceClassifier": "LlamaForSequenceClassification"},
     "qwen2": {"CausalLM": "Qwen2ForCausalLM", "SequenceClassifier": "Qwen2ForSequenceClassification"},
     "mistral": {"CausalLM": "MistralForCausalLM", "SequenceClassifier": "MistralForSequenceClassification"},
+    "qwen3": {"CausalLM": "Qwen3ForCausalLM", "SequenceClassifier": "Qwen3ForSequenceClassification"},
+    "gemma3_text": {"CausalLM": "Gemma3ForCausalLM", "SequenceClassifier": "Gemma3TextForSequenceClassification"},
+    "phi3": {"CausalLM": "Phi3ForCausalLM", "SequenceClassifier": "Phi3ForSequenceClassification"},
     "bert": {
         "MaskedLM": "BertForMaskedLM",
         "PreTrainingModel": "BertForPreTraining",
@@ -66,6 +76,9 @@ def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """ModelConfig for an HF config dict of a supported model_type."""
     kind = hf.get("model_type")
+    if kind == "gemma3" and isinstance(hf.get("text_config"), dict):  # Gemma 3 4B+: the text part of it
+        hf = {**hf["text_config"], "model_type": "gemma3_text"}
+        kind = "gemma3_text"
     if kind not in HF_FAMILIES:
         raise HFConversionError(
             f"model_type {kind!r} in config.json is not supported; expected 'llmos' or one of {list(HF_FAMILIES)}"
@@ -108,17 +121,20 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             family="bert", **_tokens(hf),
         )
     # llama-like
-    if hf.get("hidden_act", "silu") != "silu":
+    if kind != "gemma3_text" and hf.get("hidden_act", "silu") != "silu":
         raise HFConversionError(f"{kind} hidden_act={hf['hidden_act']!r} is not supported; expected 'silu'")
     if kind == "qwen2" and hf.get("use_sliding_window"):
         raise HFConversionError("qwen2 use_sliding_window=true is not supported (per-layer windows)")
     theta, scaling = _rope(hf)
+    if kind == "phi3":
+        scaling = phi3_rope_scaling(scaling, hf)
     heads = hf["num_attention_heads"]
+    head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
     bias = bool(hf.get("attention_bias", False))
-    return ModelConfig(
+    fields = dict(
         vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
         n_heads=heads, n_kv_heads=hf.get("num_key_value_heads") or heads,
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, d_ff=hf["intermediate_size"],
+        head_dim=head_dim, d_ff=hf["intermediate_size"],
         max_seq_len=hf.get("max_position_embeddings", 2048), position="rope", rope_theta=theta,
         rope_scaling=scaling, norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), norm_bias=False,
         mlp="swiglu", mlp_bias=bool(hf.get("mlp_bias", False)),
@@ -128,6 +144,9 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         num_labels=_num_labels(hf), label_names=_label_names(hf), initializer_range=hf.get("initializer_range", 0.02),
         family=kind, **_tokens(hf),
     )
+    if kind in VARIANT_FAMILIES:
+        fields.update(variant_fields(hf, kind, head_dim, HFConversionError))
+    return ModelConfig(**fields)
 
 
 def _require(config: ModelConfig, family: str, **wanted: Any) -> None:
@@ -154,6 +173,12 @@ def choose_family(config: ModelConfig) -> str:
         return "bert"
     if config.position == "learned":
         return "gpt2"
+    if config.sandwich_norm:
+        return "gemma3_text"
+    if config.qk_norm:
+        return "qwen3"
+    if config.rotary_dim is not None or (config.rope_scaling or {}).get("rope_type") == "longrope":
+        return "phi3"
     if config.sliding_window is not None:
         return "mistral"
     if config.qkv_bias and not config.attn_out_bias:
@@ -210,10 +235,21 @@ def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
                 "layer_norm_eps": config.norm_eps, "hidden_act": "gelu",
                 "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     _require(config, family, causal=True, position="rope", norm="rmsnorm", norm_placement="pre",
-             final_norm=True, embedding_norm=False, mlp="swiglu", type_vocab_size=0, lm_head_bias=False)
+             final_norm=True, embedding_norm=False, type_vocab_size=0, lm_head_bias=False)
+    if family != "gemma3_text":
+        _require(config, family, mlp="swiglu")
     if head == "SequenceClassifier":
         _require(config, family, classifier_bias=False)
-    if family == "llama":
+    if family not in ("gemma3_text", "phi3"):
+        _require(config, family, rotary_dim=None)
+    if family not in ("qwen3", "gemma3_text"):
+        _require(config, family, qk_norm=False, norm_weight_offset=0.0, sandwich_norm=False,
+                 scale_embeddings=False, attn_scale=None, attn_logit_softcap=None, final_logit_softcap=None)
+    if family in ("llama", "qwen2", "mistral"):
+        _require(config, family, sliding_window_pattern=None, local_rope_theta=None)
+    if family in VARIANT_FAMILIES:
+        pass
+    elif family == "llama":
         _require(config, family, qkv_bias=config.attn_out_bias, sliding_window=None)
     elif family == "qwen2":
         _require(config, family, qkv_bias=True, attn_out_bias=False, mlp_bias=False, sliding_window=None)
@@ -223,6 +259,9 @@ def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
     if config.rope_scaling:
         rope = dict(config.rope_scaling)
         rope["rope_type"] = rope.pop("type", rope.get("rope_type"))
+        if rope["rope_type"] == "frequency_factors":
+            raise HFConversionError("rope_scaling frequency_factors (a GGUF file's rope_freqs that match no Llama 3 "
+                                    "parameters) has no Hugging Face equivalent; this model cannot be exported")
     rope["rope_theta"] = config.rope_theta
     out = {**common, "hidden_size": config.d_model, "num_hidden_layers": config.n_layers,
            "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads,
@@ -236,4 +275,6 @@ def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
         out["sliding_window"] = config.sliding_window
     if family == "qwen2":
         out.update(use_sliding_window=False, sliding_window=None)
+    if family in VARIANT_FAMILIES:
+        variant_to_hf(config, family, out, _require)
     return out

@@ -54,6 +54,34 @@ LLAMA_RULES = [
     Rule("norm.weight", "transformer.final_norm.weight"),
 ]
 
+_QK_NORM = [
+    Rule("layers.{i}.self_attn.q_norm.weight", B + "attn.q_norm.weight"),
+    Rule("layers.{i}.self_attn.k_norm.weight", B + "attn.k_norm.weight"),
+]
+QWEN3_RULES = LLAMA_RULES + _QK_NORM
+
+# Gemma 3 names its four norms by place: its post_attention_layernorm is the attention output's norm.
+GEMMA3_RULES = [
+    *(r for r in LLAMA_RULES if "layernorm" not in r.hf),
+    Rule("layers.{i}.input_layernorm.weight", B + "attn_norm.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", B + "attn_out_norm.weight"),
+    Rule("layers.{i}.pre_feedforward_layernorm.weight", B + "mlp_norm.weight"),
+    Rule("layers.{i}.post_feedforward_layernorm.weight", B + "mlp_out_norm.weight"),
+    *_QK_NORM,
+]
+
+# Phi-3 stores q/k/v and gate/up fused already, in our row order.
+PHI3_RULES = [
+    Rule("embed_tokens.weight", "transformer.embed.tokens.weight"),
+    Rule("layers.{i}.input_layernorm.weight", B + "attn_norm.weight"),
+    _linear("layers.{i}.self_attn.qkv_proj", B + "attn.qkv"),
+    _linear("layers.{i}.self_attn.o_proj", B + "attn.out"),
+    Rule("layers.{i}.post_attention_layernorm.weight", B + "mlp_norm.weight"),
+    _linear("layers.{i}.mlp.gate_up_proj", B + "mlp.up"),
+    _linear("layers.{i}.mlp.down_proj", B + "mlp.down"),
+    Rule("norm.weight", "transformer.final_norm.weight"),
+]
+
 GPT2_RULES = [
     Rule("wte.weight", "transformer.embed.tokens.weight"),
     Rule("wpe.weight", "transformer.embed.positions.weight"),
@@ -100,13 +128,18 @@ HEAD_RULES = {
         _linear("classifier", "classifier"),
     ],
 }
-PREFIX = {"gpt2": "transformer.", "llama": "model.", "qwen2": "model.", "mistral": "model.", "bert": "bert."}
+PREFIX = {"gpt2": "transformer.", "bert": "bert."}  # every other family: "model."
 IGNORED = re.compile(r"(rotary_emb\.inv_freq|(^|\.)attn\.(masked_)?bias|embeddings\.position_ids|"
-                     r"cls\.predictions\.decoder\.bias)$")
+                     r"cls\.predictions\.decoder\.bias)$"
+                     r"|^(model\.)?(vision_tower|multi_modal_projector)\.")  # Gemma 3 4B+: the image side
+# Gemma 3 4B+ (Gemma3ForConditionalGeneration) keeps its text model under another prefix.
+MULTIMODAL_PREFIXES = (("language_model.model.", "model."), ("model.language_model.", "model."),
+                       ("language_model.lm_head.", "lm_head."))
 
 
 def _rules(family: str) -> tuple[list[Rule], list[Rule]]:
-    trunk = {"gpt2": GPT2_RULES, "bert": BERT_RULES}.get(family, LLAMA_RULES)
+    trunk = {"gpt2": GPT2_RULES, "bert": BERT_RULES, "qwen3": QWEN3_RULES, "gemma3_text": GEMMA3_RULES,
+             "phi3": PHI3_RULES}.get(family, LLAMA_RULES)
     heads = HEAD_RULES["bert" if family == "bert" else "gpt2" if family == "gpt2" else "llama"]
     return trunk, heads
 
@@ -132,7 +165,7 @@ def hf_to_ours(
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Convert an HF checkpoint's tensors to our names. Returns (state dict, unmapped HF names)."""
     trunk, heads = _rules(family)
-    prefix = PREFIX[family]
+    prefix = PREFIX.get(family, "model.")
     compiled = [(r, r.regex("hf"), False) for r in trunk] + [(r, r.regex("hf"), True) for r in heads]
     pieces: dict[str, dict[int, torch.Tensor]] = {}
     state: dict[str, torch.Tensor] = {}
@@ -141,6 +174,9 @@ def hf_to_ours(
         if IGNORED.search(name):
             continue
         canonical = _legacy_name(name)
+        for old, new in MULTIMODAL_PREFIXES if family == "gemma3_text" else ():
+            if canonical.startswith(old):
+                canonical = new + canonical[len(old):]
         stripped = canonical[len(prefix):] if canonical.startswith(prefix) else canonical
         found = next(((r, m) for r, regex, is_head in compiled
                       if (m := regex.match(canonical if is_head else stripped))), None)
@@ -165,7 +201,7 @@ def hf_to_ours(
 def ours_to_hf(state: Mapping[str, torch.Tensor], config: ModelConfig, family: str) -> dict[str, torch.Tensor]:
     """Convert our state dict (tied copies already removed) to HF tensor names for export."""
     trunk, heads = _rules(family)
-    prefix = PREFIX[family]
+    prefix = PREFIX.get(family, "model.")
     compiled = [(r, r.regex("ours"), False) for r in trunk] + [(r, r.regex("ours"), True) for r in heads]
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():

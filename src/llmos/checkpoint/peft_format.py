@@ -75,7 +75,7 @@ def linear_parts(model: nn.Module) -> list[LinearPart]:
             if match is None:
                 continue
             hf = _fill(rule.hf, match).removesuffix(".weight")
-            full = hf if is_head else PREFIX[family] + hf
+            full = hf if is_head else PREFIX.get(family, "model.") + hf
             suffix = rule.hf.split("{i}.", 1)[-1].removesuffix(".{p}").removesuffix(".weight")
             out = model.get_submodule(module).out_features
             if rule.parts:

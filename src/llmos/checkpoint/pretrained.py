@@ -296,8 +296,8 @@ def load_pretrained(
     quantized = quantized_module_names(quantization, str(path)) if quantization is not None else set()
     with LazyStateDict(path) as lazy:
         target_dtype = resolve_dtype(dtype, lazy, skip=lambda key: module_of_key(key, quantized) is not None)
-        if raw.get("model_type") in HF_FAMILIES:
-            source, unmapped = hf_to_ours(lazy.keys(), raw["model_type"], lazy.__getitem__)
+        if config.family in HF_FAMILIES and raw.get("model_type") != "llmos":
+            source, unmapped = hf_to_ours(lazy.keys(), config.family, lazy.__getitem__)
             if unmapped:
                 raise CheckpointError(
                     f"{path}: unexpected keys with no LLMOS equivalent: {sorted(unmapped)}"

@@ -18,11 +18,13 @@ differences:
   int8 (one scale per output row).
 - under each listed name the safetensors hold that module's `state_dict()`
   instead of `weight`: the layout `llmos.kernels.quantized` documents (int8:
-  `qweight` int8 (out, in), `scales` bf16 (out,); int4: `qweight` uint8
-  (out, in/2) nibble-packed, `scales` and `zeros` bf16 (out, in/32);
-  int8-group32: `qweight` int8 (out, in), `scales` bf16 (out, in/32)), plus a
-  float32 `bias` when the layer has one. The int4 kernel's own packed copy is
-  never written; it is rebuilt at load time.
+  `qweight` int8 (out, in), `scales` (out,); int4: `qweight` uint8
+  (out, in/2) nibble-packed, `scales` and `zeros` (out, in/32);
+  int8-group32: `qweight` int8 (out, in), `scales` (out, in/32)), plus a
+  float32 `bias` when the layer has one. Scales and zeros are bf16 when LLMOS
+  quantized the weights, float32 when they come from a GGUF file's f16 values
+  (kept exactly); both load. The kernels' own packed copies are never written;
+  they are rebuilt at load time.
 
 A quantized LM head whose float version was tied to the embedding is stored
 as its own codes: the embedding lookup keeps the float table, as in memory.
@@ -109,7 +111,8 @@ def quantized_module_names(entry: Any, where: str) -> set[str]:
 
 
 def _empty(method: str, layer: nn.Linear) -> QuantizedLinear:
-    """A quantized module of `layer`'s shape whose tensors are on the meta device (filled by assignment)."""
+    """A quantized module of `layer`'s shape whose tensors are on the meta device (filled by assignment,
+    which keeps the stored dtypes: bf16 or float32 scales)."""
     out_features, in_features = layer.out_features, layer.in_features
     meta = {"device": "meta"}
     bias = layer.bias.detach().to("meta") if layer.bias is not None else None

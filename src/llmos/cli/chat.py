@@ -8,17 +8,26 @@ min_p, repetition_penalty, max_tokens; /set alone lists them), /history, /help,
 /exit. Replies are sampled as `llmos serve` samples them: the model's own
 generation_config values, else LLMOS's measured chat defaults
 (`llmos.generation_config.chat_sampling`), up to DEFAULT_REPLY_TOKENS tokens; a
-reply cut by that limit ends with a marker saying so.
+reply cut by that limit ends with a marker saying so. `--max-new-tokens` is
+`--max-tokens` under the name `llmos generate` uses; `--chat-template FILE`
+replaces the model's template.
 """
 
 from __future__ import annotations
 
 import queue
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from llmos.cli.runtime_options import (
+    chat_template_option,
+    read_chat_template,
+    set_threads,
+    threads_option,
+)
 from llmos.errors import LLMOSError
 from llmos.generation_config import DEFAULT_REPLY_TOKENS, chat_sampling
 
@@ -141,16 +150,21 @@ def chat_command(
     system: str = typer.Option(None, help="System prompt."),
     temperature: float = typer.Option(None, help="Sampling temperature (0 = greedy); default: the model's "
                                       "generation_config, else LLMOS's chat default."),
-    max_tokens: int = typer.Option(None, help=f"Longest answer in tokens (default {DEFAULT_REPLY_TOKENS})."),
+    max_tokens: int = typer.Option(None, "--max-tokens", "--max-new-tokens", min=1,
+                                   help=f"Longest answer in tokens (default {DEFAULT_REPLY_TOKENS})."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
+    threads: int = threads_option(),
+    chat_template: Path = chat_template_option(),
 ) -> None:
     """Chat with a model in the terminal; answers stream as they are generated."""
+    template = read_chat_template(chat_template)  # before anything loads: a typo costs no waiting
 
     from llmos.model_names import model_label
     from llmos.serving.engine import Engine
     from llmos.serving.loader import load_for_serving
 
-    model, tokenizer = load_for_serving(checkpoint, quantize=quantize)
+    set_threads(threads)
+    model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
     engine = Engine(model, max_batch=1, max_queue=1).start()
     session = ChatSession(engine, tokenizer, system, getattr(model, "generation_config", None))
     given = {"temperature": temperature, "max_tokens": max_tokens}

@@ -6,12 +6,16 @@ Greedy decoding unless --do-sample (or a sampling flag such as --temperature,
 the checkpoint's generation_config.json (a GGUF file's from its metadata), as
 `from_pretrained` loads it: the length too, unless --max-new-tokens is given. A
 single sequence streams as it is generated; several (--num-return-sequences)
-are printed one after another.
+are printed one after another. `--max-tokens` is `--max-new-tokens` under the
+name `llmos chat` (and the OpenAI API) use; `-t`/`--threads` sets torch's
+thread count.
 """
 
 from __future__ import annotations
 
 import typer
+
+from llmos.cli.runtime_options import set_threads, threads_option
 
 CLI_MAX_NEW_TOKENS = 128  # when neither --max-new-tokens nor the checkpoint's generation_config sets a length
 
@@ -20,8 +24,9 @@ def generate_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory (ours or a transformers one), GGUF file, "
                                           "or model name (smollm2)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
-    max_new_tokens: int = typer.Option(None, help="How many tokens to generate at most "
-                                                  f"(default: the checkpoint's, else {CLI_MAX_NEW_TOKENS})."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", "--max-tokens", min=1,
+                                       help="How many tokens to generate at most "
+                                            f"(default: the checkpoint's, else {CLI_MAX_NEW_TOKENS})."),
     temperature: float = typer.Option(None, help="Sampling temperature (> 0); implies sampling."),
     top_k: int = typer.Option(None, help="Sample among the k most likely tokens; implies sampling."),
     top_p: float = typer.Option(None, help="Nucleus sampling mass in (0, 1]; implies sampling."),
@@ -30,12 +35,14 @@ def generate_command(
     seed: int = typer.Option(None, help="Random seed: the same seed gives the same text."),
     do_sample: bool = typer.Option(None, "--do-sample/--greedy", help="Sample, or pick the argmax."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
+    threads: int = threads_option(),
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
     from llmos.generation import TextStreamer
     from llmos.model_names import resolve_model
 
+    set_threads(threads)
     resolved = resolve_model(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)  # + its generation_config
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)

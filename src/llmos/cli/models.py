@@ -4,6 +4,7 @@ Lists the embedded model (`smollm2`, when its package is installed; otherwise a
 line says how to install it), checkpoint directories and GGUF files in the
 models folder (LLMOS_MODELS_DIR, or --models-dir) and the Hugging Face cache,
 with size, architecture and quantization (see `llmos.model_names.local_models`).
+`llmos list` and `llmos ls` are the same verb.
 """
 
 from __future__ import annotations
@@ -57,3 +58,5 @@ def models_command(
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models_command)
+    for alias in ("list", "ls"):  # what Ollama users type; hidden, so the help and the docs list one verb
+        app.command(alias, hidden=True)(models_command)

@@ -7,20 +7,21 @@
 
 A first argument ending in .yaml or .yml is a workflow (`llmos.apps.workflow`):
 checked whole before anything loads, finished items skipped on a re-run, a
-failing item stops the run with one line naming it. Anything else is a task
+failing item stops the run with one line naming it; each finished item is
+reported on stderr with the time left. A model's name (`llmos run smollm2`)
+gets a pointer to `llmos chat`. Anything else is a task
 (`llmos.apps.pipelines`, run by `llmos.cli.run_task`). The options of one kind
 given to the other are an error, not ignored.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import typer
 
-from llmos.cli.console import progress_bar, warnings_as_lines
+from llmos.cli.console import progress_report, warnings_as_lines
 from llmos.errors import LLMOSError
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
@@ -74,6 +75,10 @@ def run_command(
         return
     if target is None:
         raise LLMOSError("give a workflow file (.yaml) or a task (llmos run --list shows them)")
+    if _names_a_model(target):
+        raise LLMOSError(f"{target!r} is a model; llmos run runs a workflow file or a task. To chat with it: "
+                         f"llmos chat {target}; to run a task on it: llmos run TASK {target} --input TEXT "
+                         "(llmos run --list shows the tasks)")
     if _names_a_file(target):
         from llmos.apps.pipelines import TASKS
 
@@ -89,6 +94,29 @@ def run_command(
     from llmos.cli.run_task import run_task
 
     run_task(target, output=output, **{**task_options, "model": task_model or model, "show_template": show_template})
+
+
+def _names_a_model(target: str) -> bool:
+    """A model's name or path (`llmos run smollm2`, as Ollama users type it), rather than a task or workflow."""
+    from llmos.apps.pipelines import task_class
+    from llmos.model_names import EMBEDDED, ModelNotFoundError, resolve_model
+
+    if target.lower().endswith(WORKFLOW_SUFFIXES):
+        return False
+    try:
+        task_class(target)
+        return False
+    except LLMOSError:
+        pass
+    if target in EMBEDDED:
+        return True
+    try:
+        found = resolve_model(target)
+    except ModelNotFoundError:
+        return False
+    if found.is_gguf:  # resolve_model takes any file for a GGUF one; the suffix says whether it is
+        return found.path.suffix.lower() == ".gguf"
+    return (found.path / "config.json").is_file()
 
 
 def _names_a_file(target: str) -> bool:
@@ -123,10 +151,11 @@ def run_workflow_file(workflow: str, dry_run: bool, output: Path | None, model: 
     if spec.needs_model():
         from llmos.auto import AutoModelForCausalLM, AutoTokenizer
 
+        typer.echo(f"loading {spec.model}", err=True)
         loaded = {"model": AutoModelForCausalLM.from_pretrained(spec.model),
                   "tokenizer": AutoTokenizer.from_pretrained(spec.model)}
     started = time.perf_counter()
-    with warnings_as_lines(), progress_bar(Path(workflow).stem, sys.stderr.isatty()) as progress:
+    with warnings_as_lines(), progress_report(Path(workflow).stem) as progress:
         summary = run_workflow(spec, limit=limit, restart=restart, progress=progress, **loaded)
     typer.echo(f"ran {summary.ran} item(s), skipped {summary.skipped} done before, in "
                f"{time.perf_counter() - started:.1f} s; {summary.rows} row(s) in {summary.output}")

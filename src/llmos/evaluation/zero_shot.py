@@ -68,7 +68,7 @@ def label_word_log_probs(model: Any, tokenizer: Any, prompts: list[list[int]], l
         width, n = max(map(len, rows)), len(rows)
         cache = KVCache(model.config, n, max_len=n_prefix + width, dtype=model.dtype, device=device)
         if prefix is not None:
-            cache.k[:, :, :, :n_prefix], cache.v[:, :, :, :n_prefix] = prefix.k, prefix.v
+            cache.copy_from(prefix, slice(None), slice(0, n_prefix), slice(None), slice(0, n_prefix))
             cache.length = n_prefix
         input_ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=device)  # (B, T)
         mask = torch.tensor([[1] * (n_prefix + len(r)) + [0] * (width - len(r)) for r in rows],

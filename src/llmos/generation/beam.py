@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from llmos.generation.decode import GenerateOutput, _warn_if_default_length_cut, prefill_positions
+from llmos.generation.decode_step import next_logits
 from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
@@ -141,12 +142,10 @@ def beam_search(model, request: GenerationRequest, streamer=None) -> GenerateOut
         cache.reorder(parents)
         follow_rows(request.processors, parents, running_scores.reshape(-1) > float("-inf"))
         next_tokens = running[:, :, cur - 1].reshape(B * num_beams, 1)
+        logits = next_logits(model, next_tokens, cache, mask_buffer,
+                             next_position if mask_buffer is not None else None)
         if mask_buffer is not None:
-            logits = model(next_tokens, attention_mask=mask_buffer[:, :cur], position_ids=next_position,
-                           cache=cache, logits_to_keep=1).logits[:, -1].float()
             next_position = next_position + 1
-        else:
-            logits = model(next_tokens, cache=cache, logits_to_keep=1).logits[:, -1].float()
 
     R = cfg.num_return_sequences
     found = (finished_parents[:, :R, 0] >= 0).sum(dim=1)  # an empty slot has no generated token

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from llmos.generation.decode_step import next_logits
 from llmos.generation.logits_process import apply_processors, follow_rows
 from llmos.generation.request import GenerationRequest
 from llmos.generation.stopping import eos_hits
@@ -100,12 +101,10 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
         if step == max_new - 1 or not bool(unfinished.any()):
             break
         follow_rows(request.processors, None, unfinished)
+        logits = next_logits(model, next_tokens[:, None], cache, mask_buffer,
+                             next_position if mask_buffer is not None else None)
         if mask_buffer is not None:
-            logits = model(next_tokens[:, None], attention_mask=mask_buffer[:, :length],
-                           position_ids=next_position, cache=cache, logits_to_keep=1).logits[:, -1].float()
             next_position = next_position + 1
-        else:
-            logits = model(next_tokens[:, None], cache=cache, logits_to_keep=1).logits[:, -1].float()
     if streamer is not None:
         streamer.end()
     _warn_if_default_length_cut(request, bool(unfinished.any()), length - T)

@@ -3,11 +3,14 @@
 - `use_kernels(model)`: fp32 linears through oneDNN (`OneDNNLinear`), a causal
   LM's head with a chunked fused cross-entropy (`FusedLossHead`); which kernel
   serves few-row inputs is measured once per machine (`choice`).
-- `quantize(model, "int8" | "int4")`: weight-only quantized linears on torch's
-  own int8 / int4 CPU kernels (`Int8Linear`, `Int4Linear`; GGUF's Q8_0 blocks
-  run as `GroupInt8Linear`).
+- `quantize(model, "int8" | "int4")`: weight-only quantized linears (`Int8Linear`,
+  `Int4Linear`; GGUF's Q8_0 blocks run as `GroupInt8Linear`). Few-row inputs go to
+  our integer dot-product kernels (`int_dot`, a C++ extension built once by
+  `python -m llmos.kernels` and cached) or to torch's own int8 / int4 kernels,
+  whichever `choice` measured faster on this machine.
 
-LLMOS_KERNELS=0 switches the fast paths off.
+LLMOS_KERNELS=0 switches the fp32 fast paths off; LLMOS_INT_KERNEL=int_dot|torch
+forces the quantized kernel, LLMOS_INT_DOT=0 leaves the extension out.
 """
 
 from llmos.kernels.head_loss import FusedLossHead, head_cross_entropy

@@ -1,4 +1,6 @@
-"""Layer 2b (kernels): which fp32 kernel wins on this machine, measured once and cached.
+"""Layer 2b (kernels): which kernels win on this machine, measured once and cached.
+
+fp32, few rows:
 
 oneDNN's inner product beats MKL's sgemm on this project's AMD Zen 3 for every
 row count, but the margin for few rows (decoding) depends on the CPU and on
@@ -8,10 +10,21 @@ time kernels are applied, a short benchmark (~0.3 s) times a 1-row and a
 kept in ~/.cache/llmos/kernels.json keyed by CPU, thread count and torch
 version (see `llmos.measured`). Many-row products always go to oneDNN where it
 exists: there it wins 2x on every x86 CPU measured so far.
+
+Quantized, few rows (`int_kernel_for`): for each method (int4, GGUF's grouped int8, per-channel
+int8), the integer kernels of `int_dot` against torch's own (`_weight_int4pack_mm_for_cpu`,
+`_weight_int8pack_mm`, bf16 activations), on SmolLM2-135M's decode shapes (qkv 960 x 576,
+out 576 x 576, gate-up 3072 x 576, down 576 x 1536, each counted 30 times, and the 49152 x 576
+head as a quarter of it counted 4 times) at 1 and 8 rows; int_dot wins unless torch's is 20% faster on the median shape (int_dot is the
+more exact; a median resists a shared machine's noise). Under a second,
+once per machine setting (cached under a key that also names int_dot's source and code path);
+LLMOS_INT_KERNEL=int_dot|torch skips it.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
 import time
 from pathlib import Path
@@ -19,10 +32,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from llmos.kernels import build, int_dot
 from llmos.kernels.onednn import ONEDNN, inner_product
 from llmos.measured import measured_once
 
 
+@functools.cache
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -34,6 +49,7 @@ def cpu_name() -> str:
 
 
 def _best_seconds(fn, repeats: int = 40) -> float:
+    """The fastest of `repeats` calls (after one warm-up): the machine is shared, noise only adds."""
     fn()
     best = float("inf")
     for _ in range(repeats):
@@ -64,3 +80,98 @@ def few_rows_onednn() -> bool:
     key = f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}"
     with torch.no_grad():
         return bool(measured_once("kernels.json", key, measure_few_rows)["few_rows_onednn"])
+
+
+INT_KERNELS = ("int_dot", "torch")
+TORCH_MARGIN = 0.2  # torch's kernel is chosen only when it is this much faster (int_dot is the more exact)
+INT_METHODS = ("int4", "int8-group32", "int8")
+# (out, in) and how many of them a step runs; a quarter of the head, 4 times (the same per-row work,
+# still far beyond L2, in a quarter of the set-up time)
+DECODE_SHAPES = (((960, 576), 30), ((576, 576), 30), ((3072, 576), 30), ((576, 1536), 30), ((12288, 576), 4))
+_int_choice: dict[str, dict[str, str]] = {}  # measurement key -> {method: kernel}, once per process
+
+
+def _int_products(method: str, out_features: int, in_features: int) -> dict[str, object]:
+    """Both kernels' callables x2 -> y for a (out, in) layer of `method` with random codes (the
+    kernels' speed does not depend on the values: torch's packed bytes are drawn directly, since
+    packing the head's codes into its layout takes seconds)."""
+    ops = torch.ops.aten
+    blocks = in_features // 32
+    if method == "int8":
+        codes = torch.randint(-127, 128, (out_features, in_features), dtype=torch.int8)
+        scales = (torch.rand(out_features) / 64).bfloat16()
+        ours = int_dot.pack_int8(codes, scales)
+        return {"int_dot": lambda x: int_dot.int8_linear(x, *ours, out_features),
+                "torch": lambda x: ops._weight_int8pack_mm(x.bfloat16(), codes, scales)}
+    planes = 1 if method == "int4" else 2  # grouped int8 runs on torch's int4 kernel as two 4-bit planes
+    packed = torch.randint(0, 256, (out_features, planes * in_features // 2), dtype=torch.uint8)
+    table = (torch.rand(planes * blocks, out_features, 2) / 64).bfloat16()
+    if method == "int4":
+        ours4 = int_dot.pack_int4(packed, torch.rand(out_features, blocks), torch.randn(out_features, blocks))
+        torch_kernel = lambda x: ops._weight_int4pack_mm_for_cpu(x.bfloat16(), packed, 32, table)  # noqa: E731
+        return {"int_dot": lambda x: int_dot.int4_linear(x, *ours4, out_features), "torch": torch_kernel}
+    ours8 = int_dot.pack_int8(packed.view(torch.int8).view(out_features, in_features), torch.rand(out_features, blocks))
+    return {"int_dot": lambda x: int_dot.int8_linear(x, *ours8, out_features),
+            "torch": lambda x: ops._weight_int4pack_mm_for_cpu(torch.cat([x, x], 1).bfloat16(), packed, 32, table)}
+
+
+def _best_in_turns(calls: dict[str, object], rounds: int, burst: int = 2) -> dict[str, float]:
+    """Fastest seconds of each callable, the callables taking turns (a warm-up call and `burst` timed
+    ones each round): a neighbour's burst of work on a shared machine slows both kernels alike."""
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            fn()
+            for _ in range(burst):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def measure_int_kernels() -> dict[str, object]:
+    """Microseconds of one SmolLM2-135M decode step's matmuls per method and kernel (1 and 8 rows),
+    and the kernel chosen per method: int_dot, unless torch's is faster by more than TORCH_MARGIN
+    on the median shape. int_dot's 16-bit activation codes are the more exact (SmolLM2's perplexity
+    through the file's int4 codes: equal to fp32's to 5 digits on int_dot, +0.023% on torch's bf16
+    kernel), and a median of per-shape ratios is not moved by a neighbour's burst of work (with 2
+    threads on 2 shared cores, every call can take milliseconds for a while: ratios near 1)."""
+    timings: dict[str, object] = {}
+    choice = {}
+    for method in INT_METHODS:
+        totals = dict.fromkeys(INT_KERNELS, 0.0)
+        ratios = []  # torch / int_dot per (shape, rows)
+        for (out_features, in_features), count in DECODE_SHAPES:
+            kernels = _int_products(method, out_features, in_features)
+            rounds = 3 if out_features * in_features > 4_000_000 else 8
+            for rows in (1, 8):
+                x = torch.randn(rows, in_features)
+                best = _best_in_turns({name: (lambda fn=fn, x=x: fn(x)) for name, fn in kernels.items()}, rounds)
+                ratios.append(best["torch"] / best["int_dot"])
+                for name, seconds in best.items():
+                    totals[name] += count * 1e6 * seconds
+        median = sorted(ratios)[len(ratios) // 2]
+        timings[method] = {**{name: round(us, 1) for name, us in totals.items()}, "torch/int_dot": round(median, 3)}
+        choice[method] = "torch" if median < 1 - TORCH_MARGIN else "int_dot"
+    timings["choice"] = choice
+    return timings
+
+
+def int_kernel_for(method: str, in_features: int) -> str:
+    """"int_dot" or "torch": which kernel a quantized linear of `method` uses for few rows here.
+
+    int_dot needs in % 32 == 0 and its extension built; LLMOS_INT_KERNEL=int_dot|torch forces a
+    choice, otherwise it is measured once per machine setting (`measure_int_kernels`)."""
+    forced = os.environ.get("LLMOS_INT_KERNEL", "auto")
+    if forced not in ("auto", *INT_KERNELS):
+        raise ValueError(f"LLMOS_INT_KERNEL={forced!r} is not valid; expected one of {['auto', *INT_KERNELS]}")
+    if forced == "torch" or not int_dot.fits(in_features) or not int_dot.available():
+        return "torch"
+    if forced == "int_dot":
+        return "int_dot"
+    key = (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
+           f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}")
+    if key not in _int_choice:
+        with torch.no_grad():
+            _int_choice[key] = measured_once("kernels.json", key, measure_int_kernels)["choice"]
+    return _int_choice[key][method]

@@ -87,6 +87,7 @@ class CausalLM(PreTrainedModel):
         labels: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         targets: torch.Tensor | None = None,
+        cache_position: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """logits_to_keep > 0 runs the LM head on the last that many positions only.
 
@@ -94,18 +95,18 @@ class CausalLM(PreTrainedModel):
         ignored; the head skips those positions); only the mean loss is returned and `logits` is None, so a head that can
         compute its loss without the (B, T, V) logits (`llmos.kernels.FusedLossHead`,
         through its `cross_entropy` method) never builds them."""
-        h = self.transformer(input_ids, attention_mask, position_ids, cache=cache)
+        h = self.transformer(input_ids, attention_mask, position_ids, cache=cache, cache_position=cache_position)
         if targets is not None:
             trained = targets != IGNORE_INDEX
             if not bool(trained.all()):  # fine-tuning: the head runs only where a target is learned
                 h, targets = h[trained], targets[trained]
             head_loss = getattr(self.lm_head, "cross_entropy", None)
-            if head_loss is not None:
+            if head_loss is not None and self.config.final_logit_softcap is None:
                 return CausalLMOutput(loss=head_loss(h, targets))
-            return CausalLMOutput(loss=mean_cross_entropy(self.lm_head(h), targets))
+            return CausalLMOutput(loss=mean_cross_entropy(self.logits(h), targets))
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
-        logits = self.lm_head(h)  # (B, T, V)
+        logits = self.logits(h)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -114,6 +115,12 @@ class CausalLM(PreTrainedModel):
                 ignore_index=IGNORE_INDEX,
             )
         return CausalLMOutput(loss=loss, logits=logits)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head over hidden states, capped (cap * tanh(logits / cap)) when the config says so."""
+        logits = self.lm_head(h)
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def generate(self, *args, **kwargs):
         """Decode with `llmos.generation` (see there). The one call from the model layer

@@ -24,14 +24,23 @@ def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
     return table.float()
 
 
-def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
-    """theta^(-2i/d) per rotary pair, with optional linear or Llama-3 frequency scaling."""
-    dim = config.head_dim
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    scaling = config.rope_scaling
+def rope_inverse_frequencies(config: ModelConfig, theta: float | None = None,
+                             scaling: dict | None | bool = True) -> torch.Tensor:
+    """theta^(-2i/d) per rotary pair (d = the rotating dimensions), with the config's frequency scaling
+    (linear, Llama 3, or llama.cpp's per-frequency factors). `theta` and `scaling` override the
+    config's (Gemma 3's sliding-window layers: their own base, no scaling). LongRoPE's factors
+    depend on the position: see `RotaryEmbedding`."""
+    dim = config.rope_dim
+    theta = config.rope_theta if theta is None else theta
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    scaling = config.rope_scaling if scaling is True else scaling
     if not scaling:
         return inv_freq
     kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "frequency_factors":
+        return inv_freq / torch.tensor(scaling["factors"], dtype=torch.float32)
+    if kind in ("longrope", "su"):
+        return inv_freq  # the factors come per position (RotaryEmbedding)
     factor = float(scaling["factor"])
     if kind == "linear":
         return inv_freq / factor
@@ -48,25 +57,59 @@ def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
     return torch.where(medium, smoothed, scaled)
 
 
+def longrope_angles(config: ModelConfig, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, float]:
+    """Angles (T, d/2) and the cos/sin multiplier of LongRoPE (Phi-3 "su"/"longrope").
+
+    transformers divides the frequencies by `short_factor` while a pass's positions stay within
+    `original_max_position_embeddings`, by `long_factor` past it. Per position here: a token at
+    position p < original gets the short factors, one at or past it the long ones; the same as
+    transformers' for every pass that stays within the original length and for each step of a
+    decode that grows past it (its earlier keys were cached with the short ones), different only
+    for a single pass longer than the original length (transformers then rotates all of it long)."""
+    scaling = config.rope_scaling
+    dim = config.rope_dim
+    base = theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+    original = int(scaling["original_max_position_embeddings"])
+    short = 1.0 / (torch.tensor(scaling["short_factor"], dtype=torch.float32) * base)
+    long = 1.0 / (torch.tensor(scaling["long_factor"], dtype=torch.float32) * base)
+    inv_freq = torch.where(positions[:, None] < original, short, long)  # (T, d/2)
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:
+        factor = scaling.get("factor") or config.max_seq_len / original
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    return positions[:, None] * inv_freq, float(attention_factor)
+
+
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for every position up to max_seq_len, looked up by position id.
 
     The sin table is stored with the sign of `rotate_half` folded in ([-sin, sin] over
-    the two halves), so applying RoPE is x * cos + swap_halves(x) * signed_sin."""
+    the two halves), so applying RoPE is x * cos + swap_halves(x) * signed_sin. `local`
+    builds the table of sliding-window layers (`local_rope_theta`, no scaling)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, local: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.local = local
         self.init_buffers()
 
     def init_buffers(self) -> None:
         """(Re)compute the tables from the config: they are derived, not saved, so a model built on
         the meta device gets them here after its weights are loaded."""
-        inv_freq = rope_inverse_frequencies(self.config)
-        t = torch.arange(self.config.max_seq_len, dtype=torch.float32)
-        freqs = torch.outer(t, inv_freq)  # (T, D/2)
-        self.register_buffer("cos", torch.cat([freqs, freqs], dim=-1).cos(), persistent=False)  # (T, D)
-        self.register_buffer("signed_sin", torch.cat([-freqs.sin(), freqs.sin()], dim=-1), persistent=False)
+        config = self.config
+        t = torch.arange(config.max_seq_len, dtype=torch.float32)
+        multiplier = 1.0
+        scaling = config.rope_scaling or {}
+        if self.local:
+            freqs = torch.outer(t, rope_inverse_frequencies(config, config.local_rope_theta, scaling=None))
+        elif scaling.get("rope_type", scaling.get("type")) in ("longrope", "su"):
+            freqs, multiplier = longrope_angles(config, t, config.rope_theta)
+        else:
+            freqs = torch.outer(t, rope_inverse_frequencies(config))  # (T, D/2)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self.register_buffer("cos", emb.cos() * multiplier, persistent=False)  # (T, D)
+        self.register_buffer("signed_sin", torch.cat([-freqs.sin(), freqs.sin()], dim=-1) * multiplier,
+                             persistent=False)
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # position_ids (B, T) -> cos, signed_sin (B, T, 1, D), broadcast over heads

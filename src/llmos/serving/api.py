@@ -75,7 +75,7 @@ class ServerState:
 
     @property
     def sampling(self) -> dict[str, float | int]:
-        """What a request that names no sampling field gets (a free-text reply)."""
+        """What a chat request that names no sampling field gets (a free-text reply)."""
         return chat_sampling(self.generation_defaults)
 
 
@@ -100,8 +100,9 @@ def create_app(
     further Host names to answer, `allowed_origins` the web origins (scheme://host[:port], or
     "*") whose pages may POST and read answers (CORS). A chat request without max_tokens gets at most
     `max_tokens_default` tokens; sampling fields it leaves out come from the model's
-    generation_config, else LLMOS's chat defaults (`chat_sampling`). engine_options go to `Engine`
-    (e.g. prefill_min_batch, prefill_max_wait_steps)."""
+    generation_config, else (when it names none) LLMOS's chat defaults (`chat_sampling`), see
+    serving/routes.py. engine_options go to `Engine`
+    (e.g. kv_budget_bytes, chunk_tokens)."""
     if max_tokens_default < 1:
         raise LLMOSError(f"max_tokens_default={max_tokens_default} must be at least 1")
     origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)

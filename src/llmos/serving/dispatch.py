@@ -24,6 +24,7 @@ from llmos.serving.sampling import SamplingParams
 from llmos.serving.text import ServedTokenizer, TextStream
 
 TokenInfo = tuple[int, float | None, list[tuple[int, float]]]  # (id, logprob, top pairs)
+DISCONNECT_CHECK_SECONDS = 0.25
 
 
 @dataclass
@@ -110,8 +111,13 @@ class ChoiceGroup:
         """Yield text pieces until every choice has finished; stop early if the client left."""
         pending: dict[int, list[TokenInfo]] = {c.index: [] for c in self.choices}
         unfinished = len(self.choices)
+        checked = self.loop.time()
         try:
             while unfinished:
+                if self.loop.time() - checked > DISCONNECT_CHECK_SECONDS:  # tokens flowing: still ask,
+                    checked = self.loop.time()  # or a client that left keeps a row decoding for nobody
+                    if await disconnected():
+                        return
                 try:  # events usually wait already: skip wait_for's task and timer then
                     index, event = self.queue.get_nowait()
                 except asyncio.QueueEmpty:

@@ -1,23 +1,26 @@
 """Layer 7: the continuous-batching engine: many requests share every forward pass.
 
-One background thread owns the model. Each iteration it admits waiting
-requests (prefilled together, left-padded, then copied into free rows of a
-`SlotCache`), decodes one token for every active request in a single
-forward, and retires requests that finished, hit a stop token or were
-cancelled. Requests therefore join and leave the batch at token granularity:
-a new request never waits for the batch to drain. `Engine.step` is one such
-iteration (the thread loops over it; tests call it directly). Whatever goes
-wrong while choosing one request's token fails that request alone.
+One background thread owns the model. Each iteration (`step`) the scheduler
+says who runs (`scheduler.Scheduler`: admission under the KV budget, prefix
+reuse, chunked prefill, preemption), the runner computes this step's prompt
+chunks and one decode token for every running row (`runner.Runner`, the
+compiled step), the batched sampler picks every row's token at once
+(`batch_sampler.choose`), and the output side emits them. Requests join and
+leave at token granularity. Whatever goes wrong in one request's work (its
+prompt chunk, its grammar, its row of a failed batch) fails that request
+alone, logged with its traceback and id; the server goes on.
 
 Callers talk to the thread through `submit` (a bounded queue: back-pressure
 raises `QueueFullError`) and receive `TokenEvent`s through the `emit`
-callback they pass in; `Request.cancel()` frees the slot at the next step.
+callback they pass in; `Request.cancel()` drops it at the next step. `stop`
+stops admitting, lets running requests finish for `grace` seconds, then
+cancels what is left.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +30,16 @@ import torch
 
 from llmos.errors import LLMOSError
 from llmos.model import ContextLengthError
+from llmos.serving.batch_sampler import RowState, choose
+from llmos.serving.kv_blocks import BlockManager, KVPool
 from llmos.serving.metrics import Metrics
-from llmos.serving.sampling import RequestSampler, SamplingParams, token_logprobs
-from llmos.serving.slot_cache import SlotCache
+from llmos.serving.runner import Runner
+from llmos.serving.sampling import SamplingParams, token_logprobs
+from llmos.serving.scheduler import Chunk, Scheduler, tokens_of
+
+log = logging.getLogger("llmos.serving")
+DEFAULT_KV_BUDGET_BYTES = 2 << 30
+BLOCK_SIZE = 16
 
 
 class QueueFullError(LLMOSError):
@@ -64,15 +74,31 @@ class Request:
     created: float = field(default_factory=time.perf_counter)
     generated: list[int] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    sampler: RequestSampler | None = None
+    sampling: RowState | None = None
     first_token_at: float | None = None
     last_token_at: float | None = None
     finish_reason: str | None = None
-    arrival_step: int = 0  # the engine's decode-step count when it was queued
+    blocks: list[int] = field(default_factory=list)  # its KV blocks (the scheduler's)
+    computed: int = 0  # positions whose keys and values are in the cache
+    prompt_scores: list[torch.Tensor] = field(default_factory=list)  # prompt logprobs: chunk logits
+
+    @property
+    def reuse_prefix(self) -> bool:
+        return not self.params.prompt_logprobs  # scoring the prompt needs every position computed
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
 
     def cancel(self) -> None:
-        """Ask the engine to drop this request and free its slot (e.g. client went away)."""
+        """Ask the engine to drop this request and free its blocks (e.g. client went away)."""
         self.cancelled.set()
+
+
+def kv_blocks_for(config, dtype: torch.dtype, max_len: int, budget_bytes: int | None) -> int:
+    """How many KV blocks a budget buys; never fewer than one request of the full context needs."""
+    per_token = KVPool.bytes_per_token(config, dtype)
+    tokens = (budget_bytes if budget_bytes is not None else DEFAULT_KV_BUDGET_BYTES) // per_token
+    return max(-(-tokens // BLOCK_SIZE), -(-(max_len + 1) // BLOCK_SIZE))
 
 
 class Engine:
@@ -82,45 +108,60 @@ class Engine:
         max_batch: int = 16,
         max_queue: int = 64,
         max_len: int | None = None,
-        prefill_token_budget: int = 2048,
+        kv_budget_bytes: int | None = None,
+        chunk_tokens: int = 256,
         metrics: Metrics | None = None,
-        prefill_min_batch: int = 1,
-        prefill_max_wait_steps: int = 0,
     ) -> None:
         self.model = model.eval()
         self.config = model.config
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.max_batch, self.max_queue = max_batch, max_queue
-        self.prefill_token_budget = prefill_token_budget
-        # A prefill stalls every running request for about one decode step, whatever its
-        # size, so while requests are decoding new ones are prefilled together: once
-        # `prefill_min_batch` wait (or every free row is wanted), or the oldest has waited
-        # `prefill_max_wait_steps` decode steps, which bounds the extra time to first token.
-        self.prefill_min_batch = max(1, prefill_min_batch)
-        self.prefill_max_wait_steps = prefill_max_wait_steps
-        self.steps = 0  # decode steps run so far
+        num_blocks = kv_blocks_for(self.config, model.dtype, self.max_len, kv_budget_bytes)
+        self.pool = KVPool(self.config, num_blocks, BLOCK_SIZE, model.dtype, model.device)
+        self.blocks = BlockManager(num_blocks, BLOCK_SIZE)
+        self.kv_budget_bytes = num_blocks * BLOCK_SIZE * KVPool.bytes_per_token(self.config, model.dtype)
+        self.scheduler = Scheduler(self.blocks, max_batch, chunk_tokens, chunk_tokens)
+        self.runner = Runner(model, self.pool)
+        self.steps = 0  # engine steps run so far
         self.metrics = metrics or Metrics()
-        self.cache = SlotCache(
-            self.config, max_batch, self.max_len, dtype=model.dtype, device=model.device
-        )
-        self.rows: list[Request] = []  # rows[i] is the request in cache row i
-        self.metrics.track_running(lambda: len(self.rows))
-        self.waiting: collections.deque[Request] = collections.deque()
+        self.metrics.track_running(lambda: len(self.scheduler.running))
         self.lock = threading.Condition()
         self.ids = itertools.count(1)
         self.stopping = False
         self.thread = threading.Thread(target=self._loop, name="llmos-engine", daemon=True)
+
+    @property
+    def rows(self) -> list[Request]:
+        """Requests admitted and running (prefilling or decoding)."""
+        return self.scheduler.running
+
+    @property
+    def waiting(self):
+        return self.scheduler.waiting
 
     # -- the callers' side ------------------------------------------------------------
     def start(self) -> Engine:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop admitting; let running requests finish for up to `grace` seconds; cancel the rest."""
+        deadline = time.monotonic() + grace
         with self.lock:
             self.stopping = True
+            for request in list(self.scheduler.waiting):
+                request.emit(TokenEvent("error", message="the server is shutting down"))
+                request.cancel()
             self.lock.notify_all()
-        self.thread.join(timeout=10)
+        while self.thread.is_alive() and self.scheduler.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            for request in list(self.scheduler.running):
+                request.emit(TokenEvent("error", message="the server is shutting down"))
+                request.cancel()
+            self.lock.notify_all()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Callable[[TokenEvent], None]) -> Request:
         """Queue a request; raises ContextLengthError or QueueFullError instead of truncating/waiting."""
@@ -132,18 +173,19 @@ class Engine:
                 f"{self.max_len} tokens (prompt + completion), so the prompt must be shorter"
             )
         request = Request(prompt_ids=list(prompt_ids), params=params, emit=emit, id=next(self.ids))
-        request.sampler = RequestSampler(params, fallback_seed=int(torch.randint(0, 2**62, (1,))),
-                                         prompt_length=len(prompt_ids))
-        request.arrival_step = self.steps
+        request.sampling = RowState.start(params, request.prompt_ids, self.config.vocab_size,
+                                          fallback_seed=int(torch.randint(0, 2**62, (1,))))
         with self.lock:
-            if len(self.waiting) >= self.max_queue:
+            if self.stopping:
+                raise QueueFullError("the server is shutting down; retry on another server")
+            if len(self.scheduler.waiting) >= self.max_queue:
                 self.metrics.rejected_queue_full()
                 raise QueueFullError(
-                    f"the server is busy: {len(self.waiting)} requests are waiting "
+                    f"the server is busy: {len(self.scheduler.waiting)} requests are waiting "
                     f"(max_queue={self.max_queue}); retry later"
                 )
-            self.waiting.append(request)
-            self.metrics.set_queue_depth(len(self.waiting))
+            self.scheduler.add(request)
+            self.metrics.set_queue_depth(len(self.scheduler.waiting))
             self.lock.notify_all()
         return request
 
@@ -156,178 +198,138 @@ class Engine:
         torch.set_grad_enabled(False)
         while True:
             with self.lock:
-                while not self.stopping and not self.waiting and not self.rows:
+                while not self.scheduler.waiting and not self.scheduler.running:
+                    if self.stopping:
+                        return
                     self.lock.wait(timeout=1.0)
-                if self.stopping:
-                    break
             self.step()
-        for request in list(self.rows) + list(self.waiting):
-            request.emit(TokenEvent("error", message="the server is shutting down"))
 
     @torch.no_grad()
     def step(self) -> None:
-        """One iteration of the engine: admit and prefill what is due, then decode one token for
-        every running request. A failure inside one request's row fails that request only; a
-        failure of the shared forward pass fails the running batch, never the server."""
+        """One iteration: this step's prompt chunks, then one token for every decoding row."""
         with self.lock:
-            admitted = self._take_admissible()
-        try:
-            if admitted:
-                self._prefill(admitted)
-                self._retire()  # those that ended (or failed) on their first token
-            if self.rows:
-                self._decode_step()
-        except Exception as exc:  # never let one bad step kill the server
-            for request in {id(r): r for r in self.rows + admitted}.values():
-                request.emit(TokenEvent("error", message=f"internal engine error: {exc}"))
-            self.rows = []
-            self.cache = SlotCache(
-                self.config, self.max_batch, self.max_len, self.model.dtype, self.model.device
-            )
-
-    def _take_admissible(self) -> list[Request]:
-        """Waiting requests that fit in free rows and this step's prefill budget."""
-        taken: list[Request] = []
-        if not self._prefill_due():
-            return taken
-        budget = self.prefill_token_budget
-        free = self.cache.free_rows
-        while self.waiting and len(taken) < free:
-            request = self.waiting[0]
-            if request.cancelled.is_set():
-                self.waiting.popleft()
+            plan = self.scheduler.plan()
+            self.metrics.set_queue_depth(len(self.scheduler.waiting))
+        for request in plan.dropped:
+            if request.finish_reason is None:
                 self.metrics.finished("cancelled", request)
-                continue
-            if taken and len(request.prompt_ids) > budget:
-                break
-            taken.append(self.waiting.popleft())
-            budget -= len(request.prompt_ids)
-        self.metrics.set_queue_depth(len(self.waiting))
-        return taken
+        for _, cached in plan.admitted:
+            self.metrics.tokens_cached(cached)
+        for chunk in plan.prefill:
+            self._prefill(chunk)
+        if plan.decode:
+            self._decode([r for r in plan.decode if not r.is_cancelled()])
+        self.steps += 1
+        with self.lock:
+            for request in [r for r in self.scheduler.running if r.is_cancelled()]:
+                self.scheduler.finish(request)
 
-    def _prefill_due(self) -> bool:
-        """Whether to prefill now rather than gather more prompts first (see __init__)."""
-        if not self.rows or not self.waiting:
-            return True
-        wanted = min(self.prefill_min_batch, self.cache.free_rows)
-        waited = self.steps - self.waiting[0].arrival_step
-        return len(self.waiting) >= wanted or waited >= self.prefill_max_wait_steps
-
-    def _prefill(self, requests: list[Request]) -> None:
-        """Run the prompts as one left-padded batch, then give each a row and its first token."""
-        from llmos.model.cache import KVCache
-
-        longest = max(len(r.prompt_ids) for r in requests)
-        device = self.model.device
-        ids = torch.zeros(len(requests), longest, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, request in enumerate(requests):
-            n = len(request.prompt_ids)
-            ids[i, longest - n :] = torch.tensor(request.prompt_ids, device=device)
-            mask[i, longest - n :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        scratch = KVCache(self.config, len(requests), longest, self.model.dtype, device)
-        keep_all = any(r.params.prompt_logprobs for r in requests)
-        out = self.model(ids, attention_mask=mask, position_ids=positions, cache=scratch,
-                         logits_to_keep=0 if keep_all else 1)
-        for i, request in enumerate(requests):
-            n = len(request.prompt_ids)
+    def _prefill(self, chunk: Chunk) -> None:
+        request = chunk.request
+        if request.is_cancelled():
+            return
+        try:
+            logits = self.runner.prefill(chunk, every_position=request.params.prompt_logprobs)
+        except Exception as exc:
+            self._fail(request, exc, "computing its prompt")
+            return
+        with self.lock:
+            self.scheduler.computed(request, chunk.end)
+        if chunk.end < len(tokens_of(request)):
+            if request.params.prompt_logprobs:
+                request.prompt_scores.append(logits)
+            return
+        if request.params.prompt_logprobs and not request.generated:
+            request.prompt_scores.append(logits)
             try:
-                if request.params.prompt_logprobs:
-                    request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(
-                        out.logits[i, longest - n :], request)))
+                request.emit(TokenEvent("prompt", prompt_logprobs=self._score_prompt(request)))
             except Exception as exc:
                 self._fail(request, exc, "scoring the prompt")
-                continue
+                return
             if request.params.max_tokens == 0:
                 self._finish(request, "length")
-                continue
-            self.cache.insert(scratch.k[:, i, :, longest - n :], scratch.v[:, i, :, longest - n :])
-            self.rows.append(request)
-            self._accept_token(len(self.rows) - 1, out.logits[i, -1:].float())
+                return
+        self._accept([request], logits[-1:])
 
-    def _score_prompt(self, logits: torch.Tensor, request: Request):
+    def _decode(self, rows: list[Request]) -> None:
+        if not rows:
+            return
+        started = time.perf_counter()
+        try:
+            logits = self.runner.decode(rows)
+        except Exception:  # find the row(s) at fault: each alone; the others go on
+            log.exception("a decode step of %d rows failed; retrying each row alone", len(rows))
+            survivors, parts = [], []
+            for request in rows:
+                try:
+                    parts.append(self.runner.decode([request]))
+                    survivors.append(request)
+                except Exception as exc:
+                    self._fail(request, exc, "decoding")
+            if not survivors:
+                return
+            rows, logits = survivors, torch.cat(parts)
+        self.metrics.observe_batch(len(rows), time.perf_counter() - started)
+        with self.lock:
+            for request in rows:
+                self.scheduler.computed(request, request.computed + 1)
+        self._accept(rows, logits)
+
+    def _accept(self, rows: list[Request], logits: torch.Tensor) -> None:
+        """Choose, record and emit one token per row; mark the rows that ended."""
+        tokens, errors = choose([r.sampling for r in rows], logits)
+        now = time.perf_counter()
+        for i, request in enumerate(rows):
+            if request.is_cancelled():
+                continue
+            if errors[i] is not None:
+                self._fail(request, errors[i], "choosing a token")
+                continue
+            token, params = tokens[i], request.params
+            event = TokenEvent("token", token_id=token)
+            if params.logprobs is not None:
+                try:
+                    (_, event.logprob, event.top_logprobs), = token_logprobs(
+                        logits[i : i + 1].log_softmax(-1), torch.tensor([token]), params.logprobs)
+                except Exception as exc:
+                    self._fail(request, exc, "scoring its token")
+                    continue
+            request.generated.append(token)
+            request.sampling.accept(token)
+            if request.first_token_at is None:
+                request.first_token_at = now
+                self.metrics.observe_ttft(now - request.created)
+            else:
+                self.metrics.observe_itl(now - request.last_token_at)
+            request.last_token_at = now
+            self.metrics.tokens_out(1)
+            request.emit(event)
+            total = len(request.prompt_ids) + len(request.generated)
+            if token in params.stop_token_ids:
+                self._finish(request, "stop")
+            elif len(request.generated) >= params.max_tokens or total >= self.max_len:
+                self._finish(request, "length")
+
+    def _score_prompt(self, request: Request):
         """Log-probabilities of prompt tokens 1..n-1 given their prefixes (token 0 has none)."""
+        logits = torch.cat(request.prompt_scores)
+        request.prompt_scores = []
         top = request.params.logprobs or 0
         ids = torch.tensor(request.prompt_ids, device=logits.device)
         scored = token_logprobs(logits[:-1].float().log_softmax(-1), ids[1:], top)
         return [(request.prompt_ids[0], None, [])] + scored
 
-    def _decode_step(self) -> None:
-        self._decode_rows()
-        self._retire()
-
-    def _decode_rows(self) -> None:
-        started = time.perf_counter()
-        mask, positions = self.cache.decode_inputs()
-        last = torch.tensor([r.generated[-1] for r in self.rows], device=positions.device)[:, None]
-        out = self.model(last, attention_mask=mask, position_ids=positions, cache=self.cache,
-                         logits_to_keep=1)
-        logits = out.logits[:, -1].float()  # (active, V)
-        self.metrics.observe_batch(len(self.rows), time.perf_counter() - started)
-        self.steps += 1
-        greedy = logits.argmax(-1).tolist() if any(r.params.plain_argmax for r in self.rows) else None
-        for row in range(len(self.rows)):
-            self._accept_token(row, logits[row : row + 1], greedy[row] if greedy else None)
-
-    def _accept_token(self, row: int, logits: torch.Tensor, greedy_choice: int | None = None) -> None:
-        """Choose, record and emit one token for the request in `row`; mark it done if it ended.
-        If choosing fails (a bug, a hostile setting), only this request fails: the row is retired."""
-        request = self.rows[row]
-        if request.cancelled.is_set():
-            return
-        params = request.params
-        try:
-            if params.plain_argmax and greedy_choice is not None:
-                token = greedy_choice
-            else:
-                history = torch.tensor([request.prompt_ids + request.generated])
-                token = request.sampler.choose(history, logits)
-            event = TokenEvent("token", token_id=token)
-            if params.logprobs is not None:
-                (_, event.logprob, event.top_logprobs), = token_logprobs(
-                    logits.log_softmax(-1), torch.tensor([token]), params.logprobs)
-        except Exception as exc:
-            self._fail(request, exc, "choosing a token")
-            return
-        request.generated.append(token)
-        now = time.perf_counter()
-        if request.first_token_at is None:
-            request.first_token_at = now
-            self.metrics.observe_ttft(now - request.created)
-        else:
-            self.metrics.observe_itl(now - request.last_token_at)
-        request.last_token_at = now
-        self.metrics.tokens_out(1)
-        request.emit(event)
-        total = len(request.prompt_ids) + len(request.generated)
-        if token in params.stop_token_ids:
-            self._finish(request, "stop")
-        elif len(request.generated) >= params.max_tokens or total >= self.max_len:
-            self._finish(request, "length")
-
     def _finish(self, request: Request, reason: str) -> None:
         request.finish_reason = reason
-        request.cancelled.set()  # the row is retired at the end of this step
+        request.cancel()  # its blocks are freed at the end of this step
         request.emit(TokenEvent("done", finish_reason=reason))
         self.metrics.finished(reason, request)
 
     def _fail(self, request: Request, exc: Exception, doing: str) -> None:
-        """End one request with an error event; its row (if any) is retired at the end of this step."""
+        """End one request with an error event (and a logged traceback); its blocks are freed at the end
+        of this step."""
+        log.error("request %d failed while %s", request.id, doing, exc_info=exc)
         request.finish_reason = "error"
-        request.cancelled.set()
+        request.cancel()
         request.emit(TokenEvent("error", message=f"this request failed while {doing}: {exc}", cause=exc))
         self.metrics.finished("error", request)
-
-    def _retire(self) -> None:
-        """Free rows of requests that finished or were cancelled (walk backwards: rows move)."""
-        for row in range(len(self.rows) - 1, -1, -1):
-            request = self.rows[row]
-            if not request.cancelled.is_set():
-                continue
-            if request.finish_reason is None:
-                self.metrics.finished("cancelled", request)
-            moved = self.cache.remove(row)
-            if moved is not None:
-                self.rows[row] = self.rows[moved]
-            self.rows.pop()

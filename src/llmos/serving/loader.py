@@ -16,9 +16,10 @@ from llmos.errors import LLMOSError
 from llmos.serving.text import ServedTokenizer
 
 
-def load_for_serving(name_or_path: str | Path, dtype: Any = None,
-                     quantize: str | None = None) -> tuple[Any, ServedTokenizer]:
-    """(model, served tokenizer); `quantize` as in `from_pretrained` ('auto', 'none', 'int8', 'int4')."""
+def load_for_serving(name_or_path: str | Path, dtype: Any = None, quantize: str | None = None,
+                     chat_template: str | None = None) -> tuple[Any, ServedTokenizer]:
+    """(model, served tokenizer); `quantize` as in `from_pretrained` ('auto', 'none', 'int8', 'int4');
+    `chat_template` (Jinja source) replaces the model's own."""
     from llmos.auto import AutoModelForCausalLM, AutoTokenizer
     from llmos.model_names import resolve_model
 
@@ -32,4 +33,4 @@ def load_for_serving(name_or_path: str | Path, dtype: Any = None,
                              "(save it with model.save_pretrained(dir, tokenizer=tokenizer))")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantize=quantize).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, ServedTokenizer(tokenizer, eos_token_ids=model.config.eos_token_ids)
+    return model, ServedTokenizer(tokenizer, chat_template, eos_token_ids=model.config.eos_token_ids)

@@ -34,6 +34,9 @@ class Metrics:
         self.http = Counter("llmos_http_responses_total", "HTTP responses by route and status code.",
                             ["route", "code"], registry=r)
         self.prompt_tokens = Counter("llmos_prompt_tokens_total", "Prompt tokens received.", registry=r)
+        self.cached_prompt_tokens = Counter("llmos_prompt_tokens_cached_total",
+                                            "Prompt tokens whose keys and values were found in the prefix "
+                                            "cache (not computed again).", registry=r)
         self.generated_tokens = Counter("llmos_generation_tokens_total", "Tokens generated.", registry=r)
         self.queue_depth = Gauge("llmos_queue_depth", "Requests waiting for a batch slot.", registry=r)
         self.running = Gauge("llmos_running_requests", "Requests being decoded now.", registry=r)
@@ -59,6 +62,9 @@ class Metrics:
 
     def tokens_in(self, n: int) -> None:
         self.prompt_tokens.inc(n)
+
+    def tokens_cached(self, n: int) -> None:
+        self.cached_prompt_tokens.inc(n)
 
     def tokens_out(self, n: int) -> None:
         self.generated_tokens.inc(n)

@@ -3,9 +3,10 @@
 Each validates its body, turns it into prompts + `SamplingParams` (rejecting,
 never truncating, what does not fit the context), runs a `ChoiceGroup`, and
 answers with OpenAI's JSON or its server-sent-event chunks. Sampling fields a
-request leaves out take the model's own values, else LLMOS's chat defaults for
-a chat reply (`chat_sampling`; a grammar-constrained reply gets no default
-repetition penalty) and OpenAI's neutral ones for a plain completion;
+request leaves out take the model's own values (its generation_config), else
+LLMOS's chat defaults when a chat request names no sampling field at all
+(`chat_sampling`; a grammar-constrained reply gets no default repetition
+penalty), else OpenAI's neutral ones (so `temperature: 0` is plain greedy);
 a chat reply without max_tokens / max_completion_tokens stops at the server's
 `max_tokens_default` (finish_reason "length"), as llama-server and Ollama cap
 theirs, rather than running on to the end of the context.
@@ -13,6 +14,7 @@ theirs, rather than running on to the end of the context.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -54,8 +56,9 @@ def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: 
             constraint: Any = None) -> SamplingParams:
     """`limit` is the request's own token limit; without one a reply may use the rest of the context,
     or `default_limit` tokens of it when that is given. `constraint`: the reply's grammar, if any.
-    Sampling left out: the model's own values, else the chat defaults (a plain completion: the
-    neutral ones, as OpenAI's API)."""
+    Sampling left out: the model's own values, else LLMOS's chat defaults for a chat request that
+    names no sampling field at all, else the neutral ones (temperature 1, no warper, no penalty), as
+    OpenAI's API: a request that chose `temperature: 0` gets plain greedy decoding."""
     longest = max(len(p) for p in prompts)
     room = state.engine.room_for(longest)
     if longest > state.engine.max_len or (longest == state.engine.max_len and limit != 0):
@@ -70,10 +73,9 @@ def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: 
                        param="max_tokens", code="context_length_exceeded")
     if limit is None:
         limit = room if default_limit is None else min(default_limit, room)
-    fallback = CHAT_SAMPLING if isinstance(body, ChatCompletionRequest) else NEUTRAL_SAMPLING
-    defaults = chat_sampling(state.generation_defaults, constraint is not None, fallback)
-    sampling = {name: default if getattr(body, name) is None else getattr(body, name)
-                for name, default in defaults.items()}
+    named = {name: getattr(body, name) for name in CHAT_SAMPLING if getattr(body, name) is not None}
+    fallback = CHAT_SAMPLING if isinstance(body, ChatCompletionRequest) and not named else NEUTRAL_SAMPLING
+    sampling = {**chat_sampling(state.generation_defaults, constraint is not None, fallback), **named}
     return SamplingParams(max_tokens=limit, **sampling, seed=body.seed, logprobs=logprobs,
                           prompt_logprobs=prompt_logprobs, stop_token_ids=state.tokenizer.stop_token_ids,
                           constraint=constraint)
@@ -163,10 +165,26 @@ async def _stream(group: ChoiceGroup, request: Request, first: list[dict], chunk
 
 
 async def _collect(group: ChoiceGroup, request: Request) -> dict[int, str]:
+    """Every choice's whole text. A watcher waits for the client's disconnect message meanwhile (the
+    non-blocking `is_disconnected` never sees it behind an HTTP middleware), so a client that leaves
+    stops its decoding at the next check instead of after its last token."""
     texts = {c.index: "" for c in group.choices}
-    async for piece in group.pieces(request.is_disconnected):
-        texts[piece.index] += piece.text
+    watcher = asyncio.create_task(_until_disconnected(request))
+
+    async def left() -> bool:
+        return watcher.done()
+
+    try:
+        async for piece in group.pieces(left):
+            texts[piece.index] += piece.text
+    finally:
+        watcher.cancel()
     return texts
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # ---- /v1/completions ------------------------------------------------------------------------

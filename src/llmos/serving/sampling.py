@@ -1,9 +1,7 @@
-"""Layer 7: per-request sampling settings and the choice of each next token.
+"""Layer 7: per-request sampling settings, and the log-probabilities reported with tokens.
 
 Every request in the running batch keeps its own temperature, top-p, top-k,
-seed and logprob wishes. The logits are warped by the generation layer's
-processors (`llmos.generation.build_logits_processors`), so a request served
-here samples from the same distribution as `model.generate` would.
+seed and logprob wishes (`batch_sampler` applies them to the whole batch).
 A temperature too small to divide by (below `GREEDY_TEMPERATURE`, vLLM's
 threshold too) means greedy decoding: dividing by 1e-40 would overflow the
 scores to inf and the softmax to nan.
@@ -16,8 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llmos.generation.logits_process import LogitsProcessor, build_logits_processors
-from llmos.generation_config import GenerationConfig
+from llmos.generation.logits_process import LogitsProcessor
 
 
 @dataclass
@@ -46,38 +43,6 @@ class SamplingParams:
 
 
 GREEDY_TEMPERATURE = 1e-5
-
-
-def _processors(params: SamplingParams) -> list[LogitsProcessor]:
-    config = GenerationConfig(
-        do_sample=not params.greedy, temperature=1.0 if params.greedy else params.temperature,
-        top_p=params.top_p, top_k=params.top_k or None, min_p=params.min_p or None,
-        repetition_penalty=params.repetition_penalty,
-    )
-    return build_logits_processors(config)
-
-
-class RequestSampler:
-    """Picks one request's next token from its row of logits, with its own RNG."""
-
-    def __init__(self, params: SamplingParams, fallback_seed: int, prompt_length: int = 0) -> None:
-        self.params = params
-        self.constraint = params.constraint(prompt_length) if params.constraint is not None else None
-        seed = params.seed if params.seed is not None else fallback_seed
-        self.generator = torch.Generator().manual_seed(seed % 2**64)  # any int: torch takes 64 bits
-        self.processors = _processors(params)  # greedy: only the repetition penalty, if any
-
-    def choose(self, history: torch.Tensor, logits: torch.Tensor) -> int:
-        """history: (1, t) ids so far; logits: (1, V) float. Returns the next token id."""
-        if self.constraint is not None:  # first: the warpers then only see allowed tokens
-            logits = self.constraint(history, logits)
-        scores = logits
-        for processor in self.processors:
-            scores = processor(history, scores)
-        if self.params.greedy:
-            return int(scores.argmax(-1))
-        probs = scores.float().softmax(-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
 def token_logprobs(

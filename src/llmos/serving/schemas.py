@@ -8,9 +8,10 @@ a file: the model field is matched against the one served model's id.
 `null` for an optional field means its default, as in OpenAI's spec (where
 every optional field is nullable). min_p and repetition_penalty are sampling
 extensions with vLLM's and llama.cpp's names and transformers' semantics. A
-sampling field left out (None) takes the server's default, the model's own
-generation_config value or LLMOS's measured chat default
-(`llmos.generation_config.chat_sampling`), as vLLM and llama-server fill them.
+sampling field left out (None) takes the model's own generation_config value,
+as vLLM fills it, else LLMOS's measured chat default when the chat request
+names no sampling field at all (`llmos.generation_config.chat_sampling`), else
+OpenAI's neutral value (see serving/routes.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ The guard, on every route (page, static files, API, SSE):
   this host and port is refused too (another site's form or script, another local server).
 - API key (when set): `Authorization: Bearer KEY` or the `llmos_studio_key` cookie,
   which `GET /?key=KEY` sets (HttpOnly, SameSite=Strict) before redirecting to `/`;
-  without it the page answers 401 with a line saying to open `/?key=...`.
+  without it the page answers 401 with a line saying to open `/?key=...`. A wrong key
+  in that link is the same 401 and sets nothing, so a link on another site cannot
+  replace a good cookie (a cross-site logout).
 Errors are `{"error": {"message", "field"}}` with the status the StudioError carries.
 """
 
@@ -75,6 +77,8 @@ def create_app(settings: StudioSettings) -> FastAPI:
     def page(request: Request) -> Response:
         key = request.query_params.get("key")
         if settings.api_key is not None and key is not None:
+            if not _is_key(key, settings.api_key):  # a link elsewhere must not replace a good cookie
+                return HTMLResponse(KEY_PAGE, status_code=401)
             redirect = RedirectResponse("/", status_code=303)
             redirect.set_cookie(COOKIE, key, httponly=True, samesite="strict")
             return redirect
@@ -110,8 +114,7 @@ def _refusal(request: Request, settings: StudioSettings, origins: OriginGuard) -
     if settings.api_key is None or _has_key(request, settings.api_key):
         return None
     if request.url.path == "/":
-        given = request.query_params.get("key", "")
-        if given and hmac.compare_digest(given.encode(), settings.api_key.encode()):
+        if _is_key(request.query_params.get("key", ""), settings.api_key):
             return None  # the page route turns it into the cookie
         return HTMLResponse(KEY_PAGE, status_code=401)
     return error_response("missing or wrong key: send 'Authorization: Bearer KEY' or open /?key=KEY", 401)
@@ -121,5 +124,9 @@ def _has_key(request: Request, key: str) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     sent = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(sent.encode(), key.encode())
+    return _is_key(sent, key)
+
+
+def _is_key(given: str, key: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 

@@ -38,7 +38,7 @@ from llmos.data.tokenizing import encode_texts, encoding_copy
 from llmos.errors import LLMOSError
 from llmos.model_names import EMBEDDED
 from llmos.studio.models import resolve_model
-from llmos.studio.paths import StudioError, confined
+from llmos.studio.paths import StudioError, confined, is_inside, quoted
 from llmos.studio.playground import version_key
 from llmos.studio.settings import StudioSettings
 
@@ -75,8 +75,8 @@ def is_shard_folder(path: Path) -> bool:
 
 def find_datasets(settings: StudioSettings) -> tuple[list[dict[str, Any]], bool]:
     """(the data files and shard folders under the data folders, whether the list was cut). Hidden
-    folders and the runs and models folders are not searched; a folder inside two data folders is
-    listed once."""
+    folders and the runs and models folders are not searched, nor linked folders; a linked file is listed
+    only when it points inside a data folder; a folder inside two data folders is listed once."""
     found: dict[Path, dict[str, Any]] = {}
     scanned = 0
     not_data = {settings.runs_dir, settings.models_dir}
@@ -87,7 +87,7 @@ def find_datasets(settings: StudioSettings) -> tuple[list[dict[str, Any]], bool]
             if scanned > MAX_FOLDERS_SCANNED or len(found) > MAX_LISTED:
                 return list(found.values())[:MAX_LISTED], True
             if INDEX_FILE in files and is_shard_folder(here):
-                size = sum(p.stat().st_size for p in here.iterdir() if p.is_file())
+                size = sum(p.stat().st_size for p in here.iterdir() if listable(p, settings.data_dirs))
                 found.setdefault(here, entry(root, here, "shards", size))
                 subfolders[:] = []
                 continue
@@ -96,9 +96,21 @@ def find_datasets(settings: StudioSettings) -> tuple[list[dict[str, Any]], bool]
                                    and d not in SKIPPED_FOLDERS and here / d not in not_data)
             for name in sorted(files):
                 kind = FILE_KINDS.get(Path(name).suffix.lower())
-                if kind is not None:
+                if kind is not None and listable(here / name, settings.data_dirs):
                     found.setdefault(here / name, entry(root, here / name, kind, (here / name).stat().st_size))
     return list(found.values())[:MAX_LISTED], len(found) > MAX_LISTED
+
+
+def listable(path: Path, roots: tuple[Path, ...]) -> bool:
+    """Whether a file found in a data folder may be listed: an existing file, and, when it is a symlink,
+    one that points inside the data folders (the size and date of a file elsewhere are not the studio's
+    to show; its preview is refused as well)."""
+    try:
+        if path.is_symlink() and not is_inside(path.resolve(), roots):
+            return False
+        return path.is_file()
+    except (OSError, RuntimeError):  # a link loop, or a file removed while listing
+        return False
 
 
 def entry(root: Path, path: Path, kind: str, size: int) -> dict[str, Any]:
@@ -127,7 +139,7 @@ def token_counter(settings: StudioSettings, tokenizer_id: str | None) -> tuple[s
     except StudioError as exc:
         raise StudioError(f"tokenizer: {exc}", status=exc.status, field="tokenizer") from None
     except (LLMOSError, OSError) as exc:
-        raise StudioError(f"tokenizer {name!r} cannot be loaded: {exc}", field="tokenizer") from None
+        raise StudioError(f"tokenizer {quoted(name)} cannot be loaded: {exc}", field="tokenizer") from None
     return name, lambda texts: [len(ids) for ids in encode_texts(backend, texts)] if texts else []
 
 
@@ -316,10 +328,10 @@ def shards_preview(path: Path, counter: tuple[str, Counter] | None) -> dict[str,
 def preview(settings: StudioSettings, path: str, tokenizer: str | None) -> dict[str, Any]:
     target = confined(path, settings.data_dirs, what="path", field="path")
     if not target.exists():
-        raise StudioError(f"path {path!r} does not exist", status=404, field="path")
+        raise StudioError(f"path {quoted(path)} does not exist", status=404, field="path")
     kind = kind_of(target)
     if kind is None:
-        raise StudioError(f"path {path!r} is not a dataset; give a {', '.join(FILE_KINDS)} file or a prepared "
+        raise StudioError(f"path {quoted(path)} is not a dataset; give a {', '.join(FILE_KINDS)} file or a prepared "
                           f"token-shard folder (with {INDEX_FILE}, from `llmos data prepare`)", field="path")
     if kind == "shards":
         result = shards_preview(target, token_counter(settings, tokenizer) if tokenizer else None)

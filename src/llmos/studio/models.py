@@ -26,7 +26,7 @@ from llmos.checkpoint.gguf_file import is_gguf
 from llmos.errors import LLMOSError
 from llmos.model_names import EMBEDDED, describe, local_models, model_label
 from llmos.studio import jobs
-from llmos.studio.paths import StudioError, confined
+from llmos.studio.paths import StudioError, check_path_text, confined, path_exists, quoted
 from llmos.studio.runs import CHECKPOINTS, RUN_NAME, is_run, log_tail
 from llmos.studio.settings import StudioSettings
 from llmos.training.state import is_complete
@@ -41,9 +41,11 @@ MODEL_ID_FORMS = ("an embedded model's name (" + ", ".join(sorted(EMBEDDED)) + "
 
 def resolve_model(settings: StudioSettings, model_id: Any, field: str = "model") -> str | Path:
     """What `from_pretrained` and the CLI load for `model_id`: an embedded model's name, or a path
-    inside the studio's folders. StudioError: 400 for no id, 403 outside the folders, 404 when missing."""
+    inside the studio's folders (never one of the folders itself). StudioError: 400 for no id or an unusable
+    one, 403 outside the folders, 404 when missing."""
     if not isinstance(model_id, str) or not model_id.strip():
         raise StudioError(f"{field} is missing; give {MODEL_ID_FORMS}", field=field)
+    check_path_text(model_id, field, field)
     prefix, colon, rest = model_id.partition(":")
     if colon and prefix in ("runs", "models"):
         root = settings.runs_dir if prefix == "runs" else settings.models_dir
@@ -53,15 +55,19 @@ def resolve_model(settings: StudioSettings, model_id: Any, field: str = "model")
             raise StudioError(f"the embedded model {model_id!r} is not installed; install it with: "
                               f"{EMBEDDED[model_id].install}", status=404, field=field)
         return model_id
-    elif "/" not in model_id and (settings.models_dir / model_id).exists():
-        return settings.models_dir / model_id
-    elif "/" not in model_id and not any((root / model_id).exists() for root in settings.data_dirs):
-        raise StudioError(f"unknown model {model_id!r}; give {MODEL_ID_FORMS}", field=field)
+    elif "/" not in model_id and path_exists(settings.models_dir / model_id, model_id, field, field):
+        path = confined(model_id, [settings.models_dir], what=field, field=field)  # `..` is a name too
+    elif "/" not in model_id and not any(path_exists(root / model_id, model_id, field, field)
+                                         for root in settings.data_dirs):
+        raise StudioError(f"unknown model {quoted(model_id)}; give {MODEL_ID_FORMS}", field=field)
     else:
         path = confined(model_id, [*settings.data_dirs, settings.runs_dir, settings.models_dir], what=field,
                         field=field)
+    if path in (settings.models_dir, settings.runs_dir):
+        raise StudioError(f"{field} {quoted(model_id)} is the {'models' if path == settings.models_dir else 'runs'} "
+                          f"folder itself, not a model in it; give {MODEL_ID_FORMS}", field=field)
     if not path.exists():
-        raise StudioError(f"{field} {model_id!r}: {str(path)!r} does not exist", status=404, field=field)
+        raise StudioError(f"{field} {quoted(model_id)}: {quoted(path)} does not exist", status=404, field=field)
     return path
 
 
@@ -69,7 +75,7 @@ def existing_path(value: str, roots: tuple[Path, ...], name: str) -> Path:
     """`value` inside `roots` (403 outside) and existing (400 otherwise); `name` is the request's field."""
     path = confined(value, roots, what=name, field=name)
     if not path.exists():
-        raise StudioError(f"{name} {value!r} does not exist", field=name)
+        raise StudioError(f"{name} {quoted(value)} does not exist", field=name)
     return path
 
 

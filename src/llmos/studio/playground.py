@@ -54,7 +54,7 @@ from llmos.generation.constrained import ConstraintError, grammar_for
 from llmos.generation.streamers import TextStreamer
 from llmos.generation_config import chat_generate_keywords, chat_sampling
 from llmos.studio.models import resolve_model
-from llmos.studio.paths import StudioError
+from llmos.studio.paths import StudioError, quoted
 from llmos.studio.settings import StudioSettings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class ModelCache:
                 loaded = LoadedModel(AutoModelForCausalLM.from_pretrained(source),
                                      AutoTokenizer.from_pretrained(source), threading.Lock())
             except (LLMOSError, OSError) as exc:
-                raise StudioError(f"model {model_id!r} cannot be loaded: {exc}", field="model") from None
+                raise StudioError(f"model {quoted(model_id)} cannot be loaded: {exc}", field="model") from None
             with self._lock:
                 for stale in [k for k in self._models if k[0] == key[0]]:  # an older save of this checkpoint
                     del self._models[stale]
@@ -224,7 +224,7 @@ def check_request(settings: StudioSettings, body: Any) -> GenerateJob:
     source = resolve_model(settings, body.get("model"))
     task = body.get("task")
     if task is not None and task not in TASKS:
-        raise StudioError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (or null: the model's chat "
+        raise StudioError(f"unknown task {quoted(task)}; valid tasks: {', '.join(TASKS)} (or null: the model's chat "
                           "template, or plain continuation)", field="task")
     json_schema = check_json_schema(body.get("json_schema"))
     if json_schema is not None and task is not None and not streams(task_class(task)[0]):
@@ -390,6 +390,9 @@ def router(settings: StudioSettings) -> APIRouter:
             body = await request.json()
         except ValueError:
             raise StudioError("the request body is not JSON; send a JSON object") from None
+        except RecursionError:  # thousands of nested brackets: deeper than the JSON reader goes
+            raise StudioError("the request body is JSON nested too deeply to read; send a JSON object of "
+                              "the fields above") from None
         job = check_request(settings, body)
         loaded, cached = await asyncio.to_thread(models.get, job.source, job.model_id)
         run = await asyncio.to_thread(prepare_run, job, loaded)

@@ -21,7 +21,7 @@ from typing import Any
 
 from llmos.config import PRESETS, ConfigError, ModelConfig
 from llmos.studio.models import existing_path, resolve_model
-from llmos.studio.paths import StudioError
+from llmos.studio.paths import StudioError, quoted
 from llmos.studio.settings import StudioSettings
 from llmos.training.finetune_recipe import METHODS, TASKS, FinetuneConfig
 from llmos.training.recipe import DTYPES, OBJECTIVES, RecipeError, RunConfig, TrainConfig
@@ -114,7 +114,7 @@ def _typed(cls: type, name: str, value: Any) -> Any:
     if kind == "bool" and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if kind == "bool" and not isinstance(value, bool):
-        raise StudioError(f"{name}={value!r} must be true or false", field=name)
+        raise StudioError(f"{name}={quoted(value)} must be true or false", field=name)
     if kind in ("int", "float") and not isinstance(value, bool):
         try:
             number = float(value) if isinstance(value, str) else value
@@ -127,7 +127,7 @@ def _typed(cls: type, name: str, value: Any) -> Any:
         if kind == "int" and isinstance(number, int):
             return number
     if kind in ("int", "float"):
-        raise StudioError(f"{name}={value!r} is not a valid {'integer' if kind == 'int' else 'number'}", field=name)
+        raise StudioError(f"{name}={quoted(value)} is not a valid {'integer' if kind == 'int' else 'number'}", field=name)
     if kind == "str" and not isinstance(value, str):
         return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return value

@@ -6,7 +6,8 @@ The state comes from job.json when the studio ran the job; a run made by the CLI
 has none, so it reads as "running" while a process holds the folder's training
 lock (`training.run_lock`), else "finished" when its last step reached max_steps
 and "stopped" otherwise. The ETA uses the recipe's tokens per step over the last
-tokens/s, or else the recent step rate.
+tokens/s, or else the recent step rate; a recipe with `max_minutes` stops when
+that time is up, so the ETA is never later than the time left until then.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from llmos.studio import jobs
 from llmos.studio.job_runner import JOB_FILE, LOG_FILE
-from llmos.studio.paths import StudioError
+from llmos.studio.paths import StudioError, quoted
 from llmos.studio.settings import StudioSettings
 from llmos.training.run_lock import training_pid
 from llmos.training.state import is_complete
@@ -34,7 +35,7 @@ LOG_TAIL_BYTES = 4096
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise StudioError(f"run name {name!r} is not valid: use letters, digits, '.', '_' or '-' (at most 64, "
+        raise StudioError(f"run name {quoted(name)} is not valid: use letters, digits, '.', '_' or '-' (at most 64, "
                           "starting with a letter or digit)", field="name")
     return name
 
@@ -164,6 +165,21 @@ def _state_without_job(step: int, max_steps: Any) -> str:
 
 
 def _eta(train: list[dict[str, Any]], recipe: dict[str, Any], step: int) -> float | None:
+    """Seconds until the run ends: when its steps are done or its `max_minutes` are up, whichever is sooner
+    (a 2-minute run of 100,000 steps ends in 2 minutes, whatever its step rate says)."""
+    estimates = [e for e in (_eta_by_steps(train, recipe, step), _time_left(train, recipe)) if e is not None]
+    return min(estimates) if estimates else None
+
+
+def _time_left(train: list[dict[str, Any]], recipe: dict[str, Any]) -> float | None:
+    """Seconds left of the recipe's `max_minutes` (the trainer's clock, resumes included), or None."""
+    max_minutes, elapsed = recipe.get("max_minutes"), train[-1].get("elapsed") if train else None
+    if not isinstance(max_minutes, (int, float)) or max_minutes <= 0 or not isinstance(elapsed, (int, float)):
+        return None
+    return round(max(0.0, 60 * max_minutes - elapsed), 1)
+
+
+def _eta_by_steps(train: list[dict[str, Any]], recipe: dict[str, Any], step: int) -> float | None:
     max_steps = recipe.get("max_steps")
     if not isinstance(max_steps, int) or not train:
         return None

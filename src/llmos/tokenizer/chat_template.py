@@ -7,6 +7,13 @@ environment with trim_blocks/lstrip_blocks, the loop-control extension, a
 `raise_exception`, `strftime_now` and guarded `dict`/`namespace`. Messages are
 reduced to plain JSON data first (keys whose value is None are dropped), so
 the same conversation renders to the same string here and in transformers.
+
+A template comes with a model file, so it is untrusted: it renders in
+`template_sandbox.BoundedSandbox`, whose limits (output, value sizes, steps,
+time) are listed there; here, a template has at most `MAX_TEMPLATE_CHARS`
+characters and `strftime_now` a format of at most `MAX_FORMAT_CHARS`. Anything
+past a limit, or any error inside the template, is one `ChatTemplateError`
+line naming the template.
 """
 
 from __future__ import annotations
@@ -22,7 +29,19 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llmos.errors import LLMOSError
+from llmos.tokenizer.template_sandbox import (
+    BoundedSandbox,
+    ChatTemplateError,
+    TemplateLimitError,
+    render_bounded,
+)
+
+__all__ = ["CHATML_TEMPLATE", "ChatTemplateError", "TemplateLimitError", "compile_chat_template", "render_chat",
+           "select_template", "template_reads"]
+
+MAX_TEMPLATE_CHARS = 1 << 20  # characters of a template (the Hub's longest are a few tens of thousands)
+MAX_FORMAT_CHARS = 256  # characters of a strftime_now format ("%d %B %Y" is 8)
+MAX_MESSAGE_CHARS = 500  # characters of a template's own error message that an error repeats
 
 # The default template of tokenizers trained by LLMOS (ChatML, as in Qwen2 and SmolLM).
 CHATML_TEMPLATE = (
@@ -34,10 +53,6 @@ CHATML_TEMPLATE = (
 
 # Names a message's reasoning travels under; templates read `reasoning_content` (or `thinking`).
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
-
-
-class ChatTemplateError(LLMOSError):
-    """A chat template is missing, malformed, or rejected the conversation."""
 
 
 class _GenerationBlock(jinja2.ext.Extension):
@@ -97,22 +112,31 @@ def _tojson(
     separators: tuple[str, str] | None = None,
     sort_keys: bool = False,
 ) -> str:
+    if len(str(indent)) > 16 or isinstance(indent, int) and indent > 16:
+        raise TemplateLimitError(f"tojson's indent is limited to 16 spaces (or a 16-character string), got {indent!r:.40}")
     return json.dumps(
         value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
     )
 
 
 def _strftime_now(format: str) -> str:  # noqa: A002 - the name templates call it with
+    if len(str(format)) > MAX_FORMAT_CHARS:
+        raise TemplateLimitError(f"strftime_now's format has {len(str(format)):,} characters; the limit is "
+                                 f"{MAX_FORMAT_CHARS}")
     return datetime.now().strftime(format)
 
 
 @lru_cache(maxsize=32)
 def compile_chat_template(template: str) -> jinja2.Template:
-    """Compile once per template string, in the transformers-compatible sandbox."""
-    env = ImmutableSandboxedEnvironment(
+    """Compile once per template string, in the transformers-compatible sandbox with limits."""
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise TemplateLimitError(
+            f"chat template {template_label(template)} is refused: it has more than {MAX_TEMPLATE_CHARS:,} characters"
+        )
+    env = BoundedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
     )
-    env.filters["tojson"] = _tojson
+    env.add_filter("tojson", _tojson)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _SafeDict()
@@ -123,6 +147,16 @@ def compile_chat_template(template: str) -> jinja2.Template:
         raise ChatTemplateError(
             f"chat template does not compile: {exc.message} (line {exc.lineno})"
         ) from None
+    except RecursionError:
+        raise ChatTemplateError(
+            f"chat template {template_label(template)} does not compile: it nests deeper than the compiler goes"
+        ) from None
+
+
+def template_label(template: str) -> str:
+    """A template named in one line: its start, and its length when that is cut."""
+    start = template[:48]
+    return repr(start) if len(template) <= 48 else f"{start!r}... ({len(template):,} characters)"
 
 
 @lru_cache(maxsize=32)
@@ -220,15 +254,27 @@ def render_chat(
                     f"tools must be JSON-schema dicts ({{'type': 'function', 'function': {{...}}}}), got {tool!r}"
                 )
     compiled = compile_chat_template(template)
+    context = {"messages": normalize_messages(messages), "tools": _plain(tools), "documents": _plain(documents),
+               "add_generation_prompt": add_generation_prompt, **_plain(variables)}
     try:
-        return compiled.render(
-            messages=normalize_messages(messages),
-            tools=_plain(tools),
-            documents=_plain(documents),
-            add_generation_prompt=add_generation_prompt,
-            **_plain(variables),
-        )
+        return render_bounded(compiled, context)
+    except TemplateLimitError as exc:
+        raise TemplateLimitError(f"chat template {template_label(template)} is refused: {exc}") from None
     except jinja2.exceptions.SecurityError as exc:
-        raise ChatTemplateError(f"chat template tried an unsafe operation: {exc}") from None
+        raise ChatTemplateError(f"chat template tried an unsafe operation: {_cut(str(exc))}") from None
     except jinja2.TemplateError as exc:
-        raise ChatTemplateError(f"chat template rejected the conversation: {exc.message}") from None
+        raise ChatTemplateError(f"chat template rejected the conversation: {_cut(exc.message or '')}") from None
+    except MemoryError:
+        raise TemplateLimitError(f"chat template {template_label(template)} is refused: it ran out of memory") from None
+    except RecursionError:
+        raise ChatTemplateError(
+            f"chat template {template_label(template)} failed: it nests calls deeper than Python allows"
+        ) from None
+    except Exception as exc:  # the template's own bug (1 + 'a', 10.0 ** 1000): the model's file, not ours
+        raise ChatTemplateError(
+            f"chat template {template_label(template)} failed: {type(exc).__name__}: {_cut(str(exc))}"
+        ) from None
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."

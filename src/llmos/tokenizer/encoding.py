@@ -7,15 +7,18 @@ name, so model code can do `model(**tokenizer(texts, return_tensors="pt"))`.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from llmos.errors import LLMOSError
+
+if TYPE_CHECKING:  # torch loads when a tensor is asked for: `llmos --help` reads this package without it
+    import torch
 
 
 def to_tensor(name: str, value: Any) -> torch.Tensor:
     """A list (or list of equal-length lists) of ints -> a LongTensor (1-D input becomes (1, T))."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value
     rows = value if value and isinstance(value[0], list) else [value]
@@ -53,6 +56,8 @@ class BatchEncoding(dict):
 
     def to(self, device: str | torch.device) -> BatchEncoding:
         """Move tensor fields to `device` (lists are left as they are)."""
+        import torch
+
         for key, value in list(self.items()):
             if isinstance(value, torch.Tensor):
                 self[key] = value.to(device)

@@ -8,7 +8,15 @@ types and special-token ids as metadata (`tokenizer.ggml.*`). This module rebuil
 - `tokenizer.ggml.model == "gpt2"`: byte-level BPE from the merges; `tokenizer.ggml.pre` picks
   the split regex (Llama 3, Qwen2, GPT-4o families), anything else uses GPT-2's.
 - `tokenizer.ggml.model == "llama"`: SentencePiece-style BPE ("▁" for spaces, byte fallback to
-  the "<0xNN>" tokens), merges from the file or, as usual, derived from the piece scores.
+  the "<0xNN>" tokens), merges from the file or, as usual, derived from the piece scores. Two
+  architectures differ, as transformers builds them: Gemma (`gemma`, `gemma2`, `gemma3`) spells
+  runs of spaces with real spaces in the file, ranks its merges by the order of the vocabulary
+  (its scores do not follow it), adds no prefix space and turns spaces into "▁" in a
+  normalizer; Phi-3 puts its "▁" prefix on every stretch of text between special tokens.
+
+A Gemma file without a chat template (the base models') gets Gemma's own turn format
+(`GEMMA_CHAT_TEMPLATE`), as llama.cpp picks a built-in template from the vocabulary; other
+files' templates are exactly what they carry.
 
 Control tokens become special added tokens and user-defined ones plain added tokens, so both
 are matched whole in text. It takes the plain metadata dict (as `open_gguf(path).metadata`
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as BackendTokenizer
 
 from llmos.tokenizer.files import TokenizerFilesError, TokenizerSettings
@@ -34,10 +42,24 @@ from llmos.tokenizer.tokenizer import Tokenizer
 
 SUPPORTED_MODELS = {
     "gpt2": "byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2)",
-    "llama": "SentencePiece-style BPE (Llama 2, Mistral)",
+    "llama": "SentencePiece-style BPE (Llama 2, Mistral, Gemma, Phi-3)",
 }
-# Architectures whose "llama" vocabulary transformers tokenizes differently (its own builders).
-_OTHER_SENTENCEPIECE_ARCHITECTURES = ("gemma", "gemma2", "gemma3", "phi3")
+GEMMA_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
+
+# Gemma's turn format (the text part of its instruction-tuned models' template): "user" and "model"
+# turns between <start_of_turn> and <end_of_turn>, a system message folded into the first user turn.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
 
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types (1 normal, 2 unknown, 5 unused, 6 byte)
 _SPECIAL_TOKEN_IDS = {
@@ -47,7 +69,8 @@ _SPECIAL_TOKEN_IDS = {
     "pad_token": "tokenizer.ggml.padding_token_id",
 }
 # Tokens the transformers class behind each kind treats as special when present.
-_DEFAULT_SPECIALS = {"gpt2": ("<|endoftext|>",), "llama": ("<unk>", "<s>", "</s>")}
+_DEFAULT_SPECIALS = {"gpt2": ("<|endoftext|>",), "llama": ("<unk>", "<s>", "</s>"),
+                     "gemma": ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")}
 
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -208,11 +231,17 @@ def _byte_level_backend(
     return backend
 
 
-def _sentencepiece_backend(metadata: dict[str, Any], tokens: list[str]) -> BackendTokenizer:
+def _sentencepiece_backend(metadata: dict[str, Any], tokens: list[str], architecture: str) -> BackendTokenizer:
     """Llama-2-style BPE: "▁" marks spaces (one is put before the text), unknown characters
-    fall back to their UTF-8 bytes as "<0xNN>" tokens, and decoding undoes both."""
+    fall back to their UTF-8 bytes as "<0xNN>" tokens, and decoding undoes both. Gemma and
+    Phi-3 differ as the module docstring says."""
+    gemma = architecture in GEMMA_ARCHITECTURES
+    if gemma:  # runs of spaces stored as spaces; merges ranked by their place in the vocabulary
+        tokens = ["▁" * len(t) if " " in t and not t.strip() else t for t in tokens]
     if metadata.get("tokenizer.ggml.merges") is not None:
         merges = _split_merges(_token_list(metadata, "tokenizer.ggml.merges"))
+    elif gemma:
+        merges = _merges_from_scores(tokens, [-float(i) for i in range(len(tokens))])
     else:
         scores = _require(metadata, "tokenizer.ggml.scores")
         if len(scores) != len(tokens):
@@ -222,18 +251,19 @@ def _sentencepiece_backend(metadata: dict[str, Any], tokens: list[str]) -> Backe
             )
         merges = _merges_from_scores(tokens, [float(s) for s in scores])
     vocab = {token: index for index, token in enumerate(tokens)}
-    backend = BackendTokenizer(_bpe(vocab, merges, fuse_unk=True, byte_fallback=True))
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement="▁", prepend_scheme="first", split=False
-    )
-    backend.decoder = decoders.Sequence(
-        [
-            decoders.Replace("▁", " "),
-            decoders.ByteFallback(),
-            decoders.Fuse(),
-            decoders.Strip(content=" ", left=1, right=0),
-        ]
-    )
+    unknown = {"unk_token": "<unk>"} if gemma and "<unk>" in vocab else {}
+    backend = BackendTokenizer(_bpe(vocab, merges, fuse_unk=True, byte_fallback=True, **unknown))
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if gemma:
+        backend.normalizer = normalizers.Replace(" ", "▁")
+        backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
+        backend.decoder = decoders.Sequence(steps)
+        return backend
+    if architecture == "phi3":
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence([*steps, decoders.Strip(content=" ", left=1, right=0)])
     return backend
 
 
@@ -278,33 +308,33 @@ def tokenizer_from_gguf(metadata: dict[str, Any]) -> Tokenizer:
         raise TokenizerFilesError(
             f"GGUF tokenizer.ggml.model {kind!r} is not supported; supported: {supported}"
         )
-    architecture = metadata.get("general.architecture")
-    if kind == "llama" and architecture in _OTHER_SENTENCEPIECE_ARCHITECTURES:
-        raise TokenizerFilesError(
-            f"GGUF tokenizer 'llama' of architecture {architecture!r} is not supported: that "
-            "family's SentencePiece vocabulary tokenizes differently from Llama's; the 'llama' "
-            f"tokenizer is supported for other architectures ({supported})"
-        )
+    architecture = str(metadata.get("general.architecture", ""))
     tokens = _token_list(metadata, "tokenizer.ggml.tokens")
     token_types = _token_types(metadata, len(tokens))
     named = _special_tokens(metadata, tokens)
+    gemma = kind == "llama" and architecture in GEMMA_ARCHITECTURES
+    if gemma and "<mask>" in tokens:  # Gemma's tokenizer names its mask token
+        named["mask_token"] = "<mask>"
 
     if kind == "gpt2":
         whole = (CONTROL, USER_DEFINED)
         keep = {t for t, kind_of in zip(tokens, token_types, strict=True) if kind_of in whole}
         backend = _byte_level_backend(metadata, tokens, keep | set(named.values()))
     else:
-        backend = _sentencepiece_backend(metadata, tokens)
-    _register_added_tokens(backend, kind, tokens, token_types, named)
+        backend = _sentencepiece_backend(metadata, tokens, architecture)
+    _register_added_tokens(backend, "gemma" if gemma else kind, tokens, token_types, named)
 
     add_bos = _flag(metadata, "tokenizer.ggml.add_bos_token")
     if add_bos is None and kind == "llama":
         add_bos = True  # llama.cpp adds BOS to a SentencePiece vocabulary unless told otherwise
     template = metadata.get("tokenizer.chat_template")
+    if template is None and gemma and "<start_of_turn>" in tokens:
+        template = GEMMA_CHAT_TEMPLATE
     settings = TokenizerSettings(
         special_tokens=named,
         chat_template=template if isinstance(template, str) else None,
         add_bos_token=add_bos,
         add_eos_token=_flag(metadata, "tokenizer.ggml.add_eos_token"),
+        padding_side="left" if gemma else "right",  # as transformers' GemmaTokenizer
     )
     return Tokenizer(backend, settings)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from tokenizers import AddedToken, processors
 from tokenizers import Tokenizer as BackendTokenizer
 
@@ -28,6 +27,9 @@ from llmos.tokenizer.files import (
     write_tokenizer_dir,
 )
 from llmos.tokenizer.special_tokens import TokenizerAttributes
+
+if TYPE_CHECKING:  # only in annotations; tensors come from encoding.to_tensor
+    import torch
 
 _PADDING = {
     False: None,

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmos.errors import LLMOSError
+from llmos.yaml_files import parse_yaml
 
 OBJECTIVES = ("causal", "mlm_nsp")
 DTYPES = ("float32", "bfloat16")
@@ -110,7 +111,11 @@ class RunConfig:
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RecipeError(f"recipe {str(path)!r} is not UTF-8 text; a recipe is a YAML file") from None
+        data = parse_yaml(text, path, RecipeError) or {}
         if not isinstance(data, dict):
             raise RecipeError(f"recipe {str(path)!r} must be a mapping of {cls.__name__} fields")
         return cls.from_dict(data)

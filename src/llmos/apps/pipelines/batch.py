@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.apps.pipelines.base import Pipeline, PipelineError
-from llmos.apps.workflow_inputs import InputSpec, WorkflowError, read_items
+from llmos.apps.workflow_inputs import InputSpec, WorkflowError, check_input_bytes, read_items
 from llmos.apps.workflow_spec import OutputSpec
 from llmos.apps.workflow_state import write_output
 
@@ -38,10 +38,13 @@ def read_inputs(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
         raise PipelineError(f"input file {str(path)!r} does not exist")
     if suffix == ".txt":
         try:
+            check_input_bytes(path, path.stat().st_size)
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as exc:
             raise PipelineError(f"input file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
                                 ) from None
+        except WorkflowError as exc:
+            raise PipelineError(str(exc).removeprefix("inputs: ")) from None
         items = [(f"line {n}", {"text": line.strip()}) for n, line in enumerate(lines, 1) if line.strip()]
     else:
         try:

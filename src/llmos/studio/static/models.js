@@ -1,6 +1,7 @@
 // LLMOS Studio page, Models tab: every model the studio can load (embedded, models folder, run
 // checkpoints) with its evaluations, and an Evaluate form (POST /api/evaluate) whose result shows when
-// the eval job ends (GET /api/evals/<name>).
+// the eval job ends (GET /api/evals/<name>). Listing the models reads every checkpoint's config (seconds
+// on a first visit), so the table says "loading…" until the first answer.
 
 import { $, bytes, el, fillPathLists, getJSON, number, postJSON, show } from "./api.js";
 
@@ -28,6 +29,11 @@ function modelRow(model) {
     el("td", {}, el("button", { type: "button", class: "small", onclick: () => pick(model.id) }, "Evaluate")));
 }
 
+/** The table's one row while it has no models to show: "loading…", "no models found", ... */
+function placeholder(text) {
+  return el("tr", { class: "placeholder" }, el("td", { colspan: "8", class: "muted" }, text));
+}
+
 function pick(id) {
   $("eval-model").value = id;
   $("eval-data").focus();
@@ -36,7 +42,7 @@ function pick(id) {
 async function refresh() {
   const { models } = await getJSON("/api/models");
   const chosen = $("eval-model").value;
-  $("models-body").replaceChildren(...models.map(modelRow));
+  $("models-body").replaceChildren(...(models.length ? models.map(modelRow) : [placeholder("no models found")]));
   $("eval-model").replaceChildren(...models.map((m) => el("option", { value: m.id }, m.name)));
   if (chosen) $("eval-model").value = chosen;
 }
@@ -66,8 +72,12 @@ export function showModels(selected) {
   let active = true;
   show($("eval-error"), "");
   fillPathLists();
+  if (!$("models-body").querySelector("tr[data-model]")) $("models-body").replaceChildren(placeholder("loading…"));
   refresh().then(() => { if (selected) pick(selected); })
-    .catch((err) => show($("eval-error"), "Could not list models: " + err.message));
+    .catch((err) => {
+      show($("eval-error"), "Could not list models: " + err.message);
+      if (!$("models-body").querySelector("tr[data-model]")) $("models-body").replaceChildren(placeholder("–"));
+    });
   $("eval-form").onsubmit = async (event) => {
     event.preventDefault();
     show($("eval-error"), "");

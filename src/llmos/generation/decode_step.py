@@ -1,0 +1,139 @@
+"""Layer 5: one decode step (a token per row in, the next-token logits out), compiled once and reused.
+
+A decode step runs ~300 small ops for a 30-layer model; in eager PyTorch about
+a third of a CPU token's time is Python and per-op overhead. Compiled with
+Inductor (`fullgraph=True`, a C++ wrapper instead of a Python one) the step
+becomes one call into generated code. The model is shaped for it (see
+`llmos.model.cache`): the step writes at a position tensor and attends over
+the whole cache under a mask, so its graph is the same at every position. The
+cache's length and the batch size are dynamic dimensions: one graph serves
+batch 1 at every length (another serves 2 and more rows), and a second
+process loads it from Inductor's on-disk cache (under ~/.cache/llmos) instead
+of compiling again.
+
+`LLMOS_COMPILE=0` (or `set_compile(False)`) keeps every step eager; the
+default compiles on CPU. The first compile of a model logs how long it took;
+one that fails logs why, once, and the model stays eager.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmos.measured import cache_dir
+from llmos.model.cache import KVCache
+
+log = logging.getLogger("llmos.compile")
+_ENABLED: bool | None = None  # set_compile's choice; None: the environment decides
+_COMPILED_ATTR = "_llmos_decode_step"
+_FAILED_ATTR = "_llmos_decode_step_failed"
+
+
+def set_compile(enabled: bool | None) -> None:
+    """Compile decode steps (True), keep them eager (False), or let LLMOS_COMPILE decide (None)."""
+    global _ENABLED
+    _ENABLED = enabled
+
+
+def compile_wanted(model: Any) -> bool:
+    """Whether `model`'s decode steps are compiled: LLMOS_COMPILE=1/0 or set_compile force it; by
+    default CPU models compile (where eager overhead costs most)."""
+    if getattr(model, _FAILED_ATTR, False):
+        return False
+    choice = _ENABLED
+    if choice is None:
+        setting = os.environ.get("LLMOS_COMPILE", "auto").lower()
+        if setting in ("0", "false", "no", "off"):
+            return False
+        choice = True if setting in ("1", "true", "yes", "on") else model.device.type == "cpu"
+    return choice
+
+
+def _kv_step(model: Any, tokens: torch.Tensor, cache_position: torch.Tensor, position_ids: torch.Tensor,
+             attention_mask: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+    """The traced function of `next_logits`: a cache over the given buffers, one forward, last logits."""
+    cache = KVCache.over(keys, values)
+    out = model(tokens, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                cache_position=cache_position, logits_to_keep=1)
+    return out.logits[:, -1].float()
+
+
+def next_logits(model: Any, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Run one step: `tokens` (N, 1) go to the cache's next column; returns their logits (N, V) in float32.
+
+    attention_mask: (N, up to cache.max_len) padding mask (1 = real), or None; position_ids: (N, 1), or
+    None for the column itself. Advances `cache`."""
+    if not compile_wanted(model):
+        out = model(tokens, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                    logits_to_keep=1)
+        return out.logits[:, -1].float()
+    N, device = tokens.shape[0], tokens.device
+    cache_position = torch.tensor([cache.length], device=device)
+    if cache.length + 1 > cache.max_len:
+        raise ValueError(f"KV cache overflow: {cache.length + 1} positions requested, cache holds "
+                         f"max_len={cache.max_len}")
+    if attention_mask is None:
+        attention_mask = torch.ones(N, cache.max_len, dtype=torch.long, device=device)
+    elif attention_mask.shape[1] < cache.max_len:
+        attention_mask = torch.nn.functional.pad(attention_mask, (0, cache.max_len - attention_mask.shape[1]),
+                                                 value=1)
+    if position_ids is None:
+        position_ids = cache_position.repeat(N, 1)
+    # Dense inputs: a strided view (a beam's column of its sequences) would be another graph.
+    tokens, position_ids, attention_mask = tokens.contiguous(), position_ids.contiguous(), attention_mask.contiguous()
+    rows = (tokens, position_ids, attention_mask, *cache.k, *cache.v) if N > 1 else ()
+    logits = run_step(model, _kv_step, (tokens, cache_position, position_ids, attention_mask, cache.k, cache.v),
+                      lengths=[(attention_mask, 1)] + [(t, 2) for t in (*cache.k, *cache.v)], rows=rows)
+    cache.advance(1)
+    return logits
+
+
+def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths: list[tuple[torch.Tensor, int]],
+             rows: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """`step(model, *args)`, compiled once per (model, step) when compiling is wanted, else eager.
+
+    lengths: (tensor, dim) pairs whose size is a history length, dynamic in the graph; rows: tensors whose
+    first dimension counts rows, dynamic when given (pass none for one row: that graph is specialised)."""
+    if not compile_wanted(model):
+        return step(model, *args)
+    for tensor, dim in lengths:
+        torch._dynamo.maybe_mark_dynamic(tensor, dim)
+    for tensor in rows:
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
+    steps = getattr(model, _COMPILED_ATTR, None)
+    if steps is None:
+        steps = {}
+        object.__setattr__(model, _COMPILED_ATTR, steps)  # not a submodule: kept out of state_dict
+    if not steps:
+        log.warning("preparing the compiled decode step (once per process: compiled the first time, then "
+                    "loaded from the disk cache; LLMOS_COMPILE=0 decodes without it)...")
+    graphs = _graph_count()
+    started = time.perf_counter()
+    try:
+        if step not in steps:
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+            steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
+                                        options={"cpp_wrapper": True})
+        out = steps[step](*args)
+    except Exception as exc:  # a host without a working compiler: eager from now on, said once
+        object.__setattr__(model, _FAILED_ATTR, True)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        log.warning("compiling the decode step failed (%s: %s); decoding eagerly", type(exc).__name__, first_line)
+        return step(model, *args)
+    if _graph_count() > graphs:
+        log.warning("decode step for %s ready in %.1f s", "several rows" if rows else "1 row",
+                    time.perf_counter() - started)
+    return out
+
+
+def _graph_count() -> int:
+    """How many graphs Dynamo has compiled in this process (a new one means this call compiled)."""
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])

@@ -1,0 +1,76 @@
+"""The compiled decode step: the same tokens as eager, one graph per row-count class whatever the
+length, eager with one switch, and eager (said once) when compiling fails."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from llmos.config import ModelConfig
+from llmos.generation import decode_step
+from llmos.generation.decode_step import set_compile
+from llmos.model import CausalLM
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=97, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=128,
+                         position="rope", norm="rmsnorm", mlp="swiglu")
+    yield CausalLM(config).eval()
+    set_compile(None)
+
+
+def graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def generate_both(model, ids, **kw):
+    set_compile(False)
+    eager = model.generate(ids, do_sample=False, **kw)
+    set_compile(True)
+    return eager, model.generate(ids, do_sample=False, **kw)
+
+
+def test_compiled_steps_decode_the_eager_tokens_with_one_graph_per_row_class(model):
+    before = graphs()
+    for length, new in ((7, 20), (30, 40)):  # another cache length: the same graph
+        eager, compiled = generate_both(model, torch.randint(0, 97, (1, length)), max_new_tokens=new)
+        assert torch.equal(eager, compiled)
+    assert graphs() - before == 1
+    ids = torch.randint(0, 97, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a left-padded row
+    for options in ({}, {"num_beams": 3}):  # several rows, beams reordering the cache
+        eager, compiled = generate_both(model, ids, attention_mask=mask, max_new_tokens=12, **options)
+        assert torch.equal(eager, compiled)
+    eager, compiled = generate_both(model, torch.randint(0, 97, (5, 4)), max_new_tokens=6)
+    assert torch.equal(eager, compiled)
+    assert graphs() - before == 2  # 1 row, and one graph for every count of rows above it
+
+
+def test_switched_off_nothing_is_compiled(model, monkeypatch):
+    monkeypatch.setenv("LLMOS_COMPILE", "0")
+    before = graphs()
+    model.generate(torch.randint(0, 97, (1, 5)), max_new_tokens=5, do_sample=False)
+    assert graphs() == before and not hasattr(model, "_llmos_decode_step")
+
+
+def test_a_failed_compile_falls_back_to_eager_and_says_so_once(model, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler here\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    set_compile(True)
+    ids = torch.randint(0, 97, (1, 5))
+    with caplog.at_level(logging.WARNING, logger="llmos.compile"):
+        first = model.generate(ids, max_new_tokens=6, do_sample=False)
+        second = model.generate(ids, max_new_tokens=6, do_sample=False)
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and "no C++ compiler here" in failures[0].getMessage()
+    assert "more detail" not in failures[0].getMessage()
+    set_compile(False)
+    assert torch.equal(first, model.generate(ids, max_new_tokens=6, do_sample=False)) and torch.equal(first, second)
+    assert decode_step.compile_wanted(model) is False
