@@ -10,7 +10,8 @@ an `llmos.tokenizer.Tokenizer` for the same inputs.
 
 A causal LM comes with `model.generation_config`, a `GenerationConfig` read
 here and nowhere else: the directory's generation_config.json (a GGUF file's
-metadata: special ids and `general.sampling.*`), else the model config's
+metadata: special ids and `general.sampling.*`, over the defaults an embedded
+model ships beside its file, see `model_names`), else the model config's
 special token ids, as transformers does; `model.generate()` decodes with it and
 explicit keyword arguments win. `GenerationConfig` sits in layer 1
 (`llmos.generation_config`, beside `ModelConfig`): a dataclass over JSON that
@@ -45,7 +46,7 @@ from llmos.model.heads import (
     PreTrainingModel,
     SequenceClassifier,
 )
-from llmos.model_names import resolve_model
+from llmos.model_names import embedded_generation_defaults, resolve_model
 
 
 class _AutoModel:
@@ -140,8 +141,9 @@ def _generation_config(model: CausalLM, path: Path, is_gguf: bool):
     """The decoding defaults `path` ships: generation_config.json, or a GGUF file's metadata (which
     the GGUF loader put on the model as a dict); special ids the file leaves unset come from the
     model config. Without a file: the model config's special ids, as transformers does."""
-    if is_gguf:
-        loaded = GenerationConfig.from_dict(getattr(model, "generation_config", None) or {})
+    if is_gguf:  # the metadata's values, over those an embedded model ships beside its file
+        shipped = {**embedded_generation_defaults(path), **(getattr(model, "generation_config", None) or {})}
+        loaded = GenerationConfig.from_dict(shipped)
     elif (path / GENERATION_CONFIG_NAME).is_file():
         loaded = GenerationConfig.from_pretrained(path)
     else:

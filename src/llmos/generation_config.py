@@ -9,6 +9,15 @@ Length default, on purpose different from transformers: when neither
 (256) new tokens are generated (never past the context window), and a warning
 says so if that default, not an end-of-sequence token, ended the text. HF's
 silent 20-token `max_length` cut is the trap this avoids.
+
+Chat defaults, one definition for `llmos chat`, `llmos serve` (and its page) and
+the studio playground: `chat_sampling(model.generation_config)` is how a reply
+is sampled when the user names nothing: the values the model's own
+generation_config.json (or GGUF `general.sampling.*`) sets, and for the rest
+`CHAT_SAMPLING`, chosen by measurement on the embedded SmolLM2-135M-Instruct
+(benchmarks/chat_defaults.py; its GGUF and its Hub generation_config.json set
+none). `DEFAULT_REPLY_TOKENS` caps a chat reply when nobody gives a length,
+as llama-server and Ollama cap theirs.
 """
 
 from __future__ import annotations
@@ -24,6 +33,20 @@ from llmos.errors import LLMOSError
 
 DEFAULT_MAX_NEW_TOKENS = 256
 GENERATION_CONFIG_NAME = "generation_config.json"
+# A chat reply's cap when neither the request nor the user sets one: SmolLM2 ends 14 of 16 replies by
+# itself within 291 tokens (benchmarks/chat_defaults.py --lengths); a loop would run to the context.
+DEFAULT_REPLY_TOKENS = 512
+# A chat reply when the model's generation_config names nothing: greedy (temperature 0) with a
+# repetition penalty; top_k / top_p are Ollama's, for a user who raises the temperature (0 = off).
+# Measured on SmolLM2-135M-Instruct by benchmarks/chat_defaults.py: its first token for "What is the
+# capital of France?" is "The" 0.15 against "L" 0.14 and "La" 0.11, and every first token but "The"
+# goes on in garbled French, so sampling answers it in French 33-67% of the time (temperature 0.2-0.8);
+# greedy alone loops on 4 of 8 open prompts, greedy with the penalty 1.1 on 1 of 8.
+CHAT_SAMPLING: dict[str, float | int] = {"temperature": 0.0, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
+                                         "repetition_penalty": 1.1}
+# What transformers and OpenAI's API do when nothing is set (plain completions keep it): no warper, no penalty.
+NEUTRAL_SAMPLING: dict[str, float | int] = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
+                                            "repetition_penalty": 1.0}
 
 
 class GenerationError(LLMOSError):
@@ -195,6 +218,44 @@ class GenerationConfig:
             eos_token_id=getattr(model_config, "eos_token_id", None),
             pad_token_id=getattr(model_config, "pad_token_id", None),
         )
+
+
+def chat_sampling(model_defaults: GenerationConfig | dict[str, Any] | None, constrained: bool = False,
+                  fallback: dict[str, float | int] = CHAT_SAMPLING) -> dict[str, float | int]:
+    """The sampling settings of a chat reply nobody set: each of CHAT_SAMPLING's keys from the model's
+    own generation config where it sets that value (differs from transformers' default), else
+    `fallback`'s (CHAT_SAMPLING; a plain completion passes NEUTRAL_SAMPLING). top_k and min_p use 0
+    for off, as the OpenAI-style APIs do.
+
+    A `constrained` reply (JSON under a schema, a tool call) gets no repetition penalty unless the
+    model's own config sets one: it repeats its structure and copies values from the prompt by
+    design, and so it is decoded as `model.generate(json_schema=...)` decodes it (an agent takes the
+    same steps in process and over a server)."""
+    if isinstance(model_defaults, dict):
+        model_defaults = GenerationConfig.from_dict(model_defaults)
+    settings = dict(fallback)
+    if constrained:
+        settings["repetition_penalty"] = 1.0
+    if model_defaults is None:
+        return settings
+    neutral = GenerationConfig()
+    for name in CHAT_SAMPLING:
+        value = getattr(model_defaults, name)
+        if value != getattr(neutral, name):
+            settings[name] = value or 0
+    return settings
+
+
+def chat_generate_keywords(model_defaults: GenerationConfig | dict[str, Any] | None,
+                           constrained: bool = False) -> dict[str, Any]:
+    """`chat_sampling` as `generate` keywords: temperature 0 is do_sample=False (greedy; the warpers
+    are kept for a caller that turns sampling on), None for a warper that is off."""
+    settings = chat_sampling(model_defaults, constrained)
+    keywords = {"top_k": settings["top_k"] or None, "top_p": settings["top_p"], "min_p": settings["min_p"] or None,
+                "repetition_penalty": settings["repetition_penalty"]}
+    if settings["temperature"]:
+        return {"do_sample": True, "temperature": settings["temperature"], **keywords}
+    return {"do_sample": False, **keywords}
 
 
 def _is_int(value: Any) -> bool:

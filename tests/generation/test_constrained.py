@@ -12,6 +12,7 @@ import torch
 from tiny_lm import tiny_lm
 
 from llmos.generation import ConstraintError, GenerationError, generate
+from llmos.generation.constrained import DEFAULT_MAX_STRING_LENGTH, bound_strings
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,48 @@ def test_a_constraint_without_a_tokenizer_is_refused(setup):
     model, tokenizer = setup
     with pytest.raises(ConstraintError, match="needs tokenizer"):
         generate(model, torch.tensor([tokenizer.encode("the cat")]), regex="a", max_new_tokens=4)
+
+
+def never_closing_strings(seed: int = 1):
+    """A tiny model that writes a quote only when the grammar allows nothing else: its strings run on."""
+    import copy
+
+    from llmos.model import CausalLM
+
+    model, tokenizer = tiny_lm(seed, max_seq_len=1024)
+    config = copy.deepcopy(model.config)
+    config.lm_head_bias = True
+    biased = CausalLM(config).eval()
+    biased.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        biased.lm_head.bias.zero_()
+        for token_id in range(len(tokenizer)):
+            if '"' in tokenizer.decode([token_id]):
+                biased.lm_head.bias[token_id] = -1e4
+    return biased, tokenizer
+
+
+def test_a_string_without_max_length_is_closed_by_the_grammar_and_a_given_max_length_wins():
+    model, tokenizer = never_closing_strings()
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "code": {"type": "string", "maxLength": 3}},
+              "required": ["city", "code"], "additionalProperties": False}
+    [text] = new_text(model, tokenizer, json_schema=schema, max_new_tokens=900)
+    value = json.loads(text)  # the reply ended: cut by max_new_tokens, it would not parse
+    assert len(value["city"]) == DEFAULT_MAX_STRING_LENGTH and len(value["code"]) == 3
+
+
+def test_bound_strings_leaves_data_and_strings_with_a_language_of_their_own_alone():
+    schema = {"type": "object", "properties": {
+        "free": {"type": ["string", "null"]}, "long": {"type": "string", "minLength": 300},
+        "date": {"type": "string", "format": "date"}, "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "kind": {"type": "string", "enum": ["a", "b"]}, "fixed": {"const": {"type": "string"}},
+        "tags": {"type": "array", "items": {"type": "string"}}},
+        "$defs": {"name": {"type": "string", "maxLength": 9}}}
+    bounded = bound_strings(schema)
+    properties = bounded["properties"]
+    assert properties["free"]["maxLength"] == DEFAULT_MAX_STRING_LENGTH
+    assert properties["tags"]["items"]["maxLength"] == DEFAULT_MAX_STRING_LENGTH
+    assert properties["long"]["maxLength"] == 300  # never below minLength
+    assert "maxLength" not in properties["date"] and "maxLength" not in properties["code"]
+    assert "maxLength" not in properties["kind"] and properties["fixed"] == {"const": {"type": "string"}}
+    assert bounded["$defs"]["name"]["maxLength"] == 9 and "maxLength" not in schema["properties"]["free"]

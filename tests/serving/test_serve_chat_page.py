@@ -8,6 +8,8 @@ from pathlib import Path
 
 from browser import browser_page
 
+from llmos.generation_config import CHAT_SAMPLING, DEFAULT_REPLY_TOKENS
+
 SCREENSHOT = Path(os.environ.get("LLMOS_SCREENSHOT_DIR", "runs")) / "serve_chat_page.png"
 
 
@@ -17,6 +19,12 @@ def test_chat_page_streams_an_answer_and_keeps_history(server, monkeypatch):
         page.on("pageerror", lambda exc: console_errors.append(str(exc)))
         page.goto(server.url + "/")
         page.wait_for_selector("#model-name:has-text('tiny')")
+        # the settings start at the server's defaults for this model, and say so
+        assert float(page.input_value("#temperature")) == CHAT_SAMPLING["temperature"]
+        assert float(page.input_value("#top-p")) == CHAT_SAMPLING["top_p"]
+        assert page.input_value("#max-tokens") == str(DEFAULT_REPLY_TOKENS)
+        shown = page.inner_text("#defaults")
+        assert f"repetition penalty {CHAT_SAMPLING['repetition_penalty']}" in shown and "max tokens" in shown
         page.fill("#system-prompt", "You are terse.")
         page.fill("#max-tokens", "12")
         page.fill("#input", "hello there")

@@ -159,6 +159,55 @@ def test_llmos_chat_streams_answers_and_obeys_commands(checkpoint):
     assert "unknown setting 'colour'" in out
 
 
+def test_llmos_chat_set_alone_lists_the_settings_and_a_reply_cut_by_the_limit_is_marked(checkpoint):
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+    from llmos.generation_config import CHAT_SAMPLING, DEFAULT_REPLY_TOKENS
+
+    r = CliRunner().invoke(app, ["chat", str(checkpoint)],
+                           input="/set\n/set temperature 0\n/set max_tokens 4\nhello\n/exit\n")
+    assert r.exit_code == 0, r.output
+    listed = ", ".join(f"{name} {value}" for name, value in {**CHAT_SAMPLING, "max_tokens": DEFAULT_REPLY_TOKENS}.items())
+    assert f"({listed}; /set NAME VALUE changes one)" in r.stdout
+    assert f"chatting with tiny-chat ({listed})" in r.output  # shown at start too
+    assert "[cut at 4 tokens: /set max_tokens N for longer replies]" in r.stdout  # the tiny model never ends
+
+
+def test_llmos_serve_caps_a_reply_without_max_tokens_and_prints_the_cap(checkpoint, monkeypatch, capsys, kit):
+    import uvicorn
+
+    from llmos.cli import main
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.update(app=app))
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(checkpoint), "--max-tokens-default", "6"])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    assert info.value.code == 0
+    assert "replies without max_tokens stop at 6 tokens (--max-tokens-default)" in capsys.readouterr().err
+    server, thread, url = kit.start_server(started["app"])
+    try:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}],
+                                               temperature=0)
+        assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 6
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_llmos_serve_refuses_a_max_tokens_default_below_one_before_loading(tmp_path, monkeypatch, capsys):
+    from llmos.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["llmos", "serve", str(tmp_path / "nope"), "--max-tokens-default", "0"])
+    with pytest.raises(SystemExit) as info:
+        main.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "nope" not in err
+    assert "Invalid value for '--max-tokens-default'" in err and "greater than or equal to 1" in err
+
+
 @pytest.fixture(scope="module")
 def gguf_file(tmp_path_factory) -> Path:
     return write_gguf_model(tmp_path_factory.mktemp("gguf"), "llama", "Q4_1")

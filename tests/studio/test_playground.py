@@ -148,6 +148,21 @@ def test_the_seed_makes_sampling_repeatable(studio):
     assert first["text"] == again["text"] and first["text"] != other["text"]
 
 
+def test_a_sampled_request_gets_the_chat_defaults_for_the_settings_it_leaves_out(studio):
+    from llmos.generation_config import CHAT_SAMPLING, chat_generate_keywords
+
+    assert httpx.get(studio["url"] + "/api/tasks").json()["sampling"] == CHAT_SAMPLING  # the page shows them
+    model = studio["models"]["runs:tiny/best"]
+    done = finished(generate(studio["url"], {"model": "runs:tiny/best", "prompt": "the cat", "temperature": 1.5,
+                                             "seed": 3, "max_new_tokens": 16})[1])
+    decoding = {**chat_generate_keywords(None), "do_sample": True, "temperature": 1.5, "seed": 3, "max_new_tokens": 16}
+    expected = pipeline("chat", model=model, tokenizer=studio["tokenizer"])("the cat", **decoding)
+    assert done["result"] == expected[0]
+    untouched = pipeline("chat", model=model, tokenizer=studio["tokenizer"])(  # top_k 50, top_p 1: other text
+        "the cat", do_sample=True, temperature=1.5, seed=3, max_new_tokens=16)
+    assert untouched[0] != expected[0]
+
+
 def test_task_options_and_fields_reach_the_pipeline(studio):
     url = studio["url"]
     done = finished(generate(url, {"model": "runs:tiny/best", "prompt": "Ada lives in Paris", "task": "question-answering",

@@ -8,7 +8,7 @@ goes back to the model as the next message, and the loop continues until an
 answer or `max_steps`. A call the model repeats with the same arguments is not
 run again: its known result is given back and the next step must answer
 (small models otherwise repeat a call until max_steps). Every step is appended to a JSONL trace when `trace=`
-names a file. The format needs no tool support in the chat template: it is
+names a file, and handed to `run(..., on_step=fn)` as it finishes (`llmos agent` prints it). The format needs no tool support in the chat template: it is
 plain messages, so any chat model can drive it.
 """
 
@@ -92,7 +92,9 @@ class Agent:
         finally:
             pool.shutdown(wait=False)
 
-    def run(self, task: str, require_tool_first: bool = False) -> AgentResult:
+    def run(self, task: str, require_tool_first: bool = False,
+            on_step: Callable[[dict[str, Any]], None] | None = None) -> AgentResult:
+        """Loop until an answer or max_steps; `on_step(record)` sees each step's record as it ends."""
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task}]
         result = AgentResult(answer=None, stopped="max_steps")
         answered: dict[str, str] = {}  # call (name + arguments) -> its successful result
@@ -130,6 +132,8 @@ class Agent:
                 self.trace.parent.mkdir(parents=True, exist_ok=True)
                 with self.trace.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record, default=str) + "\n")
+            if on_step is not None:
+                on_step(record)
             if result.answer is not None:
                 break
         return result

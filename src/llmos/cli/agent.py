@@ -12,6 +12,10 @@ step is printed; `--trace FILE` appends
 them as JSONL. With `--server URL` the model is the one `llmos serve` (or any
 OpenAI-compatible server honouring json_schema response formats) serves at
 URL, and MODEL is its id there (`-` for the first one it lists).
+
+Every step is printed as it ends: `[1] calculate({'expression': '17 * 23'}) -> 391`
+for a call (its arguments and the tool's result or error), `[2] answer: ...`
+for the final answer, `[n] error: ...` for a reply the model could not finish.
 """
 
 from __future__ import annotations
@@ -103,14 +107,20 @@ def agent_command(
             brain, tokenizer = (AutoModelForCausalLM.from_pretrained(model, quantize=quantize),
                                 AutoTokenizer.from_pretrained(model))
         agent = Agent(brain, tokenizer, selected, max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
-        result = agent.run(task, require_tool_first=require_tool)
-    for step in result.steps:
-        action = step["action"]
-        if "tool" in action:
-            typer.echo(f"[{step['step']}] {action['tool']}({action['arguments']}) -> {step['result']}")
-        elif "error" in action:
-            typer.echo(f"[{step['step']}] {action['error']}")
-    typer.echo(result.answer if result.answer is not None else f"(no answer after {max_steps} steps)")
+        result = agent.run(task, require_tool_first=require_tool, on_step=lambda step: typer.echo(step_line(step)))
+    if result.answer is None:
+        typer.echo(f"(no answer after {max_steps} steps)")
+
+
+def step_line(step: dict) -> str:
+    """One agent step as `llmos agent` prints it."""
+    action, number = step["action"], f"[{step['step']}]"
+    if "tool" in action:
+        again = " (a repeat: its earlier result)" if step.get("repeated") else ""
+        return f"{number} {action['tool']}({action['arguments']}) -> {step['result']}{again}"
+    if "error" in action:
+        return f"{number} error: {action['error']}"
+    return f"{number} answer: {action['answer']}"
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,14 @@
 MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
 Runs the serving engine in-process (no HTTP). Input ends with an empty line
 when it spans several lines (start with \"\"\" to paste a block, end with \"\"\").
-Commands: /reset, /system TEXT, /set temperature|top_p|top_k|max_tokens VALUE,
-/history, /help, /exit. `--max-new-tokens` is `--max-tokens` under the name
-`llmos generate` uses; `--chat-template FILE` replaces the model's template.
+Commands: /reset, /system TEXT, /set NAME VALUE (temperature, top_k, top_p,
+min_p, repetition_penalty, max_tokens; /set alone lists them), /history, /help,
+/exit. Replies are sampled as `llmos serve` samples them: the model's own
+generation_config values, else LLMOS's measured chat defaults
+(`llmos.generation_config.chat_sampling`), up to DEFAULT_REPLY_TOKENS tokens; a
+reply cut by that limit ends with a marker saying so. `--max-new-tokens` is
+`--max-tokens` under the name `llmos generate` uses; `--chat-template FILE`
+replaces the model's template.
 """
 
 from __future__ import annotations
@@ -24,22 +29,27 @@ from llmos.cli.runtime_options import (
     threads_option,
 )
 from llmos.errors import LLMOSError
+from llmos.generation_config import DEFAULT_REPLY_TOKENS, chat_sampling
 
 HELP = ("commands: /reset (forget the conversation), /system TEXT (set the system prompt), "
-        "/set temperature|top_p|top_k|max_tokens VALUE, /history, /exit. "
-        'Multi-line: start with """ and end with """ on its own line.')
-SETTINGS = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int}
+        "/set NAME VALUE (temperature, top_k, top_p, min_p, repetition_penalty, max_tokens; /set alone lists "
+        'them), /history, /exit. Multi-line: start with """ and end with """ on its own line.')
+SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "min_p": float, "repetition_penalty": float,
+            "max_tokens": int}
 
 
 class ChatSession:
-    """History + settings + one engine; `reply` streams the assistant's answer to `write`."""
+    """History + settings + one engine; `reply` streams the assistant's answer to `write`.
+    `model_defaults` is the model's generation_config (None: LLMOS's chat defaults only)."""
 
-    def __init__(self, engine: Any, tokenizer: Any, system: str | None = None) -> None:
+    def __init__(self, engine: Any, tokenizer: Any, system: str | None = None, model_defaults: Any = None) -> None:
         self.engine, self.tokenizer = engine, tokenizer
         self.system = system
         self.history: list[dict[str, str]] = []
-        self.settings: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.95, "top_k": 0,
-                                                 "max_tokens": 256}
+        self.settings: dict[str, float | int] = {**chat_sampling(model_defaults), "max_tokens": DEFAULT_REPLY_TOKENS}
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {value}" for name, value in self.settings.items())
 
     def command(self, line: str) -> str | None:
         """Run a /command; return a message to show, or None to exit."""
@@ -56,6 +66,8 @@ class ChatSession:
         if name == "history":
             return "\n".join(f"{m['role']}: {m['content']}" for m in self.messages()) or "(empty)"
         if name == "set":
+            if not arg:
+                return f"({self.describe()}; /set NAME VALUE changes one)"
             key, _, value = arg.partition(" ")
             if key not in SETTINGS:
                 return f"unknown setting {key!r}; expected one of {sorted(SETTINGS)}"
@@ -83,18 +95,18 @@ class ChatSession:
             self.history.pop()
             raise LLMOSError(f"the conversation ({len(prompt)} tokens) no longer fits the context window "
                              f"of {self.engine.max_len} tokens; /reset to start over")
-        params = SamplingParams(max_tokens=min(int(self.settings["max_tokens"]), room),
-                                temperature=float(self.settings["temperature"]),
-                                top_p=float(self.settings["top_p"]), top_k=int(self.settings["top_k"]),
-                                stop_token_ids=self.tokenizer.stop_token_ids)
+        limit = int(self.settings["max_tokens"])
+        sampling = {name: value for name, value in self.settings.items() if name != "max_tokens"}
+        params = SamplingParams(max_tokens=min(limit, room), **sampling, stop_token_ids=self.tokenizer.stop_token_ids)
         events: queue.Queue = queue.Queue()
         request = self.engine.submit(prompt, params, events.put)
-        stream, answer = TextStream(self.tokenizer, []), ""
+        stream, answer, tokens = TextStream(self.tokenizer, []), "", 0
         try:
             while True:
                 event = events.get()
                 if event.kind == "token":
                     delta = stream.push(event.token_id)
+                    tokens += 1
                 elif event.kind == "done":
                     delta = stream.flush()
                 else:
@@ -106,6 +118,9 @@ class ChatSession:
         finally:
             request.cancel()
             self.history.append({"role": "assistant", "content": answer})
+        if event.finish_reason == "length":  # shown, not kept in the history the model reads
+            write(f" [cut at {tokens} tokens: /set max_tokens N for longer replies]" if tokens < room else
+                  f" [cut at {tokens} tokens: the context window is full; /reset to start over]")
         return answer
 
 
@@ -133,8 +148,10 @@ def chat_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
                                           "name (smollm2)."),
     system: str = typer.Option(None, help="System prompt."),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
-    max_tokens: int = typer.Option(256, "--max-tokens", "--max-new-tokens", min=1, help="Longest answer in tokens."),
+    temperature: float = typer.Option(None, help="Sampling temperature (0 = greedy); default: the model's "
+                                      "generation_config, else LLMOS's chat default."),
+    max_tokens: int = typer.Option(None, "--max-tokens", "--max-new-tokens", min=1,
+                                   help=f"Longest answer in tokens (default {DEFAULT_REPLY_TOKENS})."),
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     threads: int = threads_option(),
     chat_template: Path = chat_template_option(),
@@ -149,9 +166,11 @@ def chat_command(
     set_threads(threads)
     model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
     engine = Engine(model, max_batch=1, max_queue=1).start()
-    session = ChatSession(engine, tokenizer, system)
-    session.settings.update(temperature=temperature, max_tokens=max_tokens)
-    typer.echo(f"chatting with {model_label(checkpoint)}; /help for commands, /exit to leave", err=True)
+    session = ChatSession(engine, tokenizer, system, getattr(model, "generation_config", None))
+    given = {"temperature": temperature, "max_tokens": max_tokens}
+    session.settings.update({name: value for name, value in given.items() if value is not None})
+    typer.echo(f"chatting with {model_label(checkpoint)} ({session.describe()}); /help for commands, /set to "
+               "change a setting, /exit to leave", err=True)
     try:
         while True:
             text = read_message()

@@ -10,7 +10,10 @@ unless --allowed-hosts / --allowed-origins name them (serving/origin_guard.py).
 vLLM's and llama-server's names for the same flags work too (--max-num-seqs
 and --parallel for --max-batch, --served-model-name and --alias for
 --model-name); numbers out of range (a port above 65535, --max-batch 0) are
-refused before the model loads.
+refused before the model loads. A chat request without max_tokens gets at most
+--max-tokens-default tokens (finish_reason "length" says when it was cut);
+sampling fields a request leaves out come from the model's generation_config,
+else LLMOS's chat defaults. Both are printed at start.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from llmos.cli.runtime_options import (
     threads_option,
 )
 from llmos.errors import LLMOSError
+from llmos.generation_config import DEFAULT_REPLY_TOKENS
 
 
 def serve_command(
@@ -44,6 +48,8 @@ def serve_command(
     quantize: str = typer.Option("auto", help="auto (as stored), none (float), int8 or int4 weight-only linears."),
     max_model_len: int = typer.Option(None, help="Tokens per request (prompt + completion); default: the "
                                                  "model's context."),
+    max_tokens_default: int = typer.Option(DEFAULT_REPLY_TOKENS, min=1, help="Longest chat reply, in tokens, when "
+                                           "a request gives no max_tokens (finish_reason 'length' when cut)."),
     kv_cache_mb: int = typer.Option(2048, "--kv-cache-mb", min=1,
                                     help="Memory for keys and values of all requests, in MiB: taken in blocks "
                                          "as requests grow (never less than one full-context request needs); "
@@ -83,13 +89,16 @@ def serve_command(
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len, host=host,
                      allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins,
-                     kv_budget_bytes=kv_cache_mb << 20)
+                     kv_budget_bytes=kv_cache_mb << 20, max_tokens_default=max_tokens_default)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
     engine = app.state.llmos.engine
     typer.echo(f"KV cache: up to {engine.kv_budget_bytes / 2**20:.0f} MiB ({engine.blocks.num_blocks * engine.pool.block_size}"
                f" tokens), taken as requests need it (--kv-cache-mb); up to {max_batch} requests at once "
                f"(--max-batch), {engine.max_len} tokens each (--max-model-len)", err=True)
+    sampling = ", ".join(f"{name} {value}" for name, value in app.state.llmos.sampling.items())
+    typer.echo(f"replies without max_tokens stop at {max_tokens_default} tokens (--max-tokens-default); "
+               f"unset sampling fields: {sampling}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=shutdown_grace)
 
 

@@ -12,6 +12,13 @@ step, so a grammar that compiles but cannot start (a schema that is only a
 `$ref` to itself, a required property that contains itself) fails before any
 decoding.
 
+A JSON string is bounded: one whose schema gives no `maxLength` (nor an enum,
+const, pattern or format of its own) gets `DEFAULT_MAX_STRING_LENGTH`
+characters (`bound_strings`), so a small model that loops inside a string is
+closed by the grammar, with valid JSON, instead of running to the token limit
+(or past the context, as a looping tool-call argument did). A schema's own
+`maxLength` wins; give a larger one for long text.
+
 Every row has its own matcher (or none: an unconstrained row in a mixed batch),
 so rows of one batch may follow different grammars. Beam search forks and
 drops beams every step; it calls `follow_rows` so each matcher moves with its
@@ -37,6 +44,27 @@ from llmos.tokenizer.from_any import as_tokenizer
 CONSTRAINT_KEYS = ("json_schema", "regex", "grammar", "choices")
 # JSON as json.dumps writes it: no free whitespace, so a small model cannot wander in blanks
 JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+DEFAULT_MAX_STRING_LENGTH = 256  # characters of a JSON string whose schema sets no maxLength
+# keys whose values are data, not subschemas: a string schema inside them must not be rewritten
+_DATA_KEYS = frozenset({"const", "enum", "default", "examples", "x-guidance"})
+
+
+def bound_strings(schema: Any, limit: int = DEFAULT_MAX_STRING_LENGTH) -> Any:
+    """A copy of a JSON schema in which every string without its own bound has `maxLength` `limit`
+    (at least its minLength). Strings with an enum, const, pattern or format keep their own language."""
+    if isinstance(schema, list):
+        return [bound_strings(item, limit) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: value if key in _DATA_KEYS else bound_strings(value, limit) for key, value in schema.items()}
+    kind = schema.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if is_string and not any(key in schema for key in ("maxLength", "enum", "const", "pattern", "format")):
+        minimum = schema.get("minLength")
+        bounded["maxLength"] = max(limit, minimum) if isinstance(minimum, int) else limit
+    return bounded
 
 
 class ConstraintError(GenerationError):
@@ -74,8 +102,7 @@ def grammar_for(json_schema: Any = None, regex: str | None = None, grammar: str 
     kind = next(iter(given))
     try:
         if json_schema is not None:
-            schema = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
-            result = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_STYLE)
+            result = LLMatcher.grammar_from_json_schema(_schema_text(json_schema), defaults=JSON_STYLE)
         elif regex is not None:
             result = LLMatcher.grammar_from_regex(regex)
         elif choices is not None:
@@ -92,6 +119,20 @@ def grammar_for(json_schema: Any = None, regex: str | None = None, grammar: str 
     if error:
         raise ConstraintError(f"the grammar engine cannot compile {kind}: {' '.join(error.split())}")
     return result
+
+
+def _schema_text(json_schema: Any) -> str:
+    """The schema (a dict, or JSON text) with its strings bounded, as JSON text; text that is not a
+    JSON object goes to the engine as it is, for the engine to refuse."""
+    schema = json_schema
+    if isinstance(json_schema, str):
+        try:
+            schema = json.loads(json_schema)
+        except json.JSONDecodeError:
+            return json_schema
+        if not isinstance(schema, dict):
+            return json_schema
+    return json.dumps(bound_strings(schema))
 
 
 def prompt_grammars(given: dict[str, Any], batch: int) -> list[str | None] | None:

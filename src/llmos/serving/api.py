@@ -33,6 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 import llmos
+from llmos.errors import LLMOSError
+from llmos.generation_config import DEFAULT_REPLY_TOKENS, chat_sampling
 from llmos.serving import routes, tokenization
 from llmos.serving.engine import Engine
 from llmos.serving.errors import APIError
@@ -68,6 +70,13 @@ class ServerState:
     api_key: str | None
     max_body_bytes: int
     created: int
+    generation_defaults: Any  # the model's generation_config (None: it has none)
+    max_tokens_default: int  # a chat reply's cap when the request gives no max_tokens
+
+    @property
+    def sampling(self) -> dict[str, float | int]:
+        """What a chat request that names no sampling field gets (a free-text reply)."""
+        return chat_sampling(self.generation_defaults)
 
 
 def create_app(
@@ -82,19 +91,26 @@ def create_app(
     host: str = "127.0.0.1",
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
+    max_tokens_default: int = DEFAULT_REPLY_TOKENS,
     **engine_options: Any,
 ) -> FastAPI:
     """An app serving `model` (a CausalLM) with `tokenizer` (LLMOS or `tokenizers.Tokenizer`).
 
     `host` is the address the server binds (it decides the Host check); `allowed_hosts` are
     further Host names to answer, `allowed_origins` the web origins (scheme://host[:port], or
-    "*") whose pages may POST and read answers (CORS). engine_options go to `Engine` (e.g.
-    kv_budget_bytes, chunk_tokens)."""
+    "*") whose pages may POST and read answers (CORS). A chat request without max_tokens gets at most
+    `max_tokens_default` tokens; sampling fields it leaves out come from the model's
+    generation_config, else (when it names none) LLMOS's chat defaults (`chat_sampling`), see
+    serving/routes.py. engine_options go to `Engine`
+    (e.g. kv_budget_bytes, chunk_tokens)."""
+    if max_tokens_default < 1:
+        raise LLMOSError(f"max_tokens_default={max_tokens_default} must be at least 1")
     origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
         tokenizer, chat_template, model.config.eos_token_ids)
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
-    state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()))
+    state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()),
+                        getattr(model, "generation_config", None), max_tokens_default)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,7 +182,8 @@ def create_app(
 
     def model_card() -> dict[str, Any]:
         return {"id": model_id, "object": "model", "created": state.created, "owned_by": "llmos",
-                "max_model_len": engine.max_len}
+                "max_model_len": engine.max_len,
+                "defaults": {**state.sampling, "max_tokens": state.max_tokens_default}}
 
     @app.get("/v1/models", response_model=ModelList, responses=errors(401))
     async def list_models() -> dict[str, Any]:

@@ -110,12 +110,24 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage | None = None
 
 
+class SamplingDefaults(BaseModel):
+    """What a request that leaves these fields out gets (the chat page shows them)."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repetition_penalty: float
+    max_tokens: int  # chat replies without max_tokens / max_completion_tokens
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
     max_model_len: int
+    defaults: SamplingDefaults
 
 
 class ModelList(BaseModel):

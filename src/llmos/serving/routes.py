@@ -2,7 +2,14 @@
 
 Each validates its body, turns it into prompts + `SamplingParams` (rejecting,
 never truncating, what does not fit the context), runs a `ChoiceGroup`, and
-answers with OpenAI's JSON or its server-sent-event chunks.
+answers with OpenAI's JSON or its server-sent-event chunks. Sampling fields a
+request leaves out take the model's own values (its generation_config), else
+LLMOS's chat defaults when a chat request names no sampling field at all
+(`chat_sampling`; a grammar-constrained reply gets no default repetition
+penalty), else OpenAI's neutral ones (so `temperature: 0` is plain greedy);
+a chat reply without max_tokens / max_completion_tokens stops at the server's
+`max_tokens_default` (finish_reason "length"), as llama-server and Ollama cap
+theirs, rather than running on to the end of the context.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos.errors import LLMOSError
+from llmos.generation_config import CHAT_SAMPLING, NEUTRAL_SAMPLING, chat_sampling
 from llmos.serving.dispatch import ChoiceGroup, Piece
 from llmos.serving.errors import APIError, read_json_body
 from llmos.serving.logprobs import TextOffsets, chat_logprobs, completion_logprobs
@@ -44,7 +52,13 @@ def _request_id(request: Request) -> str:
 
 
 def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: int | None,
-            prompt_logprobs: bool = False) -> SamplingParams:
+            prompt_logprobs: bool = False, default_limit: int | None = None,
+            constraint: Any = None) -> SamplingParams:
+    """`limit` is the request's own token limit; without one a reply may use the rest of the context,
+    or `default_limit` tokens of it when that is given. `constraint`: the reply's grammar, if any.
+    Sampling left out: the model's own values, else LLMOS's chat defaults for a chat request that
+    names no sampling field at all, else the neutral ones (temperature 1, no warper, no penalty), as
+    OpenAI's API: a request that chose `temperature: 0` gets plain greedy decoding."""
     longest = max(len(p) for p in prompts)
     room = state.engine.room_for(longest)
     if longest > state.engine.max_len or (longest == state.engine.max_len and limit != 0):
@@ -57,10 +71,14 @@ def _params(state, body, prompts: list[list[int]], limit: int | None, logprobs: 
                        f"However, you requested {longest + limit} tokens ({longest} in the prompt, "
                        f"{limit} for the completion); ask for at most {room} completion tokens",
                        param="max_tokens", code="context_length_exceeded")
-    return SamplingParams(
-        max_tokens=room if limit is None else limit, temperature=body.temperature, top_p=body.top_p,
-        top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty, seed=body.seed,
-        logprobs=logprobs, prompt_logprobs=prompt_logprobs, stop_token_ids=state.tokenizer.stop_token_ids)
+    if limit is None:
+        limit = room if default_limit is None else min(default_limit, room)
+    named = {name: getattr(body, name) for name in CHAT_SAMPLING if getattr(body, name) is not None}
+    fallback = CHAT_SAMPLING if isinstance(body, ChatCompletionRequest) and not named else NEUTRAL_SAMPLING
+    sampling = {**chat_sampling(state.generation_defaults, constraint is not None, fallback), **named}
+    return SamplingParams(max_tokens=limit, **sampling, seed=body.seed, logprobs=logprobs,
+                          prompt_logprobs=prompt_logprobs, stop_token_ids=state.tokenizer.stop_token_ids,
+                          constraint=constraint)
 
 
 def _completion_prompts(state, prompt: Any) -> list[list[int]]:
@@ -235,8 +253,9 @@ async def chat_completions(request: Request) -> Any:
     _check_model(state, body.model)
     prompt = chat_prompt(state, body)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    params = _params(state, body, [prompt], body.token_limit, logprobs)
-    params.constraint, constraint_field = reply_constraint(state, body)
+    constraint, constraint_field = reply_constraint(state, body)
+    params = _params(state, body, [prompt], body.token_limit, logprobs, default_limit=state.max_tokens_default,
+                     constraint=constraint)
     group = ChoiceGroup(state.engine, state.tokenizer, constraint_field)
     group.submit([prompt], body.n, params, body.stop or [])
     readers = {c.index: ToolCallReader() for c in group.choices} if body.tool_mode != "none" else {}

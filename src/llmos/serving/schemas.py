@@ -7,7 +7,11 @@ OpenAI answers "Unrecognized request argument". Nothing in a request can name
 a file: the model field is matched against the one served model's id.
 `null` for an optional field means its default, as in OpenAI's spec (where
 every optional field is nullable). min_p and repetition_penalty are sampling
-extensions with vLLM's and llama.cpp's names and transformers' semantics.
+extensions with vLLM's and llama.cpp's names and transformers' semantics. A
+sampling field left out (None) takes the model's own generation_config value,
+as vLLM fills it, else LLMOS's measured chat default when the chat request
+names no sampling field at all (`llmos.generation_config.chat_sampling`), else
+OpenAI's neutral value (see serving/routes.py).
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ class StreamOptions(StrictModel):
 
 class _Common(StrictModel):
     model: str
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)  # extension (0 = off), as vLLM
+    # sampling: None = the server's default for this model (see the module docstring)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)  # extension (0 = off), as vLLM
     n: int = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
@@ -65,21 +70,21 @@ class _Common(StrictModel):
     frequency_penalty: float = 0.0
     logit_bias: dict[str, float] | None = None
     # sampling extensions (vLLM, llama.cpp)
-    min_p: float = 0.0  # keep tokens at least min_p x the top token's probability; 0 = off
-    repetition_penalty: float = 1.0  # CTRL's penalty on tokens already in prompt or output; 1 = off
+    min_p: float | None = None  # keep tokens at least min_p x the top token's probability; 0 = off
+    repetition_penalty: float | None = None  # CTRL's penalty on tokens already in prompt or output; 1 = off
 
     @field_validator("min_p")
     @classmethod
-    def _min_p_range(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
+    def _min_p_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError("min_p must be in [0, 1] (0 turns it off)")
         return value
 
     @field_validator("repetition_penalty")
     @classmethod
-    def _penalty_range(cls, value: float) -> float:
+    def _penalty_range(cls, value: float | None) -> float | None:
         low, high = REPETITION_PENALTY_RANGE
-        if not low <= value <= high:  # beyond it, dividing the scores can overflow them to inf
+        if value is not None and not low <= value <= high:  # beyond it, dividing the scores can overflow them to inf
             raise ValueError(f"repetition_penalty must be in [{low}, {high}] (1 turns it off, > 1 "
                              "discourages repeats, < 1 encourages them)")
         return value

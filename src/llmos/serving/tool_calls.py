@@ -14,7 +14,8 @@ token limit).
 The arguments are JSON that validates against the function's parameter
 schema; an object that does not say `additionalProperties` gets no properties
 beyond those it describes (OpenAI's strict mode), since small models otherwise
-go on inventing parameters. With tool_choice "auto" the first character decides: "<" starts a
+go on inventing parameters; a string argument without its own maxLength gets
+`DEFAULT_MAX_STRING_LENGTH` characters (`bound_strings`), so a call always ends. With tool_choice "auto" the first character decides: "<" starts a
 call, anything else is a text reply (so an "auto" reply cannot begin with
 "<"); "required" and a named function allow calls only; "none" lists no tools
 and parses no calls.
@@ -35,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos.generation.constrained import JSON_STYLE
+from llmos.generation.constrained import JSON_STYLE, bound_strings
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>\n", "\n</tool_call>"
 _HEADER = re.compile(r'<tool_call>\n\{"name": "((?:[^"\\]|\\.)*)", "arguments": ')
@@ -56,14 +57,15 @@ def tool_grammar(tools: list[dict[str, Any]], text_allowed: bool, parallel: bool
                  text_schema: dict[str, Any] | None = None) -> str:
     """A Lark grammar for the reply: calls of `tools` (function dicts), and when `text_allowed`
     (tool_choice "auto") alternatively text, or JSON of `text_schema` when response_format asks."""
-    schema = {"anyOf": [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                         "properties": {"name": {"const": t["name"]}, "arguments": closed_arguments(t.get("parameters"))}}
-                        for t in tools], "x-guidance": JSON_STYLE}
+    shapes = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+               "properties": {"name": {"const": t["name"]}, "arguments": closed_arguments(t.get("parameters"))}}
+              for t in tools]
+    schema = {"anyOf": bound_strings(shapes), "x-guidance": JSON_STYLE}
     call = f'"<tool_call>\\n" %json {json.dumps(schema)} "\\n</tool_call>"'
     calls = 'call ("\\n" call)*' if parallel else "call"
     if not text_allowed:
         return f"start: {calls}\ncall: {call}\n"
-    text = (f"%json {json.dumps({**text_schema, 'x-guidance': JSON_STYLE})}" if text_schema is not None
+    text = (f"%json {json.dumps({**bound_strings(text_schema), 'x-guidance': JSON_STYLE})}" if text_schema is not None
             else "/[^<](.|\\n)*/")
     return f"start: text | calls\ntext: {text}\ncalls: {calls}\ncall: {call}\n"
 

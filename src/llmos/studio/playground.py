@@ -1,6 +1,7 @@
 """Layer 8b: the playground: try a model on a prompt or a task, its answer streamed as it is written.
 
-    GET  /api/tasks     -> {"tasks": [{"name", "summary", "fields", "options", "choices", "defaults", "streams"}]}
+    GET  /api/tasks     -> {"tasks": [{"name", "summary", "fields", "options", "choices", "defaults", "streams"}],
+                            "sampling": {"temperature", "top_k", "top_p", "min_p", "repetition_penalty"}}
     POST /api/generate  {"model": "runs:tiny/best", "prompt": "Hi", "task": "chat", "max_new_tokens": 64,
                          "temperature": 0.7, "top_p": 0.9, "top_k": 50, "seed": 1, "json_schema": {...},
                          <the task's options and other input fields>}
@@ -13,7 +14,12 @@ defaults and the constraint, and parses the reply into `result`, as `llmos run`
 does; the playground only adds the streamer. No task: the model's chat
 template when it has one (`chat`), else the prompt continued as it is
 (`text-generation`). `json_schema` decodes under that schema's grammar, so the
-text always validates. Everything a request can get wrong (model id, task,
+text always validates. The request's sampling settings override the task's
+decoding defaults; a request that samples (a temperature > 0) without naming
+top_k, top_p, min_p or repetition_penalty gets them from the model's chat
+defaults (`llmos.generation_config.chat_sampling`, as `llmos chat` and
+`llmos serve` sample), listed by GET /api/tasks as "sampling" for the page to
+show. Everything a request can get wrong (model id, task,
 option, sampling value, schema) is a `StudioError` naming it, answered before
 any streaming starts.
 
@@ -46,6 +52,7 @@ from llmos.errors import LLMOSError
 from llmos.generation import GenerationConfig, GenerationError
 from llmos.generation.constrained import ConstraintError, grammar_for
 from llmos.generation.streamers import TextStreamer
+from llmos.generation_config import chat_generate_keywords, chat_sampling
 from llmos.studio.models import resolve_model
 from llmos.studio.paths import StudioError, quoted
 from llmos.studio.settings import StudioSettings
@@ -265,8 +272,12 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
     try:
         pipe = pipeline(task, model=loaded.model, tokenizer=loaded.tokenizer, **job.options)
         options = pipe.check_options(dict(pipe.options))
-        generation = {**pipe.decoding(options, {**pipe.defaults, **job.sampling}), "eos_token_id": reply_ends(pipe)}
         constraint = {"json_schema": job.json_schema} if job.json_schema else pipe.constraint(job.item, options)
+        sampling = job.sampling  # sampling asked for: what it leaves out is the model's chat default
+        if sampling.get("do_sample"):
+            chat = chat_generate_keywords(getattr(loaded.model, "generation_config", None), constraint is not None)
+            sampling = {**chat, **sampling}
+        generation = {**pipe.decoding(options, {**pipe.defaults, **sampling}), "eos_token_id": reply_ends(pipe)}
         if isinstance(pipe, TextGenerationPipeline):
             prompt = pipe.tokenizer.encode(pipe.render_user(job.item, options))
         elif streams(type(pipe)):
@@ -371,7 +382,7 @@ def router(settings: StudioSettings) -> APIRouter:
         for name in TASKS:
             cls = task_class(name)[0]
             cards.append({**task_card(name), "defaults": dict(cls.defaults), "streams": streams(cls)})
-        return {"tasks": cards}
+        return {"tasks": cards, "sampling": chat_sampling(None)}
 
     @api.post("/api/generate")
     async def generate(request: Request) -> StreamingResponse:

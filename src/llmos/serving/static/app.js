@@ -38,12 +38,34 @@ async function loadModel() {
     const res = await fetch("/v1/models", { headers: headers() });
     const body = await res.json();
     if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+    showDefaults(body.data[0].defaults);
     state.model = body.data[0].id;
     $("model-name").textContent = "model: " + state.model;
   } catch (err) {
     $("model-name").textContent = "model unavailable";
     showError("Could not list models: " + err.message);
   }
+}
+
+// The server's defaults for this model (its generation_config, else LLMOS's measured chat defaults)
+// become the settings' starting values, and are shown under them.
+const SETTINGS = { temperature: "temperature", top_p: "top-p", top_k: "top-k",
+                   repetition_penalty: "repetition-penalty", max_tokens: "max-tokens" };
+function showDefaults(defaults) {
+  if (!defaults || state.defaultsShown) return;
+  state.defaultsShown = true;
+  for (const [name, id] of Object.entries(SETTINGS)) {
+    if (defaults[name] === undefined) continue;
+    $(id).value = defaults[name];
+    if ($(id + "-value")) $(id + "-value").textContent = defaults[name];
+  }
+  $("defaults").textContent = "model defaults: " + Object.entries(defaults)
+    .map(([name, value]) => name.replace(/_/g, " ") + " " + value).join(", ");
+}
+
+function number(id, parse, fallback) {
+  const value = parse($(id).value);
+  return Number.isFinite(value) ? value : fallback;
 }
 
 function setBusy(busy) {
@@ -64,10 +86,11 @@ async function send(text) {
   messages.push(...state.history);
   const body = {
     model: state.model, messages, stream: true,
-    temperature: parseFloat($("temperature").value),
-    top_p: parseFloat($("top-p").value),
-    max_tokens: parseInt($("max-tokens").value, 10) || 128,
-  };
+    temperature: number("temperature", parseFloat, null), top_p: number("top-p", parseFloat, null),
+    top_k: number("top-k", (v) => parseInt(v, 10), null),
+    repetition_penalty: number("repetition-penalty", parseFloat, null),
+    max_tokens: number("max-tokens", (v) => parseInt(v, 10), null),
+  };  // null: the server's default
   state.controller = new AbortController();
   setBusy(true);
   let answer = "", finish = null;

@@ -57,7 +57,11 @@ function taskOptions() {
 }
 
 async function load(selected) {
-  const [{ models }, { tasks }] = await Promise.all([getJSON("/api/models"), getJSON("/api/tasks")]);
+  const [{ models }, { tasks, sampling }] = await Promise.all([getJSON("/api/models"), getJSON("/api/tasks")]);
+  if (sampling) {  // what a sampled request gets for the settings left blank (the model's own may differ)
+    $("top-p").placeholder = `${sampling.top_p} when sampling`;
+    $("top-k").placeholder = `${sampling.top_k} when sampling`;
+  }
   for (const [side, index] of [["a", 0], ["b", 1]]) {
     const picker = $("model-" + side);
     const kept = picker.value;
@@ -90,10 +94,11 @@ function body() {
       return null;
     }
   }
+  const given = (id) => ($(id).value.trim() === "" ? null : Number($(id).value));  // null: the server's default
   return {
     prompt: $("prompt").value, task: $("play-task").value || null,
-    max_new_tokens: Number($("max-new-tokens").value), temperature: Number($("temperature").value),
-    top_p: Number($("top-p").value), top_k: Number($("top-k").value), seed: Number($("seed").value),
+    max_new_tokens: Number($("max-new-tokens").value), temperature: given("temperature"),
+    top_p: given("top-p"), top_k: given("top-k"), seed: Number($("seed").value),
     json_schema: schema, ...taskOptions(),
   };
 }
