@@ -120,8 +120,11 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
     try:
         if step not in steps:
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+            # cpp_wrapper: the step is one call into C++ (a Python wrapper costs ~1 ms of a ~6 ms token);
+            # built separately from the kernels, the wrapper of a 30-layer model compiles in ~1/3 the time
+            # (measured: 74 s instead of ~125 s on a loaded 2-core host), at no cost per token measured.
             steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
-                                        options={"cpp_wrapper": True})
+                                        options={"cpp_wrapper": True, "cpp_wrapper_build_separate": True})
         out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once
         object.__setattr__(model, _FAILED_ATTR, True)
