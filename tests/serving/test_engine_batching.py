@@ -180,3 +180,33 @@ def test_repetition_penalty_applies_to_its_own_row_only_and_matches_transformers
     assert expected != solo_tokens(model, [1, 2], 14)  # the penalty matters for this prompt
     assert penalized.tokens() == expected
     assert plain.tokens() == solo_tokens(model, [1, 2], 14)
+
+
+@torch.no_grad()
+def test_rows_with_and_without_an_adapter_share_a_batch_and_each_decodes_as_alone():
+    from llmos.adapters import add_lora, lora_layers, set_adapter
+
+    model = build_model(400)
+    add_lora(model, {f"transformer.blocks.{i}.attn.qkv": [(0, model.transformer.blocks[i].attn.qkv.out_features)]
+                     for i in range(2)}, r=4, name="tools")
+    for _, layer in lora_layers(model):
+        for b in layer.adapters["tools"].B:
+            torch.nn.init.normal_(b, std=0.5)  # a fresh adapter is zero: make it matter
+    set_adapter(model, None)
+    engine = Engine(model, max_batch=8)
+    prompts = [[5, 6, 7], [8, 9, 10, 11], [3, 4], [12, 13, 14]]
+    wants = [True, False, True, False]
+    recorders = [Recorder(engine) for _ in prompts]
+    for prompt, want, recorder in zip(prompts, wants, recorders, strict=True):
+        engine.submit(prompt, SamplingParams(max_tokens=10, temperature=0, adapter="tools" if want else None),
+                      recorder)
+    for _ in range(14):
+        engine.step()
+    for prompt, want, recorder in zip(prompts, wants, recorders, strict=True):
+        set_adapter(model, "tools" if want else None)
+        alone = solo_tokens(model, prompt, 10)
+        assert recorder.tokens == alone
+    set_adapter(model, "tools")
+    tuned = solo_tokens(model, prompts[0], 10)
+    set_adapter(model, None)
+    assert tuned != solo_tokens(model, prompts[0], 10)  # the adapter changes this prompt's answer

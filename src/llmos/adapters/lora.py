@@ -75,13 +75,18 @@ class LoRAAdapter(nn.Module):
 
 
 class LoRALinear(nn.Module):
-    """A linear layer plus named LoRA adapters, at most one of them active."""
+    """A linear layer plus named LoRA adapters, at most one of them active.
+
+    `row_gate` (B,) set: the active adapter applies to the rows where it is 1 and not to those where
+    it is 0, in the same forward (a server batching requests with and without the adapter); a row
+    with 0 gets exactly the base layer's output."""
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
         self.base = base
         self.adapters = nn.ModuleDict()
         self.active: str | None = None
+        self.row_gate: torch.Tensor | None = None
 
     @property
     def in_features(self) -> int:
@@ -94,7 +99,10 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
         if self.active is not None and self.active in self.adapters:
-            y = y + self.adapters[self.active](x)
+            delta = self.adapters[self.active](x)
+            if self.row_gate is not None:  # (B,) -> (B, 1, ..., 1)
+                delta = delta * self.row_gate.view(-1, *([1] * (delta.dim() - 1))).to(delta.dtype)
+            y = y + delta
         return y
 
 
@@ -158,6 +166,24 @@ def using_adapter(model: nn.Module, name: str | None) -> Iterator[nn.Module]:
     try:
         yield model
     finally:
+        set_adapter(model, previous)
+
+
+@contextlib.contextmanager
+def adapter_for_rows(model: nn.Module, name: str, rows: torch.Tensor) -> Iterator[nn.Module]:
+    """Adapter `name` for the batch rows where `rows` (B,) is True and the base model for the others,
+    in one forward: `with adapter_for_rows(model, "tools", wants_tools): model(ids)`."""
+    previous = active_adapter(model)
+    set_adapter(model, name)
+    gate = rows.float()
+    layers = [layer for _, layer in lora_layers(model)]
+    for layer in layers:
+        layer.row_gate = gate
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.row_gate = None
         set_adapter(model, previous)
 
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 import llmos
+from llmos.adapters import adapter_names
 from llmos.errors import LLMOSError
 from llmos.generation_config import DEFAULT_REPLY_TOKENS, chat_sampling
 from llmos.serving import routes, tokenization
@@ -72,6 +73,7 @@ class ServerState:
     created: int
     generation_defaults: Any  # the model's generation_config (None: it has none)
     max_tokens_default: int  # a chat reply's cap when the request gives no max_tokens
+    tools_adapter: str | None = None  # the LoRA adapter the model holds for requests with tools
 
     @property
     def sampling(self) -> dict[str, float | int]:
@@ -92,6 +94,7 @@ def create_app(
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
     max_tokens_default: int = DEFAULT_REPLY_TOKENS,
+    tools_adapter: str | None = None,
     **engine_options: Any,
 ) -> FastAPI:
     """An app serving `model` (a CausalLM) with `tokenizer` (LLMOS or `tokenizers.Tokenizer`).
@@ -101,16 +104,20 @@ def create_app(
     "*") whose pages may POST and read answers (CORS). A chat request without max_tokens gets at most
     `max_tokens_default` tokens; sampling fields it leaves out come from the model's
     generation_config, else (when it names none) LLMOS's chat defaults (`chat_sampling`), see
-    serving/routes.py. engine_options go to `Engine`
-    (e.g. kv_budget_bytes, chunk_tokens)."""
+    serving/routes.py. `tools_adapter` names a LoRA adapter `model` holds (inactive): chat requests
+    with tools decode through it, every other request through the base model, in the same batches.
+    engine_options go to `Engine` (e.g. kv_budget_bytes, chunk_tokens)."""
     if max_tokens_default < 1:
         raise LLMOSError(f"max_tokens_default={max_tokens_default} must be at least 1")
+    if tools_adapter is not None and tools_adapter not in adapter_names(model):
+        raise LLMOSError(f"tools_adapter={tools_adapter!r}: the model holds no such adapter "
+                         f"(it holds {adapter_names(model) or 'none'})")
     origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
         tokenizer, chat_template, model.config.eos_token_ids)
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
     state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()),
-                        getattr(model, "generation_config", None), max_tokens_default)
+                        getattr(model, "generation_config", None), max_tokens_default, tools_adapter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -256,6 +256,8 @@ async def chat_completions(request: Request) -> Any:
     constraint, constraint_field = reply_constraint(state, body)
     params = _params(state, body, [prompt], body.token_limit, logprobs, default_limit=state.max_tokens_default,
                      constraint=constraint)
+    if body.tool_mode != "none" and state.tools_adapter is not None:
+        params.adapter = state.tools_adapter  # the tool-use adapter decodes requests that carry tools
     group = ChoiceGroup(state.engine, state.tokenizer, constraint_field)
     group.submit([prompt], body.n, params, body.stop or [])
     readers = {c.index: ToolCallReader() for c in group.choices} if body.tool_mode != "none" else {}

@@ -31,6 +31,7 @@ class SamplingParams:
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
     # response_format: prompt length -> a fresh grammar processor (each choice keeps its own state)
     constraint: Callable[[int], LogitsProcessor] | None = None
+    adapter: str | None = None  # a LoRA adapter the served model holds (e.g. "tools"), or the base model
 
     @property
     def greedy(self) -> bool:
