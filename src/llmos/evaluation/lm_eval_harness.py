@@ -443,8 +443,9 @@ def _load(
 
     `adapter` is a LoRA adapter directory (PEFT format) put on the base; `pretrained` may
     itself be one, and its tokenizer is then the base model's unless it has its own."""
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
-    from llmos.checkpoint.peft_format import is_adapter_dir, load_adapter, read_adapter_config
+    from llmos.auto import AutoTokenizer
+    from llmos.checkpoint.peft_format import load_adapter
+    from llmos.generation.loading import load_model
 
     if isinstance(pretrained, torch.nn.Module):
         if tokenizer is None:
@@ -455,16 +456,12 @@ def _load(
     else:
         name = str(pretrained)
         kernels = None if device.type == "cpu" else False
-        model = AutoModelForCausalLM.from_pretrained(
-            pretrained, dtype=dtype, quantize=quantize, kernels=kernels, adapter=adapter
-        )
-        own_tokenizer = (Path(pretrained) / "tokenizer.json").is_file()
-        if tokenizer is None and is_adapter_dir(pretrained) and not own_tokenizer:
-            tokenizer = read_adapter_config(pretrained).get("base_model_name_or_path")
-    if tokenizer is None or isinstance(tokenizer, (str, Path)):
-        tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer if tokenizer is not None else pretrained
-        )
+        loaded = load_model(pretrained, dtype=dtype, quantize=quantize, kernels=kernels, adapter=adapter,
+                            tokenizer=tokenizer is None)
+        model = loaded.model
+        tokenizer = loaded.tokenizer if tokenizer is None else tokenizer
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if model.device != device:
         model = model.to(device)
     return model, tokenizer, name
