@@ -114,6 +114,8 @@ def _names_a_model(target: str) -> bool:
         found = resolve_model(target)
     except ModelNotFoundError:
         return False
+    if found.store is not None:  # an embedded model, the models folder, Ollama's or LM Studio's store
+        return True
     if found.is_gguf:  # resolve_model takes any file for a GGUF one; the suffix says whether it is
         return found.path.suffix.lower() == ".gguf"
     return (found.path / "config.json").is_file()
