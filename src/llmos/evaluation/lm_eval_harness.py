@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from llmos.config import token_id_list
 from llmos.errors import LLMOSError
+from llmos.generation.replies import left_pad
 
 try:
     import lm_eval
@@ -376,17 +377,13 @@ class LLMOSLM(TemplateLM):
                 max_context,
             )
         rows = [row[-max_context:] for row in rows]
-        width = max(len(row) for row in rows)
         pad = (
             self.tokenizer.pad_token_id
             if self.tokenizer.pad_token_id is not None
             else self.eot_token_id
         )
-        ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=self.device)
-        mask = torch.tensor(
-            [[0] * (width - len(row)) + [1] * len(row) for row in rows], device=self.device
-        )
-        return ids, mask
+        ids, mask = left_pad(rows, pad)
+        return ids.to(self.device), mask.to(self.device)
 
     def _eos_ids(self) -> list[int]:
         """The model's end-of-sequence ids plus the tokenizer's (lm-eval always stops at the latter)."""
