@@ -63,3 +63,29 @@ def test_one_conversion_to_an_llmos_tokenizer():
 def test_one_reading_of_eos_token_id():
     assert _defining("token_id_list") == ["config.py"]
     assert _defining("_eos_ids") == []
+
+
+def test_one_definition_of_what_ends_a_reply_and_of_padding_and_cutting_it():
+    assert _defining("stop_token_ids") == ["generation/replies.py"]
+    assert _defining("END_OF_TURN_TOKENS") == ["generation/replies.py"]
+    assert _defining("left_pad") == ["generation/replies.py"]
+    assert _defining("TextStream") == ["generation/replies.py"]
+    assert _defining("reply_ends") == []  # the playground's own definition, gone
+
+
+def test_one_generation_service_and_one_loader():
+    assert _defining("Generator") == ["generation/service.py"]
+    assert _defining("load_model") == ["generation/loading.py"]
+    assert _defining("load_for_serving") == [] and _defining("load_causal_lm") == ["apps/pipelines/base.py"]
+    # the engine takes requests from the HTTP routes' dispatch and from its Generator backend, no one else
+    submitting = sorted(path for path, tree in _modules().items()
+                        if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "submit"
+                               and isinstance(n.func.value, ast.Attribute) and n.func.value.attr == "engine"
+                               for n in ast.walk(tree)))
+    assert submitting == ["serving/dispatch.py", "serving/generator.py"]
+    # models load through load_model: the Auto* classes' from_pretrained is called there and nowhere else
+    loading = sorted(path for path, tree in _modules().items()
+                     if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                            and n.func.attr == "from_pretrained" and isinstance(n.func.value, ast.Name)
+                            and n.func.value.id.startswith("AutoModel") for n in ast.walk(tree)))
+    assert loading == []  # load_model calls them through a table (auto[head].from_pretrained)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "AutoModelForSequenceClassification": "llmos.auto",
     "AutoTokenizer": "llmos.auto",
     "ModelConfig": "llmos.config",
+    "load_model": "llmos.generation.loading",
     "pipeline": "llmos.apps.pipelines",
 }
 

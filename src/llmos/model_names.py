@@ -1,8 +1,10 @@
 """Layer 4: where a model is: a checkpoint directory, a GGUF file, or a name such as `smollm2`.
 
-Everything that takes a model (`from_pretrained`, `llmos generate|chat|serve`)
+Everything that takes a model (`from_pretrained`, `load_model`, every verb)
 resolves it here, in this order:
 
+0. a store name: `ollama:NAME:TAG` or `lmstudio:PUBLISHER/REPO[/FILE]`, a GGUF
+   file in Ollama's or LM Studio's store, loaded where it is (`model_stores`);
 1. an existing path: a GGUF file, a directory with `gguf_file=NAME` in it, or a
    checkpoint directory (config.json);
 2. an embedded model's name: `smollm2` is SmolLM2-135M-Instruct, a GGUF file
@@ -13,8 +15,10 @@ resolves it here, in this order:
 3. a directory of that name in the models folder (`LLMOS_MODELS_DIR`, default
    ~/.cache/llmos/models).
 
-`local_models()` lists what this machine has for `llmos models`; `model_label`
-is the short name a model goes by (the model id `llmos serve` answers to).
+`local_models()` lists what this machine has for `llmos models` (the stores
+too; a GGUF file is described from its header, without reading its
+vocabulary); `model_label` is the short name a model goes by (the model id
+`llmos serve` answers to).
 
 An embedded model ships decoding defaults beside its file, as a checkpoint's
 generation_config.json does (`EmbeddedModel.generation_defaults`, read by
@@ -34,9 +38,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmos.checkpoint.gguf_file import GGUF_SUFFIX, is_gguf
+from llmos.checkpoint.gguf_file import GGUF_SUFFIX, GGUFError, is_gguf, read_gguf_header
 from llmos.errors import LLMOSError
 from llmos.measured import cache_dir
+from llmos.model_stores import find_store_model, is_store_name, store_models
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,15 @@ def models_dir() -> Path:
 class ResolvedModel:
     path: Path
     is_gguf: bool
+    store: str | None = None  # where a name was found: "embedded", "models folder", "Ollama", "LM Studio"
 
 
 def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> ResolvedModel:
     """The file or directory `name_or_path` stands for (see the module docstring)."""
     path = Path(name_or_path)
+    if is_store_name(str(name_or_path)) and gguf_file is None and not path.exists():
+        entry = find_store_model(str(name_or_path))
+        return ResolvedModel(entry.path, True, entry.store)
     if gguf_file is not None:
         target = path / gguf_file
         if not target.is_file():
@@ -116,13 +125,15 @@ def resolve_model(name_or_path: str | Path, gguf_file: str | None = None) -> Res
         if found is None:
             raise ModelNotFoundError(f"the embedded model {str(name_or_path)!r} is not installed; install it with: "
                                      f"{embedded.install}")
-        return ResolvedModel(found, True)
+        return ResolvedModel(found, True, "embedded")
     local = models_dir() / str(name_or_path)
     if str(name_or_path) and local.exists() and "/" not in str(name_or_path):
-        return resolve_model(local)
+        found = resolve_model(local)
+        return ResolvedModel(found.path, found.is_gguf, "models folder")
     raise ModelNotFoundError(
         f"no model {str(name_or_path)!r}: it is not a checkpoint directory or GGUF file, not an embedded "
-        f"model ({', '.join(sorted(EMBEDDED))}), and not in the models folder {str(models_dir())!r}"
+        f"model ({', '.join(sorted(EMBEDDED))}), not in the models folder {str(models_dir())!r}, and not a "
+        "store name (ollama:NAME:TAG, lmstudio:PUBLISHER/REPO; `llmos models` lists them)"
     )
 
 
@@ -130,6 +141,8 @@ def model_label(name_or_path: str | Path) -> str:
     """A short name for a model: an embedded model's name, a GGUF file's stem, a directory's name."""
     text = str(name_or_path)
     path = Path(text)
+    if is_store_name(text) and not path.exists():
+        return text.removeprefix("ollama:") if text.startswith("ollama:") else Path(text).stem
     if not path.exists() and (text in EMBEDDED or "/" not in text):
         return text
     path = path.resolve()
@@ -140,7 +153,7 @@ def model_label(name_or_path: str | Path) -> str:
 class LocalModel:
     name: str
     path: Path
-    source: str  # "embedded", "models folder", "Hugging Face cache"
+    source: str  # "embedded", "models folder", "Hugging Face cache", "Ollama", "LM Studio"
     size_bytes: int
     architecture: str
     quantization: str
@@ -157,13 +170,11 @@ def describe(path: Path) -> tuple[str, str]:
     if path.is_file():
         if not is_gguf(path):
             return "?", "?"
-        from collections import Counter
-
-        from llmos.checkpoint.gguf_file import open_gguf
-
-        gguf = open_gguf(path)
-        kinds = Counter(t.tensor_type.name for t in gguf.tensors.values() if len(t.shape) > 1)
-        return gguf.architecture, "GGUF " + "/".join(k for k, _ in kinds.most_common(3))
+        try:
+            header = read_gguf_header(path)
+        except GGUFError:
+            return "?", "?"
+        return header.architecture, "GGUF " + "/".join(k for k, _ in header.matrix_types.most_common(3))
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
@@ -192,7 +203,8 @@ def huggingface_cache() -> Path:
 
 def local_models(extra_dirs: list[Path] | None = None, models_folder: Path | None = None) -> list[LocalModel]:
     """The embedded models that are installed, checkpoints in the models folder (`models_folder`,
-    default `models_dir()`) and in `extra_dirs`, and models in the Hugging Face cache."""
+    default `models_dir()`) and in `extra_dirs`, models in the Hugging Face cache, and the GGUF files
+    of Ollama's and LM Studio's stores (by their store names)."""
     models = []
     for name, embedded in EMBEDDED.items():
         path = embedded.path()
@@ -208,4 +220,6 @@ def local_models(extra_dirs: list[Path] | None = None, models_folder: Path | Non
     for snapshot in sorted(hub.glob("models--*/snapshots/*")) if hub.is_dir() else []:
         repo = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/")
         models.append(LocalModel(repo, snapshot, "Hugging Face cache", _size(snapshot), *describe(snapshot)))
+    for entry in store_models():
+        models.append(LocalModel(entry.name, entry.path, entry.store, _size(entry.path), *describe(entry.path)))
     return models

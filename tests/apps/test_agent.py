@@ -86,14 +86,17 @@ def test_a_repeated_call_is_not_run_again_and_the_next_step_must_answer():
         runs.append(host)
         return "pong"
 
-    class Scripted:  # a chat model that repeats its call, as small models do
+    from llmos.generation.service import Completion, Generator, StreamEvent
+
+    class Scripted(Generator):  # a chat model that repeats its call, as small models do
         def __init__(self):
             self.replies = ['{"tool": "ping", "arguments": {"host": "a"}}'] * 2 + ['{"answer": "up"}']
             self.schemas = []
 
-        def complete_json(self, messages, schema, max_tokens):
-            self.schemas.append(schema)
-            return self.replies.pop(0)
+        def stream(self, prompts, params=None):
+            self.schemas.append(params.constraint["json_schema"])
+            text = self.replies.pop(0)
+            yield StreamEvent(0, text, Completion(text))
 
     chat = Scripted()
     result = Agent(chat, None, [ping], max_steps=6).run("is a up?")
@@ -109,12 +112,15 @@ def test_each_step_goes_to_on_step_as_it_ends_and_the_cli_prints_calls_results_a
         """Ping a host."""
         return "pong"
 
-    class Scripted:
+    from llmos.generation.service import Completion, Generator, StreamEvent
+
+    class Scripted(Generator):
         replies = ['{"tool": "ping", "arguments": {"host": "a"}}', '{"tool": "ping", "arguments": {"host": "a"}}',
                    '{"answer": "up"}']
 
-        def complete_json(self, messages, schema, max_tokens):
-            return self.replies.pop(0)
+        def stream(self, prompts, params=None):
+            text = self.replies.pop(0)
+            yield StreamEvent(0, text, Completion(text))
 
     seen = []
     Agent(Scripted(), None, [ping]).run("is a up?", on_step=seen.append)

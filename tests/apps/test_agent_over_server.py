@@ -1,4 +1,4 @@
-"""The Agent driving a model behind `llmos serve` (RemoteChatModel): the same greedy steps as the
+"""The Agent driving a model behind `llmos serve` (RemoteGenerator): the same greedy steps as the
 same model in-process, and a server that cannot be reached is one clear error."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from live_server import free_port, start_server
 
 from llmos.apps.agent import Agent
-from llmos.apps.chat_models import ChatModelError, RemoteChatModel
 from llmos.serving.api import create_app
+from llmos.serving.remote import RemoteError, RemoteGenerator
 
 pytest.importorskip("llguidance")
 
@@ -25,7 +25,7 @@ def test_an_agent_over_the_server_takes_the_same_steps_as_in_process(tiny_chat_m
     local = Agent(model, tokenizer, [pick], max_steps=3, max_new_tokens=48).run("pick two red", True)
     uv, thread, url = start_server(create_app(model, tokenizer, model_id="tiny"))
     try:
-        remote_model = RemoteChatModel(url + "/v1")
+        remote_model = RemoteGenerator(url + "/v1")
         assert remote_model.model == "tiny"
         remote = Agent(remote_model, None, [pick], max_steps=3, max_new_tokens=48).run("pick two red", True)
     finally:
@@ -38,8 +38,8 @@ def test_an_agent_over_the_server_takes_the_same_steps_as_in_process(tiny_chat_m
 
 def test_an_unreachable_server_is_one_clear_error(llmos_cli):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    with pytest.raises(ChatModelError, match="cannot reach http://127.0.0.1:"):
-        RemoteChatModel(url, timeout=5)
+    with pytest.raises(RemoteError, match="cannot reach http://127.0.0.1:"):
+        RemoteGenerator(url, timeout=5)
     code, _, err = llmos_cli("agent", "-", "task", "--server", url)
     assert code == 2 and err.count("\n") == 1 and "cannot reach" in err
 

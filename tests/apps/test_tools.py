@@ -213,15 +213,18 @@ def test_calculator_bounds_every_intermediate_value_and_answers_at_once():
 
 
 def test_the_agent_feeds_a_tool_refusal_back_to_the_model():
-    class Scripted:  # calls calculate with an expression that used to run forever, then answers
+    from llmos.generation.service import Completion, Generator, StreamEvent
+
+    class Scripted(Generator):  # calls calculate with an expression that used to run forever, then answers
         def __init__(self):
             self.replies = ['{"tool": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}',
                             '{"answer": "too large"}']
             self.seen = []
 
-        def complete_json(self, messages, schema, max_tokens):
-            self.seen.append(messages[-1]["content"])
-            return self.replies.pop(0)
+        def stream(self, prompts, params=None):
+            self.seen.append(prompts[0][-1]["content"])
+            text = self.replies.pop(0)
+            yield StreamEvent(0, text, Completion(text))
 
     chat = Scripted()
     result = Agent(chat, None, [calculate], max_steps=3, tool_timeout=5).run("compute")

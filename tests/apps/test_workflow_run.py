@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,41 @@ def test_llm_steps_keep_to_their_schema_and_choices_and_every_file_gets_a_row(ti
 CALC = {"inputs": {"csv": "rows.csv"},
         "steps": [{"name": "total", "kind": "tool", "tool": "calculate", "arguments": {"expression": "{{ item.sum }}"}}],
         "output": {"path": "out.jsonl", "fields": {"id": "item.id", "total": "total"}}}
+
+
+def test_items_run_together_through_one_engine_and_each_gets_the_reply_it_gets_alone(tiny_chat_model, tmp_path,
+                                                                                     monkeypatch):
+    from llmos.generation.local import LocalGenerator
+    from llmos.serving.engine import Engine
+    from llmos.serving.runner import Runner
+
+    model, tokenizer = tiny_chat_model
+    rows = [{"q": f"item {i}: the cat sat"} for i in range(6)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"inputs": {"jsonl": "rows.jsonl"},
+            "steps": [{"name": "reply", "kind": "llm", "system": "Be brief.", "prompt": "{{ item.q }}",
+                       "max_new_tokens": 12},
+                      {"name": "label", "kind": "llm", "prompt": "{{ reply }}", "choices": ["yes", "no"]}]}
+    engines, batches, step, decode = [], [], Engine.step, Runner.decode
+
+    def gated(self):  # the first step waits until every item has asked (a slow machine cannot split them)
+        if not engines:
+            engines.append(self)
+            deadline = time.monotonic() + 30
+            while len(self.scheduler.waiting) + len(self.scheduler.running) < len(rows) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
+        step(self)
+
+    monkeypatch.setattr(Engine, "step", gated)
+    monkeypatch.setattr(Runner, "decode", lambda self, requests: (batches.append(len(requests)),
+                                                                  decode(self, requests))[1])
+    together = run_workflow(load_workflow(write(tmp_path, {**spec, "output": {"path": "together.jsonl"}})),
+                            model, tokenizer)
+    assert together.ran == 6 and len(engines) == 1 and max(batches) == len(rows)
+    alone = run_workflow(load_workflow(write(tmp_path, {**spec, "output": {"path": "alone.jsonl"}})),
+                         LocalGenerator(model, tokenizer))  # one item at a time, in this thread's model
+    assert alone.ran == 6 and (tmp_path / "together.jsonl").read_text() == (tmp_path / "alone.jsonl").read_text()
 
 
 def test_a_failing_item_stops_the_run_keeps_the_items_before_and_a_rerun_resumes_after_them(tmp_path):

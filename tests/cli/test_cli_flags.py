@@ -66,9 +66,9 @@ def test_serve_threads_and_chat_template(llmos_cli, tiny_checkpoint, started, th
     (["--max-queue", 0], "--max-queue"), (["--threads", 0], "--threads"), (["--max-body-kb", 0], "--max-body-kb"),
 ])
 def test_serve_refuses_numbers_out_of_range_before_loading(llmos_cli, flags, named, monkeypatch):
-    import llmos.serving.loader
+    import llmos.generation.loading
 
-    monkeypatch.setattr(llmos.serving.loader, "load_for_serving", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(llmos.generation.loading, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     code, out, err = llmos_cli("serve", "smollm2", *flags)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("error: ") and named in err and "Traceback" not in err

@@ -88,7 +88,7 @@ def test_a_classifier_saved_without_its_head_is_refused_as_untrained(tmp_path, c
     target = headless_copy(source, tmp_path / "headless")
     with pytest.raises(LLMOSError, match=r"no trained classification head \(the checkpoint lacks \['classifier"):
         load_classifier(target)
-    assert load_classifier(source).config.label_names == LABELS
+    assert load_classifier(source).model.config.label_names == LABELS
 
 
 def test_a_headless_classifier_is_refused_even_when_the_app_silences_warnings(tmp_path, classifier_checkpoint):
@@ -125,14 +125,12 @@ def classifier_adapter(tmp_path, causal_checkpoint):
 
 def test_a_lora_classifier_adapter_evaluates_on_its_base_with_the_base_tokenizer(tmp_path, causal_checkpoint,
                                                                                  tokenizer):
-    from llmos.evaluation.loading import load_tokenizer
-
     adapter, model = classifier_adapter(tmp_path, causal_checkpoint)
     loaded = load_classifier(adapter)
-    assert loaded.config.label_names == LABELS
-    assert load_tokenizer(adapter).get_vocab() == tokenizer.get_vocab()
+    assert loaded.model.config.label_names == LABELS and loaded.report.adapters == {"default": adapter}
+    assert loaded.tokenizer.get_vocab() == tokenizer.get_vocab()
     items = texts(10)
-    assert predict_labels(loaded, tokenizer, items) == one_at_a_time(model, tokenizer, items)
+    assert predict_labels(loaded.model, tokenizer, items) == one_at_a_time(model, tokenizer, items)
 
 
 def test_loading_info_counts_an_adapters_saved_head_as_loaded_and_a_bare_base_head_as_missing(

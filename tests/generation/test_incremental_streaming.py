@@ -21,7 +21,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from llmos.errors import LLMOSError
 from llmos.generation import TextStreamer
-from llmos.serving.text import ServedTokenizer, TextStream
+from llmos.generation.replies import TextStream
+from llmos.serving.text import ServedTokenizer
 from llmos.tokenizer import train_tokenizer
 
 CHINESE = ["你好，世界！", "今天天气很好。", "我们一起学习语言模型。", "中文分词和流式输出。"] * 5

@@ -1,10 +1,12 @@
-"""`load_for_serving` opens a GGUF file with the file's own tokenizer, chat template and stop tokens."""
+"""A GGUF file served as `llmos serve` opens it (`load_model`, then `ServedTokenizer`): the file's own
+tokenizer, chat template and stop tokens."""
 
 from gguf_models import write_gguf_model
 
 from llmos.auto import AutoTokenizer
+from llmos.generation.loading import load_model
 from llmos.kernels import Int4Linear
-from llmos.serving.loader import load_for_serving
+from llmos.serving.text import ServedTokenizer
 
 TEMPLATE = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}[assistant] {% endif %}")
@@ -12,8 +14,9 @@ TEMPLATE = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% end
 
 def test_a_gguf_file_serves_with_its_own_chat_template(tmp_path):
     path = write_gguf_model(tmp_path, "llama", "Q4_1", chat_template=TEMPLATE)
-    model, served = load_for_serving(path)
-    assert isinstance(model.transformer.blocks[0].attn.qkv, Int4Linear)  # quantize="auto": the file's blocks
+    loaded = load_model(path, quantize="auto")
+    served = ServedTokenizer(loaded.tokenizer, None, loaded.stop_ids)
+    assert isinstance(loaded.model.transformer.blocks[0].attn.qkv, Int4Linear)  # "auto": the file's blocks
     assert served.render_chat([{"role": "user", "content": "hi"}]) == "[user] hi\n[assistant] "
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert served.encode("hello world") == tokenizer.encode("hello world", add_special_tokens=False)
@@ -22,5 +25,6 @@ def test_a_gguf_file_serves_with_its_own_chat_template(tmp_path):
 
 
 def test_quantize_none_serves_float_linears(tmp_path):
-    model, _ = load_for_serving(write_gguf_model(tmp_path, "llama", "Q4_1"), quantize="none")
-    assert not isinstance(model.transformer.blocks[0].attn.qkv, Int4Linear)
+    loaded = load_model(write_gguf_model(tmp_path, "llama", "Q4_1"), quantize="none")
+    assert not isinstance(loaded.model.transformer.blocks[0].attn.qkv, Int4Linear)
+    assert loaded.report.quantization == "none"

@@ -95,6 +95,32 @@ def test_question_answering_takes_question_and_context(url):
     assert TEXT[result["start"]:result["end"]] == result["answer"]
 
 
+def test_tasks_decode_through_the_servers_engine_and_give_the_pipelines_own_results(chat_model, monkeypatch):
+    from llmos.apps.pipelines import pipeline
+    from llmos.serving.engine import Engine
+
+    submitted, submit = [], Engine.submit
+    monkeypatch.setattr(Engine, "submit", lambda self, prompt, params, emit: (
+        submitted.append(self), submit(self, prompt, params, emit))[1])
+    app = create_app(*chat_model, model_id="tiny", max_batch=4)
+    add_task_routes(app)
+    uv, thread, base = start_server(app)
+    try:
+        texts = ["Ada lives in Paris.", "The cat sat on the mat."]
+        summary = httpx.post(base + "/v1/tasks/summarization", json={"input": texts[0], "options": {"max_words": 5}},
+                             timeout=30).json()["result"]
+        sentiment = httpx.post(base + "/v1/tasks/sentiment-analysis", json={"input": texts[1]},
+                               timeout=30).json()["result"]
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+    assert len(submitted) >= 2 and all(engine is app.state.llmos.engine for engine in submitted)
+    model, tokenizer = chat_model
+    assert summary == pipeline("summarization", model=model, tokenizer=tokenizer, max_words=5)(texts[0])
+    [expected] = pipeline("sentiment-analysis", model=model, tokenizer=tokenizer)(texts[1])
+    assert sentiment[0]["label"] == expected["label"] and abs(sentiment[0]["score"] - expected["score"]) < 1e-4
+
+
 @pytest.mark.parametrize("path, body, param, words", [
     ("/v1/tasks/astrology", {"input": "x"}, "task", "valid tasks"),
     ("/v1/tasks/summarization", {"input": "x", "options": {"colour": 1}}, "options.colour", "max_words"),

@@ -22,6 +22,7 @@ from llmos.config import ModelConfig
 from llmos.data.tokenizing import all_special_ids
 from llmos.model import CausalLM
 from llmos.model_names import EMBEDDED
+from llmos.serving.generator import EngineGenerator
 from llmos.studio.paths import StudioError
 from llmos.studio.playground import router
 from llmos.studio.settings import StudioSettings
@@ -156,10 +157,11 @@ def test_a_sampled_request_gets_the_chat_defaults_for_the_settings_it_leaves_out
     done = finished(generate(studio["url"], {"model": "runs:tiny/best", "prompt": "the cat", "temperature": 1.5,
                                              "seed": 3, "max_new_tokens": 16})[1])
     decoding = {**chat_generate_keywords(None), "do_sample": True, "temperature": 1.5, "seed": 3, "max_new_tokens": 16}
-    expected = pipeline("chat", model=model, tokenizer=studio["tokenizer"])("the cat", **decoding)
+    with EngineGenerator.start(model, studio["tokenizer"]) as engine:  # sampled as the playground's engine samples
+        expected = pipeline("chat", model=engine)("the cat", **decoding)
+        untouched = pipeline("chat", model=engine)(  # top_k 50, top_p 1: other text
+            "the cat", do_sample=True, temperature=1.5, seed=3, max_new_tokens=16)
     assert done["result"] == expected[0]
-    untouched = pipeline("chat", model=model, tokenizer=studio["tokenizer"])(  # top_k 50, top_p 1: other text
-        "the cat", do_sample=True, temperature=1.5, seed=3, max_new_tokens=16)
     assert untouched[0] != expected[0]
 
 
@@ -189,6 +191,18 @@ def test_two_models_stream_at_once_each_its_own_answer(studio):
         thread.join(timeout=60)
     assert alone["runs:tiny/best"] != alone["runs:other/last"]
     assert results == {model_id: [text, text] for model_id, text in alone.items()}
+
+
+def test_streams_of_one_model_go_through_its_engine_as_the_servers_requests_do(studio, monkeypatch):
+    from llmos.serving.engine import Engine
+
+    submitted, submit = [], Engine.submit
+    monkeypatch.setattr(Engine, "submit", lambda self, prompt, params, emit: (
+        submitted.append((self, prompt)), submit(self, prompt, params, emit))[1])
+    body = {"model": "runs:tiny/best", "prompt": "the cat", "max_new_tokens": 6}
+    texts = [finished(generate(studio["url"], body)[1])["text"] for _ in range(2)]
+    assert texts[0] == texts[1] and len(submitted) == 2 and submitted[0][0] is submitted[1][0]
+    assert studio["tokenizer"].decode(submitted[0][1]) == "<|im_start|>user\nthe cat<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_the_cache_keeps_the_two_models_used_last(studio):
@@ -222,6 +236,20 @@ def test_a_client_that_goes_away_stops_its_stream_and_frees_the_model(studio):
     start = time.perf_counter()
     assert finished(generate(url, {**body, "max_new_tokens": 1})[1])["tokens"] == 1
     assert time.perf_counter() - start < whole / 4  # it did not wait for the abandoned 1200 tokens
+
+
+def test_a_reply_ends_at_the_chat_formats_end_of_turn_token_not_only_at_eos(studio):
+    tokenizer = studio["tokenizer"]
+    config = ModelConfig.from_preset("nano", vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4,
+                                     n_kv_heads=2, d_ff=48, max_seq_len=512, eos_token_id=tokenizer.eos_token_id,
+                                     tie_embeddings=False, lm_head_bias=True)
+    torch.manual_seed(9)
+    model = CausalLM(config).eval()
+    with torch.no_grad():  # ChatML's <|im_end|>, which is not the tokenizer's EOS, comes first
+        model.lm_head.bias[tokenizer.convert_tokens_to_ids("<|im_end|>")] = 1e4
+    model.save_pretrained(studio["settings"].runs_dir / "ends-turn" / "best", tokenizer=tokenizer)
+    done = finished(generate(studio["url"], {"model": "runs:ends-turn/best", "prompt": "hi", "max_new_tokens": 5})[1])
+    assert (done["text"], done["tokens"], done["cut"]) == ("", 0, False)
 
 
 @pytest.mark.parametrize(("body", "status", "field", "says"), [

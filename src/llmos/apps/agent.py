@@ -9,7 +9,10 @@ answer or `max_steps`. A call the model repeats with the same arguments is not
 run again: its known result is given back and the next step must answer
 (small models otherwise repeat a call until max_steps). Every step is appended to a JSONL trace when `trace=`
 names a file, and handed to `run(..., on_step=fn)` as it finishes (`llmos agent` prints it). The format needs no tool support in the chat template: it is
-plain messages, so any chat model can drive it.
+plain messages, so any chat model can drive it. The model is a `Generator`
+(`llmos.generation.service`): one in this process, the server's engine, or a
+server over HTTP (`RemoteGenerator`); the action is decoded greedily under
+its JSON schema whichever it is.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.apps.chat_models import chat_model
 from llmos.apps.tool_schema import Tool, ToolError, function_schema
+from llmos.generation.local import as_generator
+from llmos.generation.service import GenerationParams
 
 INSTRUCTIONS = """You can call these tools:
 {tools}
@@ -39,8 +43,9 @@ class AgentResult:
 
 
 class Agent:
-    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult; over a server:
-    `Agent(RemoteChatModel("http://127.0.0.1:8000/v1"), None, tools=[...])`."""
+    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult; `model` may be a
+    `Generator` (then no tokenizer), e.g. over a server:
+    `Agent(RemoteGenerator("http://127.0.0.1:8000/v1"), None, tools=[...])`."""
 
     def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any] | Tool], max_steps: int = 6,
                  tool_timeout: float = 30.0, trace: str | Path | None = None, max_new_tokens: int = 256,
@@ -49,7 +54,7 @@ class Agent:
             raise ToolError(f"max_steps={max_steps} must be at least 1")
         if not tools:
             raise ToolError("an Agent needs at least one tool")
-        self.chat = chat_model(model, tokenizer)  # here, or a RemoteChatModel for a server
+        self.generator = as_generator(model, tokenizer)
         specs = [function_schema(tool)["function"] for tool in tools]
         self.tools = {spec["name"]: tool for spec, tool in zip(specs, tools, strict=True)}
         if len(self.tools) != len(tools):
@@ -73,7 +78,8 @@ class Agent:
     def next_action(self, messages: list[dict[str, str]], require_tool: bool = False,
                     require_answer: bool = False) -> dict[str, Any]:
         schema = self.action_schema(require_tool, require_answer)
-        text = self.chat.complete_json(messages, schema, self.max_new_tokens)
+        params = GenerationParams(max_new_tokens=self.max_new_tokens, constraint={"json_schema": schema})
+        text = self.generator.generate([messages], params)[0].text
         try:
             return json.loads(text)
         except json.JSONDecodeError:

@@ -1,10 +1,12 @@
 """Layer 8: the task pipelines over HTTP: `GET /v1/tasks` and `POST /v1/tasks/{task}` on a served model.
 
 The serving app (layer 7) knows nothing of pipelines; `llmos serve` calls
-`add_task_routes(app)` after `create_app`, so the routes use the model and
-tokenizer the app already holds (`app.state.llmos`) and sit behind the same
-`/v1` API-key guard. One task runs at a time, in a worker thread, so the
-engine keeps streaming chat answers meanwhile.
+`add_task_routes(app)` after `create_app`, so the routes sit behind the same
+`/v1` API-key guard and decode through the app's engine, the one owner of the
+model (`serving.generator.EngineGenerator`): a task's prompts join the
+engine's batches beside the chat requests, several tasks run at once, and
+zero-shot sentiment scores its label words from the engine's logits. The
+pipeline waits in a worker thread; a busy engine is a 429, as for chat.
 
     POST /v1/tasks/extraction  {"input": "Ada lives in Paris", "options": {"fields": "name,city"}}
     -> {"task": "extraction", "result": {"name": "Ada", "city": "Paris"}, "seconds": 0.4}
@@ -23,7 +25,11 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmos.apps.pipelines import TASKS, PipelineError, pipeline, task_class
+from llmos.errors import LLMOSError
+from llmos.model import ContextLengthError
+from llmos.serving.engine import QueueFullError
 from llmos.serving.errors import APIError, read_json_body
+from llmos.serving.generator import EngineGenerator
 
 # decoding keywords a request may set beside the task's options (others stay the task's defaults)
 REQUEST_GENERATION = ("max_new_tokens", "temperature", "top_p", "do_sample")
@@ -85,9 +91,8 @@ def request_param(param: str | None, given: str | dict[str, str]) -> str | None:
 def add_task_routes(app: FastAPI) -> None:
     """Add GET /v1/tasks and POST /v1/tasks/{task} to an app made by `llmos.serving.api.create_app`."""
     state = app.state.llmos
-    model = state.engine.model
-    tokenizer = getattr(state.tokenizer, "tokenizer", state.tokenizer)  # the LLMOS tokenizer inside
-    lock = asyncio.Lock()
+    generator = EngineGenerator(state.engine, state.tokenizer)
+    tokenizer = generator.tokenizer  # the LLMOS tokenizer inside
 
     @app.get("/v1/tasks")
     async def list_tasks() -> dict[str, Any]:
@@ -105,13 +110,18 @@ def add_task_routes(app: FastAPI) -> None:
                            param="task", code="unsupported")
 
         def work() -> Any:
-            return pipeline(task, model=model, tokenizer=tokenizer, **options)(body.input)
+            return pipeline(task, model=generator, tokenizer=tokenizer, **options)(body.input)
 
-        async with lock:  # one task at a time; chat requests keep flowing through the engine
-            start = time.perf_counter()
-            try:
-                result = await asyncio.to_thread(work)
-            except PipelineError as exc:
-                raise APIError(400, str(exc), param=request_param(exc.param, body.input),
-                               code="invalid_value") from None
+        start = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(work)
+        except QueueFullError as exc:
+            raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": "1"}) from None
+        except ContextLengthError as exc:
+            raise APIError(400, str(exc), param="input", code="context_length_exceeded") from None
+        except PipelineError as exc:
+            raise APIError(400, str(exc), param=request_param(exc.param, body.input),
+                           code="invalid_value") from None
+        except LLMOSError as exc:  # a constraint the engine refused, a bad decoding value
+            raise APIError(400, str(exc), param=exc.param, code="invalid_value") from None
         return {"task": task, "result": result, "seconds": round(time.perf_counter() - start, 3)}

@@ -36,7 +36,13 @@ so a re-run gives the same results.
 
 `run_workflow` runs the items not finished yet (see `workflow_state`) and
 stops at the first item that fails, naming it and the step; every item done
-before stays in the output and the state file.
+before stays in the output and the state file. The model is a `Generator`:
+a loaded model gets the continuous-batching engine of its own
+(`serving.generator.EngineGenerator`), and up to `Generator.parallel` items
+run at once, so their llm steps share the engine's batches (and the prefix
+cache: each item's prompt usually begins with the same system turn). Items
+are still saved, reported and failed in their order; greedy decoding gives
+each the reply it would get alone.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,8 @@ from llmos.apps.workflow_spec import (
 )
 from llmos.apps.workflow_state import RunState, item_context, output_rows, state_path, write_output
 from llmos.apps.workflow_templates import evaluate, render
+from llmos.generation.local import as_generator
+from llmos.generation.service import GenerationParams, Generator
 
 __all__ = ["load_workflow", "run_workflow", "describe", "WorkflowRunner", "WorkflowError", "RunSummary"]
 
@@ -77,12 +86,14 @@ class StepFailed(Exception):
 
 
 class WorkflowRunner:
-    """Runs a workflow's steps on one item at a time with one loaded model."""
+    """Runs a workflow's steps on one item with one `Generator` (items may run in several threads)."""
 
     def __init__(self, workflow: Workflow, model: Any = None, tokenizer: Any = None) -> None:
-        if workflow.needs_model() and (model is None or tokenizer is None):
-            raise WorkflowError(f"{workflow.path} has llm or agent steps: give a model and its tokenizer")
-        self.workflow, self.model, self.tokenizer = workflow, model, tokenizer
+        if workflow.needs_model() and (model is None or tokenizer is None and not isinstance(model, Generator)):
+            raise WorkflowError(f"{workflow.path} has llm or agent steps: give a model and its tokenizer, or a "
+                                "Generator")
+        self.workflow = workflow
+        self.generator = as_generator(model, tokenizer) if model is not None else None
         self.names = [step.name for step in walk(workflow.steps)]
 
     def run_item(self, item: Item) -> dict[str, Any]:
@@ -125,20 +136,18 @@ class WorkflowRunner:
     def _llm(self, step: LLMStep, context: dict[str, Any]) -> Any:
         messages = [{"role": "system", "content": render(step.system, context)}] if step.system else []
         messages.append({"role": "user", "content": render(step.prompt, context)})
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
         constraint = ({"json_schema": step.schema} if step.schema is not None else
-                      {"choices": step.choices} if step.choices is not None else {})
-        out = self.model.generate(ids, tokenizer=self.tokenizer, max_new_tokens=step.max_new_tokens, do_sample=False,
-                                  **constraint)
-        new = out[0, ids.shape[1]:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+                      {"choices": step.choices} if step.choices is not None else None)
+        [reply] = self.generator.generate([messages], GenerationParams(max_new_tokens=step.max_new_tokens,
+                                                                       constraint=constraint))
+        text = reply.text
         if step.schema is not None:
             try:
                 return json.loads(text)
             except json.JSONDecodeError:
                 raise WorkflowError(f"the reply was cut at max_new_tokens={step.max_new_tokens} before its JSON "
                                     f"was complete: {text[:60]!r}...; raise max_new_tokens") from None
-        if step.choices is None and len(new) >= step.max_new_tokens:
+        if step.choices is None and reply.cut:
             warnings.warn(f"step {step.name}: the reply may be cut at max_new_tokens={step.max_new_tokens}",
                           stacklevel=2)
         return text.strip()
@@ -164,7 +173,7 @@ class WorkflowRunner:
         from llmos.apps.agent import Agent
 
         tools = [tool_function(name, step.workspace) for name in step.tools]
-        agent = Agent(self.model, self.tokenizer, tools, max_steps=step.max_steps, max_new_tokens=step.max_new_tokens)
+        agent = Agent(self.generator, None, tools, max_steps=step.max_steps, max_new_tokens=step.max_new_tokens)
         return agent.run(render(step.task, context)).answer
 
 
@@ -186,11 +195,29 @@ def pending(workflow: Workflow, limit: int | None = None, restart: bool = False)
     return state, [item for item in items if state.outputs(item) is None]
 
 
+ITEMS_AT_ONCE = 8  # items in flight on a workflow's own engine (its batch): the pipelines' measured batch size
+
+
 def run_workflow(workflow: Workflow, model: Any = None, tokenizer: Any = None, limit: int | None = None,
                  restart: bool = False, progress: Callable[[int, int], None] | None = None) -> RunSummary:
-    """Run the unfinished items (of the first `limit`), saving each as it finishes (see the module docstring)."""
+    """Run the unfinished items (of the first `limit`), saving each as it finishes (see the module docstring).
+    `model`: a `Generator`, or a loaded model and its tokenizer (run on an engine of its own)."""
     state, todo = pending(workflow, limit, restart)
-    runner = WorkflowRunner(workflow, model, tokenizer)
+    owned = None
+    if workflow.needs_model() and model is not None and tokenizer is not None and not isinstance(model, Generator):
+        from llmos.serving.generator import EngineGenerator
+
+        model = owned = EngineGenerator.start(model, tokenizer, max_batch=ITEMS_AT_ONCE, max_queue=4 * ITEMS_AT_ONCE)
+    try:
+        runner = WorkflowRunner(workflow, model, tokenizer)
+        return _run_items(workflow, runner, state, todo, limit, progress)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _run_items(workflow: Workflow, runner: WorkflowRunner, state: RunState, todo: list[Item], limit: int | None,
+               progress: Callable[[int, int], None] | None) -> RunSummary:
     names = workflow.output_names()
     total = len(workflow.items[:limit])
     skipped = total - len(todo)
@@ -198,17 +225,24 @@ def run_workflow(workflow: Workflow, model: Any = None, tokenizer: Any = None, l
         progress(skipped, total)
     rows = output_rows(workflow.output, workflow.items, state, names)
     write_output(workflow.output, rows)
-    for done, item in enumerate(todo, skipped + 1):
-        try:
-            outputs = runner.run_item(item)
-        except StepFailed as exc:
-            raise WorkflowError(f"item {item.key!r} failed at {exc}; the {len(rows)} item(s) finished before are "
-                                f"kept in {workflow.output.path}, and a re-run resumes after them") from exc.cause
-        state.finish(item, outputs)
-        rows = output_rows(workflow.output, workflow.items, state, names)
-        write_output(workflow.output, rows)
-        if progress is not None:
-            progress(done, total)
+    width = max(1, min(runner.generator.parallel if runner.generator is not None else 1, len(todo)))
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="llmos-workflow")
+    try:
+        futures = [pool.submit(runner.run_item, item) for item in todo]
+        for done, (item, future) in enumerate(zip(todo, futures, strict=True), skipped + 1):
+            try:
+                outputs = future.result()
+            except StepFailed as exc:
+                raise WorkflowError(f"item {item.key!r} failed at {exc}; the {len(rows)} item(s) finished before "
+                                    f"are kept in {workflow.output.path}, and a re-run resumes after them"
+                                    ) from exc.cause
+            state.finish(item, outputs)
+            rows = output_rows(workflow.output, workflow.items, state, names)
+            write_output(workflow.output, rows)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return RunSummary(workflow.output.path, state.path, len(todo), skipped, len(rows))
 
 

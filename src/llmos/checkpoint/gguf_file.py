@@ -7,11 +7,20 @@ key (`general.architecture`, `llama.block_count`, `tokenizer.ggml.tokens`, ...)
 to its value (strings, numbers, lists), and `tensors` maps each tensor name to
 the reader's memory-mapped tensor (raw bytes for quantized types, so a loader
 can hand blocks to a kernel without a float copy).
+
+`read_gguf_header` is the cheap look for listings (`llmos models` over an
+Ollama store): the reader parses every token string of the vocabulary (seconds
+for a 128k-token file), so it walks the header itself, with the gguf
+package's type codes, keeping the scalar metadata and each tensor's type and
+shape, and skipping arrays by their lengths without reading them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import mmap
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -86,3 +95,91 @@ def _open_gguf(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     except Exception as exc:  # the reader fails with ValueError, IndexError, struct/numpy errors
         raise GGUFError(f"{path} is truncated or corrupt; the GGUF reader failed with: {exc}") from None
     return GGUFFile(path=path, metadata=metadata, tensors=tensors)
+
+
+@dataclass
+class GGUFHeader:
+    """What a GGUF file's header says, without its arrays: scalar metadata (strings, numbers),
+    the count of tensor types among its matrices, and its parameter count."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    matrix_types: Counter = field(default_factory=Counter)  # type name -> matrices (2+ dims) of that type
+    parameters: int = 0
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf_header(path: str | Path) -> GGUFHeader:
+    """The header of a GGUF file (version 2 or 3, little-endian), read without parsing its arrays."""
+    import gguf
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _walk_header(data, gguf.GGMLQuantizationType)
+    except (OSError, ValueError, struct.error, IndexError, KeyError) as exc:
+        raise GGUFError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})") from None
+
+
+def _walk_header(data: Any, types: Any) -> GGUFHeader:
+    offset = 0
+
+    def take(fmt: str) -> Any:
+        nonlocal offset
+        (value,) = struct.unpack_from(fmt, data, offset)
+        offset += struct.calcsize(fmt)
+        return value
+
+    def text() -> str:
+        nonlocal offset
+        n = take("<Q")
+        offset += n
+        return bytes(data[offset - n:offset]).decode("utf-8", "replace")
+
+    def skip(kind: int, count: int) -> None:
+        nonlocal offset
+        if kind == _STRING:
+            for _ in range(count):
+                offset += 8 + struct.unpack_from("<Q", data, offset)[0]
+        elif kind == _ARRAY:
+            for _ in range(count):
+                inner, n = take("<I"), take("<Q")
+                skip(inner, n)
+        else:
+            offset += struct.calcsize(_SCALARS[kind]) * count
+
+    if bytes(data[:4]) != GGUF_MAGIC:
+        raise ValueError(f"it starts with {bytes(data[:4])!r}, not {GGUF_MAGIC!r}")
+    offset = 4
+    version = take("<I")
+    if version not in (2, 3):
+        raise ValueError(f"GGUF version {version} (little-endian 2 or 3 are read)")
+    tensors, pairs = take("<Q"), take("<Q")
+    header = GGUFHeader()
+    for _ in range(pairs):
+        key, kind = text(), take("<I")
+        if kind == _STRING:
+            header.metadata[key] = text()
+        elif kind == _ARRAY:
+            inner, n = take("<I"), take("<Q")
+            skip(inner, n)
+        else:
+            header.metadata[key] = take(_SCALARS[kind])
+    for _ in range(tensors):
+        text()
+        dims = [take("<Q") for _ in range(take("<I"))]
+        kind = take("<I")
+        take("<Q")  # the data offset
+        count = 1
+        for d in dims:
+            count *= d
+        header.parameters += count
+        if len(dims) > 1:
+            header.matrix_types[types(kind).name] += 1
+    return header

@@ -73,7 +73,8 @@ def select_tools(tools: str, workspace: Path | None, allow_url: list[str], allow
 
 
 def agent_command(
-    model: str = typer.Argument(..., help="Checkpoint directory, GGUF file, adapter directory or name (smollm2)."),
+    model: str = typer.Argument(..., help="Checkpoint directory, GGUF file, adapter directory, name (smollm2) or "
+                                          "store name (ollama:NAME:TAG)."),
     task: str = typer.Argument(..., help="What to do."),
     tools: str = typer.Option("calculate,current_time", help=f"Comma-separated, from {', '.join(BUILTIN)}."),
     workspace: Path = typer.Option(None, help="The only folder the file tools may read and write."),
@@ -95,18 +96,19 @@ def agent_command(
 ) -> None:
     """Run a tool-calling agent on one task."""
     from llmos.apps.agent import Agent
-    from llmos.apps.chat_models import RemoteChatModel
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
 
     with ExitStack() as stack:
         selected = select_tools(tools, workspace, allow_url or [], allow_command or [], mcp or [], stack,
                                 timeout=tool_timeout)
         if server is not None:
-            brain, tokenizer = RemoteChatModel(server, None if model == "-" else model, api_key), None
+            from llmos.serving.remote import RemoteGenerator
+
+            brain = RemoteGenerator(server, None if model == "-" else model, api_key)
         else:
-            brain, tokenizer = (AutoModelForCausalLM.from_pretrained(model, quantize=quantize),
-                                AutoTokenizer.from_pretrained(model))
-        agent = Agent(brain, tokenizer, selected, max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
+            from llmos.generation.loading import load_model
+
+            brain = load_model(model, quantize=quantize).generator()
+        agent = Agent(brain, None, selected, max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
         result = agent.run(task, require_tool_first=require_tool, on_step=lambda step: typer.echo(step_line(step)))
     if result.answer is None:
         typer.echo(f"(no answer after {max_steps} steps)")

@@ -1,7 +1,9 @@
 """Layer 9: `llmos chat MODEL`: a terminal chat with streamed answers and a conversation history.
 
-MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
-Runs the serving engine in-process (no HTTP). Input ends with an empty line
+MODEL is a checkpoint directory, a GGUF file, a model name (`smollm2`) or a
+store name (`ollama:llama3.2:1b`), loaded by `load_model`. Replies come from
+the serving engine in-process (no HTTP), through its `Generator`
+(`serving.generator.EngineGenerator`), as every other caller's do. Input ends with an empty line
 when it spans several lines (start with \"\"\" to paste a block, end with \"\"\").
 Commands: /reset, /system TEXT, /set NAME VALUE (temperature, top_k, top_p,
 min_p, repetition_penalty, max_tokens; /set alone lists them), /history, /help,
@@ -15,7 +17,6 @@ replaces the model's template.
 
 from __future__ import annotations
 
-import queue
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,11 @@ SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "min_p": float, 
 
 
 class ChatSession:
-    """History + settings + one engine; `reply` streams the assistant's answer to `write`.
+    """History + settings + one `Generator`; `reply` streams the assistant's answer to `write`.
     `model_defaults` is the model's generation_config (None: LLMOS's chat defaults only)."""
 
-    def __init__(self, engine: Any, tokenizer: Any, system: str | None = None, model_defaults: Any = None) -> None:
-        self.engine, self.tokenizer = engine, tokenizer
+    def __init__(self, generator: Any, system: str | None = None, model_defaults: Any = None) -> None:
+        self.generator = generator
         self.system = system
         self.history: list[dict[str, str]] = []
         self.settings: dict[str, float | int] = {**chat_sampling(model_defaults), "max_tokens": DEFAULT_REPLY_TOKENS}
@@ -85,40 +86,28 @@ class ChatSession:
         return system + self.history
 
     def reply(self, user_text: str, write) -> str:
-        from llmos.serving.sampling import SamplingParams
-        from llmos.serving.text import TextStream
+        from llmos.generation.service import GenerationParams
 
         self.history.append({"role": "user", "content": user_text})
-        prompt = self.tokenizer.encode(self.tokenizer.render_chat(self.messages()))
-        room = self.engine.room_for(len(prompt))
+        prompt = self.generator.prompt_ids(self.messages())
+        room = self.generator.max_len - len(prompt)
         if room <= 0:
             self.history.pop()
             raise LLMOSError(f"the conversation ({len(prompt)} tokens) no longer fits the context window "
-                             f"of {self.engine.max_len} tokens; /reset to start over")
+                             f"of {self.generator.max_len} tokens; /reset to start over")
         limit = int(self.settings["max_tokens"])
         sampling = {name: value for name, value in self.settings.items() if name != "max_tokens"}
-        params = SamplingParams(max_tokens=min(limit, room), **sampling, stop_token_ids=self.tokenizer.stop_token_ids)
-        events: queue.Queue = queue.Queue()
-        request = self.engine.submit(prompt, params, events.put)
-        stream, answer, tokens = TextStream(self.tokenizer, []), "", 0
+        params = GenerationParams(max_new_tokens=min(limit, room), **sampling)
+        answer, reply = "", None
         try:
-            while True:
-                event = events.get()
-                if event.kind == "token":
-                    delta = stream.push(event.token_id)
-                    tokens += 1
-                elif event.kind == "done":
-                    delta = stream.flush()
-                else:
-                    raise LLMOSError(event.message or "generation failed")
-                answer += delta
-                write(delta)
-                if event.kind == "done":
-                    break
+            for event in self.generator.stream([prompt], params):
+                answer += event.text
+                write(event.text)
+                reply = event.completion or reply
         finally:
-            request.cancel()
             self.history.append({"role": "assistant", "content": answer})
-        if event.finish_reason == "length":  # shown, not kept in the history the model reads
+        if reply is not None and reply.cut:  # shown, not kept in the history the model reads
+            tokens = len(reply.token_ids)
             write(f" [cut at {tokens} tokens: /set max_tokens N for longer replies]" if tokens < room else
                   f" [cut at {tokens} tokens: the context window is full; /reset to start over]")
         return answer
@@ -145,8 +134,8 @@ def read_message(prompt: str = "you> ") -> str | None:
 
 
 def chat_command(
-    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
-                                          "name (smollm2)."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, model name "
+                                          "(smollm2) or store name (ollama:NAME:TAG, lmstudio:PUBLISHER/REPO)."),
     system: str = typer.Option(None, help="System prompt."),
     temperature: float = typer.Option(None, help="Sampling temperature (0 = greedy); default: the model's "
                                       "generation_config, else LLMOS's chat default."),
@@ -159,14 +148,16 @@ def chat_command(
     """Chat with a model in the terminal; answers stream as they are generated."""
     template = read_chat_template(chat_template)  # before anything loads: a typo costs no waiting
 
+    from llmos.generation.loading import load_model
     from llmos.model_names import model_label
-    from llmos.serving.engine import Engine
-    from llmos.serving.loader import load_for_serving
+    from llmos.serving.generator import EngineGenerator
+    from llmos.serving.text import ServedTokenizer
 
     set_threads(threads)
-    model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
-    engine = Engine(model, max_batch=1, max_queue=1).start()
-    session = ChatSession(engine, tokenizer, system, getattr(model, "generation_config", None))
+    loaded = load_model(checkpoint, quantize=quantize)
+    generator = EngineGenerator.start(loaded.model, ServedTokenizer(loaded.tokenizer, template, loaded.stop_ids),
+                                      max_batch=1, max_queue=1)
+    session = ChatSession(generator, system, getattr(loaded.model, "generation_config", None))
     given = {"temperature": temperature, "max_tokens": max_tokens}
     session.settings.update({name: value for name, value in given.items() if value is not None})
     typer.echo(f"chatting with {model_label(checkpoint)} ({session.describe()}); /help for commands, /set to "
@@ -188,7 +179,7 @@ def chat_command(
             session.reply(text, lambda delta: (sys.stdout.write(delta), sys.stdout.flush()))
             sys.stdout.write("\n")
     finally:
-        engine.stop()
+        generator.close()
 
 
 def register(app: typer.Typer) -> None:

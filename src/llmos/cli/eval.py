@@ -31,16 +31,16 @@ def _prepare(task: str, model: str, data: Path, quantize: str, batch_size: int, 
     if task == "classification":
         from llmos.data.labelled import read_labelled
         from llmos.evaluation.classification import evaluate_classification, model_label_names
-        from llmos.evaluation.loading import load_classifier, load_tokenizer
+        from llmos.evaluation.loading import load_classifier
 
         classifier = load_classifier(model, quantize=quantize)
-        examples = read_labelled(data, label_names=model_label_names(classifier.config))
-        tokenizer = load_tokenizer(model)
+        examples = read_labelled(data, label_names=model_label_names(classifier.model.config))
         return "classifying", lambda progress: evaluate_classification(
-            classifier, tokenizer, examples, batch_size, max_examples, progress)
-    from llmos.evaluation.loading import load_causal_lm
+            classifier.model, classifier.tokenizer, examples, batch_size, max_examples, progress)
+    from llmos.generation.loading import load_model
 
-    lm, tokenizer = load_causal_lm(model, quantize)
+    loaded = load_model(model, quantize=quantize)
+    lm, tokenizer = loaded.model, loaded.tokenizer
     if task == "perplexity":
         from llmos.evaluation.perplexity import evaluate_perplexity
 

@@ -1,6 +1,7 @@
 """Layer 9: `llmos generate MODEL --prompt ...`: stream a continuation of a prompt to the terminal.
 
-MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`).
+MODEL is a checkpoint directory, a GGUF file, a model name (`smollm2`) or a
+store name (`ollama:llama3.2:1b`), loaded by `load_model`.
 Greedy decoding unless --do-sample (or a sampling flag such as --temperature,
 --top-k, --top-p) asks for sampling; defaults for everything else come from
 the checkpoint's generation_config.json (a GGUF file's from its metadata), as
@@ -22,7 +23,7 @@ CLI_MAX_NEW_TOKENS = 128  # when neither --max-new-tokens nor the checkpoint's g
 
 def generate_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory (ours or a transformers one), GGUF file, "
-                                          "or model name (smollm2)."),
+                                          "model name (smollm2) or store name (ollama:NAME:TAG)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="Text to continue."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", "--max-tokens", min=1,
                                        help="How many tokens to generate at most "
@@ -38,14 +39,12 @@ def generate_command(
     threads: int = threads_option(),
 ) -> None:
     """Generate text from a checkpoint, streamed as it is produced."""
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
     from llmos.generation import TextStreamer
-    from llmos.model_names import resolve_model
+    from llmos.generation.loading import load_model
 
     set_threads(threads)
-    resolved = resolve_model(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, quantize=quantize)  # + its generation_config
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    loaded = load_model(checkpoint, quantize=quantize)  # the model comes with its generation_config
+    model, tokenizer = loaded.model, loaded.tokenizer
     sampling_flags = any(v is not None for v in (temperature, top_k, top_p))
     if max_new_tokens is None and model.generation_config.max_new_tokens is None \
             and model.generation_config.max_length is None:

@@ -2,8 +2,12 @@
 
 Lists the embedded model (`smollm2`, when its package is installed; otherwise a
 line says how to install it), checkpoint directories and GGUF files in the
-models folder (LLMOS_MODELS_DIR, or --models-dir) and the Hugging Face cache,
-with size, architecture and quantization (see `llmos.model_names.local_models`).
+models folder (LLMOS_MODELS_DIR, or --models-dir), the Hugging Face cache, and
+the GGUF files of Ollama's store (OLLAMA_MODELS, default ~/.ollama/models) and
+LM Studio's models folder (~/.lmstudio/models), by the store names that load
+them in place (`ollama:llama3.2:1b`, `lmstudio:PUBLISHER/REPO/FILE.gguf`), with
+size, architecture and quantization read from each file's header (see
+`llmos.model_names.local_models`).
 `llmos list` and `llmos ls` are the same verb.
 """
 

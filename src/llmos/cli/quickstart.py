@@ -73,14 +73,14 @@ def model_tour(name: str, story_tokens: int, seed: int, max_new_tokens: int | No
     import torch
     from rich.console import Console
 
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
     from llmos.generation import TextStreamer
+    from llmos.generation.loading import load_model
 
     console = Console(highlight=False)
     started = time.perf_counter()
     console.rule(f"[bold]LLMOS quickstart[/] on {name} ({TOUR_MINUTES} minutes on 2 cores)")
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForCausalLM.from_pretrained(name)
+    loaded = load_model(name)
+    model, tokenizer = loaded.model, loaded.tokenizer
     console.print(f"loaded in {time.perf_counter() - started:.1f} s")
 
     console.rule("1. the robot writer: the transformers-style API, streamed")

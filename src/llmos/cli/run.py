@@ -114,6 +114,8 @@ def _names_a_model(target: str) -> bool:
         found = resolve_model(target)
     except ModelNotFoundError:
         return False
+    if found.store is not None:  # an embedded model, the models folder, Ollama's or LM Studio's store
+        return True
     if found.is_gguf:  # resolve_model takes any file for a GGUF one; the suffix says whether it is
         return found.path.suffix.lower() == ".gguf"
     return (found.path / "config.json").is_file()
@@ -149,11 +151,11 @@ def run_workflow_file(workflow: str, dry_run: bool, output: Path | None, model: 
         return
     loaded = {}
     if spec.needs_model():
-        from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+        from llmos.generation.loading import load_model
 
         typer.echo(f"loading {spec.model}", err=True)
-        loaded = {"model": AutoModelForCausalLM.from_pretrained(spec.model),
-                  "tokenizer": AutoTokenizer.from_pretrained(spec.model)}
+        found = load_model(spec.model)
+        loaded = {"model": found.model, "tokenizer": found.tokenizer}  # run on an engine of their own
     started = time.perf_counter()
     with warnings_as_lines(), progress_report(Path(workflow).stem) as progress:
         summary = run_workflow(spec, limit=limit, restart=restart, progress=progress, **loaded)

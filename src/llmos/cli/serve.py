@@ -1,8 +1,10 @@
 """Layer 9: `llmos serve MODEL`: an OpenAI-compatible HTTP server and web chat page for a model.
 
-MODEL is a checkpoint directory, a GGUF file or a model name (`smollm2`); the
-model id clients send is its short name (`smollm2`, the file's stem, the
-directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
+MODEL is a checkpoint directory, a GGUF file, a model name (`smollm2`) or a
+store name (`ollama:llama3.2:1b`, `lmstudio:PUBLISHER/REPO`: the file in
+Ollama's or LM Studio's folder, read in place), loaded by `load_model`; the
+model id clients send is its short name (`smollm2`, `llama3.2:1b`, the file's
+stem, the directory's name) unless --model-name says otherwise. Binds 127.0.0.1 unless
 --host says otherwise; --api-key makes every /v1 route require
 `Authorization: Bearer KEY`. Web pages of other sites cannot drive it: a
 foreign Host header (DNS rebinding) and a POST from another origin are refused
@@ -33,8 +35,8 @@ from llmos.generation_config import DEFAULT_REPLY_TOKENS
 
 
 def serve_command(
-    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, or model "
-                                          "name (smollm2)."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory (model + tokenizer), GGUF file, model name "
+                                          "(smollm2) or store name (ollama:NAME:TAG, lmstudio:PUBLISHER/REPO)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="Require this bearer token on /v1 routes."),
@@ -72,15 +74,17 @@ def serve_command(
     import uvicorn
 
     from llmos.apps.task_routes import add_task_routes
+    from llmos.generation.loading import load_model
     from llmos.model_names import model_label
     from llmos.serving.api import create_app
-    from llmos.serving.loader import load_for_serving
     from llmos.serving.origin_guard import OriginGuard
+    from llmos.serving.text import ServedTokenizer
 
     guard = OriginGuard(host, allowed_hosts=tuple(_listed(allowed_hosts)),  # checked before the model loads
                         allowed_origins=tuple(_listed(allowed_origins)))
     set_threads(threads)
-    model, tokenizer = load_for_serving(checkpoint, quantize=quantize, chat_template=template)
+    loaded = load_model(checkpoint, quantize=quantize)
+    model, tokenizer = loaded.model, ServedTokenizer(loaded.tokenizer, template, loaded.stop_ids)
     context = model.config.max_seq_len
     if max_model_len is not None and not 2 <= max_model_len <= context:
         raise LLMOSError(f"--max-model-len must be between 2 and the model's context ({context}), "

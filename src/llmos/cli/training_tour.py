@@ -125,11 +125,11 @@ def _calibrate_steps(overrides, vocab_size, context, batch_size, budget_s, conso
 
 def _export_best(out: Path):
     """Copy the best checkpoint's model and tokenizer to the run directory itself."""
-    from llmos.auto import AutoModelForCausalLM
+    from llmos.generation.loading import load_model
     from llmos.training.run import load_data_tokenizer
 
     best = out / "best" if (out / "best").is_dir() else out / "last"
-    model = AutoModelForCausalLM.from_pretrained(best)
+    model = load_model(best, tokenizer=False).model
     tokenizer = load_data_tokenizer(best)
     # save_pretrained replaces its target directory whole; the run directory also holds the
     # corpus, shards, metrics and trainer checkpoints, so write aside and move the files in.

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from llmos.data.jsonl import DataError, jsonl_records
-from llmos.data.sft import left_pad
 from llmos.errors import LLMOSError
 from llmos.evaluation.metrics import check_generation_scorers, generation_scores
-from llmos.generation.request import resolve_config
+from llmos.generation.local import LocalGenerator
+from llmos.generation.service import GenerationParams
 
 Progress = Callable[[int, int], None]  # (completed, total)
 REFERENCE_FIELDS = ("references", "reference", "completion")
@@ -110,22 +110,15 @@ def prompt_ids(tokenizer: Any, example: GenerationExample) -> list[int]:
 @torch.inference_mode()
 def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int = 64,
                      batch_size: int = 8, progress: Progress | None = None) -> list[str]:
-    """Greedy continuations of the tokenized `prompts`, decoded up to the first EOS."""
+    """Greedy continuations of the tokenized `prompts`, cut at the first stop id (`LocalGenerator`:
+    left-padded batches of `batch_size`)."""
     if batch_size < 1 or max_new_tokens < 1:
         raise LLMOSError(f"batch_size={batch_size} and max_new_tokens={max_new_tokens} must be at least 1")
-    eos = set(resolve_config(model, None, {}).eos_token_ids)
-    pad_id = tokenizer.pad_token_id
-    pad_id = pad_id if pad_id is not None else (min(eos) if eos else 0)
+    generator = LocalGenerator(model, tokenizer)
+    params = GenerationParams(max_new_tokens=max_new_tokens)
     answers: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        rows = prompts[start:start + batch_size]
-        input_ids, mask = left_pad(rows, pad_id)
-        out = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device),
-                             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             num_return_sequences=1, tokenizer=tokenizer)
-        for row in out[:, input_ids.shape[1]:].tolist():
-            end = next((i for i, t in enumerate(row) if t in eos), len(row))
-            answers.append(tokenizer.decode(row[:end], skip_special_tokens=True))
+        answers += [c.text for c in generator.generate(prompts[start:start + batch_size], params)]
         if progress is not None:
             progress(len(answers), len(prompts))
     return answers

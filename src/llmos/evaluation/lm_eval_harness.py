@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from llmos.config import token_id_list
 from llmos.errors import LLMOSError
+from llmos.generation.replies import left_pad
 
 try:
     import lm_eval
@@ -376,17 +377,13 @@ class LLMOSLM(TemplateLM):
                 max_context,
             )
         rows = [row[-max_context:] for row in rows]
-        width = max(len(row) for row in rows)
         pad = (
             self.tokenizer.pad_token_id
             if self.tokenizer.pad_token_id is not None
             else self.eot_token_id
         )
-        ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=self.device)
-        mask = torch.tensor(
-            [[0] * (width - len(row)) + [1] * len(row) for row in rows], device=self.device
-        )
-        return ids, mask
+        ids, mask = left_pad(rows, pad)
+        return ids.to(self.device), mask.to(self.device)
 
     def _eos_ids(self) -> list[int]:
         """The model's end-of-sequence ids plus the tokenizer's (lm-eval always stops at the latter)."""
@@ -443,8 +440,9 @@ def _load(
 
     `adapter` is a LoRA adapter directory (PEFT format) put on the base; `pretrained` may
     itself be one, and its tokenizer is then the base model's unless it has its own."""
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
-    from llmos.checkpoint.peft_format import is_adapter_dir, load_adapter, read_adapter_config
+    from llmos.auto import AutoTokenizer
+    from llmos.checkpoint.peft_format import load_adapter
+    from llmos.generation.loading import load_model
 
     if isinstance(pretrained, torch.nn.Module):
         if tokenizer is None:
@@ -455,16 +453,12 @@ def _load(
     else:
         name = str(pretrained)
         kernels = None if device.type == "cpu" else False
-        model = AutoModelForCausalLM.from_pretrained(
-            pretrained, dtype=dtype, quantize=quantize, kernels=kernels, adapter=adapter
-        )
-        own_tokenizer = (Path(pretrained) / "tokenizer.json").is_file()
-        if tokenizer is None and is_adapter_dir(pretrained) and not own_tokenizer:
-            tokenizer = read_adapter_config(pretrained).get("base_model_name_or_path")
-    if tokenizer is None or isinstance(tokenizer, (str, Path)):
-        tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer if tokenizer is not None else pretrained
-        )
+        loaded = load_model(pretrained, dtype=dtype, quantize=quantize, kernels=kernels, adapter=adapter,
+                            tokenizer=tokenizer is None)
+        model = loaded.model
+        tokenizer = loaded.tokenizer if tokenizer is None else tokenizer
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if model.device != device:
         model = model.to(device)
     return model, tokenizer, name

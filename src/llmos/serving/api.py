@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect
 import llmos
 from llmos.adapters import adapter_names
 from llmos.errors import LLMOSError
+from llmos.generation.replies import model_eos_ids
 from llmos.generation_config import DEFAULT_REPLY_TOKENS, chat_sampling
 from llmos.serving import routes, tokenization
 from llmos.serving.engine import Engine
@@ -114,7 +115,7 @@ def create_app(
                          f"(it holds {adapter_names(model) or 'none'})")
     origins = OriginGuard(host, "server", tuple(allowed_hosts), tuple(allowed_origins), advise_flags=True)
     served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
-        tokenizer, chat_template, model.config.eos_token_ids)
+        tokenizer, chat_template, model_eos_ids(model))
     engine = Engine(model, max_batch=max_batch, max_queue=max_queue, **engine_options)
     state = ServerState(engine, served, model_id, api_key, max_body_bytes, int(time.time()),
                         getattr(model, "generation_config", None), max_tokens_default, tools_adapter)

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from llmos.errors import LLMOSError
 from llmos.generation.constrained import ConstraintError
+from llmos.generation.replies import TextStream
 from llmos.model import ContextLengthError
 from llmos.serving.engine import Engine, QueueFullError, Request, TokenEvent
 from llmos.serving.errors import APIError
 from llmos.serving.sampling import SamplingParams
-from llmos.serving.text import ServedTokenizer, TextStream
+from llmos.serving.text import ServedTokenizer
 
 TokenInfo = tuple[int, float | None, list[tuple[int, float]]]  # (id, logprob, top pairs)
 DISCONNECT_CHECK_SECONDS = 0.25

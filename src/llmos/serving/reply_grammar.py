@@ -30,9 +30,7 @@ def reply_constraint(state, body: ChatCompletionRequest) -> tuple[Callable[[int]
     if schema is None and not body.tools:
         return None, None
     tokenizer = state.tokenizer
-    own = getattr(tokenizer.tokenizer, "eos_token_id", None)
-    eos = own if own in tokenizer.stop_token_ids else min(tokenizer.stop_token_ids, default=None)
-    eos_ids, vocab = [] if eos is None else [eos], state.engine.config.vocab_size
+    eos_ids, vocab = tokenizer.stop_ids[:1], state.engine.config.vocab_size  # a finished grammar ends with the model's EOS
 
     def checked(field: str, code: str, **constraint: Any) -> str:
         try:

@@ -2,6 +2,9 @@
 
 A model id is what /api/generate and /api/evaluate take:
 - an embedded model's name (`smollm2`), or a model in the models folder by its name;
+- a store name (`ollama:llama3.2:1b`, `lmstudio:PUBLISHER/REPO/FILE.gguf`): a GGUF file
+  in Ollama's or LM Studio's store, looked up among the store's own entries and
+  loaded in place (`llmos.model_stores`);
 - `models:<path>`: a checkpoint or GGUF file in the models folder;
 - `runs:<run>/<checkpoint>`: a run's `best` or `last`;
 - a path inside the studio's folders (data, runs, models).
@@ -25,6 +28,7 @@ from typing import Any
 from llmos.checkpoint.gguf_file import is_gguf
 from llmos.errors import LLMOSError
 from llmos.model_names import EMBEDDED, describe, local_models, model_label
+from llmos.model_stores import PREFIXES, StoreError, find_store_model, is_store_name
 from llmos.studio import jobs
 from llmos.studio.paths import StudioError, check_path_text, confined, path_exists, quoted
 from llmos.studio.runs import CHECKPOINTS, RUN_NAME, is_run, log_tail
@@ -36,7 +40,8 @@ REPORT_FILE = "report.json"
 
 
 MODEL_ID_FORMS = ("an embedded model's name (" + ", ".join(sorted(EMBEDDED)) + "), 'runs:<run>/<checkpoint>' "
-                  "(in the runs folder), 'models:<path>' (in the models folder) or a path inside the studio's folders")
+                  "(in the runs folder), 'models:<path>' (in the models folder), a store name ("
+                  + ", ".join(f"'{p}...'" for p in PREFIXES) + ") or a path inside the studio's folders")
 
 
 def resolve_model(settings: StudioSettings, model_id: Any, field: str = "model") -> str | Path:
@@ -47,6 +52,12 @@ def resolve_model(settings: StudioSettings, model_id: Any, field: str = "model")
         raise StudioError(f"{field} is missing; give {MODEL_ID_FORMS}", field=field)
     check_path_text(model_id, field, field)
     prefix, colon, rest = model_id.partition(":")
+    if is_store_name(model_id):
+        try:
+            find_store_model(model_id)
+        except StoreError as exc:
+            raise StudioError(str(exc), status=404, field=field) from None
+        return model_id
     if colon and prefix in ("runs", "models"):
         root = settings.runs_dir if prefix == "runs" else settings.models_dir
         path = confined(rest, [root], what=field, field=field)
@@ -80,11 +91,12 @@ def existing_path(value: str, roots: tuple[Path, ...], name: str) -> Path:
 
 
 def list_models(settings: StudioSettings) -> list[dict[str, Any]]:
-    """Installed embedded models, the models folder's checkpoints and GGUF files, and every run checkpoint."""
+    """Installed embedded models, the models folder's checkpoints and GGUF files, the GGUF files of Ollama's and
+    LM Studio's stores, and every run checkpoint."""
     found = []
     for model in local_models(models_folder=settings.models_dir):
-        if model.source == "embedded":
-            found.append(_entry(model.name, model.name, "embedded", model.path))
+        if model.source == "embedded" or is_store_name(model.name):
+            found.append(_entry(model.name, model.name, model.source, model.path))
         elif model.source == "models folder":
             found.append(_entry(f"models:{model.name}", model.name, "models folder", model.path))
     for run in sorted(settings.runs_dir.iterdir()):
@@ -135,9 +147,9 @@ def _parameters(path: Path, files: list[Path]) -> int | None:
         if path.is_file():
             if not is_gguf(path):
                 return None
-            from llmos.checkpoint.gguf_file import open_gguf
+            from llmos.checkpoint.gguf_file import read_gguf_header
 
-            return sum(math.prod(int(d) for d in t.shape) for t in open_gguf(path).tensors.values())
+            return read_gguf_header(path).parameters
         from safetensors import safe_open
 
         total = 0

@@ -23,10 +23,14 @@ show. Everything a request can get wrong (model id, task,
 option, sampling value, schema) is a `StudioError` naming it, answered before
 any streaming starts.
 
-Models are loaded once and kept (the last `MODELS_KEPT` used). Each has a lock:
-two streams of one model take turns, streams of two models run side by side,
-each in its own worker thread. A client that goes away stops its stream at
-the next token.
+Models are loaded once (`load_model`) and kept (the last `MODELS_KEPT` used),
+each with a continuous-batching engine of its own, reached through its
+`Generator` (`serving.generator.EngineGenerator`), as the server's routes and
+`llmos chat` reach theirs: two streams of one model share its batches and its
+prefix cache, streams of two models run side by side. A worker thread reads
+the generator's stream onto the response; a client that goes away cancels
+its request at the next token. A model dropped from the cache stops its
+engine once the streams still running on it end.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from llmos.apps.task_routes import MAX_NEW_TOKENS, task_card
 from llmos.errors import LLMOSError
 from llmos.generation import GenerationConfig, GenerationError
 from llmos.generation.constrained import ConstraintError, grammar_for
-from llmos.generation.streamers import TextStreamer
+from llmos.generation.service import Completion, GenerationParams
 from llmos.generation_config import chat_generate_keywords, chat_sampling
 from llmos.studio.models import resolve_model
 from llmos.studio.paths import StudioError, quoted
@@ -75,11 +79,25 @@ def version_key(source: str | Path) -> tuple[str, int]:
     return str(source), hash(tuple((p.stat().st_mtime_ns, p.stat().st_ino) for p in files if p.exists()))
 
 
+ENGINE_OPTIONS = {"max_batch": 4, "max_queue": 16, "kv_budget_bytes": 256 << 20}  # a person or two trying it
+RETIRE_GRACE_S = 600.0  # a dropped model's engine lets its running streams finish for this long
+
+
 @dataclass
 class LoadedModel:
-    model: Any
+    generator: Any  # an EngineGenerator over the model's own engine
     tokenizer: Any
-    lock: threading.Lock  # held while the model decodes: one stream of a model at a time
+    generation_config: Any  # the model's own decoding defaults (its chat sampling), or None
+
+    @property
+    def context(self) -> int:
+        return self.generator.max_len
+
+    def retire(self) -> None:
+        """Stop the engine once its running streams end (they hold the model until then)."""
+        engine = self.generator.engine
+        threading.Thread(target=engine.stop, kwargs={"grace": RETIRE_GRACE_S}, name="studio-retire",
+                         daemon=True).start()
 
 
 class ModelCache:
@@ -108,19 +126,24 @@ class ModelCache:
             found = self._lookup(key)
             if found is not None:
                 return found, True
-            from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+            from llmos.generation.loading import load_model
+            from llmos.serving.generator import EngineGenerator
+            from llmos.serving.text import ServedTokenizer
 
             try:
-                loaded = LoadedModel(AutoModelForCausalLM.from_pretrained(source),
-                                     AutoTokenizer.from_pretrained(source), threading.Lock())
+                found = load_model(source)
             except (LLMOSError, OSError) as exc:
                 raise StudioError(f"model {quoted(model_id)} cannot be loaded: {exc}", field="model") from None
+            served = ServedTokenizer(found.tokenizer, None, found.stop_ids)
+            loaded = LoadedModel(EngineGenerator.start(found.model, served, **ENGINE_OPTIONS), found.tokenizer,
+                                 getattr(found.model, "generation_config", None))
             with self._lock:
-                for stale in [k for k in self._models if k[0] == key[0]]:  # an older save of this checkpoint
-                    del self._models[stale]
+                dropped = [self._models.pop(k) for k in [k for k in self._models if k[0] == key[0]]]  # older saves
                 self._models[key] = loaded
                 while len(self._models) > self.size:
-                    self._models.popitem(last=False)
+                    dropped.append(self._models.popitem(last=False)[1])
+            for model in dropped:
+                model.retire()
             return loaded, False
 
 
@@ -246,20 +269,8 @@ class TaskRun:
     pipe: Pipeline
     item: dict[str, Any]
     options: dict[str, Any]
-    prompt: list[int] | None  # None: the task does not decode text (sentiment scores its labels)
-    constraint: dict[str, Any] | None
-    generation: dict[str, Any]
-
-
-def reply_ends(pipe: Pipeline) -> list[int]:
-    """The ids at which the pipeline ends a reply (the EOS ids and the pad id, see `Pipeline.generate`):
-    decoding stops there too, so the streamed text is the reply's text, not tokens past its end. The
-    model's own EOS comes first: a finished constraint ends the reply with the first."""
-    tok, model = pipe.tokenizer, pipe.model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    shipped = getattr(model, "generation_config", None)
-    ends = [*(shipped.eos_token_ids if shipped else []), *(model.config.eos_token_ids or []), tok.eos_token_id, pad]
-    return [i for i in dict.fromkeys(ends) if i is not None]
+    prompt: list[int] | None  # token ids; None: the task does not decode text (sentiment scores its labels)
+    params: GenerationParams | None
 
 
 def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
@@ -270,67 +281,52 @@ def prepare_run(job: GenerateJob, loaded: LoadedModel) -> TaskRun:
         raise StudioError(f"model {job.model_id!r} has no chat template, so it cannot run the {task} task; use "
                           "text-generation (the prompt continued as it is)", field="task")
     try:
-        pipe = pipeline(task, model=loaded.model, tokenizer=loaded.tokenizer, **job.options)
+        pipe = pipeline(task, model=loaded.generator, tokenizer=loaded.tokenizer, **job.options)
         options = pipe.check_options(dict(pipe.options))
-        constraint = {"json_schema": job.json_schema} if job.json_schema else pipe.constraint(job.item, options)
-        sampling = job.sampling  # sampling asked for: what it leaves out is the model's chat default
-        if sampling.get("do_sample"):
-            chat = chat_generate_keywords(getattr(loaded.model, "generation_config", None), constraint is not None)
-            sampling = {**chat, **sampling}
-        generation = {**pipe.decoding(options, {**pipe.defaults, **sampling}), "eos_token_id": reply_ends(pipe)}
-        if isinstance(pipe, TextGenerationPipeline):
-            prompt = pipe.tokenizer.encode(pipe.render_user(job.item, options))
-        elif streams(type(pipe)):
-            prompt = pipe.tokenizer.apply_chat_template(pipe.messages(job.item, options), add_generation_prompt=True)
-        else:
-            prompt = None
+        prompt, params = None, None
+        if streams(type(pipe)):
+            constraint = {"json_schema": job.json_schema} if job.json_schema else pipe.constraint(job.item, options)
+            sampling = job.sampling  # sampling asked for: what it leaves out is the model's chat default
+            if sampling.get("do_sample"):
+                sampling = {**chat_generate_keywords(loaded.generation_config, constraint is not None), **sampling}
+            generation = pipe.decoding(options, {**pipe.defaults, **sampling})
+            params = pipe.params(generation, constraint)
+            prompt = loaded.generator.prompt_ids(pipe.prompt(job.item, options))
     except LLMOSError as exc:
         raise StudioError(str(exc), field="task") from None
-    context = loaded.model.config.max_seq_len
+    context = loaded.context
     if prompt is not None and len(prompt) >= context:
         raise StudioError(f"the prompt has {len(prompt)} tokens with the {task} task's template; model "
                           f"{job.model_id!r} reads at most {context}", field="prompt")
-    return TaskRun(task, pipe, job.item, options, prompt, constraint, generation)
+    return TaskRun(task, pipe, job.item, options, prompt, params)
 
 
 class Cancelled(Exception):
     """The client went away; the worker stops decoding."""
 
 
-class EventStreamer(TextStreamer):
-    """Text deltas as events for the SSE response, counting the new tokens; raises `Cancelled` at the
-    next token once the client is gone."""
-
-    def __init__(self, tokenizer: Any, emit: Callable[[dict], None], cancelled: threading.Event) -> None:
-        super().__init__(tokenizer, skip_prompt=True)
-        self.emit, self.cancelled, self.tokens = emit, cancelled, 0
-
-    def put(self, value: Any) -> None:
-        if self.cancelled.is_set():
-            raise Cancelled
-        if not self._next_is_prompt:
-            self.tokens += 1
-        super().put(value)
-
-    def on_text(self, text: str, stream_end: bool = False) -> None:
-        if text:
-            self.emit({"text": text})
-
-
 def decode(run: TaskRun, loaded: LoadedModel, emit: Callable[[dict], None], cancelled: threading.Event) -> dict:
     """Run the task (streaming its text through `emit`) and return the final event."""
-    with loaded.lock:
-        start = time.perf_counter()
-        if run.prompt is None:
-            result = run.pipe(dict(run.item))
-            text, tokens, cut = json.dumps(result), 0, False
-            emit({"text": text})
-        else:
-            streamer = EventStreamer(run.pipe.tokenizer, emit, cancelled)
-            [reply] = run.pipe.generate([run.prompt], [run.constraint], {**run.generation, "streamer": streamer})
-            result = run.pipe.parse(reply, run.item, run.options)
-            text, tokens, cut = reply.text, streamer.tokens, reply.cut
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    if run.prompt is None:
+        result = run.pipe(dict(run.item))
+        text, tokens, cut = json.dumps(result), 0, False
+        emit({"text": text})
+    else:
+        reply: Completion | None = None
+        stream = loaded.generator.stream([run.prompt], run.params)
+        try:
+            for event in stream:
+                if cancelled.is_set():
+                    raise Cancelled
+                if event.text:
+                    emit({"text": event.text})
+                reply = event.completion or reply
+        finally:
+            stream.close()  # a stream left early cancels its request
+        result = run.pipe.parse(reply, run.item, run.options)
+        text, tokens, cut = reply.text, len(reply.token_ids), reply.cut
+    seconds = time.perf_counter() - start
     return {"done": True, "text": text, "tokens": tokens, "seconds": round(seconds, 4),
             "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None, "task": run.task,
             "result": result, "cut": cut}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from llmos.adapters import add_lora
-from llmos.auto import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from llmos.auto import AutoTokenizer
 from llmos.checkpoint import read_config
 from llmos.checkpoint.peft_format import restore_adapter, save_adapter
 from llmos.data.labelled import DataError, read_labelled
@@ -31,8 +31,8 @@ from llmos.data.sft import (
     pad_id_of,
     read_examples,
 )
+from llmos.generation.loading import describe_source, load_model
 from llmos.model.heads import SequenceClassifier
-from llmos.model_names import resolve_model
 from llmos.training import distributed as dist_utils
 from llmos.training.finetune_recipe import FinetuneConfig
 from llmos.training.freeze import count_parameters, freeze_all_but, freeze_lower, train_top
@@ -119,7 +119,7 @@ def _causal(config: FinetuneConfig, tokenizer: Any, task: str):
         train, val = examples, read_examples(config.val_data, tokenizer, config.context, task)
     else:
         train, val = _split(examples, config.val_fraction, config.seed)
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, quantize=_float(config.base_model))
+    model = load_model(config.base_model, quantize=_float(config.base_model), tokenizer=False).model
     pad = pad_id_of(tokenizer)
     batches = SFTBatches(train, config.batch_size, config.context, pad, packing=config.packing, seed=config.seed)
     evals = eval_batches_of(val, config.batch_size, pad)[:config.eval_batches] if val else None
@@ -155,17 +155,16 @@ def _classification(config: FinetuneConfig, tokenizer: Any):
 def load_classifier(base_model: str, label_names: list[str]) -> SequenceClassifier:
     """A classifier over `label_names` on the base model's trunk. A checkpoint that already is
     a classifier over the same labels keeps its head; any other base gets a fresh head."""
-    resolved = resolve_model(base_model)
+    source = describe_source(base_model)
     overrides: dict[str, Any] = {"num_labels": len(label_names), "label_names": list(label_names)}
-    if not resolved.is_gguf:
-        saved, head, _ = read_config(resolved.path)
-        if head == "SequenceClassifier" and saved.label_names not in ([], list(label_names)):
+    if source.head == "classifier" and source.format == "checkpoint":
+        saved = read_config(source.path)[0]
+        if saved.label_names not in ([], list(label_names)):
             raise DataError(f"{base_model!r} classifies {saved.label_names}, the data has labels "
                             f"{list(label_names)}; give --labels in the model's order or use a base model")
-    return AutoModelForSequenceClassification.from_pretrained(resolved.path, quantize=_float(base_model),
-                                                              **overrides)
+    return load_model(source.path, "classifier", quantize=_float(base_model), tokenizer=False, **overrides).model
 
 
 def _float(base_model: str) -> str:
     """Fine-tuning trains float weights: a GGUF file's quantized blocks are dequantized."""
-    return "none" if resolve_model(base_model).is_gguf else "auto"
+    return "none" if describe_source(base_model).is_gguf else "auto"

@@ -70,16 +70,19 @@ def task_class(task: str) -> tuple[type[Pipeline], dict[str, Any]]:
 def pipeline(task: str, model: Any = DEFAULT_MODEL, tokenizer: Any = None, **settings: Any) -> Pipeline:
     """A ready pipeline for `task` (see the table in the module docstring).
 
-    model: a name (`smollm2`, the default), a GGUF file or a checkpoint directory, or a loaded model
-    (then give its tokenizer). settings: the task's options (`tgt_lang`, `max_words`, ...),
+    model: a name (`smollm2`, the default; a store name such as `ollama:llama3.2:1b`), a GGUF file
+    or a checkpoint directory, a loaded model (then give its tokenizer), or a `Generator` (the
+    server's engine, a server over HTTP). settings: the task's options (`tgt_lang`, `max_words`, ...),
     `template=`/`system=` to replace its prompts, `batch_size=`, and `generate`'s keywords
     (`max_new_tokens`, `do_sample`, ...) to change its decoding defaults."""
+    from llmos.generation.service import Generator
+
     cls, implied = task_class(task)
     if isinstance(model, (str, Path)):
         model, tokenizer = cls.load(model, tokenizer)
-    elif tokenizer is None:
+    elif tokenizer is None and not isinstance(model, Generator):
         raise PipelineError(f"pipeline({task!r}, model=<a loaded model>) needs its tokenizer=; or give the model's "
-                            "name or path", param="tokenizer")
+                            "name or path, or a Generator", param="tokenizer")
     return cls(model, tokenizer, **{**implied, **settings})
 
 

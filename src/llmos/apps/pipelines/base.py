@@ -11,9 +11,15 @@ A task is a small subclass of `Pipeline` that sets, in the open:
 
 Every one of them can be overridden per pipeline (`pipeline(task, template=..., system=...,
 max_new_tokens=..., **options)`) or per call (`pipe(text, **options)`), and
-`describe()` prints them, so no prompt is hidden. A list of inputs runs in
-batches of `batch_size` prompts, left-padded into one `generate` call, each row
-under its own constraint.
+`describe()` prints them, so no prompt is hidden.
+
+A pipeline decodes through a `Generator` (`llmos.generation.service`): a model
+in this process (`LocalGenerator`: a list of inputs runs in batches of
+`batch_size` prompts, left-padded into one `generate` call, each row under its
+own constraint), the server's engine (`EngineGenerator`: the task routes, the
+studio playground), or a server over HTTP (`RemoteGenerator`). Chat prompts go
+to it as messages, rendered by the backend through the model's chat template,
+so a task's reply is the same whichever backend decodes it greedily.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmos.apps.workflow_templates import render
-from llmos.data.sft import left_pad
 from llmos.errors import LLMOSError
+from llmos.generation.service import Completion, GenerationParams, Generator
 from llmos.tokenizer.from_any import as_tokenizer
 
 DEFAULT_MODEL = "smollm2"
@@ -37,15 +43,7 @@ class PipelineError(LLMOSError):
     """A task, option or input a pipeline cannot use; the message says what would be valid."""
 
 
-@dataclasses.dataclass
-class Reply:
-    """One decoded reply: its text, the mean log-probability of its tokens, and whether it was cut
-    at the length limit (`max_new_tokens`) before it ended."""
-
-    text: str
-    log_prob: float
-    cut: bool
-    max_new_tokens: int | None = None
+Reply = Completion  # one decoded reply: text, token ids, finish reason (`cut`), mean log-probability
 
 
 def generation_keys() -> set[str]:
@@ -55,9 +53,15 @@ def generation_keys() -> set[str]:
 
 
 def load_causal_lm(model: str | Path, tokenizer: Any = None) -> tuple[Any, Any]:
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+    """A `LocalGenerator` over the model a name or path gives (`load_model`), and its tokenizer."""
+    from llmos.generation.loading import load_model
 
-    return AutoModelForCausalLM.from_pretrained(model), tokenizer or AutoTokenizer.from_pretrained(model)
+    loaded = load_model(model, tokenizer=tokenizer is None)
+    if tokenizer is None:
+        return loaded.generator(), loaded.tokenizer
+    from llmos.generation.local import LocalGenerator
+
+    return LocalGenerator(loaded.model, tokenizer), tokenizer
 
 
 class Pipeline:
@@ -78,9 +82,22 @@ class Pipeline:
 
     def __init__(self, model: Any, tokenizer: Any, *, template: str | None = None, system: str | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, **settings: Any) -> None:
+        """model: a `Generator`, or a loaded model (a causal LM runs through a `LocalGenerator`;
+        a sequence classifier is used as it is, by the tasks that take one)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size={batch_size!r} must be an integer >= 1", param="options.batch_size")
-        self.model, self.tokenizer, self.batch_size = model, as_tokenizer(tokenizer), batch_size
+        if tokenizer is None and isinstance(model, Generator):
+            tokenizer = model.tokenizer
+        self.tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else None
+        if isinstance(model, Generator):
+            self.generator, self.model = model, getattr(model, "model", None)
+        elif hasattr(model, "lm_head"):
+            from llmos.generation.local import LocalGenerator
+
+            self.generator, self.model = LocalGenerator(model, self.tokenizer), model
+        else:
+            self.generator, self.model = None, model
+        self.batch_size = batch_size
         if template is not None:
             self.template = template
         if system is not None:
@@ -180,36 +197,35 @@ class Pipeline:
                 raise PipelineError(f"{cls.task}: the input's {name!r} is empty; give some text", param=f"input.{name}")
         return item
 
+    def prompt(self, item: dict[str, Any], options: dict[str, Any]) -> list[dict[str, str]] | list[int]:
+        """What the generator decodes for one input: the chat messages (or token ids) of its prompt."""
+        return self.messages(item, options)
+
+    def wants_log_probs(self) -> bool:
+        """Whether `parse` reads the reply's log-probability (question answering's score)."""
+        return False
+
+    def params(self, generation: dict[str, Any], constraint: dict[str, Any] | None) -> GenerationParams:
+        """generate()'s keywords (the task's decoding) as a Generator's params; a bad one is a PipelineError."""
+        try:
+            return GenerationParams.from_generate_kwargs(generation, constraint, self.wants_log_probs())
+        except LLMOSError as exc:
+            raise PipelineError(f"{self.task}: {exc}", param=f"options.{exc.param}" if exc.param else None) from None
+
     def run_batch(self, items: list[dict[str, Any]], options: dict[str, Any],
                   generation: dict[str, Any]) -> list[Any]:
-        prompts = [self.tokenizer.apply_chat_template(self.messages(item, options), add_generation_prompt=True)
-                   for item in items]
+        prompts = [self.prompt(item, options) for item in items]
         constraints = [self.constraint(item, options) for item in items]
         replies = self.generate(prompts, constraints, generation)
         return [self.parse(reply, item, options) for reply, item in zip(replies, items, strict=True)]
 
-    def generate(self, prompts: list[list[int]], constraints: list[dict[str, Any] | None],
-                 generation: dict[str, Any]) -> list[Reply]:
-        """Decode the prompts as one left-padded batch; each row under its own constraint."""
-        tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        input_ids, mask = left_pad(prompts, pad)
-        extra = {"constraints": constraints} if any(c is not None for c in constraints) else {}
-        out = self.model.generate(input_ids, attention_mask=mask, tokenizer=tok, return_dict_in_generate=True,
-                                  **{"pad_token_id": pad, **generation}, **extra)
-        new = out.sequences[:, input_ids.shape[1]:]
-        ends_at = {*(self.model.config.eos_token_ids or []), tok.eos_token_id, pad} - {None}
-        replies = []
-        for i, row in enumerate(new.tolist()):
-            ends = [j for j, t in enumerate(row) if t in ends_at]  # a finished row is padded after its end
-            n = ends[0] + 1 if ends else len(row)
-            if out.token_log_probs is not None:
-                log_prob = float(out.token_log_probs[i, :n].mean()) if n else 0.0
-            else:  # beam search: the beam's length-normalised log-probability
-                log_prob = float(out.sequences_scores[i])
-            text = tok.decode(row[:n], skip_special_tokens=True)
-            replies.append(Reply(text, log_prob, not ends, generation.get("max_new_tokens")))
-        return replies
+    def generate(self, prompts: list[list[dict[str, str]]] | list[list[int]],
+                 constraints: list[dict[str, Any] | None], generation: dict[str, Any]) -> list[Completion]:
+        """Decode the prompts through the generator, each under its own constraint."""
+        if self.generator is None:
+            raise PipelineError(f"{self.task} decodes text: it needs a causal language model, not a "
+                                f"{type(self.model).__name__}", param="model")
+        return self.generator.generate(prompts, [self.params(generation, c) for c in constraints])
 
     # ---- documentation --------------------------------------------------------------------------
 

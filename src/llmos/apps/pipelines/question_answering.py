@@ -11,8 +11,8 @@ is..."), and forced to begin with a span it picks the sentence's subject; after
 of our own: 2 right without the prefix, 5 with it; answering freely, 7 replies
 hold the answer somewhere in a sentence). `constrain=False` lets it answer
 freely; `start` is then -1 when the answer is not found in the text. `score`
-is the mean probability of the reply's tokens (under the constraint when
-there is one).
+is exp(the mean log-probability the model gives the reply's tokens), the
+model's own distribution, so it is the same whichever `Generator` decodes.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class QuestionAnsweringPipeline(Pipeline):
                           f"{MAX_SPANS}; answering freely (constrain=False) instead", stacklevel=2)
             return None
         return {"regex": re.escape(self.answer_prefix) + "(" + "|".join(map(re.escape, spans)) + ")"}
+
+    def wants_log_probs(self) -> bool:
+        return True
 
     def parse(self, reply: Reply, item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         answer = reply.text.strip().removeprefix(self.answer_prefix.strip()).strip()

@@ -6,8 +6,10 @@ Two ways, chosen by the model given:
   (`evaluation.classification.classify`);
 - a causal LM answers zero-shot: asked whether the text is negative or positive
   (or the `labels` you give), each label's score is the probability that the
-  reply begins with that word (`evaluation.zero_shot`), normalised over the
-  labels. Nothing is decoded, so the answer is always one of the labels.
+  reply begins with that word (`evaluation.zero_shot`'s label words, scored by
+  the `Generator`'s `next_token_log_probs`, so a served model scores through
+  its engine), normalised over the labels. Nothing is decoded, so the answer
+  is always one of the labels.
 """
 
 from __future__ import annotations
@@ -23,14 +25,9 @@ ZERO_SHOT_LABELS = ["negative", "positive"]
 
 def is_classifier_checkpoint(model: str | Path) -> bool:
     """Whether `model` names a saved sequence classifier (directory or LoRA adapter with its head)."""
-    from llmos.checkpoint import read_config
-    from llmos.checkpoint.peft_format import adapter_head_shape, is_adapter_dir
-    from llmos.model_names import resolve_model
+    from llmos.generation.loading import describe_source
 
-    if is_adapter_dir(model):
-        return bool(adapter_head_shape(model)[0])
-    resolved = resolve_model(model)
-    return not resolved.is_gguf and read_config(resolved.path)[1] == "SequenceClassifier"
+    return describe_source(model).head == "classifier"
 
 
 class SentimentPipeline(Pipeline):
@@ -49,14 +46,15 @@ class SentimentPipeline(Pipeline):
     @classmethod
     def load(cls, model: str | Path, tokenizer: Any = None) -> tuple[Any, Any]:
         if is_classifier_checkpoint(model):
-            from llmos.evaluation.loading import load_classifier, load_tokenizer
+            from llmos.evaluation.loading import load_classifier
 
-            return load_classifier(model), tokenizer or load_tokenizer(model)
+            loaded = load_classifier(model, with_tokenizer=tokenizer is None)
+            return loaded.model, tokenizer or loaded.tokenizer
         return load_causal_lm(model, tokenizer)
 
     @property
     def zero_shot(self) -> bool:
-        return not hasattr(self.model, "classifier")
+        return self.generator is not None
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -85,10 +83,16 @@ class SentimentPipeline(Pipeline):
             probabilities = class_probabilities(self.model, self.tokenizer, [item["text"] for item in items],
                                                 batch_size=len(items))
             return ranked_labels(model_label_names(self.model.config), probabilities, options["top_k"])
-        from llmos.evaluation.zero_shot import label_word_log_probs
+        import torch
+
+        from llmos.evaluation.zero_shot import label_scores, label_word_ids
 
         labels = options["labels"] or ZERO_SHOT_LABELS
-        prompts = [self.tokenizer.apply_chat_template(self.messages(item, options), add_generation_prompt=True)
-                   for item in items]
-        scores = label_word_log_probs(self.model, self.tokenizer, prompts, labels, len(prompts))
+        if self.tokenizer is None:
+            raise PipelineError("sentiment-analysis scores label words: it needs the model's tokenizer",
+                                param="tokenizer")
+        words = label_word_ids(self.tokenizer, labels)
+        found = self.generator.next_token_log_probs([self.prompt(item, options) for item in items],
+                                                    [i for forms in words for i in forms])
+        scores = label_scores(torch.tensor(found), words)
         return ranked_labels(labels, scores.softmax(-1), options["top_k"])

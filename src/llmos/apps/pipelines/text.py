@@ -30,11 +30,12 @@ class TextGenerationPipeline(Pipeline):
     options = {"return_full_text": True}
     shape = "nested"
 
-    def run_batch(self, items: list[dict[str, Any]], options: dict[str, Any],
-                  generation: dict[str, Any]) -> list[Any]:
-        prompts = [self.tokenizer.encode(self.render_user(item, options)) for item in items]
-        replies = self.generate(prompts, [None] * len(items), generation)
-        return [self.parse(reply, item, options) for reply, item in zip(replies, items, strict=True)]
+    def prompt(self, item: dict[str, Any], options: dict[str, Any]) -> list[int]:
+        """The user template's text as token ids (no chat template), as the tokenizer encodes it."""
+        if self.tokenizer is None:
+            raise PipelineError("text-generation encodes its prompt itself: it needs the model's tokenizer",
+                                param="tokenizer")
+        return self.tokenizer.encode(self.render_user(item, options))
 
     def render_user(self, item: dict[str, Any], options: dict[str, Any]) -> str:
         return self.messages(item, options)[-1]["content"]

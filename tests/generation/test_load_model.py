@@ -1,0 +1,120 @@
+"""`load_model`, the one way to load: a name, a GGUF file, an LLMOS or Hugging Face directory or a LoRA adapter
+directory gives the model, its tokenizer, its stop ids and a report of what was loaded (format, store,
+architecture, quantization as loaded, adapters, missing and unexpected keys); an architecture LLMOS does not
+implement is one line naming the supported ones."""
+
+from __future__ import annotations
+
+import gguf
+import pytest
+import torch
+from gguf_models import write_gguf_model
+
+from llmos.checkpoint.hf_export import export_hf
+from llmos.config import ModelConfig
+from llmos.errors import LLMOSError
+from llmos.generation.loading import describe_source, load_model
+from llmos.model import CausalLM
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """(directory, model, tokenizer): a tiny Llama-shaped chat model saved with its ChatML tokenizer."""
+    from llmos.tokenizer.training import train_tokenizer
+
+    tokenizer = train_tokenizer(["the cat sat on the mat", "hello there"] * 5, kind="bpe", vocab_size=300,
+                                min_frequency=1)
+    config = ModelConfig.from_preset("micro", vocab_size=len(tokenizer), position="rope", norm="rmsnorm",
+                                     mlp="swiglu", eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = CausalLM(config).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model.save_pretrained(path, tokenizer=tokenizer)
+    return path, model, tokenizer
+
+
+def test_a_checkpoint_loads_with_its_tokenizer_stop_ids_and_report(checkpoint):
+    path, model, tokenizer = checkpoint
+    loaded = load_model(path)
+    ids = torch.tensor([tokenizer.encode("the cat")])
+    torch.testing.assert_close(loaded.model(ids).logits, model(ids).logits)
+    assert loaded.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert loaded.stop_ids == [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    report = loaded.report
+    assert (report.source.format, report.source.store, report.source.path) == ("checkpoint", None, path)
+    assert (report.architecture, report.quantization, report.adapters) == ("llmos", "none", {})  # our own config
+    assert report.missing_keys == [] and report.unexpected_keys == []
+    assert load_model(path, quantize="int8").report.quantization == "int8"
+
+
+def test_a_name_in_the_models_folder_and_a_hugging_face_directory_load_the_same_model(checkpoint, tmp_path,
+                                                                                      monkeypatch):
+    path, model, tokenizer = checkpoint
+    export_hf(path, tmp_path / "models" / "tiny-hf")
+    monkeypatch.setenv("LLMOS_MODELS_DIR", str(tmp_path / "models"))
+    loaded = load_model("tiny-hf")
+    assert loaded.report.source.store == "models folder" and (tmp_path / "models" / "tiny-hf" / "config.json").is_file()
+    ids = torch.tensor([tokenizer.encode("the cat")])
+    torch.testing.assert_close(loaded.model(ids).logits, model(ids).logits)
+    assert loaded.stop_ids[0] == tokenizer.eos_token_id
+
+
+def test_a_gguf_file_reports_its_architecture_and_the_kernels_its_blocks_run_in(tmp_path):
+    path = write_gguf_model(tmp_path, "qwen2", "Q8_0")
+    loaded = load_model(path)
+    assert (loaded.report.source.format, loaded.report.architecture) == ("gguf", "qwen2")
+    assert loaded.report.quantization.startswith("int8")  # Q8_0 blocks kept as stored
+    assert load_model(path, quantize="none").report.quantization == "none"
+    assert loaded.tokenizer.eos_token_id in loaded.stop_ids
+
+
+def test_a_classifier_head_the_checkpoint_lacks_is_reported_missing(checkpoint):
+    path, _, _ = checkpoint
+    assert describe_source(path).head == "causal-lm"
+    loaded = load_model(path, "classifier", num_labels=3)
+    assert loaded.report.missing_keys == ["classifier.weight", "classifier.bias"]
+
+
+def test_an_adapter_directory_loads_on_its_base_with_the_base_tokenizer(checkpoint, tmp_path):
+    from llmos.adapters import add_lora
+    from llmos.checkpoint.peft_format import resolve_targets, save_adapter
+
+    path, model, tokenizer = checkpoint
+    tuned = CausalLM(model.config).eval()
+    tuned.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    add_lora(tuned, resolve_targets(tuned, "all-linear")[0], r=4)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if ".B." in name:
+                p.normal_(0, 0.1)
+    adapter = save_adapter(tuned, tmp_path / "adapter", base_model=str(path))
+    loaded = load_model(adapter)
+    assert loaded.report.source.format == "adapter" and loaded.report.adapters == {"default": adapter}
+    ids = torch.tensor([tokenizer.encode("the cat")])
+    torch.testing.assert_close(loaded.model(ids).logits, tuned(ids).logits)
+    assert loaded.tokenizer.get_vocab() == tokenizer.get_vocab() and loaded.stop_ids[0] == tokenizer.eos_token_id
+
+
+def test_an_unsupported_architecture_is_one_line_naming_the_supported_ones(tmp_path, llmos_cli):
+    path = tmp_path / "mamba.gguf"
+    writer = gguf.GGUFWriter(str(path), "mamba")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", torch.zeros(4, 8).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(LLMOSError, match=r"architecture 'mamba' is not supported; expected one of \[.*'llama'"):
+        load_model(path)
+    for verb in (["generate", path, "-p", "hi"], ["chat", path], ["serve", path]):
+        code, _, err = llmos_cli(*verb)
+        assert code == 2 and err.count("\n") == 1 and "'mamba' is not supported" in err, (verb, err)
+
+
+def test_a_checkpoint_without_a_tokenizer_says_so(checkpoint, tmp_path):
+    _, model, _ = checkpoint
+    model.save_pretrained(tmp_path / "bare")
+    with pytest.raises(LLMOSError, match="has no tokenizer.json"):
+        load_model(tmp_path / "bare")
+    assert load_model(tmp_path / "bare", tokenizer=False).stop_ids == [model.config.eos_token_id]
