@@ -18,7 +18,9 @@ def start_server(app) -> tuple[object, threading.Thread, str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # log_config=None: uvicorn's own logging setup (dictConfig) would first close every handler in the
+    # process, absl's among them (imported by lm-eval's metrics), which closes pytest's captured stderr.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
