@@ -147,6 +147,10 @@ BAD = {  # what is called -> the error it must raise
     "missing model tokenizer": (lambda t: pipeline("chat", model=t["model"]), "needs its tokenizer="),
     "labels alike": (lambda t: pipeline("sentiment-analysis", **t, labels="negative,neutral")(TEXT),
                      "'negative' and 'neutral' begin with the same token"),
+    "calibrate not a bool": (lambda t: pipeline("sentiment-analysis", **t, calibrate="yes"),
+                             "calibrate='yes' must be true or false"),
+    "answer start not text": (lambda t: pipeline("sentiment-analysis", **t)(TEXT, answer_start=3),
+                              "answer_start=3 must be text"),
     "cut JSON": (lambda t: pipeline("extraction", **t, fields="name", max_new_tokens=3)(TEXT),
                  "cut at max_new_tokens=3 before its JSON was complete"),
 }

@@ -29,6 +29,30 @@ def test_zero_shot_sentiment_gets_clear_sentences_right(smollm2, one_thread):
     assert [r["label"] for r in results] == ["positive", "negative"]
 
 
+def test_zero_shot_sentiment_is_not_lopsided_on_clear_sentences(smollm2, one_thread):
+    """Uncalibrated, SmolLM2 called all twelve of these positive."""
+    from llmos import pipeline
+
+    negative = ["The plot was dull and the acting was wooden.", "I wanted my money back after ten minutes.",
+                "A tedious, joyless mess from start to finish.", "The food was cold and the waiter was rude.",
+                "Sadly, the sequel is a pale copy of the original.", "It broke after two days; avoid this product."]
+    positive = ["A warm, funny and beautifully acted film.", "The best meal I have had in years.",
+                "I loved every minute of this book.", "Brilliant service and a lovely room.",
+                "A smart, moving story that stays with you.", "Works perfectly and arrived a day early."]
+    results = pipeline("sentiment-analysis", **smollm2)(negative + positive)
+    assert [r["label"] for r in results] == ["negative"] * 6 + ["positive"] * 6
+
+
+def test_sentiment_label_words_follow_the_answer_start_with_their_space(smollm2):
+    from llmos.evaluation.zero_shot import answer_tokens
+
+    tokenizer = smollm2["tokenizer"]  # a byte-level BPE: " positive", space included, is one token
+    start, words = answer_tokens(tokenizer, ["positive", "negative"], "It is")
+    assert tokenizer.decode(start) == "It is"
+    assert [sorted(tokenizer.decode([i]) for i in w) for w in words] == [[" Positive", " positive"],
+                                                                       [" Negative", " negative"]]
+
+
 def test_extraction_fills_the_fields_from_the_text(smollm2, one_thread):
     from llmos import pipeline
 
