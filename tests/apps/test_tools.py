@@ -215,16 +215,16 @@ def test_calculator_bounds_every_intermediate_value_and_answers_at_once():
 def test_the_agent_feeds_a_tool_refusal_back_to_the_model():
     class Scripted:  # calls calculate with an expression that used to run forever, then answers
         def __init__(self):
-            self.replies = ['{"tool": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}',
-                            '{"answer": "too large"}']
+            self.replies = ['<tool_call>\n{"name": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}'
+                            '\n</tool_call>', "too large"]
             self.seen = []
 
-        def complete_json(self, messages, schema, max_tokens):
-            self.seen.append(messages[-1]["content"])
-            return self.replies.pop(0)
+        def complete_tools(self, messages, tools, tool_choice, max_tokens):
+            self.seen.append(messages[-1])
+            return self.replies.pop(0), "stop"
 
     chat = Scripted()
     result = Agent(chat, None, [calculate], max_steps=3, tool_timeout=5).run("compute")
     assert result.answer == "too large" and result.steps[0]["ok"] is False
     assert result.steps[0]["result"].startswith("error: ToolError: ") and "too large" in result.steps[0]["result"]
-    assert chat.seen[1] == f"Tool calculate returned: {result.steps[0]['result']}"
+    assert chat.seen[1]["role"] == "tool" and chat.seen[1]["content"] == result.steps[0]["result"]
