@@ -17,7 +17,8 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 def tiny_chat_model():
     from llmos.tokenizer.training import train_tokenizer
 
-    texts = ['{"tool": "add", "arguments": {"a": 1, "b": 2}}', '{"answer": "three"}', "the cat sat"] * 5
+    texts = ['<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>', '{"answer": "three"}',
+             "the cat sat"] * 5
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=300, min_frequency=1)
     tokenizer.chat_template = CHATML
     config = ModelConfig.from_preset("nano", vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4,

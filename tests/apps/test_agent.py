@@ -13,6 +13,8 @@ from llmos.apps.agent import Agent
 
 pytest.importorskip("llguidance")
 
+PING_A = '<tool_call>\n{"name": "ping", "arguments": {"host": "a"}}\n</tool_call>'
+
 
 def test_a_required_first_call_runs_the_tool_its_error_is_kept_and_the_step_traced(tiny_chat_model, tmp_path):
     model, tokenizer = tiny_chat_model
@@ -90,11 +92,11 @@ def test_a_repeated_call_is_not_run_again_and_the_next_step_must_answer():
 
     class Scripted(Generator):  # a chat model that repeats its call, as small models do
         def __init__(self):
-            self.replies = ['{"tool": "ping", "arguments": {"host": "a"}}'] * 2 + ['{"answer": "up"}']
-            self.schemas = []
+            self.replies = [PING_A] * 2 + ["up"]
+            self.choices = []
 
         def stream(self, prompts, params=None):
-            self.schemas.append(params.constraint["json_schema"])
+            self.choices.append(params.tool_choice)
             text = self.replies.pop(0)
             yield StreamEvent(0, text, Completion(text))
 
@@ -102,7 +104,7 @@ def test_a_repeated_call_is_not_run_again_and_the_next_step_must_answer():
     result = Agent(chat, None, [ping], max_steps=6).run("is a up?")
     assert runs == ["a"] and result.answer == "up"
     assert result.steps[1]["repeated"] is True and result.steps[1]["result"] == "pong"
-    assert "anyOf" in chat.schemas[1] and chat.schemas[2]["required"] == ["answer"]  # step 3: answer only
+    assert chat.choices == ["auto", "auto", "none"]  # step 3: text only
 
 
 def test_each_step_goes_to_on_step_as_it_ends_and_the_cli_prints_calls_results_and_the_answer():
@@ -115,8 +117,7 @@ def test_each_step_goes_to_on_step_as_it_ends_and_the_cli_prints_calls_results_a
     from llmos.generation.service import Completion, Generator, StreamEvent
 
     class Scripted(Generator):
-        replies = ['{"tool": "ping", "arguments": {"host": "a"}}', '{"tool": "ping", "arguments": {"host": "a"}}',
-                   '{"answer": "up"}']
+        replies = [PING_A, PING_A, "up"]
 
         def stream(self, prompts, params=None):
             text = self.replies.pop(0)

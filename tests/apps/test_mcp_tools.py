@@ -114,8 +114,7 @@ def test_the_agent_writes_arguments_under_the_servers_schema_and_gets_its_answer
     model, tokenizer = tiny_chat_model
     shout = next(tool for tool in client.tools if tool.name == "shout")  # an enum: a random model ends it
     agent = Agent(model, tokenizer, [shout], max_steps=1, max_new_tokens=64)
-    call = agent.action_schema(require_tool=True)["anyOf"][0]
-    assert call["properties"]["arguments"] == shout.parameters
+    assert agent.specs["shout"]["parameters"] == shout.parameters  # listed and constrained as the server gave it
     step = agent.run("say hi", require_tool_first=True).steps[0]
     assert step["action"]["tool"] == "shout"
     jsonschema.validate(step["action"]["arguments"], shout.parameters)

@@ -115,7 +115,9 @@ def test_sentiment_uses_a_fine_tuned_classifier_and_its_labels_when_given_one(ti
 
 
 def test_zero_shot_sentiment_scores_the_labels_given(tiny):
-    ranked = pipeline("sentiment-analysis", **tiny, labels="sad,calm,happy", top_k=None)(TEXT)[0]
+    # answer_start="": this tiny tokenizer writes " calm" as one token but " sad" and " happy" as a space
+    # and a word, so after a reply's start their first tokens are the same (an error, tested apart)
+    ranked = pipeline("sentiment-analysis", **tiny, labels="sad,calm,happy", top_k=None, answer_start="")(TEXT)[0]
     assert sorted(r["label"] for r in ranked) == ["calm", "happy", "sad"]
     assert sum(r["score"] for r in ranked) == pytest.approx(1)
 

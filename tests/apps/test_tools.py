@@ -217,12 +217,12 @@ def test_the_agent_feeds_a_tool_refusal_back_to_the_model():
 
     class Scripted(Generator):  # calls calculate with an expression that used to run forever, then answers
         def __init__(self):
-            self.replies = ['{"tool": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}',
-                            '{"answer": "too large"}']
+            self.replies = ['<tool_call>\n{"name": "calculate", "arguments": {"expression": "((9**999)**999)**999"}}'
+                            '\n</tool_call>', "too large"]
             self.seen = []
 
         def stream(self, prompts, params=None):
-            self.seen.append(prompts[0][-1]["content"])
+            self.seen.append(prompts[0][-1])
             text = self.replies.pop(0)
             yield StreamEvent(0, text, Completion(text))
 
@@ -230,4 +230,4 @@ def test_the_agent_feeds_a_tool_refusal_back_to_the_model():
     result = Agent(chat, None, [calculate], max_steps=3, tool_timeout=5).run("compute")
     assert result.answer == "too large" and result.steps[0]["ok"] is False
     assert result.steps[0]["result"].startswith("error: ToolError: ") and "too large" in result.steps[0]["result"]
-    assert chat.seen[1] == f"Tool calculate returned: {result.steps[0]['result']}"
+    assert chat.seen[1]["role"] == "tool" and chat.seen[1]["content"] == result.steps[0]["result"]

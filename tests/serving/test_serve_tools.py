@@ -9,7 +9,7 @@ import openai
 import pytest
 import torch
 
-from llmos.serving.tool_calls import ToolCallReader, default_format_messages, tool_grammar
+from llmos.generation.tool_calls import ToolCallReader, default_format_messages, tool_grammar
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -221,8 +221,8 @@ def test_default_format_lists_tools_and_writes_history_back():
 
 
 def test_a_template_that_reads_tools_renders_them_itself(tokenizer):
+    from llmos.generation.tool_calls import native_messages
     from llmos.serving.text import ServedTokenizer
-    from llmos.serving.tool_calls import native_messages
 
     template = ("{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}"
                 "{% for m in messages %}{{ m.role }}:{{ m.content }}"

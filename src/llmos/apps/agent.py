@@ -1,18 +1,23 @@
 """Layer 8: `Agent`: a model that calls tools (Python functions, MCP tools) until it can answer.
 
-Each step the model writes one action, decoded under a grammar so it always
-parses: `{"tool": NAME, "arguments": {...}}` (the arguments valid against that
-tool's parameter schema: a function's, from its type hints, or a `Tool`'s own)
-or `{"answer": "..."}`. A call runs with a timeout; its result, or its error,
-goes back to the model as the next message, and the loop continues until an
-answer or `max_steps`. A call the model repeats with the same arguments is not
-run again: its known result is given back and the next step must answer
-(small models otherwise repeat a call until max_steps). Every step is appended to a JSONL trace when `trace=`
-names a file, and handed to `run(..., on_step=fn)` as it finishes (`llmos agent` prints it). The format needs no tool support in the chat template: it is
-plain messages, so any chat model can drive it. The model is a `Generator`
-(`llmos.generation.service`): one in this process, the server's engine, or a
-server over HTTP (`RemoteGenerator`); the action is decoded greedily under
-its JSON schema whichever it is.
+The agent speaks the server's tool format (`llmos.generation.tool_calls`, the
+one module that defines it): the tools are listed for the model as
+`/v1/chat/completions` lists them (in the system message, or by a template
+that renders tools itself), a call is a `<tool_call>` block decoded under the
+grammar, so it always parses and its arguments are valid against that tool's
+parameter schema (a function's, from its type hints, or a `Tool`'s own), and
+the result goes back as a tool message (a `<tool_response>` block). Each step
+is decoded under tool_choice "auto": the model calls a tool, or answers in
+text, which ends the run. A call runs with a timeout; its result, or its
+error, goes back to the model, and the loop continues until an answer or
+`max_steps`. A call the model repeats with the same arguments is not run
+again: its known result is given back and the next step must answer
+(tool_choice "none"; small models otherwise repeat a call until max_steps).
+Every step is appended to a JSONL trace when `trace=` names a file, and handed
+to `run(..., on_step=fn)` as it finishes (`llmos agent` prints it). The
+history is plain OpenAI-shaped messages, so the same steps run in this
+process, behind the server's engine or against a server over HTTP (any
+`Generator` of `llmos.generation.service`: the tools travel in its params).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +34,7 @@ from typing import Any
 from llmos.apps.tool_schema import Tool, ToolError, function_schema
 from llmos.generation.local import as_generator
 from llmos.generation.service import GenerationParams
-
-INSTRUCTIONS = """You can call these tools:
-{tools}
-To call a tool, reply with JSON only, for example {{"tool": "{first}", "arguments": {{...}}}}.
-When you know the answer, reply {{"answer": "..."}}."""
+from llmos.generation.tool_calls import read_reply
 
 
 @dataclass
@@ -43,8 +45,7 @@ class AgentResult:
 
 
 class Agent:
-    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult; `model` may be a
-    `Generator` (then no tokenizer), e.g. over a server:
+    """`Agent(model, tokenizer, tools=[fn or Tool, ...]).run("task")` -> AgentResult; over a server:
     `Agent(RemoteGenerator("http://127.0.0.1:8000/v1"), None, tools=[...])`."""
 
     def __init__(self, model: Any, tokenizer: Any, tools: list[Callable[..., Any] | Tool], max_steps: int = 6,
@@ -62,28 +63,33 @@ class Agent:
         self.specs = {spec["name"]: spec for spec in specs}
         self.max_steps, self.tool_timeout, self.max_new_tokens = max_steps, tool_timeout, max_new_tokens
         self.trace = Path(trace) if trace is not None else None
-        listing = "\n".join(json.dumps(spec) for spec in specs)
-        self.system = (system + "\n\n" if system else "") + INSTRUCTIONS.format(tools=listing, first=specs[0]["name"])
+        self.system = system  # the tools are listed after it, as the server lists them
 
-    def action_schema(self, require_tool: bool = False, require_answer: bool = False) -> dict[str, Any]:
-        calls = [{"type": "object", "properties": {"tool": {"const": name}, "arguments": spec["parameters"]},
-                  "required": ["tool", "arguments"], "additionalProperties": False}
-                 for name, spec in self.specs.items()]
-        answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-                  "additionalProperties": False}
-        if require_answer:
-            return answer
-        return {"anyOf": calls if require_tool else [*calls, answer]}
+    def start(self, task: str) -> list[dict[str, Any]]:
+        """The conversation a run starts from (OpenAI's message shape; the tools are listed when
+        it is rendered)."""
+        return ([{"role": "system", "content": self.system}] if self.system else []) + \
+            [{"role": "user", "content": task}]
 
-    def next_action(self, messages: list[dict[str, str]], require_tool: bool = False,
+    def next_action(self, messages: list[dict[str, Any]], require_tool: bool = False,
                     require_answer: bool = False) -> dict[str, Any]:
-        schema = self.action_schema(require_tool, require_answer)
-        params = GenerationParams(max_new_tokens=self.max_new_tokens, constraint={"json_schema": schema})
-        text = self.generator.generate([messages], params)[0].text
+        """The model's next turn: {"tool", "arguments"} for a call, {"answer"} for text. tool_choice
+        is "required" with `require_tool`, "none" with `require_answer`, else "auto"."""
+        choice = "none" if require_answer else "required" if require_tool else "auto"
+        params = GenerationParams(max_new_tokens=self.max_new_tokens, tools=tuple(self.specs.values()),
+                                  tool_choice=choice)
+        completion = self.generator.generate([messages], params)[0]
+        text, finish = completion.text, completion.finish_reason
+        if finish == "length":
+            raise ToolError(f"the reply was cut at max_new_tokens={self.max_new_tokens}: {text[:80]!r}")
+        content, calls = read_reply(text) if choice != "none" else (text, [])
+        if not calls:
+            return {"answer": (content or "").strip()}
+        function = calls[0]["function"]
         try:
-            return json.loads(text)
+            return {"tool": function["name"], "arguments": json.loads(function["arguments"])}
         except json.JSONDecodeError:
-            raise ToolError(f"the action was cut at max_new_tokens={self.max_new_tokens}: {text[:80]!r}") from None
+            raise ToolError(f"the call's arguments are not JSON: {function['arguments'][:80]!r}") from None
 
     def call(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
         """(result text, ok): the tool's result, or its error / timeout as text for the model."""
@@ -101,7 +107,7 @@ class Agent:
     def run(self, task: str, require_tool_first: bool = False,
             on_step: Callable[[dict[str, Any]], None] | None = None) -> AgentResult:
         """Loop until an answer or max_steps; `on_step(record)` sees each step's record as it ends."""
-        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task}]
+        messages = self.start(task)
         result = AgentResult(answer=None, stopped="max_steps")
         answered: dict[str, str] = {}  # call (name + arguments) -> its successful result
         must_answer = False
@@ -112,7 +118,7 @@ class Agent:
                                           require_answer=must_answer)
             except ToolError as exc:  # a reply cut by the token limit: say so and let it try again
                 action = {"error": str(exc)}
-                messages.append({"role": "user", "content": f"Your reply was cut ({exc}); reply with shorter JSON."})
+                messages.append({"role": "user", "content": f"Your reply was cut ({exc}); reply more briefly."})
             record: dict[str, Any] = {"step": step, "action": action}
             if "error" in action:
                 pass
@@ -120,18 +126,19 @@ class Agent:
                 result.answer, result.stopped = action["answer"], "answer"
             else:
                 call = json.dumps([action["tool"], action["arguments"]], sort_keys=True)
-                messages.append({"role": "assistant", "content": json.dumps(action)})
+                call_id = f"call_{uuid.uuid4().hex[:24]}"
+                messages.append({"role": "assistant", "content": "", "tool_calls": [{
+                    "id": call_id, "type": "function",
+                    "function": {"name": action["tool"], "arguments": json.dumps(action["arguments"])}}]})
                 if call in answered:  # the same call again: its result is known, so the next step answers
                     record.update(result=answered[call], ok=True, repeated=True)
-                    messages.append({"role": "user", "content": f"You already called {action['tool']} with these "
-                                     f"arguments; it returned: {answered[call]}. Now give the answer."})
-                    must_answer = True
+                    output, must_answer = answered[call], True
                 else:
                     output, ok = self.call(action["tool"], action["arguments"])
                     record.update(result=output, ok=ok)
                     if ok:
                         answered[call] = output
-                    messages.append({"role": "user", "content": f"Tool {action['tool']} returned: {output}"})
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
             record["seconds"] = round(time.perf_counter() - started, 3)
             result.steps.append(record)
             if self.trace is not None:

@@ -91,7 +91,7 @@ def request_param(param: str | None, given: str | dict[str, str]) -> str | None:
 def add_task_routes(app: FastAPI) -> None:
     """Add GET /v1/tasks and POST /v1/tasks/{task} to an app made by `llmos.serving.api.create_app`."""
     state = app.state.llmos
-    generator = EngineGenerator(state.engine, state.tokenizer)
+    generator = EngineGenerator(state.engine, state.tokenizer, tools_adapter=state.tools_adapter)
     tokenizer = generator.tokenizer  # the LLMOS tokenizer inside
 
     @app.get("/v1/tasks")

@@ -10,7 +10,7 @@ reach outside, which exist only with their allow-list: `http_get` with
 see `llmos.apps.shell_policy` for the programs and options it knows). Each
 step is printed; `--trace FILE` appends
 them as JSONL. With `--server URL` the model is the one `llmos serve` (or any
-OpenAI-compatible server honouring json_schema response formats) serves at
+OpenAI-compatible server honouring `tools` and `tool_choice`) serves at
 URL, and MODEL is its id there (`-` for the first one it lists).
 
 Every step is printed as it ends: `[1] calculate({'expression': '17 * 23'}) -> 391`

@@ -21,7 +21,7 @@ import llmos
 from llmos.errors import LLMOSError
 
 VERB_MODULES: list[str] = ["quickstart", "pretrain", "generate", "convert", "quantize", "tokenizer", "serve", "chat",
-                           "data", "models", "eval", "finetune", "agent", "run", "studio", "pull"]
+                           "data", "models", "eval", "finetune", "teach-tools", "agent", "run", "studio", "pull"]
 
 # The click exceptions typer raises: recent typer ships its own copy of click (typer._click), older
 # versions use click itself; take them from wherever typer's own BadParameter comes from.
@@ -49,7 +49,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_print_versio
 
 
 for _name in VERB_MODULES:
-    importlib.import_module(f"llmos.cli.{_name}").register(app)
+    importlib.import_module(f"llmos.cli.{_name.replace('-', '_')}").register(app)
 
 
 def fail(message: str) -> None:

@@ -5,7 +5,11 @@ file and line):
 
 - chat: `{"messages": [{"role": ..., "content": ...}, ...]}` rendered with the
   model's chat template; the loss is on the assistant turns only (their text
-  and the template's end-of-turn tokens). Which characters those are is found
+  and the template's end-of-turn tokens). A record may list `"tools"`
+  (OpenAI function descriptions) and hold tool calls and results in OpenAI's
+  shape (an assistant turn's `tool_calls`, a `tool` turn): they are rendered
+  as the server and the agent render them (`generation.tool_calls`), so a
+  model is trained on exactly what it is later shown. Which characters those are is found
   by rendering the conversation up to each assistant turn with and without it,
   so any template that renders a conversation as a prefix of its continuation
   works, with no per-template knowledge.
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from llmos.data.jsonl import DataError, jsonl_records
+from llmos.generation.tool_calls import renders_tools, template_messages
 from llmos.model.heads import IGNORE_INDEX
 
 logger = logging.getLogger("llmos.data")
@@ -126,13 +131,16 @@ def check_messages(record: dict[str, Any], where: str) -> list[dict[str, str]]:
     return messages
 
 
-def assistant_spans(messages: list[dict[str, str]], tokenizer: Any, where: str) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns."""
+def assistant_spans(messages: list[dict[str, Any]], tokenizer: Any, where: str,
+                    tools: list[dict[str, Any]] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation (with `tools=` for a template that lists them) and the character
+    spans of its assistant turns."""
     from llmos.tokenizer.chat_template import ChatTemplateError
 
     def render(upto: int, prompt: bool) -> str:
         try:
-            return tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=prompt)
+            return tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=prompt,
+                                                 tools=tools)
         except ChatTemplateError as exc:
             raise DataError(f"{where}: {exc}") from None
 
@@ -155,7 +163,12 @@ def assistant_spans(messages: list[dict[str, str]], tokenizer: Any, where: str) 
 
 def _chat_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
     messages = check_messages(record, where)
-    text, spans = assistant_spans(messages, tokenizer, where)
+    tools = record.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) and "name" in t for t in tools)):
+        raise DataError(f"{where}: 'tools' must be a list of function descriptions ({{'name', 'description', "
+                        "'parameters'}})")
+    messages, listed = template_messages(messages, tools, renders_tools(tokenizer.chat_template))
+    text, spans = assistant_spans(messages, tokenizer, where, listed)
     encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
     ids = list(encoding.ids)
     labels = [token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX

@@ -52,10 +52,11 @@ def answer_tokens(tokenizer: Any, labels: list[str], answer_start: str = "") -> 
     forms = [[tokenizer.encode(lead + form, add_special_tokens=False) for form in dict.fromkeys((label, label.capitalize()))]
              for label in labels]
     every = [ids for label in forms for ids in label]
-    # the reply's start: what `lead` encodes to before a word, never any part of a label word (and
-    # shorter where the forms differ inside it, should a tokenizer merge its last token with a word)
-    shared = len(tokenizer.encode(lead + "x", add_special_tokens=False)) - 1 if answer_start else 0
-    shared = next((n for n in range(shared) if len({ids[n] if len(ids) > n else -1 for ids in every}) > 1), shared)
+    # the reply's start: the tokens every form begins with, never more than `lead` encodes to alone
+    # (so a word's own first token, even one all labels share, stays the label's), and never a
+    # whole form
+    limit = min(len(tokenizer.encode(lead, add_special_tokens=False)), *(len(ids) - 1 for ids in every))
+    shared = next((n for n in range(limit) if len({ids[n] for ids in every}) > 1), limit)
     words = [sorted({ids[shared] for ids in label if len(ids) > shared}) for label in forms]
     for i, a in enumerate(labels):
         for j in range(i + 1, len(labels)):

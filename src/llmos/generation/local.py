@@ -8,7 +8,9 @@ the model's shipped sampling defaults (its generation_config.json) are not
 mixed in, so a reply here equals the same request's through the engine. A
 lock makes threads take turns on the model. `stream` runs `generate` with a
 streamer in a worker thread, one prompt after another; closing the iterator
-stops the worker at its next token.
+stops the worker at its next token. With `tools_adapter` (a LoRA adapter the
+model holds, inactive), prompts that may call tools decode through it and the
+others through the base model.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 
+from llmos.adapters import adapter_names, using_adapter
 from llmos.generation.generate import generate
 from llmos.generation.replies import (
     TextStream,
@@ -67,10 +71,15 @@ class _QueueStreamer:
 class LocalGenerator(Generator):
     """`LocalGenerator(model, tokenizer)`: a causal LM and its tokenizer (any `as_tokenizer` takes)."""
 
-    def __init__(self, model: Any, tokenizer: Any, stop_ids: Sequence[int] | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, stop_ids: Sequence[int] | None = None,
+                 tools_adapter: str | None = None) -> None:
         if not getattr(model.config, "causal", True) or not hasattr(model, "lm_head"):
             raise GenerationError(f"a Generator needs a causal language model; got a {type(model).__name__}",
                                   param="model")
+        if tools_adapter is not None and tools_adapter not in adapter_names(model):
+            raise GenerationError(f"tools_adapter={tools_adapter!r}: the model holds no such adapter (it holds "
+                                  f"{adapter_names(model) or 'none'})", param="tools_adapter")
+        self.tools_adapter = tools_adapter
         self.model, self.tokenizer = model, as_tokenizer(tokenizer)
         self.stop_ids = list(stop_ids) if stop_ids is not None else stop_token_ids(self.tokenizer,
                                                                                    model_eos_ids(model))
@@ -83,11 +92,11 @@ class LocalGenerator(Generator):
     def generate(self, prompts: Sequence[Prompt],
                  params: GenerationParams | Sequence[GenerationParams] | None = None) -> list[Completion]:
         prompts = check_prompts(prompts)
-        rows = [self.prompt_ids(p) for p in prompts]
-        settings = per_prompt(params, len(rows))
-        groups: list[tuple[GenerationParams, list[int]]] = []  # rows that decode together: same settings
+        settings = per_prompt(params, len(prompts))
+        rows = [self.prompt_ids(p, s) for p, s in zip(prompts, settings, strict=True)]
+        groups: list[tuple[tuple[GenerationParams, bool], list[int]]] = []  # rows that decode together
         for i, p in enumerate(settings):
-            key = p.replace(constraint=None)
+            key = (p.replace(constraint=None, tools=(), tool_choice="auto"), self._adapted(p))
             for shared, members in groups:
                 if shared == key:
                     members.append(i)
@@ -96,8 +105,9 @@ class LocalGenerator(Generator):
                 groups.append((key, [i]))
         out: dict[int, Completion] = {}
         with self.lock:
-            for shared, members in groups:
-                done = self._decode([rows[i] for i in members], shared, [settings[i].constraint for i in members])
+            for (shared, adapted), members in groups:
+                done = self._decode([rows[i] for i in members], shared,
+                                    [settings[i].reply_constraint() for i in members], adapted=adapted)
                 out.update(zip(members, done, strict=True))
         return [out[i] for i in range(len(rows))]
 
@@ -112,13 +122,21 @@ class LocalGenerator(Generator):
                                 bos_token_id=self.model.config.bos_token_id, return_dict_in_generate=True,
                                 output_logits=params.logprobs, **sampling).replace(**params.extra)
 
+    def _adapted(self, params: GenerationParams) -> bool:
+        """Whether a request decodes through the tool-use adapter."""
+        return self.tools_adapter is not None and params.calls_tools
+
     def _decode(self, rows: list[list[int]], params: GenerationParams, constraints: list[dict | None],
-                streamer: Any = None) -> list[Completion]:
+                streamer: Any = None, adapted: bool = False) -> list[Completion]:
+        """Rows of the same settings, each under its own constraint; through the tools adapter when
+        `adapted`."""
         input_ids, mask = left_pad(rows, self.pad_id)
         per_row = {"constraints": constraints} if any(c is not None for c in constraints) else {}
-        out = generate(self.model, input_ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                       generation_config=self._config(params), tokenizer=self.tokenizer, streamer=streamer,
-                       **per_row)
+        adapter = self.tools_adapter if adapted else None
+        with using_adapter(self.model, adapter) if self.tools_adapter is not None else nullcontext():
+            out = generate(self.model, input_ids.to(self.model.device), attention_mask=mask.to(self.model.device),
+                           generation_config=self._config(params), tokenizer=self.tokenizer, streamer=streamer,
+                           **per_row)
         new = out.sequences[:, input_ids.shape[1]:]
         scores = None
         if params.logprobs and out.logits:
@@ -142,8 +160,9 @@ class LocalGenerator(Generator):
     def stream(self, prompts: Sequence[Prompt],
                params: GenerationParams | Sequence[GenerationParams] | None = None) -> Iterator[StreamEvent]:
         prompts = check_prompts(prompts)
-        rows = [self.prompt_ids(p) for p in prompts]
-        for index, (row, p) in enumerate(zip(rows, per_prompt(params, len(rows)), strict=True)):
+        settings = per_prompt(params, len(prompts))
+        rows = [self.prompt_ids(p, s) for p, s in zip(prompts, settings, strict=True)]
+        for index, (row, p) in enumerate(zip(rows, settings, strict=True)):
             yield from self._stream_one(index, row, p)
 
     def _stream_one(self, index: int, row: list[int], params: GenerationParams) -> Iterator[StreamEvent]:
@@ -153,8 +172,8 @@ class LocalGenerator(Generator):
         def work() -> None:
             try:
                 with self.lock:
-                    [completion] = self._decode([row], params.replace(constraint=None), [params.constraint],
-                                                _QueueStreamer(events, cancelled))
+                    [completion] = self._decode([row], params.replace(constraint=None), [params.reply_constraint()],
+                                                _QueueStreamer(events, cancelled), adapted=self._adapted(params))
                 events.put(("done", completion))
             except _Cancelled:
                 events.put(("cancelled", None))
@@ -192,15 +211,15 @@ class LocalGenerator(Generator):
         from llmos.generation.scoring import next_token_log_probs
 
         rows = [self.prompt_ids(p) for p in check_prompts(prompts)]
-        with self.lock:
+        with self.lock, using_adapter(self.model, None) if self.tools_adapter is not None else nullcontext():
             return next_token_log_probs(self.model, rows, list(token_ids)).tolist()
 
 
-def as_generator(model: Any, tokenizer: Any = None) -> Generator:
+def as_generator(model: Any, tokenizer: Any = None, tools_adapter: str | None = None) -> Generator:
     """A `Generator` as it is; a loaded causal LM (with its tokenizer) as a `LocalGenerator`."""
     if isinstance(model, Generator):
         return model
     if tokenizer is None:
         raise GenerationError("a model in this process needs its tokenizer; or pass a Generator (the server's "
                               "engine, or RemoteGenerator for a server over HTTP)", param="tokenizer")
-    return LocalGenerator(model, tokenizer)
+    return LocalGenerator(model, tokenizer, tools_adapter=tools_adapter)

@@ -4,7 +4,12 @@
     for event in generator.stream([messages], params): print(event.text, end="")
 
 A prompt is a chat (a list of {"role", "content"} messages, rendered through
-the model's chat template) or token ids. `GenerationParams` are the settings
+the model's chat template) or token ids. A chat may come with tools
+(`GenerationParams.tools`, OpenAI function dicts, and `tool_choice`): they are
+listed and the reply constrained in the one tool-call format
+(`generation.tool_calls`), as `/v1/chat/completions` does, and the reply's
+text holds its `<tool_call>` blocks; a backend whose model holds a tool-use
+adapter (`tools_adapter`) decodes those requests through it. `GenerationParams` are the settings
 every backend honours: length, greedy or sampled (temperature, top-p, top-k,
 min-p, repetition penalty, seed), stop strings and one grammar constraint
 (JSON schema, regex, Lark grammar or choices); `extra` carries generate()'s
@@ -34,9 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmos.generation.constrained import CONSTRAINT_KEYS
+from llmos.generation.tool_calls import renders_tools, template_messages, tool_grammar
 from llmos.generation_config import DEFAULT_MAX_NEW_TOKENS, GenerationConfig, GenerationError
 
 Prompt = list[dict[str, Any]] | list[int]  # chat messages, or token ids
+TOOL_CHOICES = ("auto", "required", "none")
 
 # generate() keywords that GenerationParams holds itself (the rest go to `extra`)
 OWN_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
@@ -50,7 +57,9 @@ DECIDED_KEYS = ("eos_token_id", "pad_token_id", "bos_token_id", "return_dict_in_
 class GenerationParams:
     """How to decode one prompt. temperature 0 is greedy; top_k 0, top_p 1, min_p 0 and
     repetition_penalty 1 are off. `constraint`: {"json_schema": ...}, {"regex": ...}, {"grammar": ...}
-    or {"choices": [...]}. `logprobs`: report the mean log-probability of the reply's tokens."""
+    or {"choices": [...]}. `logprobs`: report the mean log-probability of the reply's tokens.
+    `tools`: function dicts ({"name", "description", "parameters"}) a chat may call, under
+    `tool_choice` "auto" (a call or text), "required" (a call) or "none" (text; tools not listed)."""
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
@@ -63,6 +72,8 @@ class GenerationParams:
     constraint: dict[str, Any] | None = None
     logprobs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str = "auto"
 
     def __post_init__(self) -> None:
         def bad(name: str, valid: str) -> GenerationError:
@@ -86,6 +97,12 @@ class GenerationParams:
         if self.constraint is not None and (not isinstance(self.constraint, dict) or len(self.constraint) != 1
                                             or next(iter(self.constraint)) not in CONSTRAINT_KEYS):
             raise bad("constraint", f"None or a dict of one of {list(CONSTRAINT_KEYS)}")
+        if isinstance(self.tools, (str, dict)) or not all(isinstance(t, dict) and t.get("name") for t in self.tools):
+            raise bad("tools", "a tuple of function dicts, each with a name")
+        if self.tool_choice not in TOOL_CHOICES:
+            raise bad("tool_choice", " | ".join(TOOL_CHOICES))
+        if self.calls_tools and self.constraint is not None:
+            raise bad("constraint", "None when tools may be called (the tool-call grammar is the constraint)")
         decided = sorted(set(self.extra) & {*OWN_KEYS, *DECIDED_KEYS, *CONSTRAINT_KEYS})
         if decided:
             raise bad("extra", f"generate() keywords other than {decided}, which are fields or decided here")
@@ -95,6 +112,17 @@ class GenerationParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the reply may call tools (tools given, tool_choice not "none")."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def reply_constraint(self) -> dict[str, Any] | None:
+        """The grammar the reply decodes under: the tool-call grammar when tools may be called."""
+        if self.calls_tools:
+            return {"grammar": tool_grammar(list(self.tools), self.tool_choice == "auto", False)}
+        return self.constraint
 
     @classmethod
     def from_generate_kwargs(cls, kwargs: dict[str, Any], constraint: dict[str, Any] | None = None,
@@ -182,14 +210,17 @@ class Generator(ABC):
     max_len: int | None = None
     parallel: int = 1  # requests decoded together: a caller may keep this many in flight
 
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids a prompt stands for: chat messages through the model's chat template."""
+    def prompt_ids(self, prompt: Prompt, params: GenerationParams | None = None) -> list[int]:
+        """The token ids a prompt stands for: chat messages through the model's chat template, with
+        the tools of `params` listed as the server lists them."""
         check_prompts([prompt])
         if isinstance(prompt[0], int):
             return list(prompt)
         if self.tokenizer is None:
             raise GenerationError(f"{type(self).__name__} has no tokenizer here to render a chat", param="prompts")
-        return list(self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True))
+        tools = list(params.tools) if params is not None and params.calls_tools else []
+        messages, listed = template_messages(prompt, tools, renders_tools(self.tokenizer.chat_template))
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tools=listed))
 
     def generate(self, prompts: Sequence[Prompt],
                  params: GenerationParams | Sequence[GenerationParams] | None = None) -> list[Completion]:

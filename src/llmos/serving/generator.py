@@ -7,7 +7,9 @@ prefix cache, beside the HTTP API's own. `generate` submits every prompt at
 once and waits; `stream` hands out text as tokens arrive (closing it cancels
 the requests still running). Text is cut as every backend cuts it
 (`generation.replies`): at a stop id (not part of the reply) or before a stop
-string. A grammar constraint runs as the engine's per-request processor;
+string. A grammar constraint (or the tool-call grammar, for a chat with tools)
+runs as the engine's per-request processor; a request that may call tools
+decodes through the model's tool-use adapter when `tools_adapter` names one;
 `next_token_log_probs` is a one-token request whose processor reads the row
 of logits the engine computed for it.
 
@@ -35,6 +37,7 @@ from llmos.generation.service import (
     check_prompts,
     per_prompt,
 )
+from llmos.generation.tool_calls import template_messages
 from llmos.generation_config import GenerationError
 from llmos.serving.engine import Engine, Request, TokenEvent
 from llmos.serving.sampling import SamplingParams
@@ -46,8 +49,9 @@ class EngineGenerator(Generator):
     template and stop ids) or any tokenizer (one is made with the model's stop ids). `close()` stops
     the engine when `owns_engine` (an engine made for this generator alone)."""
 
-    def __init__(self, engine: Engine, tokenizer: Any, owns_engine: bool = False) -> None:
-        self.engine, self.owns_engine = engine, owns_engine
+    def __init__(self, engine: Engine, tokenizer: Any, owns_engine: bool = False,
+                 tools_adapter: str | None = None) -> None:
+        self.engine, self.owns_engine, self.tools_adapter = engine, owns_engine, tools_adapter
         self.served = tokenizer if isinstance(tokenizer, ServedTokenizer) else ServedTokenizer(
             tokenizer, eos_token_ids=model_eos_ids(engine.model))
         self.tokenizer = self.served.tokenizer
@@ -56,20 +60,24 @@ class EngineGenerator(Generator):
         self.parallel = engine.max_batch
 
     @classmethod
-    def start(cls, model: Any, tokenizer: Any, **engine_options: Any) -> EngineGenerator:
+    def start(cls, model: Any, tokenizer: Any, tools_adapter: str | None = None,
+              **engine_options: Any) -> EngineGenerator:
         """A generator over a new engine of its own (started now; `close()` stops it)."""
-        return cls(Engine(model, **engine_options).start(), tokenizer, owns_engine=True)
+        return cls(Engine(model, **engine_options).start(), tokenizer, owns_engine=True, tools_adapter=tools_adapter)
 
     def close(self) -> None:
         if self.owns_engine:
             self.engine.stop()
 
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """Token ids as the server renders them: a chat through its chat template (`--chat-template`)."""
+    def prompt_ids(self, prompt: Prompt, params: GenerationParams | None = None) -> list[int]:
+        """Token ids as the server renders them: a chat through its chat template (`--chat-template`),
+        with the tools of `params` listed."""
         check_prompts([prompt])
         if isinstance(prompt[0], int):
             return list(prompt)
-        return self.served.encode(self.served.render_chat(prompt))
+        tools = list(params.tools) if params is not None and params.calls_tools else []
+        messages, listed = template_messages(prompt, tools, self.served.renders_tools)
+        return self.served.encode(self.served.render_chat(messages, tools=listed))
 
     # ---- submitting -------------------------------------------------------------------------------
 
@@ -78,8 +86,8 @@ class EngineGenerator(Generator):
             raise GenerationError(f"the engine does not take generate()'s {sorted(params.extra)}; those need a model "
                                   "in this process (LocalGenerator)", param=sorted(params.extra)[0])
         constraint = None
-        if params.constraint is not None:
-            grammar = grammar_for(**params.constraint)
+        if params.reply_constraint() is not None:
+            grammar = grammar_for(**params.reply_constraint())
             vocab, tokenizer, eos = self.engine.config.vocab_size, self.tokenizer, self.stop_ids
 
             def constraint(length: int) -> GrammarProcessor:
@@ -88,7 +96,8 @@ class EngineGenerator(Generator):
             max_tokens=min(params.max_new_tokens, self.engine.room_for(prompt_length)) or params.max_new_tokens,
             temperature=0.0 if params.greedy else params.temperature, top_p=params.top_p, top_k=params.top_k,
             min_p=params.min_p, repetition_penalty=params.repetition_penalty, seed=params.seed,
-            logprobs=0 if params.logprobs else None, stop_token_ids=frozenset(self.stop_ids), constraint=constraint)
+            logprobs=0 if params.logprobs else None, stop_token_ids=frozenset(self.stop_ids), constraint=constraint,
+            adapter=self.tools_adapter if params.calls_tools else None)
 
     def _submit(self, rows: list[list[int]], settings: list[SamplingParams], events: queue.Queue) -> list[Request]:
         """Every row into the engine, all or none (a refusal cancels the ones already in)."""
@@ -105,8 +114,8 @@ class EngineGenerator(Generator):
     def stream(self, prompts: Sequence[Prompt],
                params: GenerationParams | Sequence[GenerationParams] | None = None) -> Iterator[StreamEvent]:
         prompts = check_prompts(prompts)
-        rows = [self.prompt_ids(p) for p in prompts]
-        wanted = per_prompt(params, len(rows))
+        wanted = per_prompt(params, len(prompts))
+        rows = [self.prompt_ids(p, w) for p, w in zip(prompts, wanted, strict=True)]
         settings = [self._sampling(p, len(row)) for p, row in zip(wanted, rows, strict=True)]
         events: queue.Queue = queue.Queue()
         requests = self._submit(rows, settings, events)

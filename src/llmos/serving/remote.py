@@ -8,7 +8,8 @@ repetition_penalty as the extensions vLLM, llama.cpp and `llmos serve` read:
 always to a server whose model card lists its own defaults, as `llmos serve`'s
 does, so none of its defaults fills a field left out; to others only when
 they are on);
-a JSON-schema constraint as `response_format` json_schema. A regex, grammar
+a JSON-schema constraint as `response_format` json_schema; tools as `tools` and
+`tool_choice` (the reply's calls read back as their `<tool_call>` blocks). A regex, grammar
 or choices constraint has no OpenAI field, so it is refused here rather than
 dropped. `stream` reads the server-sent events. Only the standard library
 talks HTTP: no client package is needed. A server that cannot be reached, or
@@ -33,6 +34,7 @@ from llmos.generation.service import (
     check_prompts,
     per_prompt,
 )
+from llmos.generation.tool_calls import reply_text
 
 
 class RemoteError(LLMOSError):
@@ -100,6 +102,11 @@ class RemoteGenerator(Generator):
         chat = isinstance(prompt[0], dict)
         if params.logprobs:
             body["logprobs"] = True if chat else 0
+        if params.tools:
+            if not chat:
+                raise RemoteError("tools go with a chat prompt (a list of messages)", param="tools")
+            body["tools"] = [{"type": "function", "function": t} for t in params.tools]
+            body["tool_choice"] = params.tool_choice
         if params.constraint is not None:
             kind, value = next(iter(params.constraint.items()))
             if kind != "json_schema" or not chat:
@@ -117,7 +124,7 @@ class RemoteGenerator(Generator):
         for prompt, p in zip(prompts, per_prompt(params, len(prompts)), strict=True):
             path, body = self._body(prompt, p, stream=False)
             choice = self._request("POST", path, body)["choices"][0]
-            text = (choice.get("message") or {}).get("content") if path == "/chat/completions" else choice.get("text")
+            text = reply_text(choice.get("message") or {}) if path == "/chat/completions" else choice.get("text")
             completions.append(Completion(text or "", [], choice.get("finish_reason") or "stop",
                                           _mean_log_prob(choice.get("logprobs")) if p.logprobs else None,
                                           p.max_new_tokens))
@@ -127,6 +134,10 @@ class RemoteGenerator(Generator):
                params: GenerationParams | Sequence[GenerationParams] | None = None) -> Iterator[StreamEvent]:
         prompts = check_prompts(prompts)
         for index, (prompt, p) in enumerate(zip(prompts, per_prompt(params, len(prompts)), strict=True)):
+            if p.calls_tools:  # a reply's calls come back whole: one event
+                [completion] = self.generate([prompt], p)
+                yield StreamEvent(index, completion.text, completion)
+                continue
             path, body = self._body(prompt, p, stream=True)
             text, reason, scores = "", "stop", []
             with self._open("POST", path, body) as response:

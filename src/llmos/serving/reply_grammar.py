@@ -18,9 +18,9 @@ from llmos.generation.constrained import (
     check_servable,
     grammar_for,
 )
+from llmos.generation.tool_calls import closed_arguments, tool_grammar
 from llmos.serving.errors import APIError
 from llmos.serving.schemas import ChatCompletionRequest
-from llmos.serving.tool_calls import closed_arguments, tool_grammar
 
 
 def reply_constraint(state, body: ChatCompletionRequest) -> tuple[Callable[[int], Any] | None, str | None]:

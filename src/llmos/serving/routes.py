@@ -26,6 +26,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos.errors import LLMOSError
+from llmos.generation.tool_calls import ToolCallReader, template_messages
 from llmos.generation_config import CHAT_SAMPLING, NEUTRAL_SAMPLING, chat_sampling
 from llmos.serving.dispatch import ChoiceGroup, Piece
 from llmos.serving.errors import APIError, read_json_body
@@ -33,7 +34,6 @@ from llmos.serving.logprobs import TextOffsets, chat_logprobs, completion_logpro
 from llmos.serving.reply_grammar import reply_constraint
 from llmos.serving.sampling import SamplingParams
 from llmos.serving.schemas import ChatCompletionRequest, CompletionRequest
-from llmos.serving.tool_calls import ToolCallReader, default_format_messages, native_messages
 
 log = logging.getLogger(__name__)
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
@@ -122,14 +122,8 @@ def chat_prompt(state, body: ChatCompletionRequest) -> list[int]:
         calls = [call.model_dump(exclude_none=True) for call in message.tool_calls or []] or None
         messages.append({"role": CHAT_ROLES[message.role], "content": message.text(),
                          "tool_calls": calls, "tool_call_id": message.tool_call_id})
-    tools = body.callable_tools
-    native = state.tokenizer.renders_tools
-    if native:
-        messages = native_messages(messages)
-    elif tools or any(m["tool_calls"] or m["role"] == "tool" for m in messages):
-        messages = default_format_messages(messages, tools)
+    messages, listed = template_messages(messages, body.callable_tools, state.tokenizer.renders_tools)
     try:
-        listed = [{"type": "function", "function": t} for t in tools] if native and tools else None
         text = state.tokenizer.render_chat(messages, tools=listed)
     except LLMOSError as exc:
         raise APIError(400, f"the chat template rejected these messages: {exc}", param="messages") from None

@@ -13,12 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from llmos.generation.replies import TextStream, stop_token_ids
-from llmos.tokenizer.chat_template import (
-    CHATML_TEMPLATE,
-    render_chat,
-    select_template,
-    template_reads,
-)
+from llmos.generation.tool_calls import renders_tools
+from llmos.tokenizer.chat_template import CHATML_TEMPLATE, render_chat
 from llmos.tokenizer.from_any import as_tokenizer
 from llmos.tokenizer.incremental import IncrementalDecoder
 from llmos.tokenizer.token_bytes import TokenBytes, token_text
@@ -75,8 +71,7 @@ class ServedTokenizer:
     @property
     def renders_tools(self) -> bool:
         """Whether the chat template lays out tool definitions and calls itself (it reads `tools`)."""
-        own = self.tokenizer.chat_template if self.use_own_template else self.chat_template
-        return template_reads(select_template(own, None, tools=[]), "tools")
+        return renders_tools(self.tokenizer.chat_template if self.use_own_template else self.chat_template)
 
     def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         """The prompt for the assistant's next turn, through the checkpoint's chat template."""

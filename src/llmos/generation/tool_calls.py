@@ -1,7 +1,10 @@
-"""Layer 7: tool calling for /v1/chat/completions: the prompt, the grammar, and reading calls back.
+"""Layer 5: the one tool-call format: the prompt, the grammar, and reading calls back.
 
-One call format is used for every model, the one Hermes and Qwen2.5 models
-were trained on, and it is always enforced by the grammar engine:
+The server (`/v1/chat/completions` with `tools`), the Agent and the training
+data of `llmos teach-tools` all use this module, so a model is prompted,
+constrained and read the same way everywhere. One call format is used for
+every model, the one Hermes and Qwen2.5 models were trained on, and it is
+always enforced by the grammar engine:
 
     <tool_call>
     {"name": "get_weather", "arguments": {"city": "Paris"}}
@@ -25,6 +28,7 @@ and the history itself. Other templates (SmolLM2's, plain ChatML) get the
 default format: the tools listed in the system message (`DEFAULT_TOOL_PROMPT`),
 earlier calls written back as `<tool_call>` blocks in the assistant's turn,
 and tool results as a user turn of `<tool_response>` blocks.
+`template_messages` picks between the two for whoever renders a chat.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmos.generation.constrained import JSON_STYLE, bound_strings
+from llmos.tokenizer.chat_template import select_template, template_reads
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>\n", "\n</tool_call>"
 _HEADER = re.compile(r'<tool_call>\n\{"name": "((?:[^"\\]|\\.)*)", "arguments": ')
@@ -78,7 +83,9 @@ def closed_arguments(parameters: dict[str, Any] | None) -> dict[str, Any]:
     return {"additionalProperties": False, **parameters} if "properties" in parameters else parameters
 
 
-def _call_text(call: dict[str, Any]) -> str:
+def call_block(call: dict[str, Any]) -> str:
+    """One call as the model writes it: `call` in OpenAI's shape ({"function": {"name", "arguments"}},
+    arguments a JSON string or a dict) or plain {"name", "arguments"}."""
     function = call.get("function", call)
     arguments = function.get("arguments", {})
     if isinstance(arguments, str):
@@ -108,6 +115,30 @@ def native_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def renders_tools(template: str | dict[str, str] | None) -> bool:
+    """Whether a chat template (a checkpoint's own: a string or named templates) lays out tool
+    definitions and calls itself, i.e. reads `tools`."""
+    return template is not None and template_reads(select_template(template, None, tools=[]), "tools")
+
+
+def template_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, native: bool
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(messages, the `tools=` value) to render a chat with: as they are for a template that
+    renders tools itself (`native`), else in the default format when tools or earlier calls are
+    involved. `tools` are function dicts ({"name", "description", "parameters"})."""
+    if native:
+        return native_messages(messages), [{"type": "function", "function": t} for t in tools] if tools else None
+    if tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+        return default_format_messages(messages, tools), None
+    return messages, None
+
+
+def tool_listing(tools: list[dict[str, Any]]) -> str:
+    """The default format's system text listing `tools` (function dicts)."""
+    return DEFAULT_TOOL_PROMPT.format(tools="\n".join(json.dumps({"type": "function", "function": t})
+                                                      for t in tools))
+
+
 def default_format_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
                             ) -> list[dict[str, Any]]:
     """Messages in the default tool format, for templates that know nothing of tools."""
@@ -115,7 +146,7 @@ def default_format_messages(messages: list[dict[str, Any]], tools: list[dict[str
     for message in messages:
         role, content = message["role"], message.get("content") or ""
         if role == "assistant" and message.get("tool_calls"):
-            blocks = "\n".join(_call_text(call) for call in message["tool_calls"])
+            blocks = "\n".join(call_block(call) for call in message["tool_calls"])
             out.append({"role": "assistant", "content": f"{content}\n{blocks}" if content else blocks})
         elif role == "tool":
             block = f"<tool_response>\n{content}\n</tool_response>"
@@ -128,8 +159,7 @@ def default_format_messages(messages: list[dict[str, Any]], tools: list[dict[str
     for message in out:
         message.pop("tool_results", None)
     if tools:
-        listing = DEFAULT_TOOL_PROMPT.format(tools="\n".join(json.dumps({"type": "function", "function": t})
-                                                             for t in tools))
+        listing = tool_listing(tools)
         if out and out[0]["role"] == "system":
             out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + listing}
         else:
@@ -214,3 +244,19 @@ class ToolCallReader:
         """The calls read so far, in OpenAI's message shape."""
         return [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
                 for c in self.calls]
+
+
+def read_reply(text: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """A whole reply -> (its text content, or None when it is calls; the calls in OpenAI's message
+    shape, arguments as a JSON string). A call cut short keeps the argument text it has."""
+    reader = ToolCallReader()
+    content, _ = reader.push(text)
+    reader.finish()
+    return (content, []) if reader.mode != "calls" else (None, reader.tool_calls())
+
+
+def reply_text(message: dict[str, Any]) -> str:
+    """An assistant message in OpenAI's shape as the text the model wrote: its calls' blocks, or
+    its content."""
+    calls = message.get("tool_calls") or []
+    return "\n".join(call_block(call) for call in calls) if calls else message.get("content") or ""

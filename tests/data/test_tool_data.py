@@ -1,0 +1,110 @@
+"""The data `llmos teach-tools` trains on: what is held out never reaches training, every call
+validates against its tool's schema, a seed gives the same data, and a user's tool becomes a family
+whose example requests get new argument values."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from llmos.apps.builtin_tools import calculate
+from llmos.data.jsonl import DataError
+from llmos.data.tool_catalogue import SLOT, family_for_function, load_catalogue
+from llmos.data.tool_conversations import ToolData, ToolDataSpec
+
+jsonschema = pytest.importorskip("jsonschema")
+
+ANSWERS = {"What is the capital of Italy?": "The capital of Italy is Rome.", "Hi there!": "Hello! How can I help?"}
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_catalogue()
+
+
+def tool_data(catalogue, seed=0, conversations=300):
+    return ToolData(catalogue.families, catalogue.pools, catalogue.chat,
+                    ToolDataSpec(seed=seed, conversations=conversations), calculate)
+
+
+def pattern(text: str) -> re.Pattern:
+    """A request template as a regex matching every text drawn from it."""
+    parts = SLOT.split(text)
+    return re.compile("".join(re.escape(part) if i % 2 == 0 else ".+?" for i, part in enumerate(parts)) + "$")
+
+
+def user_texts(records):
+    return [m["content"] for r in records for m in r["messages"] if m["role"] == "user"]
+
+
+def test_held_out_tools_and_phrasings_never_appear_in_training(catalogue):
+    data = tool_data(catalogue)
+    records = data.training_records(ANSWERS)
+    assert len(records) == 300 and data.new and all(data.test_requests[f.name] for f in data.trained[:5])
+    listed = {t["name"] for r in records for t in r.get("tools", [])}
+    new_names = {f.name for f in data.new} | {a for f in data.new for a in f.aliases}
+    assert listed and not listed & new_names
+    texts = user_texts(records)
+    held = [pattern(r.text) for f in catalogue.families for r in data.test_requests[f.name]]
+    assert len(held) > 40
+    assert not [t for t in texts for p in held if p.match(t)]
+    assert not set(data.test_chat) & set(texts) and set(ANSWERS) & set(texts)
+    items = data.test_items(6)
+    assert {i["split"] for i in items} == {"new phrasings", "new tools"}
+    for item in items:  # every test request comes from a held-out phrasing or tool
+        text = item["messages"][0]["content"]
+        assert text in data.test_chat or any(p.match(text) for p in held)
+
+
+def test_every_call_in_the_data_validates_against_its_tool_schema(catalogue):
+    data = tool_data(catalogue)
+    calls = 0
+    for record in data.training_records(ANSWERS):
+        schemas = {t["name"]: t["parameters"] for t in record.get("tools", [])}
+        for message in record["messages"]:
+            for call in message.get("tool_calls") or []:
+                jsonschema.validate(json.loads(call["function"]["arguments"]), schemas[call["function"]["name"]])
+                calls += 1
+    for item in data.test_items(6):
+        if item["expected"] is not None:
+            schemas = {t["name"]: t["parameters"] for t in item["tools"]}
+            jsonschema.validate(item["expected"]["arguments"], schemas[item["expected"]["name"]])
+            calls += 1
+    assert calls > 250
+
+
+def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(catalogue):
+    first = tool_data(catalogue, seed=3, conversations=40)
+    again = tool_data(catalogue, seed=3, conversations=40)
+    other = tool_data(catalogue, seed=4, conversations=40)
+    assert first.training_records(ANSWERS) == again.training_records(ANSWERS)
+    assert first.test_items(2) == again.test_items(2)
+    assert first.training_records(ANSWERS) != other.training_records(ANSWERS)
+
+
+def test_an_example_request_becomes_a_template_with_new_argument_values():
+    function = {"name": "book_flight", "description": "Book a flight.", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "description": "where to fly"},
+                                         "seats": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["city", "seats"]}}
+    family = family_for_function(function, [{"request": "Fly 2 of us to Oslo", "arguments": {"city": "Oslo",
+                                                                                            "seats": 2}}])
+    assert family.requests[0].text == "Fly {seats} of us to {city}"
+    catalogue = load_catalogue()
+    drawn = {family.draw(family.requests[0], catalogue.pools, random.Random(seed))[0] for seed in range(8)}
+    assert len(drawn) > 4 and all(re.fullmatch(r"Fly [1-9] of us to \w[\w ]*", text) for text in drawn)
+    bare = family_for_function(function)  # no examples: requests written from the descriptions
+    text, arguments, _ = bare.draw(bare.requests[0], catalogue.pools, random.Random(0))
+    assert str(arguments["seats"]) in text and arguments["city"] in text and "where to fly" in text
+
+
+def test_a_catalogue_parameter_that_yaml_split_at_a_comma_is_refused(tmp_path):
+    bad = tmp_path / "tools.yaml"
+    bad.write_text("pools: {city: [Oslo]}\nfamilies:\n  - name: f\n    description: d\n    params:\n"
+                   "      - {name: city, type: string, description: the city, e.g. Oslo, pool: city}\n"
+                   "    requests: [\"In {city}\"]\n")
+    with pytest.raises(DataError, match="quote a description that holds a comma"):
+        load_catalogue(bad)
