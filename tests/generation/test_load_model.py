@@ -118,3 +118,52 @@ def test_a_checkpoint_without_a_tokenizer_says_so(checkpoint, tmp_path):
     with pytest.raises(LLMOSError, match="has no tokenizer.json"):
         load_model(tmp_path / "bare")
     assert load_model(tmp_path / "bare", tokenizer=False).stop_ids == [model.config.eos_token_id]
+
+
+def test_a_tools_adapter_decodes_only_the_requests_that_carry_tools(checkpoint, tmp_path, llmos_cli):
+    """load_model(tools_adapter=DIR) puts the adapter on inactive: a plain request gets the base model's
+    reply, a request with tools the adapter's (the generator switches per request); off, the model alone."""
+    pytest.importorskip("llguidance")
+    from llmos.adapters import active_adapter, add_lora
+    from llmos.checkpoint.peft_format import resolve_targets, save_adapter
+    from llmos.generation.local import LocalGenerator
+    from llmos.generation.service import GenerationParams
+
+    _, small, tokenizer = checkpoint
+    torch.manual_seed(0)
+    model = CausalLM(small.config.replace(max_seq_len=1024)).eval()  # room for the tools' listing
+    path = tmp_path / "base"
+    model.save_pretrained(path, tokenizer=tokenizer)
+    tuned = CausalLM(model.config).eval()
+    tuned.load_state_dict(model.state_dict())
+    torch.manual_seed(2)
+    add_lora(tuned, resolve_targets(tuned, "all-linear")[0], r=4)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if ".B." in name:
+                p.normal_(0, 0.5)
+    adapter = save_adapter(tuned, tmp_path / "tools", base_model=str(path))
+    loaded = load_model(path, tools_adapter=adapter)
+    assert loaded.tools_adapter == "tools" and loaded.report.adapters == {"tools": adapter}
+    assert active_adapter(loaded.model) is None
+    tool = {"name": "shout", "description": "Say a word loudly.",
+            "parameters": {"type": "object", "properties": {"word": {"type": "string", "maxLength": 6}},
+                           "required": ["word"]}}
+    chat = [{"role": "user", "content": "the cat"}]
+    plain, with_tools = GenerationParams(max_new_tokens=8), GenerationParams(max_new_tokens=120, tools=(tool,),
+                                                                             tool_choice="required")
+
+    def replies(model, tools_adapter):
+        generator = LocalGenerator(model, loaded.tokenizer, loaded.stop_ids, tools_adapter=tools_adapter)
+        return [c.text for c in generator.generate([chat, chat], [plain, with_tools])]
+
+    base = load_model(path, tools_adapter=False)
+    assert base.tools_adapter is None and base.report.adapters == {}
+    base_plain, base_tools = replies(base.model, None)
+    tuned_plain, tuned_tools = replies(loaded.model, "tools")
+    assert tuned_plain == base_plain  # the plain request: the base model, exactly
+    assert tuned_tools != base_tools and tuned_tools.startswith("<tool_call>")  # the adapter's call
+    with_adapter_on = load_model(path, adapter=adapter, tools_adapter=False)
+    assert replies(with_adapter_on.model, None)[1] == tuned_tools
+    code, _, err = llmos_cli("serve", str(path), "--tools-adapter", str(tmp_path / "nowhere"))
+    assert code == 2 and "--tools-adapter" in err and "not auto, off, or a LoRA adapter directory" in err

@@ -154,8 +154,7 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
 
 
 def active_adapter(model: nn.Module) -> str | None:
-    layers = lora_layers(model)
-    return layers[0][1].active if layers else None
+    return next((m.active for m in model.modules() if isinstance(m, LoRALinear)), None)
 
 
 @contextlib.contextmanager

@@ -199,15 +199,18 @@ ITEMS_AT_ONCE = 8  # items in flight on a workflow's own engine (its batch): the
 
 
 def run_workflow(workflow: Workflow, model: Any = None, tokenizer: Any = None, limit: int | None = None,
-                 restart: bool = False, progress: Callable[[int, int], None] | None = None) -> RunSummary:
+                 restart: bool = False, progress: Callable[[int, int], None] | None = None,
+                 tools_adapter: str | None = None) -> RunSummary:
     """Run the unfinished items (of the first `limit`), saving each as it finishes (see the module docstring).
-    `model`: a `Generator`, or a loaded model and its tokenizer (run on an engine of its own)."""
+    `model`: a `Generator`, or a loaded model and its tokenizer (run on an engine of its own; agent
+    steps decode through the model's `tools_adapter` when it holds one, see `load_model`)."""
     state, todo = pending(workflow, limit, restart)
     owned = None
     if workflow.needs_model() and model is not None and tokenizer is not None and not isinstance(model, Generator):
         from llmos.serving.generator import EngineGenerator
 
-        model = owned = EngineGenerator.start(model, tokenizer, max_batch=ITEMS_AT_ONCE, max_queue=4 * ITEMS_AT_ONCE)
+        model = owned = EngineGenerator.start(model, tokenizer, tools_adapter=tools_adapter, max_batch=ITEMS_AT_ONCE,
+                                              max_queue=4 * ITEMS_AT_ONCE)
     try:
         runner = WorkflowRunner(workflow, model, tokenizer)
         return _run_items(workflow, runner, state, todo, limit, progress)

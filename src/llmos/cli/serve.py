@@ -27,8 +27,10 @@ import typer
 from llmos.cli.runtime_options import (
     chat_template_option,
     read_chat_template,
+    read_tools_adapter,
     set_threads,
     threads_option,
+    tools_adapter_option,
 )
 from llmos.errors import LLMOSError
 from llmos.generation_config import DEFAULT_REPLY_TOKENS
@@ -67,9 +69,11 @@ def serve_command(
                    "(CORS). Without it only the server's own chat page can POST."),
     threads: int = threads_option(),
     chat_template: Path = chat_template_option(),
+    tools_adapter: str = tools_adapter_option(),
 ) -> None:
     """Serve a model over an OpenAI-compatible API, with a chat page at /."""
     template = read_chat_template(chat_template)  # before anything loads: a typo costs no waiting
+    tools = read_tools_adapter(tools_adapter)
 
     import uvicorn
 
@@ -83,7 +87,7 @@ def serve_command(
     guard = OriginGuard(host, allowed_hosts=tuple(_listed(allowed_hosts)),  # checked before the model loads
                         allowed_origins=tuple(_listed(allowed_origins)))
     set_threads(threads)
-    loaded = load_model(checkpoint, quantize=quantize)
+    loaded = load_model(checkpoint, quantize=quantize, tools_adapter=tools)
     model, tokenizer = loaded.model, ServedTokenizer(loaded.tokenizer, template, loaded.stop_ids)
     context = model.config.max_seq_len
     if max_model_len is not None and not 2 <= max_model_len <= context:
@@ -93,7 +97,8 @@ def serve_command(
     app = create_app(model, tokenizer, model_id=model_id, api_key=api_key, max_batch=max_batch,
                      max_queue=max_queue, max_body_bytes=max_body_kb * 1024, max_len=max_model_len, host=host,
                      allowed_hosts=guard.allowed_hosts, allowed_origins=guard.allowed_origins,
-                     kv_budget_bytes=kv_cache_mb << 20, max_tokens_default=max_tokens_default)
+                     kv_budget_bytes=kv_cache_mb << 20, max_tokens_default=max_tokens_default,
+                     tools_adapter=loaded.tools_adapter)
     add_task_routes(app)  # POST /v1/tasks/{task}: the task pipelines on this model, for the page's task picker
     typer.echo(f"serving {model_id!r} on http://{host}:{port}  (chat page at /, API at /v1, its docs at /docs)", err=True)
     engine = app.state.llmos.engine
@@ -101,6 +106,9 @@ def serve_command(
                f" tokens), taken as requests need it (--kv-cache-mb); up to {max_batch} requests at once "
                f"(--max-batch), {engine.max_len} tokens each (--max-model-len)", err=True)
     sampling = ", ".join(f"{name} {value}" for name, value in app.state.llmos.sampling.items())
+    if loaded.tools_adapter is not None:
+        typer.echo(f"requests with tools decode through the tool-use adapter {loaded.report.adapters['tools']} "
+                   "(--tools-adapter off: the model alone)", err=True)
     typer.echo(f"replies without max_tokens stop at {max_tokens_default} tokens (--max-tokens-default); "
                f"unset sampling fields: {sampling}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=shutdown_grace)

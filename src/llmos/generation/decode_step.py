@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from llmos.adapters import active_adapter
 from llmos.measured import cache_dir
 from llmos.model.cache import KVCache
 
@@ -101,8 +102,10 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
     """`step(model, *args)`, compiled once per (model, step) when compiling is wanted, else eager.
 
     lengths: (tensor, dim) pairs whose size is a history length, dynamic in the graph; rows: tensors whose
-    first dimension counts rows, dynamic when given (pass none for one row: that graph is specialised)."""
-    if not compile_wanted(model):
+    first dimension counts rows, dynamic when given (pass none for one row: that graph is specialised).
+    A step through a LoRA adapter (one is active) runs eagerly: a graph per adapter state would
+    recompile at every switch between a tool request and a plain one."""
+    if not compile_wanted(model) or active_adapter(model) is not None:
         return step(model, *args)
     for tensor, dim in lengths:
         torch._dynamo.maybe_mark_dynamic(tensor, dim)

@@ -13,6 +13,11 @@ one definition of what ends a reply. `report` says what was loaded, as types
 rather than log lines: the file or directory read and how it was found, its
 format, architecture and quantization as loaded, the adapters put on, and
 the head tensors the checkpoint lacked (freshly initialised) or had unused.
+A tool-use adapter (`tools_adapter`: by default the one shipped for an
+embedded model, `smollm2`'s; or a PEFT directory; False for none) is put on
+inactive as adapter "tools": `loaded.generator()`, the server and the engine
+decode requests that carry tools through it and every other request through
+the base model, unchanged.
 Callers decide by it (an evaluation refuses a classifier whose head is
 untrained). `describe_source` answers "what is this?" without loading weights.
 
@@ -26,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.adapters import active_adapter
 from llmos.errors import LLMOSError
 from llmos.generation.replies import model_eos_ids, stop_token_ids
 
+TOOLS_ADAPTER = "tools"  # the name a tool-use adapter is held under
 HEADS = ("causal-lm", "classifier", "masked-lm", "pretraining")
 SAVED_HEADS = {"CausalLM": "causal-lm", "SequenceClassifier": "classifier", "MaskedLM": "masked-lm",
                "PreTrainingModel": "pretraining"}
@@ -67,12 +74,13 @@ class LoadedModel:
     tokenizer: Any  # an LLMOS Tokenizer (None when tokenizer=False)
     stop_ids: list[int]  # what ends a reply, the model's own EOS first
     report: LoadReport
+    tools_adapter: str | None = None  # the adapter the model holds for requests with tools ("tools")
 
     def generator(self) -> Any:
         """A `LocalGenerator` over this model (a causal LM) in this process."""
         from llmos.generation.local import LocalGenerator
 
-        return LocalGenerator(self.model, self.tokenizer, self.stop_ids)
+        return LocalGenerator(self.model, self.tokenizer, self.stop_ids, tools_adapter=self.tools_adapter)
 
 
 def describe_source(name_or_path: str | Path, gguf_file: str | None = None) -> ModelSource:
@@ -101,11 +109,13 @@ def _saved_head(path: Path) -> str | None:
 def load_model(name_or_path: str | Path, head: str = "causal-lm", *, quantize: str | None = None,
                dtype: Any = None, adapter: str | Path | dict[str, str | Path] | None = None,
                kernels: bool | None = None, gguf_file: str | None = None, tokenizer: bool = True,
-               **config_overrides: Any) -> LoadedModel:
+               tools_adapter: bool | str | Path = True, **config_overrides: Any) -> LoadedModel:
     """Load `name_or_path` (see the module docstring) into `head` (one of HEADS).
 
     quantize, dtype, adapter, kernels, gguf_file and config overrides are `from_pretrained`'s;
-    tokenizer=False skips the tokenizer (and the stop ids are the model's own EOS ids)."""
+    tokenizer=False skips the tokenizer (and the stop ids are the model's own EOS ids);
+    tools_adapter: True for the one shipped with an embedded model (if any), a PEFT directory, or
+    False for none."""
     from llmos.auto import (
         AutoModelForCausalLM,
         AutoModelForMaskedLM,
@@ -128,9 +138,30 @@ def load_model(name_or_path: str | Path, head: str = "causal-lm", *, quantize: s
     eos = model_eos_ids(model) if hasattr(model, "lm_head") else list(model.config.eos_token_ids or [])
     stops = stop_token_ids(loaded_tokenizer, eos) if loaded_tokenizer is not None else eos
     entry = quantization_entry(model)
+    tools = _tools_adapter(source, head, adapter, tools_adapter)
+    if tools is not None:
+        from llmos.adapters import set_adapter
+        from llmos.checkpoint.peft_format import load_adapter
+
+        active = active_adapter(model)
+        load_adapter(model, tools, name=TOOLS_ADAPTER, base_label=str(name_or_path))
+        set_adapter(model, active)  # used per request, by requests with tools
+        adapters[TOOLS_ADAPTER] = tools
     report = LoadReport(source, _architecture(source, model), entry["method"] if entry else "none", adapters,
                         list(info["missing_keys"]), list(info["unexpected_keys"]))
-    return LoadedModel(model, loaded_tokenizer, stops, report)
+    return LoadedModel(model, loaded_tokenizer, stops, report, TOOLS_ADAPTER if tools is not None else None)
+
+
+def _tools_adapter(source: ModelSource, head: str, adapter: Any, wanted: bool | str | Path) -> Path | None:
+    if wanted is False or head != "causal-lm":
+        return None
+    if wanted is not True:
+        return Path(wanted)
+    if adapter is not None or source.format == "adapter" or not source.is_gguf:
+        return None  # a model with an adapter of its own is used as it is
+    from llmos.model_names import shipped_tools_adapter
+
+    return shipped_tools_adapter(source.path)
 
 
 def _adapters(source: ModelSource, adapter: Any) -> dict[str, Path]:

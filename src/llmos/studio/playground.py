@@ -135,7 +135,8 @@ class ModelCache:
             except (LLMOSError, OSError) as exc:
                 raise StudioError(f"model {quoted(model_id)} cannot be loaded: {exc}", field="model") from None
             served = ServedTokenizer(found.tokenizer, None, found.stop_ids)
-            loaded = LoadedModel(EngineGenerator.start(found.model, served, **ENGINE_OPTIONS), found.tokenizer,
+            loaded = LoadedModel(EngineGenerator.start(found.model, served, tools_adapter=found.tools_adapter,
+                                                        **ENGINE_OPTIONS), found.tokenizer,
                                  getattr(found.model, "generation_config", None))
             with self._lock:
                 dropped = [self._models.pop(k) for k in [k for k in self._models if k[0] == key[0]]]  # older saves
