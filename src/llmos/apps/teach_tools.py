@@ -186,7 +186,7 @@ def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResu
 
     families, pools, chat = families_to_teach(config)
     spec = ToolDataSpec(seed=config.seed, conversations=config.conversations, max_tools=config.max_tools,
-                        held_out_phrasings=config.held_out_phrasings)
+                        held_out_phrasings=config.held_out_phrasings, calls=config.calls, cannot=config.cannot)
     data = ToolData(families, pools, chat, spec, calculate)
     out = Path(config.out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ class TeachToolsConfig(FinetuneConfig):
     catalogue: bool = True  # mix in the synthetic tools (llmos/data/tool_catalogue.yaml)
     conversations: int = 800  # training conversations to generate
     max_tools: int = 4  # tools listed in one conversation
+    calls: float = 0.6  # share of requests that need a listed tool
+    cannot: float = 0.5  # of the others: a request for a tool that is not listed (else a general request)
     held_out_phrasings: float = 0.25  # of each tool's request phrasings, never trained on
     held_out_tools: float = 0.0  # of your own tools (the catalogue holds out its own), never trained on
     chat_answers: bool = True  # general requests answered by the base model itself, to keep its chat
@@ -51,6 +53,9 @@ class TeachToolsConfig(FinetuneConfig):
                               param="method")
         if self.task not in ("auto", "chat"):
             raise RecipeError(f"teach-tools trains on chat data; task={self.task!r} is not for it", param="task")
+        for name in ("calls", "cannot"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise RecipeError(f"{name}={getattr(self, name)!r} must be in [0, 1]", param=name)
         for name in ("held_out_phrasings", "held_out_tools"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise RecipeError(f"{name}={getattr(self, name)!r} must be in [0, 1)", param=name)
