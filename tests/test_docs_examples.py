@@ -146,15 +146,16 @@ def smollm2_server(shared_smollm2_loads):
     """SmolLM2 served on a free loopback port, started on first use; yields its host:port."""
     from live_server import start_server
 
-    from llmos import AutoModelForCausalLM, AutoTokenizer
+    from llmos.generation.loading import load_model
     from llmos.serving.api import create_app
 
     holder: dict = {}
 
     def address() -> str:
         if "url" not in holder:
-            app = create_app(AutoModelForCausalLM.from_pretrained("smollm2"), AutoTokenizer.from_pretrained("smollm2"),
-                             model_id="smollm2", max_batch=4, max_len=2048)  # a 0.4 GiB KV cache, not 6
+            loaded = load_model("smollm2", tools_adapter=True)  # as `llmos serve smollm2`: with its tool-use adapter
+            app = create_app(loaded.model, loaded.tokenizer, model_id="smollm2", max_batch=4, max_len=2048,
+                             tools_adapter=loaded.tools_adapter)  # a 0.4 GiB KV cache, not 6
             holder["server"], holder["thread"], holder["url"] = start_server(app)
         return holder["url"].removeprefix("http://")
 

@@ -42,7 +42,10 @@ def test_shipped_recipes_load():
 
     recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
     assert recipes, "recipes/*.yaml should ship with the repository"
+    from llmos.apps.teach_tools_recipe import TeachToolsConfig
     from llmos.training.finetune_recipe import FinetuneConfig
 
     for path in recipes:
-        (FinetuneConfig if path.name.startswith("finetune") else TrainConfig).from_yaml(path)
+        kind = FinetuneConfig if path.name.startswith("finetune") else TeachToolsConfig \
+            if path.name.startswith("teach-tools") else TrainConfig
+        kind.from_yaml(path)

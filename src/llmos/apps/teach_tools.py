@@ -181,7 +181,7 @@ def _finetune_config(config: TeachToolsConfig, data: Path) -> FinetuneConfig:
 
 def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResult:
     """Generate, measure, train, measure again (see the module docstring)."""
-    from llmos.auto import AutoModelForCausalLM, AutoTokenizer
+    from llmos.generation.loading import load_model
     from llmos.training.finetune import finetune
 
     families, pools, chat = families_to_teach(config)
@@ -191,8 +191,8 @@ def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResu
     out = Path(config.out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)
     config.save_yaml(out / "teach-tools.yaml")
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    base = AutoModelForCausalLM.from_pretrained(config.base_model, quantize="none").eval()
+    loaded = load_model(config.base_model, quantize="none")
+    base, tokenizer = loaded.model, loaded.tokenizer
     started = time.perf_counter()
     answers = chat_answers(base, tokenizer, data.train_chat) if config.chat_answers else {}
     report(f"{len(data.trained)} tools to train on, {len(data.new)} held out; {len(answers)} general requests "
@@ -212,8 +212,7 @@ def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResu
     result.train_seconds = trained.seconds
     result.adapter = trained.run_dir / "last" if trained.run_dir is not None else None
     if result.adapter is not None and items:
-        tuned = AutoModelForCausalLM.from_pretrained(config.base_model, quantize="none",
-                                                     adapter=result.adapter).eval()
+        tuned = load_model(config.base_model, quantize="none", adapter=result.adapter, tokenizer=False).model
         result.after = summarise(items, evaluate_tool_use(tuned, tokenizer, items))
         tuned_replies = chat_answers(tuned, tokenizer, list(base_replies))
         result.chat_kept = (sum(tuned_replies.get(q) == a for q, a in base_replies.items()), len(base_replies))

@@ -28,9 +28,9 @@ NEXT_COMMANDS = (
     ("llmos serve smollm2", "OpenAI-compatible API + web chat page at http://127.0.0.1:8000/"),
     ("llmos run summarization smollm2 --input FILE", "any task over a file of inputs"),
     ("llmos run examples/workflows/customer-emails/workflow.yaml", "a workflow: emails -> CSV"),
-    # SmolLM2-135M answers arithmetic itself (wrongly) and loops in calculate's expression; told to use a
-    # tool, it calls current_time right, the same steps every run (greedy)
-    ("llmos agent smollm2 'What time is it?' --tools current_time --require-tool",
+    # through the tool-use adapter shipped for smollm2: it calls calculate and answers from the result
+    # (without it, SmolLM2-135M answered the product itself, wrongly); the same steps every run (greedy)
+    ("llmos agent smollm2 'What is 17 * 23?' --tools calculate",
      "an agent: each step (tool call, result, answer) printed"),
     ("llmos quickstart --train", f"train a small model from scratch here, in {TRAINING_TOUR_MINUTES} minutes"),
 )

@@ -13,9 +13,10 @@ one definition of what ends a reply. `report` says what was loaded, as types
 rather than log lines: the file or directory read and how it was found, its
 format, architecture and quantization as loaded, the adapters put on, and
 the head tensors the checkpoint lacked (freshly initialised) or had unused.
-A tool-use adapter (`tools_adapter`: by default the one shipped for an
-embedded model, `smollm2`'s; or a PEFT directory; False for none) is put on
-inactive as adapter "tools": `loaded.generator()`, the server and the engine
+A tool-use adapter (`tools_adapter=True`: the one shipped for an embedded
+model, `smollm2`'s; or a PEFT directory) is put on inactive as adapter
+"tools" (the CLI's serve, agent and run verbs ask for it by default; training
+and conversion never get it): `loaded.generator()`, the server and the engine
 decode requests that carry tools through it and every other request through
 the base model, unchanged.
 Callers decide by it (an evaluation refuses a classifier whose head is
@@ -109,13 +110,13 @@ def _saved_head(path: Path) -> str | None:
 def load_model(name_or_path: str | Path, head: str = "causal-lm", *, quantize: str | None = None,
                dtype: Any = None, adapter: str | Path | dict[str, str | Path] | None = None,
                kernels: bool | None = None, gguf_file: str | None = None, tokenizer: bool = True,
-               tools_adapter: bool | str | Path = True, **config_overrides: Any) -> LoadedModel:
+               tools_adapter: bool | str | Path = False, **config_overrides: Any) -> LoadedModel:
     """Load `name_or_path` (see the module docstring) into `head` (one of HEADS).
 
     quantize, dtype, adapter, kernels, gguf_file and config overrides are `from_pretrained`'s;
     tokenizer=False skips the tokenizer (and the stop ids are the model's own EOS ids);
     tools_adapter: True for the one shipped with an embedded model (if any), a PEFT directory, or
-    False for none."""
+    False (the default) for none."""
     from llmos.auto import (
         AutoModelForCausalLM,
         AutoModelForMaskedLM,
