@@ -29,7 +29,7 @@ Exact arguments: the same keys; numbers equal; strings equal with case, spaces a
 set aside (an item may list several acceptable strings; an arithmetic expression counts when it
 evaluates to the expected value).
 
-Measured: see docs/guides/automation.md (the table) and the README. Run:
+Measured: the table in the README's "Teaching a model its tools" (and the docs' automation guide). Run:
 
     .venv/bin/python benchmarks/automation_smollm2.py
     .venv/bin/python benchmarks/automation_smollm2.py --limit 2 --unseen 2 --verbose      # smoke run

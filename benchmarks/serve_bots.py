@@ -29,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -143,7 +144,9 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # stderr to a file: a pipe nobody reads fills up (llama.cpp logs every request) and stalls the server
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log,
                                      env={**os.environ, "OMP_NUM_THREADS": "2"})
         deadline = time.time() + 600
         while True:
@@ -153,13 +156,22 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.proc.stderr.read().decode()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"{self.name} exited: {self.log.read().decode(errors='replace')[-2000:]}")
             if time.time() > deadline:
                 raise RuntimeError(f"{self.name} did not start")
             time.sleep(0.5)
         warm = {"model": self.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
                 "temperature": 0}
-        httpx.post(self.url + "/v1/chat/completions", json=warm, timeout=600)  # compile / first-call costs
+        # first-call costs (LLMOS: the compiled decode step, for one row and for several): one request
+        # alone, then four together, before anything is timed
+        httpx.post(self.url + "/v1/chat/completions", json=warm, timeout=600)
+        together = [threading.Thread(target=httpx.post, args=(self.url + "/v1/chat/completions",),
+                                     kwargs={"json": {**warm, "max_tokens": 8}, "timeout": 600}) for _ in range(4)]
+        for thread in together:
+            thread.start()
+        for thread in together:
+            thread.join()
         time.sleep(1.0)
         self.rss_start = rss_mb(self.proc.pid)
         self.rss_peak = self.rss_start
