@@ -33,6 +33,22 @@ def checkpoint(tmp_path_factory):
     return path, model, tokenizer
 
 
+def with_saved_adapter(model, directory, base_path, seed: int, std: float):
+    """(a copy of `model` with a random all-linear LoRA adapter, the adapter saved in `directory`)."""
+    from llmos.adapters import add_lora
+    from llmos.checkpoint.peft_format import resolve_targets, save_adapter
+
+    tuned = CausalLM(model.config).eval()
+    tuned.load_state_dict(model.state_dict())
+    torch.manual_seed(seed)
+    add_lora(tuned, resolve_targets(tuned, "all-linear")[0], r=4)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if ".B." in name:
+                p.normal_(0, std)  # a fresh adapter changes nothing: make it matter
+    return tuned, save_adapter(tuned, directory, base_model=str(base_path))
+
+
 def test_a_checkpoint_loads_with_its_tokenizer_stop_ids_and_report(checkpoint):
     path, model, tokenizer = checkpoint
     loaded = load_model(path)
@@ -76,19 +92,9 @@ def test_a_classifier_head_the_checkpoint_lacks_is_reported_missing(checkpoint):
 
 
 def test_an_adapter_directory_loads_on_its_base_with_the_base_tokenizer(checkpoint, tmp_path):
-    from llmos.adapters import add_lora
-    from llmos.checkpoint.peft_format import resolve_targets, save_adapter
 
     path, model, tokenizer = checkpoint
-    tuned = CausalLM(model.config).eval()
-    tuned.load_state_dict(model.state_dict())
-    torch.manual_seed(1)
-    add_lora(tuned, resolve_targets(tuned, "all-linear")[0], r=4)
-    with torch.no_grad():
-        for name, p in tuned.named_parameters():
-            if ".B." in name:
-                p.normal_(0, 0.1)
-    adapter = save_adapter(tuned, tmp_path / "adapter", base_model=str(path))
+    tuned, adapter = with_saved_adapter(model, tmp_path / "adapter", path, seed=1, std=0.1)
     loaded = load_model(adapter)
     assert loaded.report.source.format == "adapter" and loaded.report.adapters == {"default": adapter}
     ids = torch.tensor([tokenizer.encode("the cat")])
@@ -124,8 +130,7 @@ def test_a_tools_adapter_decodes_only_the_requests_that_carry_tools(checkpoint, 
     """load_model(tools_adapter=DIR) puts the adapter on inactive: a plain request gets the base model's
     reply, a request with tools the adapter's (the generator switches per request); off, the model alone."""
     pytest.importorskip("llguidance")
-    from llmos.adapters import active_adapter, add_lora
-    from llmos.checkpoint.peft_format import resolve_targets, save_adapter
+    from llmos.adapters import active_adapter
     from llmos.generation.local import LocalGenerator
     from llmos.generation.service import GenerationParams
 
@@ -134,15 +139,7 @@ def test_a_tools_adapter_decodes_only_the_requests_that_carry_tools(checkpoint, 
     model = CausalLM(small.config.replace(max_seq_len=1024)).eval()  # room for the tools' listing
     path = tmp_path / "base"
     model.save_pretrained(path, tokenizer=tokenizer)
-    tuned = CausalLM(model.config).eval()
-    tuned.load_state_dict(model.state_dict())
-    torch.manual_seed(2)
-    add_lora(tuned, resolve_targets(tuned, "all-linear")[0], r=4)
-    with torch.no_grad():
-        for name, p in tuned.named_parameters():
-            if ".B." in name:
-                p.normal_(0, 0.5)
-    adapter = save_adapter(tuned, tmp_path / "tools", base_model=str(path))
+    _, adapter = with_saved_adapter(model, tmp_path / "tools", path, seed=2, std=0.5)
     loaded = load_model(path, tools_adapter=adapter)
     assert loaded.tools_adapter == "tools" and loaded.report.adapters == {"tools": adapter}
     assert active_adapter(loaded.model) is None

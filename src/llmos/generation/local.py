@@ -40,7 +40,6 @@ from llmos.generation.service import (
     Prompt,
     StreamEvent,
     check_prompts,
-    per_prompt,
 )
 from llmos.generation_config import GenerationConfig, GenerationError
 from llmos.tokenizer.from_any import as_tokenizer
@@ -91,9 +90,7 @@ class LocalGenerator(Generator):
 
     def generate(self, prompts: Sequence[Prompt],
                  params: GenerationParams | Sequence[GenerationParams] | None = None) -> list[Completion]:
-        prompts = check_prompts(prompts)
-        settings = per_prompt(params, len(prompts))
-        rows = [self.prompt_ids(p, s) for p, s in zip(prompts, settings, strict=True)]
+        settings, rows = self.prompt_rows(check_prompts(prompts), params)
         groups: list[tuple[tuple[GenerationParams, bool], list[int]]] = []  # rows that decode together
         for i, p in enumerate(settings):
             key = (p.replace(constraint=None, tools=(), tool_choice="auto"), self._adapted(p))
@@ -159,9 +156,7 @@ class LocalGenerator(Generator):
 
     def stream(self, prompts: Sequence[Prompt],
                params: GenerationParams | Sequence[GenerationParams] | None = None) -> Iterator[StreamEvent]:
-        prompts = check_prompts(prompts)
-        settings = per_prompt(params, len(prompts))
-        rows = [self.prompt_ids(p, s) for p, s in zip(prompts, settings, strict=True)]
+        settings, rows = self.prompt_rows(check_prompts(prompts), params)
         for index, (row, p) in enumerate(zip(rows, settings, strict=True)):
             yield from self._stream_one(index, row, p)
 

@@ -118,6 +118,11 @@ class GenerationParams:
         """Whether the reply may call tools (tools given, tool_choice not "none")."""
         return bool(self.tools) and self.tool_choice != "none"
 
+    @property
+    def listed_tools(self) -> list[dict[str, Any]]:
+        """The tools a chat is rendered with: none under tool_choice "none"."""
+        return list(self.tools) if self.calls_tools else []
+
     def reply_constraint(self) -> dict[str, Any] | None:
         """The grammar the reply decodes under: the tool-call grammar when tools may be called."""
         if self.calls_tools:
@@ -218,9 +223,15 @@ class Generator(ABC):
             return list(prompt)
         if self.tokenizer is None:
             raise GenerationError(f"{type(self).__name__} has no tokenizer here to render a chat", param="prompts")
-        tools = list(params.tools) if params is not None and params.calls_tools else []
+        tools = params.listed_tools if params is not None else []
         messages, listed = template_messages(prompt, tools, renders_tools(self.tokenizer.chat_template))
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tools=listed))
+
+    def prompt_rows(self, prompts: Sequence[Prompt], params: GenerationParams | Sequence[GenerationParams] | None
+                    ) -> tuple[list[GenerationParams], list[list[int]]]:
+        """(one params per prompt, each prompt's token ids rendered with its params' tools)."""
+        settings = per_prompt(params, len(prompts))
+        return settings, [self.prompt_ids(p, s) for p, s in zip(prompts, settings, strict=True)]
 
     def generate(self, prompts: Sequence[Prompt],
                  params: GenerationParams | Sequence[GenerationParams] | None = None) -> list[Completion]:

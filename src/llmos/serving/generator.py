@@ -35,7 +35,6 @@ from llmos.generation.service import (
     Prompt,
     StreamEvent,
     check_prompts,
-    per_prompt,
 )
 from llmos.generation.tool_calls import template_messages
 from llmos.generation_config import GenerationError
@@ -75,8 +74,8 @@ class EngineGenerator(Generator):
         check_prompts([prompt])
         if isinstance(prompt[0], int):
             return list(prompt)
-        tools = list(params.tools) if params is not None and params.calls_tools else []
-        messages, listed = template_messages(prompt, tools, self.served.renders_tools)
+        messages, listed = template_messages(prompt, params.listed_tools if params is not None else [],
+                                             self.served.renders_tools)
         return self.served.encode(self.served.render_chat(messages, tools=listed))
 
     # ---- submitting -------------------------------------------------------------------------------
@@ -113,9 +112,7 @@ class EngineGenerator(Generator):
 
     def stream(self, prompts: Sequence[Prompt],
                params: GenerationParams | Sequence[GenerationParams] | None = None) -> Iterator[StreamEvent]:
-        prompts = check_prompts(prompts)
-        wanted = per_prompt(params, len(prompts))
-        rows = [self.prompt_ids(p, w) for p, w in zip(prompts, wanted, strict=True)]
+        wanted, rows = self.prompt_rows(check_prompts(prompts), params)
         settings = [self._sampling(p, len(row)) for p, row in zip(wanted, rows, strict=True)]
         events: queue.Queue = queue.Queue()
         requests = self._submit(rows, settings, events)
