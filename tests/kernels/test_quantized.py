@@ -58,7 +58,7 @@ def few_rows_reference(x, weight, bias, kernel):
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
-@pytest.mark.parametrize("rows", [1, 3, 40])  # few rows: the chosen kernel; many rows: dequantized fp32
+@pytest.mark.parametrize("rows", [1, 3, 40, 600])  # up to the kernel's rows: it; more: dequantized fp32
 def test_forward_computes_with_the_dequantized_weight(method, rows, kernel):
     layer = _layer()
     q = CLASSES[method].from_float(layer.weight, layer.bias)
@@ -67,7 +67,7 @@ def test_forward_computes_with_the_dequantized_weight(method, rows, kernel):
     with torch.no_grad():
         y = q(x)
     assert y.shape == (2, rows, 48) and y.dtype == torch.float32
-    if 2 * rows <= 16:
+    if 2 * rows <= max(16, q.int_dot_rows):
         reference, tolerance = few_rows_reference(x, q.dequantize(), layer.bias, kernel)
         torch.testing.assert_close(y, reference, **tolerance)
     else:
@@ -135,7 +135,7 @@ def test_grouped_int8_runs_its_codes_exactly_through_either_kernel(rows, kernel)
     x = torch.randn(rows, 96)
     with torch.no_grad():
         y = q(x)
-    if rows <= 16:  # torch's int4 kernel takes bf16 activations and returns bf16 (8 significant bits)
+    if rows <= max(16, q.int_dot_rows):  # torch's int4 kernel takes bf16 activations and returns bf16 (8 significant bits)
         expected, tolerance = few_rows_reference(x, q.dequantize(), layer.bias, kernel)
         torch.testing.assert_close(y, expected, **tolerance)
     else:

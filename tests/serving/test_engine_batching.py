@@ -39,7 +39,7 @@ def test_a_long_prompt_is_computed_in_chunks_while_the_others_decode_exactly():
     engine.step()  # nothing else is running: prefilled and its first token chosen at once
     chunks = []
     prefill = engine._prefill
-    engine._prefill = lambda chunk: (chunks.append((chunk.start, chunk.end)), prefill(chunk))
+    engine._prefill = lambda wave: (chunks.extend((c.start, c.end) for c in wave), prefill(wave))
     long_prompt = [(i * 7) % 300 + 3 for i in range(70)]
     late = Recorder(engine)
     engine.submit(long_prompt, greedy, late)
@@ -61,7 +61,7 @@ def test_a_shared_prefix_is_computed_once_and_reused_by_later_requests():
     system = [(i * 11) % 300 + 3 for i in range(40)]  # 2 full blocks of 16, and 8 tokens
     computed = []
     prefill = engine._prefill
-    engine._prefill = lambda chunk: (computed.append(chunk.end - chunk.start), prefill(chunk))
+    engine._prefill = lambda wave: (computed.extend(c.end - c.start for c in wave), prefill(wave))
     first, second = Recorder(engine), Recorder(engine)
     greedy = SamplingParams(max_tokens=6, temperature=0)
     engine.submit(system + [4, 5], greedy, first)
@@ -73,6 +73,27 @@ def test_a_shared_prefix_is_computed_once_and_reused_by_later_requests():
     assert computed == [32, 10, 11]  # 42 tokens; then 43 less the 32 of two cached blocks
     assert first.tokens == solo_tokens(model, system + [4, 5], 6)
     assert second.tokens == solo_tokens(model, system + [9, 9, 9], 6)
+
+
+@torch.no_grad()
+def test_requests_arriving_together_with_one_prefix_compute_it_once():
+    model = build_model(400)
+    engine = Engine(model, max_batch=8, chunk_tokens=64)
+    system = [(i * 13) % 300 + 3 for i in range(40)]  # 2 full blocks of 16, and 8 tokens
+    prompts = [system + [4 + i, 9, 9 + i] for i in range(4)]
+    computed = []
+    prefill = engine._prefill
+    engine._prefill = lambda wave: (computed.append([(c.request.id, c.start, c.end) for c in wave]), prefill(wave))
+    greedy = SamplingParams(max_tokens=6, temperature=0)
+    recorders = [Recorder(engine) for _ in prompts]
+    ids = [engine.submit(prompt, greedy, recorder).id for prompt, recorder in zip(prompts, recorders, strict=True)]
+    for _ in range(12):
+        engine.step()
+    # the first computes the prefix; the others wait for its blocks, then compute their 11 last
+    # tokens together in one forward
+    assert computed == [[(ids[0], 0, 43)], [(i, 32, 43) for i in ids[1:]]]
+    for recorder, prompt in zip(recorders, prompts, strict=True):
+        assert recorder.tokens == solo_tokens(model, prompt, 6)
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ import torch
 from llmos.adapters import active_adapter
 from llmos.measured import cache_dir
 from llmos.model.cache import KVCache
+from llmos.process_memory import give_back_freed_memory
 
 log = logging.getLogger("llmos.compile")
 _ENABLED: bool | None = None  # set_compile's choice; None: the environment decides
@@ -137,6 +138,7 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
     if _graph_count() > graphs:
         log.warning("decode step for %s ready in %.1f s", "several rows" if rows else "1 row",
                     time.perf_counter() - started)
+        give_back_freed_memory()
     return out
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from llmos.adapters import active_adapter
 from llmos.errors import LLMOSError
 from llmos.generation.replies import model_eos_ids, stop_token_ids
+from llmos.process_memory import give_back_freed_memory
 
 TOOLS_ADAPTER = "tools"  # the name a tool-use adapter is held under
 HEADS = ("causal-lm", "classifier", "masked-lm", "pretraining")
@@ -150,6 +151,7 @@ def load_model(name_or_path: str | Path, head: str = "causal-lm", *, quantize: s
         adapters[TOOLS_ADAPTER] = tools
     report = LoadReport(source, _architecture(source, model), entry["method"] if entry else "none", adapters,
                         list(info["missing_keys"]), list(info["unexpected_keys"]))
+    give_back_freed_memory()  # the file's transient buffers
     return LoadedModel(model, loaded_tokenizer, stops, report, TOOLS_ADAPTER if tools is not None else None)
 
 

@@ -19,6 +19,13 @@ head as a quarter of it counted 4 times) at 1 and 8 rows; int_dot wins unless to
 more exact; a median resists a shared machine's noise). Under a second,
 once per machine setting (cached under a key that also names int_dot's source and code path);
 LLMOS_INT_KERNEL=int_dot|torch skips it.
+
+Quantized, many rows (`int_dot_rows_limit`): a prompt's rows can go through int_dot too, or the
+weight be dequantized to fp32 for one oneDNN GEMM. int_dot's cost grows with the rows, the
+dequantization's is paid once per call, so past some row count the GEMM wins: on the Xeon with
+VNNI here int_dot is 5x faster at 32 rows, 1.2-2x at 256 and 10% slower at 2048 (SmolLM2's 1536 x
+576 and 576 x 1536 int4 layers). The limit is the largest of 64, 256 and 1024 rows up to which
+int_dot wins on those shapes, measured once per machine setting like the rest.
 """
 
 from __future__ import annotations
@@ -155,6 +162,47 @@ def measure_int_kernels() -> dict[str, object]:
         choice[method] = "torch" if median < 1 - TORCH_MARGIN else "int_dot"
     timings["choice"] = choice
     return timings
+
+
+INT_DOT_ROWS = (64, 256, 1024)  # row counts past the few-row ones where int_dot may still win
+MANY_ROWS_SHAPES = ((1536, 576), (576, 1536))
+_int_dot_rows: dict[str, int] = {}  # measurement key -> rows limit, once per process
+
+
+def measure_int_dot_rows() -> dict[str, object]:
+    """Milliseconds of SmolLM2's gate and down int4 layers at each of INT_DOT_ROWS rows, through
+    int_dot and through dequantizing + one fp32 GEMM; `limit`: the rows up to which int_dot wins."""
+    from llmos.kernels.quantized import Int4Linear  # the layer measured (it imports this module)
+
+    timings: dict[str, object] = {"limit": 0}
+    layers = [Int4Linear.from_float(torch.randn(shape)) for shape in MANY_ROWS_SHAPES]
+    for rows in INT_DOT_ROWS:
+        totals = {"int_dot": 0.0, "dequantized": 0.0}
+        for layer in layers:
+            x = torch.randn(rows, layer.in_features)
+            best = _best_in_turns({"int_dot": lambda layer=layer, x=x: layer._int_dot(x),
+                                   "dequantized": lambda layer=layer, x=x: layer._dequantized(x)}, rounds=3)
+            for name, seconds in best.items():
+                totals[name] += 1e3 * seconds
+        timings[f"{rows}_rows_ms"] = {name: round(ms, 2) for name, ms in totals.items()}
+        if totals["int_dot"] > totals["dequantized"]:
+            break
+        timings["limit"] = rows
+    return timings
+
+
+def int_dot_rows_limit() -> int:
+    """Up to how many rows int_dot serves a quantized linear that uses it (more: dequantized to
+    fp32, one GEMM); 0 when the extension is missing. Measured once per machine setting."""
+    if not int_dot.available():
+        return 0
+    key = (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
+           f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}:many_rows")
+    if key not in _int_dot_rows:
+        _int_dot_rows[key] = 0  # the layers built to measure it use this meanwhile
+        with torch.no_grad():
+            _int_dot_rows[key] = int(measured_once("kernels.json", key, measure_int_dot_rows)["limit"])
+    return _int_dot_rows[key]
 
 
 def int_kernel_for(method: str, in_features: int) -> str:

@@ -15,9 +15,10 @@ measured faster on this machine (LLMOS_INT_KERNEL=int_dot|torch forces one):
   activation dtype, so the input is rounded to bf16 on the way in and the scales too.
   They serve when the extension cannot be built, or where they measure faster.
 
-A many-row input (prefill, scoring a text) is compute-bound, where both are slower than a float
-GEMM: there the weight is dequantized to fp32 (exactly: codes times scales) and multiplied
-through oneDNN. `kernel` (also in the repr) names what serves the few-row inputs.
+A many-row input (prefill, scoring a text) stays on int_dot up to the row count where it still
+beats a float GEMM here (`choice.int_dot_rows_limit`, measured: 1024 rows on a Xeon with VNNI);
+past it, or on torch's kernels, the weight is dequantized to fp32 (exactly: codes times scales)
+and multiplied through oneDNN. `kernel` (also in the repr) names what serves the few-row inputs.
 
 Stored layout (what `state_dict()` holds and `llmos quantize` writes); scales and zeros are bf16
 when quantized here (`from_float` rounds them to bf16 first and picks the codes for that), float32
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.kernels import int_dot
-from llmos.kernels.choice import int_kernel_for
+from llmos.kernels.choice import int_dot_rows_limit, int_kernel_for
 from llmos.kernels.onednn import inner_product, usable
 
 GROUP_SIZE = 32
@@ -73,6 +74,7 @@ class QuantizedLinear(nn.Module):
         self.bias = nn.Parameter(bias.detach().float(), requires_grad=False) if bias is not None else None
         self.kernel = "none"  # what serves few-row inputs: "int_dot:<isa>" or "torch:<op>"
         self.uses_int_dot, self.isa = False, -1
+        self.int_dot_rows = 0  # int_dot also serves inputs of up to this many rows (`int_dot_rows_limit`)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, method={self.method}, "
@@ -89,6 +91,7 @@ class QuantizedLinear(nn.Module):
         if self.qweight.device.type == "meta":
             return
         self.uses_int_dot = int_kernel_for(self.method, self.in_features) == "int_dot"
+        self.int_dot_rows = int_dot_rows_limit() if self.uses_int_dot else 0
         self.packed = self.packed_scales = self.packed_mins = None
         if self.uses_int_dot:
             self.isa = int_dot.isa_index()
@@ -101,7 +104,7 @@ class QuantizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
         x2 = x.reshape(rows, x.shape[-1])
-        if rows <= FEW_ROWS:  # decoding: a handful of ops around the kernel, each one counts
+        if rows <= FEW_ROWS or rows <= self.int_dot_rows:  # a handful of ops around the kernel
             if self.uses_int_dot:
                 y = self._int_dot(x2.float()).to(x.dtype)
             else:
@@ -109,10 +112,14 @@ class QuantizedLinear(nn.Module):
             if self.bias is not None:
                 y += self.bias
         else:
-            weight = self.dequantize().to(x.dtype)
-            bias = self.bias.to(x.dtype) if self.bias is not None else None
-            y = inner_product(x2.contiguous(), weight, bias) if usable(x2, weight) else F.linear(x2, weight, bias)
+            y = self._dequantized(x2)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _dequantized(self, x2: torch.Tensor) -> torch.Tensor:
+        """(rows, in) -> (rows, out) through the float weight: one GEMM (the many-rows path)."""
+        weight = self.dequantize().to(x2.dtype)
+        bias = self.bias.to(x2.dtype) if self.bias is not None else None
+        return inner_product(x2.contiguous(), weight, bias) if usable(x2, weight) else F.linear(x2, weight, bias)
 
     def _pack_int_dot(self) -> None:
         raise NotImplementedError

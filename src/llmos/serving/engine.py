@@ -109,7 +109,7 @@ class Engine:
         max_queue: int = 64,
         max_len: int | None = None,
         kv_budget_bytes: int | None = None,
-        chunk_tokens: int = 256,
+        chunk_tokens: int = 128,
         metrics: Metrics | None = None,
     ) -> None:
         self.model = model.eval()
@@ -213,10 +213,9 @@ class Engine:
         for request in plan.dropped:
             if request.finish_reason is None:
                 self.metrics.finished("cancelled", request)
-        for _, cached in plan.admitted:
-            self.metrics.tokens_cached(cached)
-        for chunk in plan.prefill:
-            self._prefill(chunk)
+        self.metrics.tokens_cached(plan.cached_tokens)
+        for wave in plan.prefill_waves():
+            self._prefill(wave)
         if plan.decode:
             self._decode([r for r in plan.decode if not r.is_cancelled()])
         self.steps += 1
@@ -224,15 +223,27 @@ class Engine:
             for request in [r for r in self.scheduler.running if r.is_cancelled()]:
                 self.scheduler.finish(request)
 
-    def _prefill(self, chunk: Chunk) -> None:
-        request = chunk.request
-        if request.is_cancelled():
+    def _prefill(self, chunks: list[Chunk]) -> None:
+        """Compute chunks of different requests in one forward; when it fails, each alone, so a
+        failure stays with the request that caused it."""
+        chunks = [c for c in chunks if not c.request.is_cancelled()]
+        if not chunks:
             return
         try:
-            logits = self.runner.prefill(chunk, every_position=request.params.prompt_logprobs)
+            logits = self.runner.prefill(chunks)
         except Exception as exc:
-            self._fail(request, exc, "computing its prompt")
+            if len(chunks) == 1:
+                self._fail(chunks[0].request, exc, "computing its prompt")
+                return
+            log.exception("a prompt step of %d chunks failed; retrying each chunk alone", len(chunks))
+            for chunk in chunks:
+                self._prefill([chunk])
             return
+        for chunk, chunk_logits in zip(chunks, logits, strict=True):
+            self._prefilled(chunk, chunk_logits)
+
+    def _prefilled(self, chunk: Chunk, logits: torch.Tensor) -> None:
+        request = chunk.request
         with self.lock:
             self.scheduler.computed(request, chunk.end)
         if chunk.end < len(tokens_of(request)):

@@ -41,12 +41,14 @@ def block_hashes(tokens: list[int], block_size: int, parent: bytes = NO_HASH) ->
 
 
 class KVPool:
-    """The per-layer key and value pools: (num_blocks, block_size, H_kv, D) each, written per token slot."""
+    """The per-layer key and value pools: (num_blocks + 1, block_size, H_kv, D) each, written per token
+    slot; the last block takes the keys of padding tokens (a batch of prompt chunks of unequal length)."""
 
     def __init__(self, config: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype,
                  device: torch.device | str) -> None:
         self.num_blocks, self.block_size = num_blocks, block_size
-        shape = (num_blocks, block_size, config.n_kv_heads, config.head_dim)
+        self.scratch_slot = num_blocks * block_size  # one more block, never handed out: padding writes here
+        shape = (num_blocks + 1, block_size, config.n_kv_heads, config.head_dim)
         # empty, not zeros: untouched pages are never backed by memory (it grows with use)
         self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
         self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]

@@ -4,8 +4,8 @@ A decode step feeds every decoding row's last token at its own position and
 returns one row of logits each; it goes through the compiled step
 (`llmos.generation.decode_step.run_step`), one graph for any number of rows
 and any history length. A prefill chunk is one request's tokens
-[start, end) after its cached positions, run eagerly (many rows: the
-matmul-bound path). Both write their keys and values into the pool's slots
+[start, end) after its cached positions; a step's chunks (one per request) run
+together, eagerly, in one forward (many rows: the matmul-bound path). Both write their keys and values into the pool's slots
 and read a row's history through `PagedCache`. A request may ask for a LoRA
 adapter the model holds (a tool-use adapter for requests with tools): its
 rows get it, the others the base model, in the same batch
@@ -79,18 +79,39 @@ class Runner:
                         lengths=[(context_slots, 1)], rows=batch)
 
     @torch.no_grad()
-    def prefill(self, chunk: Chunk, every_position: bool = False) -> torch.Tensor:
-        """Compute positions [start, end) of one request; its last position's logits (1, V), or every
-        position's (T, V) with `every_position`."""
-        tokens = torch.tensor([tokens_of(chunk.request)[chunk.start:chunk.end]], device=self.device)
-        positions = torch.arange(chunk.start, chunk.end, device=self.device)[None]  # (1, T)
-        blocks = [chunk.request.blocks]
-        slots = self._slots(blocks, positions)[0]
-        context_slots = self._slots(blocks, torch.arange(chunk.end, device=self.device)[None])
-        cache = PagedCache(self.pool.k, self.pool.v, slots, context_slots)
-        T = chunk.end - chunk.start
-        adapter = chunk.request.params.adapter
-        with using_adapter(self.model, adapter) if self.has_adapters else nullcontext():
-            out = self.model(tokens, position_ids=positions, cache=cache, cache_position=positions,
-                             logits_to_keep=T if every_position else 1)
-        return out.logits[0].float()
+    def prefill(self, chunks: list[Chunk]) -> list[torch.Tensor]:
+        """Compute positions [start, end) of each chunk (one per request) in one forward per adapter
+        asked for; per chunk its last position's logits (1, V), or every position's (T, V) when its
+        request scores its prompt (`params.prompt_logprobs`). Shorter chunks are left-padded: padding
+        tokens repeat the chunk's first position, write their keys to the pool's scratch slot and
+        their outputs are dropped."""
+        logits: list[torch.Tensor | None] = [None] * len(chunks)
+        for adapter in dict.fromkeys(c.request.params.adapter for c in chunks):
+            group = [i for i, c in enumerate(chunks) if c.request.params.adapter == adapter]
+            with using_adapter(self.model, adapter) if self.has_adapters else nullcontext():
+                for i, out in zip(group, self._prefill([chunks[i] for i in group]), strict=True):
+                    logits[i] = out
+        return logits
+
+    def _prefill(self, chunks: list[Chunk]) -> list[torch.Tensor]:
+        T = max(c.end - c.start for c in chunks)
+        tokens, positions, slots, context = [], [], [], []
+        for c in chunks:
+            pad = T - (c.end - c.start)
+            own = torch.arange(c.start, c.end, device=self.device)[None]
+            tokens.append([0] * pad + tokens_of(c.request)[c.start:c.end])
+            positions.append(torch.cat([own[0, :1].expand(pad), own[0]]))
+            slots.append(torch.cat([torch.full((pad,), self.pool.scratch_slot, device=self.device),
+                                    self._slots([c.request.blocks], own)[0]]))
+            context.append(self._slots([c.request.blocks], torch.arange(c.end, device=self.device)[None])[0])
+        width = max(len(row) for row in context)
+        context_slots = torch.stack([torch.cat([row, row.new_zeros(width - len(row))]) for row in context])
+        positions = torch.stack(positions)  # (B, T)
+        cache = PagedCache(self.pool.k, self.pool.v, torch.cat(slots), context_slots)
+        every = any(c.request.params.prompt_logprobs for c in chunks)
+        out = self.model(torch.tensor(tokens, device=self.device), position_ids=positions, cache=cache,
+                         cache_position=positions, logits_to_keep=T if every else 1).logits.float()
+        if not every:
+            return list(out)  # (1, V) each
+        return [row[T - (c.end - c.start if c.request.params.prompt_logprobs else 1):]
+                for row, c in zip(out, chunks, strict=True)]

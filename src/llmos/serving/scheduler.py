@@ -8,7 +8,10 @@ in chunks whose boundaries are multiples of `chunk_tokens` counted from the
 prompt's first token, so the same prompt is cut the same way whoever else is
 running; a step computes chunks up to `step_tokens` and always decodes every
 row whose prompt is done (one token each), so a long prompt never stalls the
-others for more than one chunk. A decoding row takes a new block when its
+others for more than one step's chunks. Requests that arrive together with the
+same prefix (many clients, one system prompt) do not compute it side by side:
+a request whose next block a request ahead of it is computing waits, then
+takes those blocks from the cache when they are done. A decoding row takes a new block when its
 last is full; when none is left, the most recently admitted request is
 preempted (its blocks go back, cached; it waits at the front of the queue and
 resumes from what is still cached).
@@ -46,9 +49,23 @@ class Chunk:
 class StepPlan:
     decode: list[Sequence] = field(default_factory=list)  # one token each, in one batch
     prefill: list[Chunk] = field(default_factory=list)  # one forward each
-    admitted: list[tuple[Sequence, int]] = field(default_factory=list)  # (request, prompt tokens found cached)
+    admitted: list[Sequence] = field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens taken from the prefix cache (at admission or while waiting)
     preempted: list[Sequence] = field(default_factory=list)
     dropped: list[Sequence] = field(default_factory=list)  # cancelled while waiting or running
+
+    def prefill_waves(self) -> list[list[Chunk]]:
+        """The prefill chunks in batches that can run together: at most one chunk of each request
+        per batch, a request's chunks in order."""
+        waves: list[list[Chunk]] = []
+        seen: dict[int, int] = {}  # request -> chunks of it placed so far
+        for chunk in self.prefill:
+            index = seen.get(id(chunk.request), 0)
+            seen[id(chunk.request)] = index + 1
+            if index == len(waves):
+                waves.append([])
+            waves[index].append(chunk)
+        return waves
 
 
 def tokens_of(request: Sequence) -> list[int]:
@@ -78,18 +95,15 @@ class Scheduler:
         self._admit(plan)
         budget = self.step_tokens if plan.decode else 4 * self.step_tokens  # nobody to stall: go faster
         decoding_now = {id(r) for r in plan.decode}
+        coming: set[bytes] = set()  # prefix blocks that requests ahead are computing
         for request in self.running:
-            target = len(tokens_of(request))
-            if id(request) in decoding_now or request.computed >= target:
-                continue
-            boundary = (request.computed // self.chunk_tokens + 1) * self.chunk_tokens
-            end = min(target, boundary)
-            if plan.prefill and end - request.computed > budget:
-                break
-            plan.prefill.append(Chunk(request, request.computed, end))
-            budget -= end - request.computed
             if budget <= 0:
                 break
+            if id(request) in decoding_now or request.computed >= len(tokens_of(request)):
+                continue
+            if self._waits_for_prefix(request, coming, plan):
+                continue
+            budget = self._plan_chunks(request, budget, plan)
         return plan
 
     def computed(self, request: Sequence, end: int) -> None:
@@ -126,6 +140,42 @@ class Scheduler:
             request.blocks.append(self.blocks.allocate())
         return True
 
+    def _plan_chunks(self, request: Sequence, budget: int, plan: StepPlan) -> int:
+        """Queue `request`'s next prompt chunks (cut at multiples of `chunk_tokens`) within `budget`;
+        the first may exceed it when no chunk is queued yet. Returns the budget left."""
+        start, target = request.computed, len(tokens_of(request))
+        while start < target and budget > 0:
+            end = min(target, (start // self.chunk_tokens + 1) * self.chunk_tokens)
+            if plan.prefill and end - start > budget:
+                break
+            plan.prefill.append(Chunk(request, start, end))
+            budget -= end - start
+            start = end
+        return budget
+
+    def _waits_for_prefix(self, request: Sequence, coming: set[bytes], plan: StepPlan) -> bool:
+        """Whether `request` should wait for blocks of its prompt that a request ahead of it is
+        computing (the same system prompt sent by many clients at once is computed once): first it
+        takes whatever of its prompt became cached since it was admitted. Otherwise its own
+        uncomputed blocks join `coming`."""
+        if not request.reuse_prefix or request.computed % self.block_size:
+            return False
+        hashes = block_hashes(tokens_of(request)[:-1], self.block_size)
+        first = request.computed // self.block_size
+        for index, cached in enumerate(self.blocks.match(hashes)[first:], start=first):
+            own = request.blocks[index]
+            if own != cached:  # an uncomputed block of its own: swap it for the cached one
+                self.blocks.hold(cached)
+                self.blocks.release([own])
+                request.blocks[index] = cached
+            plan.cached_tokens += (index + 1) * self.block_size - request.computed
+            request.computed = (index + 1) * self.block_size
+        first = request.computed // self.block_size
+        if first < len(hashes) and hashes[first] in coming:
+            return True
+        coming.update(hashes[first:])
+        return False
+
     def _preempt_latest(self) -> Sequence:
         victim = self.running.pop()
         self.blocks.release(victim.blocks)
@@ -150,4 +200,5 @@ class Scheduler:
             request.blocks = cached + [self.blocks.allocate() for _ in range(needed)]
             request.computed = len(cached) * self.block_size
             self.running.append(request)
-            plan.admitted.append((request, request.computed))
+            plan.admitted.append(request)
+            plan.cached_tokens += request.computed
