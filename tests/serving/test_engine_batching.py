@@ -70,7 +70,7 @@ def test_a_shared_prefix_is_computed_once_and_reused_by_later_requests():
     engine.submit(system + [9, 9, 9], greedy, second)
     for _ in range(8):
         engine.step()
-    assert computed == [32, 10, 11]  # 42 tokens; then 43 less the 32 of two cached blocks
+    assert computed == [42, 11]  # 42 tokens (one forward: nobody decodes); then 43 less two cached blocks
     assert first.tokens == solo_tokens(model, system + [4, 5], 6)
     assert second.tokens == solo_tokens(model, system + [9, 9, 9], 6)
 

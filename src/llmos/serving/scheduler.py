@@ -142,13 +142,19 @@ class Scheduler:
 
     def _plan_chunks(self, request: Sequence, budget: int, plan: StepPlan) -> int:
         """Queue `request`'s next prompt chunks (cut at multiples of `chunk_tokens`) within `budget`;
-        the first may exceed it when no chunk is queued yet. Returns the budget left."""
+        the first may exceed it when no chunk is queued yet. With no row decoding (nobody waits
+        for this step) its chunks run as one forward: fewer, larger products. Returns the budget
+        left."""
         start, target = request.computed, len(tokens_of(request))
         while start < target and budget > 0:
             end = min(target, (start // self.chunk_tokens + 1) * self.chunk_tokens)
             if plan.prefill and end - start > budget:
                 break
-            plan.prefill.append(Chunk(request, start, end))
+            last = plan.prefill[-1] if plan.prefill else None
+            if not plan.decode and last is not None and last.request is request and last.end == start:
+                last.end = end
+            else:
+                plan.prefill.append(Chunk(request, start, end))
             budget -= end - start
             start = end
         return budget
