@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -133,6 +134,7 @@ def add_lora(model: nn.Module, targets: dict[str, Sequence[tuple[int, int]]], r:
         raise LoRAError("no LoRA targets: name at least one linear layer")
     if name in adapter_names(model):
         raise LoRAError(f"the model already has an adapter named {name!r}; pick another name")
+    _first_lora.clear()  # its LoRA layers change (and those of any module holding it)
     for module_name, parts in targets.items():
         layer = model.get_submodule(module_name)
         if not isinstance(layer, LoRALinear):
@@ -153,8 +155,17 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
         layer.active = name
 
 
+_first_lora: weakref.WeakKeyDictionary[nn.Module, LoRALinear | None] = weakref.WeakKeyDictionary()
+
+
 def active_adapter(model: nn.Module) -> str | None:
-    return next((m.active for m in model.modules() if isinstance(m, LoRALinear)), None)
+    """The adapter in use (None: the base model). Asked at every decode step, so the model's first
+    LoRA layer is looked up once (a walk over every module) and kept until `add_lora` or
+    `merge_lora` changes the model's layers."""
+    if model not in _first_lora:
+        _first_lora[model] = next((m for m in model.modules() if isinstance(m, LoRALinear)), None)
+    layer = _first_lora[model]
+    return layer.active if layer is not None else None
 
 
 @contextlib.contextmanager
@@ -205,6 +216,7 @@ def merge_lora(model: nn.Module, name: str | None = None) -> nn.Module:
         raise LoRAError("no adapter to merge: the model has none active; name one")
     if name not in adapter_names(model):
         raise LoRAError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    _first_lora.clear()
     for module_name, layer in lora_layers(model):
         base = layer.base
         if name in layer.adapters:

@@ -129,7 +129,11 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
             # (measured: 74 s instead of ~125 s on a loaded 2-core host), at no cost per token measured.
             steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
                                         options={"cpp_wrapper": True, "cpp_wrapper_build_separate": True})
-        out = steps[step](*args)
+        # Dynamo checks its guards (the model's ~400 tensors among them) before every step; with
+        # dict tags it skips the subtrees whose dicts did not change: 0.3 ms instead of 0.65 ms of a
+        # ~8 ms SmolLM2 token (measured here; it is read when a graph is built).
+        with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+            out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once
         object.__setattr__(model, _FAILED_ATTR, True)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
