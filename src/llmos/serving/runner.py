@@ -5,8 +5,9 @@ returns one row of logits each; it goes through the compiled step
 (`llmos.generation.decode_step.run_step`), one graph for any number of rows
 and any history length. A prefill chunk is one request's tokens
 [start, end) after its cached positions; a step's chunks (one per request) run
-together, eagerly, in one forward (many rows: the matmul-bound path). Both write their keys and values into the pool's slots
-and read a row's history through `PagedCache`. A request may ask for a LoRA
+together, eagerly, in one forward (many rows: the matmul-bound path). Both
+write their keys and values into the pool's slots and read a row's history
+through `PagedCache`. A request may ask for a LoRA
 adapter the model holds (a tool-use adapter for requests with tools): its
 rows get it, the others the base model, in the same batch
 (`adapters.adapter_for_rows`; a row without it gets exactly the base output).
