@@ -11,8 +11,8 @@ row whose prompt is done (one token each), so a long prompt never stalls the
 others for more than one step's chunks. Requests that arrive together with the
 same prefix (many clients, one system prompt) do not compute it side by side:
 a request whose next block a request ahead of it is computing waits, then
-takes those blocks from the cache when they are done. A decoding row takes a new block when its
-last is full; when none is left, the most recently admitted request is
+takes those blocks from the cache when they are done. A decoding row takes a
+new block when its last is full; when none is left, the most recently admitted request is
 preempted (its blocks go back, cached; it waits at the front of the queue and
 resumes from what is still cached).
 """
@@ -48,7 +48,7 @@ class Chunk:
 @dataclass
 class StepPlan:
     decode: list[Sequence] = field(default_factory=list)  # one token each, in one batch
-    prefill: list[Chunk] = field(default_factory=list)  # one forward each
+    prefill: list[Chunk] = field(default_factory=list)  # run in `prefill_waves`
     admitted: list[Sequence] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens taken from the prefix cache (at admission or while waiting)
     preempted: list[Sequence] = field(default_factory=list)
