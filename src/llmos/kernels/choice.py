@@ -191,13 +191,18 @@ def measure_int_dot_rows() -> dict[str, object]:
     return timings
 
 
+def _int_dot_key() -> str:
+    """What int_dot's measurements depend on: the CPU, threads, torch, int_dot's source and code path."""
+    return (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
+            f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}")
+
+
 def int_dot_rows_limit() -> int:
     """Up to how many rows int_dot serves a quantized linear that uses it (more: dequantized to
     fp32, one GEMM); 0 when the extension is missing. Measured once per machine setting."""
     if not int_dot.available():
         return 0
-    key = (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
-           f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}:many_rows")
+    key = _int_dot_key() + ":many_rows"
     if key not in _int_dot_rows:
         _int_dot_rows[key] = 0  # the layers built to measure it use this meanwhile
         with torch.no_grad():
@@ -217,8 +222,7 @@ def int_kernel_for(method: str, in_features: int) -> str:
         return "torch"
     if forced == "int_dot":
         return "int_dot"
-    key = (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
-           f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}")
+    key = _int_dot_key()
     if key not in _int_choice:
         with torch.no_grad():
             _int_choice[key] = measured_once("kernels.json", key, measure_int_kernels)["choice"]

@@ -99,12 +99,12 @@ class Runner:
         tokens, positions, slots, context = [], [], [], []
         for c in chunks:
             pad = T - (c.end - c.start)
-            own = torch.arange(c.start, c.end, device=self.device)[None]
+            own = torch.arange(c.start, c.end, device=self.device)
             tokens.append([0] * pad + tokens_of(c.request)[c.start:c.end])
-            positions.append(torch.cat([own[0, :1].expand(pad), own[0]]))
-            slots.append(torch.cat([torch.full((pad,), self.pool.scratch_slot, device=self.device),
-                                    self._slots([c.request.blocks], own)[0]]))
+            positions.append(torch.cat([own[:1].expand(pad), own]))
             context.append(self._slots([c.request.blocks], torch.arange(c.end, device=self.device)[None])[0])
+            slots.append(torch.cat([torch.full((pad,), self.pool.scratch_slot, device=self.device),
+                                    context[-1][c.start:]]))
         width = max(len(row) for row in context)
         context_slots = torch.stack([torch.cat([row, row.new_zeros(width - len(row))]) for row in context])
         positions = torch.stack(positions)  # (B, T)

@@ -161,26 +161,28 @@ class Scheduler:
 
     def _waits_for_prefix(self, request: Sequence, coming: set[bytes], plan: StepPlan) -> bool:
         """Whether `request` should wait for blocks of its prompt that a request ahead of it is
-        computing (the same system prompt sent by many clients at once is computed once): first it
-        takes whatever of its prompt became cached since it was admitted. Otherwise its own
+        computing (the same system prompt sent by many clients at once is computed once), after
+        taking what of its prompt became cached since it was admitted. Otherwise its own
         uncomputed blocks join `coming`."""
         if not request.reuse_prefix or request.computed % self.block_size:
             return False
         hashes = block_hashes(tokens_of(request)[:-1], self.block_size)
-        first = request.computed // self.block_size
-        for index, cached in enumerate(self.blocks.match(hashes)[first:], start=first):
-            own = request.blocks[index]
-            if own != cached:  # an uncomputed block of its own: swap it for the cached one
-                self.blocks.hold(cached)
-                self.blocks.release([own])
-                request.blocks[index] = cached
-            plan.cached_tokens += (index + 1) * self.block_size - request.computed
-            request.computed = (index + 1) * self.block_size
+        self._take_cached(request, hashes, plan)
         first = request.computed // self.block_size
         if first < len(hashes) and hashes[first] in coming:
             return True
         coming.update(hashes[first:])
         return False
+
+    def _take_cached(self, request: Sequence, hashes: list[bytes], plan: StepPlan) -> None:
+        """Swap `request`'s uncomputed blocks for the cached ones of the same prefix, in order."""
+        first = request.computed // self.block_size
+        for index, cached in enumerate(self.blocks.match(hashes)[first:], start=first):
+            self.blocks.hold(cached)
+            self.blocks.release([request.blocks[index]])  # its own, uncomputed (never registered)
+            request.blocks[index] = cached
+            plan.cached_tokens += self.block_size
+            request.computed = (index + 1) * self.block_size
 
     def _preempt_latest(self) -> Sequence:
         victim = self.running.pop()
