@@ -109,7 +109,7 @@ class Engine:
         max_queue: int = 64,
         max_len: int | None = None,
         kv_budget_bytes: int | None = None,
-        chunk_tokens: int = 64,
+        chunk_tokens: int = 32,
         metrics: Metrics | None = None,
     ) -> None:
         self.model = model.eval()

@@ -25,6 +25,8 @@ from typing import Protocol
 
 from llmos.serving.kv_blocks import BlockManager, block_hashes
 
+IDLE_STEP_TOKENS = 512  # prompt tokens a step computes when no row is decoding (nobody to stall)
+
 
 class Sequence(Protocol):
     """What the scheduler reads and keeps on a request (the engine's `Request` has these)."""
@@ -93,7 +95,7 @@ class Scheduler:
                 plan.preempted.append(self._preempt_latest())
         plan.decode = [r for r in decoding if r in self.running]
         self._admit(plan)
-        budget = self.step_tokens if plan.decode else 4 * self.step_tokens  # nobody to stall: go faster
+        budget = self.step_tokens if plan.decode else max(IDLE_STEP_TOKENS, self.step_tokens)
         decoding_now = {id(r) for r in plan.decode}
         coming: set[bytes] = set()  # prefix blocks that requests ahead are computing
         for request in self.running:
