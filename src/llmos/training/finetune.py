@@ -74,12 +74,13 @@ def finetune(config: FinetuneConfig, report: Any = print) -> TrainResult:
             model, batches, evals, objective = _causal(config, tokenizer, task)
         apply_method(model, config)
         trainable, total = count_parameters(model)
-        if ctx.is_main:
-            report(f"{config.method}: training {trainable:,} of {total:,} parameters "
-                   f"({100 * trainable / total:.2f}%) on {task} data")
         base = Path(config.base_model).resolve() if Path(config.base_model).exists() else config.base_model
         files = AdapterFiles(str(base), task == "classification") if config.method == "lora" else None
         trainer = Trainer(model, config, objective, batches, evals, tokenizer=tokenizer, ctx=ctx, model_files=files)
+        if ctx.is_main:
+            report(f"{config.method}: training {trainable:,} of {total:,} parameters "
+                   f"({100 * trainable / total:.2f}%) on {task} data, "
+                   f"{'under bf16 autocast' if trainer.bf16 else 'in float32'} (dtype {config.dtype})")
         return trainer.train()
     finally:
         dist_utils.teardown(ctx)
@@ -121,7 +122,8 @@ def _causal(config: FinetuneConfig, tokenizer: Any, task: str):
         train, val = _split(examples, config.val_fraction, config.seed)
     model = load_model(config.base_model, quantize=_float(config.base_model), tokenizer=False).model
     pad = pad_id_of(tokenizer)
-    batches = SFTBatches(train, config.batch_size, config.context, pad, packing=config.packing, seed=config.seed)
+    batches = SFTBatches(train, config.batch_size, config.context, pad, packing=config.packing, seed=config.seed,
+                         group_by_length=config.group_by_length)
     evals = eval_batches_of(val, config.batch_size, pad)[:config.eval_batches] if val else None
     return model.train(), batches, evals, CausalLMObjective()
 

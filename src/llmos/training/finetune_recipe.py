@@ -42,6 +42,7 @@ class FinetuneConfig(RunConfig):
     lora_targets: str = "all-linear"  # comma-separated: HF names (q_proj,v_proj), ours (qkv) or all-linear
     labels: str = ""  # classification: comma-separated label names in id order ("" = from the data)
     packing: bool = False  # causal: concatenate examples into full rows of `context` tokens
+    group_by_length: bool = False  # causal: batch examples of similar length together (less padding)
 
     def validate(self) -> None:
         super().validate()

@@ -20,7 +20,7 @@ from llmos.errors import LLMOSError
 from llmos.yaml_files import parse_yaml
 
 OBJECTIVES = ("causal", "mlm_nsp")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "auto")
 DISTRIBUTED = ("ddp", "fsdp")
 
 
@@ -53,7 +53,7 @@ class RunConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0 = no clipping
-    dtype: str = "float32"  # float32 | bfloat16 (autocast; weights and optimizer stay fp32)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast; weights, optimizer fp32) | auto (bf16 where faster)
     compile: bool = False
     eval_every: int = 250
     eval_batches: int = 20

@@ -1,9 +1,10 @@
 """Layer 6: the training loop: one objective, one model, batches in, checkpoints out.
 
 What the loop does each optimizer step: set the learning rate from the
-schedule, run `grad_accum` micro-batches (forward under optional bf16
-autocast, backward of loss / grad_accum; DDP syncs gradients on the last one
-only), clip the gradient norm, AdamW step, clear gradients. Every `eval_every`
+schedule, run `grad_accum` micro-batches (forward under bf16 autocast when
+`dtype` is bfloat16, or auto and bf16 measures faster on this machine;
+backward of loss / grad_accum; DDP syncs gradients on the last one only),
+clip the gradient norm, AdamW step, clear gradients. Every `eval_every`
 steps (and at the end) it evaluates on fixed validation batches and writes the
 `last` checkpoint (and `best`, when validation loss improved) atomically.
 What the loss *is* belongs to the objective (`objectives.py`), so fine-tuning
@@ -38,6 +39,7 @@ from torch import nn
 
 from llmos.errors import LLMOSError
 from llmos.kernels import use_kernels
+from llmos.kernels.choice import bf16_products
 from llmos.training import distributed as dist_utils
 from llmos.training import state as ckpt
 from llmos.training.metrics import MetricsLog, plot_loss_curve
@@ -105,6 +107,7 @@ class Trainer:
             fused=False if (config.distributed == "fsdp" and self.ctx.enabled) else None,
         )
         self.forward_model = torch.compile(self.wrapped) if config.compile else self.wrapped
+        self.bf16 = autocast_bf16(config.dtype, self.ctx.device)  # dtype "auto": measured on this machine
         self.step, self.tokens_seen, self.best_val_loss, self.elapsed = 0, 0, math.inf, 0.0
         self.stop_requested = False  # set by SIGTERM during train(); the loop then ends and saves `last`
         self.num_parameters = self.model.num_parameters()
@@ -130,7 +133,7 @@ class Trainer:
         # tokens/s counts every process's tokens, so the peak is that of all processes together.
         peak = matmul_peak(ctx.device) * ctx.world_size if ctx.is_main else 0.0
         result = TrainResult(steps=self.step, best_val_loss=self.best_val_loss, run_dir=self.run_dir)
-        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         params = [p for p in self.model.parameters() if p.requires_grad]
         batches = iter(self.train_batches)
         progress = TrainingProgress(cfg.max_steps, self.step, enabled=ctx.is_main and cfg.progress)
@@ -214,8 +217,7 @@ class Trainer:
         if self.eval_batches is None:
             return {}
         batches = self.eval_batches() if callable(self.eval_batches) else self.eval_batches
-        autocast = torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
-                                  enabled=self.config.dtype == "bfloat16")
+        autocast = torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.wrapped.eval()
         try:
             with autocast:
@@ -328,3 +330,15 @@ def check_context(context: int, config: Any) -> None:
             f"{', the size of its ' + config.position + ' position table' if config.position in ('learned', 'sinusoidal') else ''}); "
             f"use --context <= {config.max_seq_len} or a model with a larger max_seq_len"
         )
+
+
+def autocast_bf16(dtype: str, device: torch.device) -> bool:
+    """Whether a run of `dtype` computes under bf16 autocast: "bfloat16" always, "float32" never,
+    "auto" where bf16 pays: on a CPU when its products measure faster than fp32 there
+    (`kernels.choice.bf16_products`: native bf16 several times faster, AVX2 several times slower),
+    on CUDA when the GPU supports bf16."""
+    if dtype != "auto":
+        return dtype == "bfloat16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(bf16_products()["bf16_pays"])
