@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from llmos.apps.agent import Agent
-from llmos.apps.builtin_tools import Workspace, calculate, current_time
+from llmos.apps.builtin_tools import ARITHMETIC, Workspace, calculate, current_time
 from llmos.apps.tool_schema import Tool, ToolError, function_schema
 
 
@@ -37,6 +38,25 @@ def test_schema_comes_from_type_hints_and_docstring():
                                             "default": "celsius"}
     assert params["properties"]["days"] == {"type": "integer", "default": None}
     assert params["properties"]["tags"] == {"type": "array", "items": {"type": "string"}, "default": None}
+
+
+def test_annotated_dicts_add_schema_keywords_and_calculate_admits_arithmetic_only():
+    def code(value: Annotated[str, {"pattern": "^[A-Z]{3}$"}, "not a dict: ignored"]) -> str:
+        """A code.
+
+        Args:
+            value: three capitals
+        """
+        return value
+
+    assert function_schema(code)["function"]["parameters"]["properties"]["value"] == {
+        "type": "string", "pattern": "^[A-Z]{3}$", "description": "three capitals"}
+    expression = function_schema(calculate)["function"]["parameters"]["properties"]["expression"]
+    assert expression["pattern"] == ARITHMETIC
+    for text in ("(3 + 4) * 2 ** 3", "480 * (1 - 25 / 100)", "7 // 2 % 3", "-1.5 + 2"):
+        assert re.fullmatch(ARITHMETIC, text) and calculate(text) is not None
+    for text in ("90 km / 3.5 hours", "52 weeks", "", "sqrt(2)"):
+        assert not re.fullmatch(ARITHMETIC, text)
 
 
 def test_a_function_that_cannot_be_described_is_one_clear_error():

@@ -108,3 +108,10 @@ def test_a_catalogue_parameter_that_yaml_split_at_a_comma_is_refused(tmp_path):
                    "    requests: [\"In {city}\"]\n")
     with pytest.raises(DataError, match="quote a description that holds a comma"):
         load_catalogue(bad)
+
+
+def test_the_catalogue_lists_calculate_exactly_as_the_agent_and_server_do(catalogue):
+    from llmos.apps.tool_schema import function_schema
+
+    family = next(f for f in catalogue.families if f.name == "calculate")
+    assert family.function() == function_schema(calculate)["function"]

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from llmos.apps.tool_schema import ToolError
 from llmos.atomic_files import atomic_write_at
@@ -40,6 +40,8 @@ from llmos.atomic_files import atomic_write_at
 MAX_FILE_BYTES = 1 << 20
 MAX_LISTED = 500
 MAX_EXPRESSION_CHARS = 1000
+# what calculate's expression may hold, so a constrained call cannot write units ("90 km / 3.5 hours")
+ARITHMETIC = rf"^[0-9.+\-*/%() ]{{1,{MAX_EXPRESSION_CHARS}}}$"
 MAX_INT_BITS = 4096  # about 1,233 decimal digits
 MAX_DEPTH = 100  # nested operations in one expression
 MAX_SECONDS = 1.0
@@ -266,7 +268,7 @@ def _evaluate(node: ast.AST, deadline: float) -> int | float:
     raise ToolError(f"{ast.unparse(node)[:60]!r} is not arithmetic; use numbers, + - * / // % ** and parentheses")
 
 
-def calculate(expression: str) -> float | int:
+def calculate(expression: Annotated[str, {"pattern": ARITHMETIC}]) -> float | int:
     """Evaluate an arithmetic expression, e.g. (3 + 4) * 2 ** 3.
 
     Args:

@@ -4,8 +4,10 @@
 (`{"type": "function", "function": {"name", "description", "parameters"}}`)
 that constrained decoding and chat templates use: parameter types from the
 annotations (str, int, float, bool, list[...], dict, Literal[...] as an enum,
-Optional), required = parameters without a default, descriptions from a
-Google-style `Args:` section or `:param name:` lines.
+Optional; `Annotated[str, {"pattern": ...}]` adds the dict's JSON-schema
+keywords, which the grammar then enforces), required = parameters without a
+default, descriptions from a Google-style `Args:` section or `:param name:`
+lines.
 
 A tool that is not a Python function with hints (one an MCP server offers,
 whose parameters already are a JSON schema) is a `Tool`: it carries its own
@@ -47,6 +49,12 @@ _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict
 
 def type_schema(annotation: Any, where: str) -> dict[str, Any]:
     """The JSON schema of one annotation."""
+    if typing.get_origin(annotation) is typing.Annotated:  # Annotated[str, {"pattern": ...}]: dicts add keywords
+        schema = type_schema(annotation.__origin__, where)
+        for extra in annotation.__metadata__:
+            if isinstance(extra, dict):
+                schema.update(extra)
+        return schema
     if annotation in _SIMPLE:
         return {"type": _SIMPLE[annotation]}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -83,7 +91,7 @@ def function_schema(fn: Callable[..., Any] | Tool) -> dict[str, Any]:
     if not name or name == "<lambda>":
         raise ToolError("a tool needs a named function (def name(...)), not a lambda")
     doc = inspect.getdoc(fn) or ""
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     param_docs = _param_docs("\n" + doc)
     properties, required = {}, []
     for param in inspect.signature(fn).parameters.values():
