@@ -52,10 +52,10 @@ def test_annotated_dicts_add_schema_keywords_and_calculate_admits_arithmetic_onl
     assert function_schema(code)["function"]["parameters"]["properties"]["value"] == {
         "type": "string", "pattern": "^[A-Z]{3}$", "description": "three capitals"}
     expression = function_schema(calculate)["function"]["parameters"]["properties"]["expression"]
-    assert expression["pattern"] == ARITHMETIC
+    assert expression["pattern"] == ARITHMETIC and expression["maxLength"] == 1000
     for text in ("(3 + 4) * 2 ** 3", "480 * (1 - 25 / 100)", "7 // 2 % 3", "-1.5 + 2"):
         assert re.fullmatch(ARITHMETIC, text) and calculate(text) is not None
-    for text in ("90 km / 3.5 hours", "52 weeks", "", "sqrt(2)"):
+    for text in ("90 km / 3.5 hours", "52 weeks", "52", "-5", "", "sqrt(2)"):
         assert not re.fullmatch(ARITHMETIC, text)
 
 

@@ -40,8 +40,9 @@ from llmos.atomic_files import atomic_write_at
 MAX_FILE_BYTES = 1 << 20
 MAX_LISTED = 500
 MAX_EXPRESSION_CHARS = 1000
-# what calculate's expression may hold, so a constrained call cannot write units ("90 km / 3.5 hours")
-ARITHMETIC = rf"^[0-9.+\-*/%() ]{{1,{MAX_EXPRESSION_CHARS}}}$"
+# calculate's expression: numbers, operators, parentheses and at least one operation, so a
+# constrained call writes neither units ("90 km / 3.5 hours") nor a lone number ("52")
+ARITHMETIC = r"^[-(0-9. ]*[0-9.)] *[-+*/%] *[0-9.+\-*/%() ]*$"
 MAX_INT_BITS = 4096  # about 1,233 decimal digits
 MAX_DEPTH = 100  # nested operations in one expression
 MAX_SECONDS = 1.0
@@ -268,7 +269,7 @@ def _evaluate(node: ast.AST, deadline: float) -> int | float:
     raise ToolError(f"{ast.unparse(node)[:60]!r} is not arithmetic; use numbers, + - * / // % ** and parentheses")
 
 
-def calculate(expression: Annotated[str, {"pattern": ARITHMETIC}]) -> float | int:
+def calculate(expression: Annotated[str, {"pattern": ARITHMETIC, "maxLength": MAX_EXPRESSION_CHARS}]) -> float | int:
     """Evaluate an arithmetic expression, e.g. (3 + 4) * 2 ** 3.
 
     Args:

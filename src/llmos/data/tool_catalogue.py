@@ -184,7 +184,8 @@ class ToolFamily:
         return fill(self.result, slots), slots
 
 
-PARAM_KEYS = {"name", "type", "description", "pool", "aliases", "optional", "minimum", "maximum", "enum", "pattern"}
+PARAM_KEYS = {"name", "type", "description", "pool", "aliases", "optional", "minimum", "maximum", "enum", "pattern",
+              "maxLength"}
 
 
 def _param(spec: dict[str, Any], where: str) -> Param:
@@ -193,7 +194,7 @@ def _param(spec: dict[str, Any], where: str) -> Param:
         raise DataError(f"{where}: parameter {spec!r} needs a name and a type and takes only {sorted(PARAM_KEYS)}"
                         " (quote a description that holds a comma)")
     schema = {"type": spec["type"]}
-    for key in ("pattern", "description", "enum", "minimum", "maximum"):  # as function_schema orders them
+    for key in ("pattern", "maxLength", "description", "enum", "minimum", "maximum"):  # function_schema's order
         if key in spec:
             schema[key] = spec[key]
     pool = spec.get("pool", spec.get("enum"))
