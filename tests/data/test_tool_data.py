@@ -115,3 +115,17 @@ def test_the_catalogue_lists_calculate_exactly_as_the_agent_and_server_do(catalo
 
     family = next(f for f in catalogue.families if f.name == "calculate")
     assert family.function() == function_schema(calculate)["function"]
+
+
+def test_a_heavier_family_is_the_needed_tool_more_often(catalogue):
+    import dataclasses
+
+    def calls_of(name, families):
+        data = ToolData(families, catalogue.pools, catalogue.chat, ToolDataSpec(seed=0, conversations=300), calculate)
+        return sum(call["function"]["name"] == name for r in data.training_records(ANSWERS)
+                   for m in r["messages"] for call in m.get("tool_calls") or [])
+
+    plain = [dataclasses.replace(f, weight=1) for f in catalogue.families]
+    heavy = [dataclasses.replace(f, weight=6 if f.name == "calculate" else 1) for f in catalogue.families]
+    assert next(f for f in catalogue.families if f.name == "calculate").weight > 1
+    assert calls_of("calculate", heavy) > 3 * calls_of("calculate", plain)

@@ -134,6 +134,7 @@ class ToolFamily:
     distinct: tuple[str, ...] = ()  # parameters that must differ (from and to currencies)
     compute: str = ""  # calculate | days: the result is computed from the arguments
     related: tuple[str, ...] = ()  # families that could serve its requests (never "no tool fits" beside it)
+    weight: int = 1  # how often, against the others' weights, a training request needs it
 
     def function(self, name: str | None = None, renamed: dict[str, str] | None = None) -> dict[str, Any]:
         """The OpenAI function description, under `name` and with parameters `renamed`."""
@@ -210,7 +211,10 @@ def _family(spec: dict[str, Any], where: str) -> ToolFamily:
                         spec.get("result", '{"result": "ok"}'), dict(spec.get("fields", {})),
                         list(spec.get("key", [])), spec.get("cannot", ""), tuple(spec.get("aliases", ())),
                         bool(spec.get("held_out")), bool(spec.get("general")), bool(spec.get("fixed_name")),
-                        tuple(spec.get("distinct", ())), spec.get("compute", ""), tuple(spec.get("related", ())))
+                        tuple(spec.get("distinct", ())), spec.get("compute", ""), tuple(spec.get("related", ())),
+                        int(spec.get("weight", 1)))
+    if family.weight < 1:
+        raise DataError(f"{where}: weight must be a whole number of at least 1, got {spec.get('weight')!r}")
     required = {p.name for p in params if not p.optional}
     for request in requests:
         given = set(request.arguments) if request.arguments is not None else set(slots_of(request.text))

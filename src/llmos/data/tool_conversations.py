@@ -59,6 +59,17 @@ def _rng(seed: int, *names: str) -> random.Random:
     return random.Random(zlib.crc32("/".join((str(seed), *names)).encode()))
 
 
+def _weighted_sample(families: list[ToolFamily], count: int, rng: random.Random) -> list[ToolFamily]:
+    """`count` different families, each drawn with odds in proportion to its weight (without
+    weights, `rng.sample`'s draws, as before weights existed)."""
+    if all(f.weight == 1 for f in families):
+        return rng.sample(families, count)
+    left, picked = list(families), []
+    for _ in range(count):
+        picked.append(left.pop(rng.choices(range(len(left)), weights=[f.weight for f in left])[0]))
+    return picked
+
+
 def _held(count: int, share: float, rng: random.Random) -> set[int]:
     if count < 3 or share <= 0:
         return set()
@@ -158,7 +169,7 @@ class ToolData:
             else:
                 kinds.append("cannot" if not questions or rng.random() < self.spec.cannot else "chat")
         pool = [f for f in self.trained if not f.general] if "chat" in kinds else self.trained
-        callers = rng.sample(pool, min(kinds.count("call"), len(pool)))
+        callers = _weighted_sample(pool, min(kinds.count("call"), len(pool)), rng)
         kinds = [k for k in kinds if k != "call"] + ["call"] * len(callers)
         rng.shuffle(kinds)
         avoid = set().union(*(self._unrelated(f) for f in callers)) - {f.name for f in callers}
