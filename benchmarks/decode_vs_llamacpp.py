@@ -22,23 +22,38 @@ Ratios are against llama.cpp measured in this same run.
 llama-cpp-python builds from source (about 10-15 minutes on 2 cores): the script builds it
 once into ~/.cache/llmos/peers/llama-cpp-python-<features> (a venv of its own, for this CPU's
 features, AMX left out: it crashes here) and reuses it; it is never built in tests or CI.
---no-llama-cpp skips those rows. Run:
+--no-llama-cpp skips those rows.
+
+`--isa avx2` runs both sides as on a CPU with AVX2 and no AVX-512 (an AMD Zen 3), on a host that
+has more: the script restarts itself with torch, Inductor, oneDNN, MKL and LLMOS's int_dot held to
+AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, LLMOS_INT_DOT_ISA), and
+llama.cpp is built for AVX, AVX2, FMA, F16C and BMI2 only. It limits the instructions, not the
+machine: caches and memory bandwidth stay the host's. Run:
 
     .venv/bin/python benchmarks/decode_vs_llamacpp.py
     .venv/bin/python benchmarks/decode_vs_llamacpp.py --new-tokens 32 --repeats 1   # quicker
+    .venv/bin/python benchmarks/decode_vs_llamacpp.py --isa avx2 --rows llama.cpp,int8,int4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# --isa avx2: every library held to AVX2 (read when each loads, so set before torch is imported)
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "LLMOS_INT_DOT_ISA": "avx2"}
+if __name__ == "__main__" and ("--isa=avx2" in sys.argv or "--isa avx2" in " ".join(sys.argv)) and \
+        any(os.environ.get(k) != v for k, v in AVX2_ONLY.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ONLY})
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -75,6 +90,7 @@ print(json.dumps({"decode": decode, "prefill": prefill}))
 GGML_FEATURES = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2", "avx512f": "AVX512",
                  "avx512vbmi": "AVX512_VBMI", "avx512_vnni": "AVX512_VNNI", "avx512_bf16": "AVX512_BF16",
                  "avx_vnni": "AVX_VNNI"}
+AVX2_FEATURES = ("AVX", "AVX2", "FMA", "F16C", "BMI2")  # what an AVX2-only CPU (AMD Zen 3) has of them
 
 
 def cpu_flags() -> set[str]:
@@ -84,16 +100,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def llama_cpp_python(build: bool, server: bool = False) -> Path | None:
+def llama_cpp_python(build: bool, server: bool = False, isa: str = "native") -> Path | None:
     """The python of the cached llama-cpp-python venv (with its server when `server`), built there once
-    when missing: for this CPU's features (not -march=native, and without AMX, see GGML_FEATURES), so a
-    venv is named by the features it was built for."""
+    when missing: for this CPU's features (not -march=native, and without AMX, see GGML_FEATURES; with
+    `isa` "avx2" only those of AVX2_FEATURES), so a venv is named by the features it was built for."""
     import hashlib
-    import os
 
     from llmos.measured import cache_dir
 
-    features = sorted(name for flag, name in GGML_FEATURES.items() if flag in cpu_flags())
+    features = sorted(name for flag, name in GGML_FEATURES.items() if flag in cpu_flags()
+                      and (isa != "avx2" or name in AVX2_FEATURES))
     tag = hashlib.sha1(" ".join(features).encode()).hexdigest()[:8]
     venv = cache_dir() / "peers" / f"llama-cpp-python-{tag}"
     python = venv / "bin" / "python"
@@ -180,8 +196,6 @@ print(time.perf_counter() - start)
 def compile_times(threads: int) -> tuple[float, float]:
     """(first compile, warm start) in seconds: a generate call that compiles the decode step in a new
     process with an empty Inductor cache, then the same in a second process over that cache."""
-    import os
-
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
         times = [float(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(threads)], env=env, check=True,
@@ -233,6 +247,8 @@ def main() -> None:
     parser.add_argument("--compile-times", action="store_true",
                         help="also time the first compile and a warm start (two extra processes)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip (and never build) llama.cpp")
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native",
+                        help="avx2: both sides held to AVX2, as on an AVX2-only CPU (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = args.rows.split(",")
@@ -244,7 +260,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(path)
     text_ids = tokenizer.encode(PROMPT_TEXT * 40)
     prompt, long = text_ids[: args.prompt_tokens], text_ids[: args.long_prompt]
-    python = None if args.no_llama_cpp else llama_cpp_python(build="llama.cpp" in rows or "gpt2" in rows)
+    python = None if args.no_llama_cpp else llama_cpp_python(build="llama.cpp" in rows or "gpt2" in rows,
+                                                             isa=args.isa)
     from llmos.generation.decode_step import set_compile
     from llmos.kernels.choice import cpu_name
 
@@ -254,6 +271,9 @@ def main() -> None:
              if f in flags]
     print(f"{cpu_name()}; flags: {' '.join(shown) or 'none of avx2/avx512/bf16/amx'}; torch {torch.__version__}, "
           f"{args.threads} threads; LLMOS decode step: {'eager' if args.eager else 'compiled'}")
+    if args.isa == "avx2":
+        print(f"held to AVX2 as on an AVX2-only CPU: torch {torch.backends.cpu.get_cpu_capability()}, "
+              f"{', '.join(f'{k}={v}' for k, v in AVX2_ONLY.items())}; llama.cpp built for {' '.join(AVX2_FEATURES)}")
     print(f"{EMBEDDED['smollm2'].description}; prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), "
           f"prompt processing {len(long)} tokens")
     results: dict[str, dict] = {}

@@ -59,6 +59,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine_setting() -> str:
+    """What every measurement here depends on: the CPU, the instructions torch may use on it (all it
+    has, unless ATEN_CPU_CAPABILITY holds it to fewer), the thread count and torch's version."""
+    return (f"{cpu_name()}:isa={torch.backends.cpu.get_cpu_capability()}:threads={torch.get_num_threads()}:"
+            f"torch={torch.__version__}")
+
+
 def _best_seconds(fn, repeats: int = 40) -> float:
     """The fastest of `repeats` calls (after one warm-up): the machine is shared, noise only adds."""
     fn()
@@ -88,7 +95,7 @@ def few_rows_onednn() -> bool:
     """Whether few-row CPU fp32 linears should use oneDNN here (measured once per machine setting)."""
     if not ONEDNN:
         return False
-    key = f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}"
+    key = machine_setting()
     with torch.no_grad():
         return bool(measured_once("kernels.json", key, measure_few_rows)["few_rows_onednn"])
 
@@ -114,7 +121,7 @@ def measure_bf16_products() -> dict[str, float | bool]:
 
 def bf16_products() -> dict[str, float | bool]:
     """`measure_bf16_products` for this CPU and thread count (measured once per machine setting)."""
-    key = f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:bf16_products"
+    key = f"{machine_setting()}:bf16_products"
     with torch.no_grad():
         return measured_once("kernels.json", key, measure_bf16_products)
 
@@ -223,7 +230,7 @@ def measure_int_dot_rows() -> dict[str, object]:
 
 def _int_dot_key() -> str:
     """What int_dot's measurements depend on: the CPU, threads, torch, int_dot's source and code path."""
-    return (f"{cpu_name()}:threads={torch.get_num_threads()}:torch={torch.__version__}:"
+    return (f"{machine_setting()}:"
             f"int_dot={build.source_hash()}:isa={int_dot.isa_name()}")
 
 
