@@ -59,7 +59,7 @@ def test_a_run_starts_streams_metrics_stops_with_last_and_resumes_from_that_step
 
 @pytest.mark.parametrize(("fields", "field", "message"), [
     ({"batch_size": 0}, "batch_size", "batch_size=0 must be a positive integer"),
-    ({"dtype": "float8"}, "dtype", "dtype='float8' is not valid; expected one of ['float32', 'bfloat16']"),
+    ({"dtype": "float8"}, "dtype", "dtype='float8' is not valid; expected one of ['float32', 'bfloat16', 'auto']"),
     ({"lr": "fast"}, "lr", "lr='fast' is not a valid number"),
     ({"model": "huge"}, "model", None),
     ({"data_dir": "nowhere"}, "data_dir", "data_dir 'nowhere' does not exist"),
