@@ -129,3 +129,13 @@ def test_a_heavier_family_is_the_needed_tool_more_often(catalogue):
     heavy = [dataclasses.replace(f, weight=6 if f.name == "calculate" else 1) for f in catalogue.families]
     assert next(f for f in catalogue.families if f.name == "calculate").weight > 1
     assert calls_of("calculate", heavy) > 3 * calls_of("calculate", plain)
+
+
+@pytest.mark.parametrize("weight", ["heavy", 2.5, 0])
+def test_a_weight_that_is_not_a_whole_number_of_at_least_one_is_refused(tmp_path, weight):
+    bad = tmp_path / "tools.yaml"
+    bad.write_text("pools: {city: [Oslo]}\nfamilies:\n  - name: f\n    description: d\n    params:\n"
+                   "      - {name: city, type: string, pool: city}\n"
+                   f"    requests: [\"In {{city}}\"]\n    weight: {weight}\n")
+    with pytest.raises(DataError, match=r"family 'f': weight must be a whole number of at least 1"):
+        load_catalogue(bad)

@@ -207,14 +207,15 @@ def _family(spec: dict[str, Any], where: str) -> ToolFamily:
     params = [_param(p, where) for p in spec.get("params", [])]
     requests = [Request(r["text"], r.get("arguments"), r.get("values")) if isinstance(r, dict) else Request(r)
                 for r in spec["requests"]]
+    weight = spec.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise DataError(f"{where}: weight must be a whole number of at least 1, got {weight!r}")
     family = ToolFamily(spec["name"], spec["description"], params, requests, list(spec.get("answers", [])),
                         spec.get("result", '{"result": "ok"}'), dict(spec.get("fields", {})),
                         list(spec.get("key", [])), spec.get("cannot", ""), tuple(spec.get("aliases", ())),
                         bool(spec.get("held_out")), bool(spec.get("general")), bool(spec.get("fixed_name")),
                         tuple(spec.get("distinct", ())), spec.get("compute", ""), tuple(spec.get("related", ())),
-                        int(spec.get("weight", 1)))
-    if family.weight < 1:
-        raise DataError(f"{where}: weight must be a whole number of at least 1, got {spec.get('weight')!r}")
+                        weight)
     required = {p.name for p in params if not p.optional}
     for request in requests:
         given = set(request.arguments) if request.arguments is not None else set(slots_of(request.text))
