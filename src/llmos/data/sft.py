@@ -232,7 +232,7 @@ class SFTBatches(EpochBatches):
     With `group_by_length` (as in transformers' Trainer) each run of GROUP_BATCHES batches of the
     shuffled examples is sorted by length before it is cut into batches, and the batches are
     shuffled again: a batch holds examples of similar length, so little of it is padding (the
-    teach-tools conversations, 150-750 tokens: a step takes ~25% less time)."""
+    teach-tools conversations, 150-750 tokens: a third less time a step)."""
 
     def __init__(self, examples: list[Example], batch_size: int, context: int, pad_id: int,
                  packing: bool = False, seed: int = 0, group_by_length: bool = False) -> None:
