@@ -88,6 +88,7 @@ def test_prompt_completion_examples_learn_the_completion_and_eos(base, tmp_path)
      r"bad\.jsonl:2: message 0 has role 'narrator'; expected one of \['system', 'user', 'assistant', 'tool'\]"),
     ({"messages": [{"role": "user", "content": "x"}]}, r"bad\.jsonl:2: the conversation has no assistant turn"),
     ({"prompt": "", "completion": "y"}, r"bad\.jsonl:2: 'prompt' must be a non-empty string"),
+    ({**chat_records(1)[0], "distill": "yes"}, r"bad\.jsonl:2: 'distill' must be true or false, found 'yes'"),
 ])
 def test_bad_records_are_named_by_file_and_line(base, tmp_path, record, message):
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -124,6 +125,48 @@ def test_grouping_by_length_pads_less_and_still_serves_every_example_once_an_epo
     padded = [sum(next(batches)[0].numel() for _ in range(12)) for batches in (plain, grouped)]
     assert padded[1] < 0.8 * padded[0]
 
+
+def test_distilled_rows_learn_the_base_models_distribution_not_their_tokens(base, tmp_path):
+    from llmos.adapters import lora_layers, using_adapter
+    from llmos.training.finetune import apply_method
+    from llmos.training.objectives import DistilledCausalLMObjective
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    records = [{**r, "distill": i % 2 == 0} for i, r in enumerate(chat_records(4))]
+    examples = read_examples(write_jsonl(tmp_path / "c.jsonl", records), tokenizer, context=64)
+    x, y, distill = SFTBatches(examples, batch_size=4, context=64, pad_id=0).collate(examples)
+    assert distill.tolist() == [True, False, True, False]
+    model = apply_method(AutoModelForCausalLM.from_pretrained(base), FinetuneConfig(method="lora", lora_r=4))
+    objective = DistilledCausalLMObjective()
+    assert objective.loss(model, (x[:1], y[:1], distill[:1])).item() == pytest.approx(0.0, abs=1e-6)  # B = 0
+    torch.manual_seed(1)
+    for _, layer in lora_layers(model):
+        for part in layer.adapters["default"].B:
+            torch.nn.init.normal_(part, std=0.5)
+    trained = y != IGNORE_INDEX
+    with torch.no_grad():
+        tuned = model(x).logits.log_softmax(-1)
+        with using_adapter(model, None):
+            base_model = model(x).logits.log_softmax(-1)
+    kl = (base_model.exp() * (base_model - tuned)).sum(-1)  # KL(base || tuned) at each position
+    nll = -tuned.gather(-1, y.clamp(min=0)[..., None])[..., 0]
+    per_token = torch.where(distill[:, None], kl, nll)[trained]
+    loss = objective.loss(model, (x, y, distill))
+    assert loss.item() == pytest.approx(per_token.mean().item(), rel=1e-4) and loss.item() > 0.01
+    loss.backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == \
+           {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_distill_records_need_an_adapter_and_no_packing(base, tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [{**r, "distill": True} for r in chat_records()])
+    with pytest.raises(DataError, match="'distill' records: they learn the base model's distribution through an "
+                                        "adapter, so they need method lora \\(got 'full'\\)"):
+        finetune(run_config(tmp_path, base, data, method="full"), report=lambda *_: None)
+    with pytest.raises(DataError, match="records with 'distill' cannot be packed"):
+        finetune(run_config(tmp_path, base, data, method="lora", packing=True), report=lambda *_: None)
+    result = finetune(run_config(tmp_path, base, data, method="lora", max_steps=3), report=lambda *_: None)
+    assert result.losses[0][1] == pytest.approx(0.0, abs=1e-5)  # an untrained adapter is the base model
 
 def test_dtype_auto_trains_in_bf16_only_where_the_machine_measured_it_faster(monkeypatch):
     from llmos.training import trainer

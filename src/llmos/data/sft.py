@@ -12,24 +12,28 @@ file and line):
   model is trained on exactly what it is later shown. Which characters those are is found
   by rendering the conversation up to each assistant turn with and without it,
   so any template that renders a conversation as a prefix of its continuation
-  works, with no per-template knowledge.
+  works, with no per-template knowledge. A record with `"distill": true` is
+  learnt as the base model's distribution over its assistant turns, not as
+  their tokens (an adapter keeping the base model's chat: see
+  `training.objectives.DistilledCausalLMObjective`).
 - prompt/completion: `{"prompt": ..., "completion": ...}`; the loss is on the
   completion and the end-of-sequence token.
 
 An `Example` is token ids plus labels (the id where it is trained, -100
 elsewhere). `SFTBatches` shuffles them each epoch and yields (x, y) batches as
-the causal objective takes them, either padded to the longest row or packed
-(examples concatenated and cut into rows of exactly `context` tokens, so no
-compute goes to padding). Its position is checkpointed, so a resumed run sees
-the same batches as one never stopped. Labelled text for classification is
-read by `data.labelled`; `ClassificationBatches` batches it the same way.
+the causal objective takes them ((x, y, distill) where some rows distill),
+either padded to the longest row or packed (examples concatenated and cut
+into rows of exactly `context` tokens, so no compute goes to padding). Its
+position is checkpointed, so a resumed run sees the same batches as one never
+stopped. Labelled text for classification is read by `data.labelled`;
+`ClassificationBatches` batches it the same way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ FORMATS = ("chat", "completion")
 class Example:
     ids: list[int]
     labels: list[int]  # the id where the loss is taken, IGNORE_INDEX elsewhere
+    distill: bool = False  # learn the base model's distribution at those ids, not the ids themselves
 
 
 def detect_format(path: str | Path) -> str:
@@ -89,7 +94,7 @@ def read_examples(path: str | Path, tokenizer: Any, context: int, fmt: str | Non
         example = make(record, tokenizer, f"{path}:{line_no}")
         if len(example.ids) > context + 1:
             truncated += 1
-            example = Example(example.ids[:context + 1], example.labels[:context + 1])
+            example = replace(example, ids=example.ids[:context + 1], labels=example.labels[:context + 1])
         if all(label == IGNORE_INDEX for label in example.labels[1:]):
             raise DataError(f"{path}:{line_no}: nothing to learn within context={context} tokens "
                             "(the trained part starts after the cut); raise --context")
@@ -163,6 +168,9 @@ def assistant_spans(messages: list[dict[str, Any]], tokenizer: Any, where: str,
 
 def _chat_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example:
     messages = check_messages(record, where)
+    distill = record.get("distill", False)
+    if not isinstance(distill, bool):
+        raise DataError(f"{where}: 'distill' must be true or false, found {distill!r}")
     tools = record.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) and "name" in t for t in tools)):
         raise DataError(f"{where}: 'tools' must be a list of function descriptions ({{'name', 'description', "
@@ -173,7 +181,7 @@ def _chat_example(record: dict[str, Any], tokenizer: Any, where: str) -> Example
     ids = list(encoding.ids)
     labels = [token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
               for token, (begin, _) in zip(ids, encoding.offsets, strict=True)]
-    return Example(ids, labels)
+    return Example(ids, labels, distill)
 
 
 def pad_id_of(tokenizer: Any) -> int:
@@ -240,6 +248,9 @@ class SFTBatches(EpochBatches):
             raise DataError("no training examples")
         self.examples, self.context, self.pad_id, self.packing = examples, context, pad_id, packing
         self.group_by_length = group_by_length and not packing
+        self.distills = any(e.distill for e in examples)
+        if self.distills and packing:
+            raise DataError("records with 'distill' cannot be packed with others; turn packing off")
         super().__init__(batch_size, seed)
 
     def epoch_rows(self) -> list[Example]:
@@ -259,8 +270,9 @@ class SFTBatches(EpochBatches):
         rows = [Example(ids[i:i + width], labels[i:i + width]) for i in range(0, len(ids), self.context)]
         return [r for r in rows if len(r.ids) == width] or rows[:1]
 
-    def collate(self, rows: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate(rows, self.pad_id)
+    def collate(self, rows: list[Example]) -> tuple[torch.Tensor, ...]:
+        x, y = collate(rows, self.pad_id)
+        return (x, y, torch.tensor([r.distill for r in rows])) if self.distills else (x, y)
 
 
 def collate(rows: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

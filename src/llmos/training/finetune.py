@@ -36,7 +36,11 @@ from llmos.model.heads import SequenceClassifier
 from llmos.training import distributed as dist_utils
 from llmos.training.finetune_recipe import FinetuneConfig
 from llmos.training.freeze import count_parameters, freeze_all_but, freeze_lower, train_top
-from llmos.training.objectives import CausalLMObjective, ClassificationObjective
+from llmos.training.objectives import (
+    CausalLMObjective,
+    ClassificationObjective,
+    DistilledCausalLMObjective,
+)
 from llmos.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger("llmos.training")
@@ -125,7 +129,12 @@ def _causal(config: FinetuneConfig, tokenizer: Any, task: str):
     batches = SFTBatches(train, config.batch_size, config.context, pad, packing=config.packing, seed=config.seed,
                          group_by_length=config.group_by_length)
     evals = eval_batches_of(val, config.batch_size, pad)[:config.eval_batches] if val else None
-    return model.train(), batches, evals, CausalLMObjective()
+    if not batches.distills:
+        return model.train(), batches, evals, CausalLMObjective()
+    if config.method != "lora":
+        raise DataError(f"{config.data} has 'distill' records: they learn the base model's distribution through an "
+                        f"adapter, so they need method lora (got {config.method!r})")
+    return model.train(), batches, evals, DistilledCausalLMObjective()
 
 
 def _classification(config: FinetuneConfig, tokenizer: Any):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmos.adapters import using_adapter
 from llmos.model.heads import IGNORE_INDEX
 
 Batch = Any  # a (x, y) tuple for causal LM, a dict of tensors for MLM + NSP
@@ -93,6 +94,37 @@ class CausalLMObjective:
             raise ValueError("evaluation saw no target tokens")
         loss = total / count
         return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+
+
+class DistilledCausalLMObjective(CausalLMObjective):
+    """Causal fine-tuning of an adapter where the rows marked `distill` learn the base model's
+    next-token distribution instead of their tokens: KL(base || tuned) at their trained positions,
+    the base being the same model with its adapter switched off. An adapter taught a narrow task
+    this way keeps the base model's chat, where hard targets (even the base model's own greedy
+    replies) would sharpen it away from it.
+
+    Batches are (x, y, distill (B,) bool); the loss is the mean over every trained token of its
+    cross-entropy (other rows) or its KL (distilled rows). Evaluation is the causal one."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y, distill = batch
+        hard = ~distill
+        hard_tokens = int((y[hard] != IGNORE_INDEX).sum())
+        total = torch.zeros((), device=x.device)
+        if hard_tokens:
+            total = model(x[hard], targets=y[hard]).loss * hard_tokens
+        soft_tokens = 0
+        if bool(distill.any()):
+            x, y = x[distill], y[distill]
+            trained = y != IGNORE_INDEX
+            width = int(trained.any(0).nonzero().max()) + 1  # no logits for the padding after the last target
+            x, trained = x[:, :width], trained[:, :width]
+            with torch.no_grad(), using_adapter(model, None):
+                base = model(x).logits[trained].float().log_softmax(-1)
+            tuned = model(x).logits[trained].float().log_softmax(-1)
+            total = total + F.kl_div(tuned, base, log_target=True, reduction="sum")
+            soft_tokens = int(trained.sum())
+        return total / max(hard_tokens + soft_tokens, 1)
 
 
 class MLMNSPObjective:
