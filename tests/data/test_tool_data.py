@@ -59,6 +59,12 @@ def test_held_out_tools_and_phrasings_never_appear_in_training(catalogue):
         assert text in data.test_chat or any(p.match(text) for p in held)
 
 
+def test_only_conversations_without_tools_are_learnt_as_the_base_models_distribution(catalogue):
+    records = tool_data(catalogue).training_records(ANSWERS)
+    plain = [r for r in records if "tools" not in r]
+    assert plain and all(r["distill"] is True and r["messages"][-1]["content"] in ANSWERS.values() for r in plain)
+    assert not any("distill" in r for r in records if "tools" in r)
+
 def test_every_call_in_the_data_validates_against_its_tool_schema(catalogue):
     data = tool_data(catalogue)
     calls = 0

@@ -10,7 +10,8 @@ exchanges: a request that needs a listed tool (a `<tool_call>`, then often the
 result and an answer written from it), a request for a tool that is not
 listed (the answer says it cannot), or a general request no tool is for
 (answered with the base model's own reply, passed in as `chat_answers`, so its
-chat is not changed). A few conversations list no tools at all.
+chat is not changed). Some conversations list no tools at all: those are
+marked `distill`, learnt as the base model's distribution over the reply.
 
 The split is made once from the seed: a share of each tool's request phrasings
 and of the general requests is held out, and families marked `held_out` are
@@ -50,7 +51,7 @@ class ToolDataSpec:
     calls: float = 0.6  # share of exchanges that need a listed tool; the rest are split below
     cannot: float = 0.5  # of the others: a request for a tool not listed (else a general request)
     results: float = 0.75  # share of the last calls followed by the result and an answer
-    plain_chat: float = 0.06  # conversations with no tools
+    plain_chat: float = 0.10  # conversations with no tools, learnt as the base model's distribution
     renames: float = 0.5  # a tool listed under another of its names
 
 
@@ -146,7 +147,9 @@ class ToolData:
 
     def training_records(self, chat_answers: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """`spec.conversations` records {"messages", "tools"}; general requests appear only where
-        `chat_answers` has their answer (the base model's own)."""
+        `chat_answers` has their answer (the base model's own). A conversation with no tools is
+        marked "distill": the adapter learns the base model's distribution over its reply, so the
+        chat it was not taught stays the base model's."""
         chat_answers = chat_answers or {}
         questions = [q for q in self.train_chat if chat_answers.get(q)]
         rng = _rng(self.spec.seed, "training")
@@ -155,7 +158,8 @@ class ToolData:
             if questions and rng.random() < self.spec.plain_chat:
                 question = rng.choice(questions)
                 records.append({"messages": [{"role": "user", "content": question},
-                                             {"role": "assistant", "content": chat_answers[question]}]})
+                                             {"role": "assistant", "content": chat_answers[question]}],
+                                "distill": True})
                 continue
             records.append(self._conversation(rng, questions, chat_answers))
         return records
