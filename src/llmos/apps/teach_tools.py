@@ -5,14 +5,16 @@ typed functions `function_schema` describes) and optional example requests,
 the run (1) makes a `ToolFamily` of each tool and, by default, mixes in the
 synthetic catalogue (`llmos.data.tool_catalogue`), (2) has the base model
 answer the general requests itself (greedy, no tools: those answers are its
-chat, trained back so it does not change), (3) generates the training
-conversations and the held-out test items (`llmos.data.tool_conversations`,
-rendered as the server and the agent render them), (4) measures the base
-model on the held-out items, (5) trains a LoRA adapter with the fine-tuning
-machinery (PEFT format), and (6) measures the tuned model on the same items
-and prints both: decisions under tool_choice "auto" (which tool, or none),
-exact arguments, answers read from a tool's result, on new phrasings of the
-trained tools and on tools training never saw (`llmos.apps.tool_eval`).
+chat, trained back so it does not change; where no tools are listed the
+adapter learns the base model's whole distribution over them, `"distill"`),
+(3) generates the training conversations and the held-out test items
+(`llmos.data.tool_conversations`, rendered as the server and the agent render
+them), (4) measures the base model on the held-out items, (5) trains a LoRA
+adapter with the fine-tuning machinery (PEFT format), and (6) measures the
+tuned model on the same items and prints both: decisions under tool_choice
+"auto" (which tool, or none), exact arguments, answers read from a tool's
+result, on new phrasings of the trained tools and on tools training never saw
+(`llmos.apps.tool_eval`).
 """
 
 from __future__ import annotations
