@@ -51,7 +51,7 @@ class ToolDataSpec:
     calls: float = 0.6  # share of exchanges that need a listed tool; the rest are split below
     cannot: float = 0.5  # of the others: a request for a tool not listed (else a general request)
     results: float = 0.75  # share of the last calls followed by the result and an answer
-    plain_chat: float = 0.10  # conversations with no tools, learnt as the base model's distribution
+    plain_chat: float = 0.15  # conversations with no tools, learnt as the base model's distribution
     renames: float = 0.5  # a tool listed under another of its names
 
 
