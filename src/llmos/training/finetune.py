@@ -124,17 +124,16 @@ def _causal(config: FinetuneConfig, tokenizer: Any, task: str):
         train, val = examples, read_examples(config.val_data, tokenizer, config.context, task)
     else:
         train, val = _split(examples, config.val_fraction, config.seed)
-    model = load_model(config.base_model, quantize=_float(config.base_model), tokenizer=False).model
     pad = pad_id_of(tokenizer)
     batches = SFTBatches(train, config.batch_size, config.context, pad, packing=config.packing, seed=config.seed,
                          group_by_length=config.group_by_length)
-    evals = eval_batches_of(val, config.batch_size, pad)[:config.eval_batches] if val else None
-    if not batches.distills:
-        return model.train(), batches, evals, CausalLMObjective()
-    if config.method != "lora":
+    if batches.distills and config.method != "lora":  # said before the model loads
         raise DataError(f"{config.data} has 'distill' records: they learn the base model's distribution through an "
                         f"adapter, so they need method lora (got {config.method!r})")
-    return model.train(), batches, evals, DistilledCausalLMObjective()
+    evals = eval_batches_of(val, config.batch_size, pad)[:config.eval_batches] if val else None
+    model = load_model(config.base_model, quantize=_float(config.base_model), tokenizer=False).model
+    objective = DistilledCausalLMObjective() if batches.distills else CausalLMObjective()
+    return model.train(), batches, evals, objective
 
 
 def _classification(config: FinetuneConfig, tokenizer: Any):
