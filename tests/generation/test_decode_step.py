@@ -4,6 +4,7 @@ length, eager with one switch, and eager (said once) when compiling fails."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -74,3 +75,18 @@ def test_a_failed_compile_falls_back_to_eager_and_says_so_once(model, monkeypatc
     set_compile(False)
     assert torch.equal(first, model.generate(ids, max_new_tokens=6, do_sample=False)) and torch.equal(first, second)
     assert decode_step.compile_wanted(model) is False
+
+
+def test_inductor_caches_under_ours_keyed_by_the_kernels_build_unless_another_was_chosen(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from llmos.kernels import build
+
+    monkeypatch.setenv("LLMOS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what importing torch._dynamo writes
+    decode_step.use_our_inductor_cache()
+    ours = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    assert ours.startswith(str(tmp_path / "inductor")) and ours.endswith(f"-int_dot-{build.source_hash()}")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    decode_step.use_our_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

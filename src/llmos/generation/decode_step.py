@@ -8,8 +8,11 @@ becomes one call into generated code. The model is shaped for it (see
 the whole cache under a mask, so its graph is the same at every position. The
 cache's length and the batch size are dynamic dimensions: one graph serves
 batch 1 at every length (another serves 2 and more rows), and a second
-process loads it from Inductor's on-disk cache (under ~/.cache/llmos) instead
-of compiling again.
+process loads it from Inductor's on-disk cache instead of compiling again:
+~/.cache/llmos/inductor/<torch version>-int_dot-<its source hash> (a
+TORCHINDUCTOR_CACHE_DIR of your own wins). The integer kernels' build is part
+of the name because Inductor's key does not cover a custom op's schema: a graph
+cached against an older int_dot would call it with the old arguments.
 
 `LLMOS_COMPILE=0` (or `set_compile(False)`) keeps every step eager; the
 default compiles on CPU. The first compile of a model logs how long it took;
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 
 from llmos.adapters import active_adapter
+from llmos.kernels import build
 from llmos.measured import cache_dir
 from llmos.model.cache import KVCache
 from llmos.process_memory import give_back_freed_memory
@@ -123,7 +127,7 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
     started = time.perf_counter()
     try:
         if step not in steps:
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+            use_our_inductor_cache()
             # cpp_wrapper: the step is one call into C++ (a Python wrapper costs ~1 ms of a ~6 ms token);
             # built separately from the kernels, the wrapper of a 30-layer model compiles in ~1/3 the time
             # (measured: 74 s instead of ~125 s on a loaded 2-core host), at no cost per token measured.
@@ -144,6 +148,17 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
                     time.perf_counter() - started)
         give_back_freed_memory()
     return out
+
+
+def use_our_inductor_cache() -> None:
+    """Point Inductor's on-disk cache at ours (see the top) unless someone chose another: importing
+    torch._dynamo writes Inductor's default into TORCHINDUCTOR_CACHE_DIR, so that value means none was."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+        version = torch.__version__.replace("+", "-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor" / f"{version}-int_dot-{build.source_hash()}")
 
 
 def _graph_count() -> int:
