@@ -7,7 +7,9 @@ GGUF Q4_1 with a Q8_0 embedding) through
 - llama.cpp (llama-cpp-python) on the file itself;
 - LLMOS fp32 (`quantize="none"`: the file's values dequantized), int8 (`quantize="int8"`:
   every linear per-channel int8) and int4 (the default for a GGUF: the Q4_1 blocks in the
-  int4 kernel, the Q8_0 head as grouped int8, codes unchanged);
+  int4 kernel, the Q8_0 head as grouped int8, codes unchanged). Their integer kernels take
+  adaptive activation codes (see `llmos.kernels.int_dot`); the int4-16bit row (not in the
+  default rows) gives every block 16-bit codes, for comparison;
 
 and a GPT-2 124M shape with random weights written as an F32 GGUF (the gguf package's
 writer) through LLMOS fp32 and llama.cpp. LLMOS decodes through its compiled decode step (the
@@ -242,6 +244,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,int4-batch8,gpt2",
                         help="comma list of transformers, llama.cpp, fp32, int8, int4, int4-batch8, "
+                             "int4-16bit (16-bit activation codes everywhere, not adaptive), "
                              "transformers-batch8, gpt2")
     parser.add_argument("--eager", action="store_true", help="LLMOS decodes eagerly (no compiled step)")
     parser.add_argument("--compile-times", action="store_true",
@@ -294,13 +297,17 @@ def main() -> None:
             results["transformers fp32, batch 8"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
                                                               batch=8, pad_token_id=tokenizer.pad_token_id)
             del hf
+    from llmos.kernels import adapt_activations
+
     for name, quantize, batch in (("fp32", "none", 1), ("int8", "int8", 1), ("int4", "auto", 1),
-                                  ("int4-batch8", "auto", 8)):
+                                  ("int4-16bit", "auto", 1), ("int4-batch8", "auto", 8)):
         if name in rows:
-            model = AutoModelForCausalLM.from_pretrained(path, quantize=quantize)
-            if batch == 1:
+            model = adapt_activations(AutoModelForCausalLM.from_pretrained(path, quantize=quantize),
+                                      name != "int4-16bit")
+            if name in ("int8", "int4"):
                 print(f"  LLMOS {name} kernels: {kernels_chosen(model)}", flush=True)
-            label = f"LLMOS {name.split('-')[0]}" + (f", batch {batch}" if batch > 1 else "")
+            label = (f"LLMOS {name.split('-')[0]}" + (f", batch {batch}" if batch > 1 else "")
+                     + (", 16-bit activations" if name == "int4-16bit" else ""))
             results[label] = torch_row(model, prompt, long, args.new_tokens, args.repeats, batch=batch)
             del model
     peer = results.get("llama.cpp")

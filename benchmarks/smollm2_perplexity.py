@@ -6,12 +6,14 @@ after the first of a window predicted). Rows:
 
 - fp32: the GGUF file's values dequantized to float32 (`quantize="none"`);
 - int4: the default for the file: its Q4_1 blocks in the int4 kernel and its Q8_0 head as
-  grouped int8, codes unchanged (on int_dot: f16 scales exact, activations as 16-bit codes;
-  on torch's kernels: scales and activations in bf16; the row names the kernel, and
-  LLMOS_INT_KERNEL=int_dot|torch picks one). Many-row inputs normally take the dequantized
+  grouped int8, codes unchanged (on int_dot: f16 scales exact; activations as adaptive codes,
+  16 bits only in the blocks one value dominates, and 16 bits everywhere in the head; the
+  "16-bit activations" row gives every block 16 bits; on torch's kernels: scales and
+  activations in bf16; the row names the kernel, and LLMOS_INT_KERNEL=int_dot|torch picks one). Many-row inputs normally take the dequantized
   fp32 path; here every matmul is forced through the kernel (unless --dequantized-path) so
   the figure is the kernel's;
-- int8: every linear quantized per output channel from the fp32 values (`quantize="int8"`).
+- int8: every linear quantized per output channel from the fp32 values (`quantize="int8"`),
+  with the same two kinds of activation codes.
 
 Our goals: int4 equal to fp32 within 1e-3 relative, int8 within +1%. Run:
 
@@ -56,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from llmos import AutoModelForCausalLM, AutoTokenizer
-    from llmos.kernels import quantized
+    from llmos.kernels import adapt_activations, quantized
 
     if not args.data.is_file():
         raise SystemExit(f"no data at {args.data}; pass --data PATH to tinyshakespeare.txt")
@@ -68,8 +70,12 @@ def main() -> None:
     print(f"SmolLM2-135M-Instruct, {len(ids)} tokens of the Tiny Shakespeare validation split, windows of "
           f"{args.window}; quantized matmuls through the {'dequantized fp32 path' if args.dequantized_path else 'kernels'}")
     base = None
-    for name, quantize in (("fp32", "none"), ("int4 (file's Q4_1 + Q8_0 codes)", "auto"), ("int8 (per channel)", "int8")):
-        model = AutoModelForCausalLM.from_pretrained("smollm2", quantize=quantize)
+    for name, quantize, adaptive in (("fp32", "none", True),
+                                     ("int4 (file's Q4_1 + Q8_0 codes)", "auto", True),
+                                     ("  with 16-bit activations", "auto", False),
+                                     ("int8 (per channel)", "int8", True),
+                                     ("  with 16-bit activations", "int8", False)):
+        model = adapt_activations(AutoModelForCausalLM.from_pretrained("smollm2", quantize=quantize), adaptive)
         kernel = getattr(model.transformer.blocks[0].attn.qkv, "kernel", "float")
         start = time.perf_counter()
         value = perplexity(model, ids, args.window)

@@ -1,5 +1,6 @@
 """The integer dot-product kernels (int_dot): every code path computes the exact product of the
-weight codes with the input's 16-bit codes, GGUF blocks go in unchanged, and the ops compile."""
+weight codes with the input's 16-bit codes (or, adaptive, 16 bits only in the blocks one value
+dominates), GGUF blocks go in unchanged, and the ops compile."""
 
 import os
 import subprocess
@@ -24,16 +25,24 @@ def isas() -> list[str]:
     return int_dot.supported_isas()
 
 
-def quantized_input(x: torch.Tensor) -> torch.Tensor:
+def fine_blocks(x: torch.Tensor) -> torch.Tensor:
+    """(rows, blocks, 1) bool: the blocks where one value holds over half the energy (max x^2 > sum x^2 / 2)."""
+    blocks = x.view(x.shape[0], -1, 32).double()
+    return 2 * blocks.abs().amax(-1, keepdim=True) ** 2 > (blocks ** 2).sum(-1, keepdim=True)
+
+
+def quantized_input(x: torch.Tensor, adaptive: bool = False) -> torch.Tensor:
     """What the kernels compute with: per block of 32, dx = max|x| / 127, hi = round(x / dx),
     lo = round((x - hi dx) * 256 / dx), x ~ (256 hi + lo) dx / 256 (float64 residual: exactly
-    the kernel's fused multiply-add, rounded once)."""
+    the kernel's fused multiply-add, rounded once). Adaptive: lo = 0 outside `fine_blocks`."""
     blocks = x.view(x.shape[0], -1, 32)
     dx = blocks.abs().amax(-1, keepdim=True) / 127
     inverse = torch.where(dx != 0, 1 / dx, torch.zeros_like(dx))
     hi = torch.round(blocks * inverse)
     residual = (blocks.double() - hi.double() * dx.double()).float()
     lo = torch.round(residual * (256 * inverse)).clamp(-127, 127)
+    if adaptive:
+        lo = torch.where(fine_blocks(x), lo, torch.zeros_like(lo))
     return ((256 * hi.double() + lo.double()) * (dx.double() / 256)).view_as(x)
 
 
@@ -60,16 +69,18 @@ def random_weights(kind: str, out_features: int, in_features: int, seed: int = 0
     return int_dot.pack_int8(codes, scales), weight
 
 
-def run(kind: str, packed, x: torch.Tensor, out_features: int, isa: int) -> torch.Tensor:
+def run(kind: str, packed, x: torch.Tensor, out_features: int, isa: int, adaptive: bool = False) -> torch.Tensor:
     if kind.startswith("int4"):
-        return int_dot.int4_linear(x, *packed, out_features, isa)
-    return int_dot.int8_linear(x, *packed, out_features, isa)
+        return int_dot.int4_linear(x, *packed, out_features, isa, adaptive)
+    return int_dot.int8_linear(x, *packed, out_features, isa, adaptive)
 
 
 @pytest.mark.parametrize("kind", ["int4-q4_0", "int4-q4_1", "int8-block", "int8-channel"])
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512bw", "avx512-vnni"])
 @pytest.mark.parametrize("scales_dtype", [torch.float16, torch.float32])
-def test_every_code_path_computes_the_exact_product_of_the_quantized_input(kind, isa, scales_dtype, isas):
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_every_code_path_computes_the_exact_product_of_the_quantized_input(kind, isa, scales_dtype, adaptive,
+                                                                          isas):
     if isa not in isas:
         pytest.skip(f"this CPU has no {isa} (it has {isas})")
     torch.manual_seed(1)
@@ -79,22 +90,32 @@ def test_every_code_path_computes_the_exact_product_of_the_quantized_input(kind,
         for rows in (1, 2, 3, 4, 5, 8, 13, 16):
             x = torch.randn(rows, in_features)
             x[:, 5] *= 40  # an outlier channel, as real hidden states have
-            y = run(kind, packed, x, out_features, int_dot.ISAS.index(isa))
-            exact = quantized_input(x) @ weight.T
+            if adaptive:  # rows whose blocks differ: an outlier in some, none in others
+                x[::2, 40:] /= 40
+                x[1::3, 32:40] *= 30
+            y = run(kind, packed, x, out_features, int_dot.ISAS.index(isa), adaptive)
+            exact = quantized_input(x, adaptive) @ weight.T
             assert y.shape == (rows, out_features) and y.dtype == torch.float32
             assert (y.double() - exact).abs().max() <= 1e-5 * exact.abs().max(), (out_features, in_features, rows)
-            # against the float input: each value is within dx / 512 (16-bit codes), dx = its block's max / 127
-            step = x.view(rows, -1, 32).abs().amax(-1, keepdim=True).expand(-1, -1, 32).reshape_as(x) / 127
-            bound = (step.double() / 512) @ weight.abs().T
+            # against the float input: each value is within dx / 512 (16-bit codes) or dx / 2 (8-bit),
+            # dx = its block's max / 127
+            fine = fine_blocks(x) if adaptive else torch.ones(rows, in_features // 32, 1, dtype=torch.bool)
+            step = x.view(rows, -1, 32).abs().amax(-1, keepdim=True) / 127
+            step = torch.where(fine, step / 512, step / 2).expand(-1, -1, 32).reshape_as(x)
+            bound = step.double() @ weight.abs().T
             assert ((y.double() - x.double() @ weight.T).abs() <= bound + 1e-5 * exact.abs().max()).all()
 
 
 def test_every_code_path_gives_the_same_result(isas):
     packed, _ = random_weights("int4-q4_1", 64, 576)
     x = torch.randn(3, 576)
-    results = [int_dot.int4_linear(x, *packed, 64, index) for index in range(len(isas))]
-    for y in results[1:]:
-        torch.testing.assert_close(y, results[0], rtol=1e-6, atol=1e-6)
+    x[0, :32] /= 50
+    x[1, 64:96] = 0.01
+    x[1, 70] = 3.0  # one value dominates this block: adaptive keeps its lo codes
+    for adaptive in (False, True):
+        results = [int_dot.int4_linear(x, *packed, 64, index, adaptive) for index in range(len(isas))]
+        for y in results[1:]:
+            torch.testing.assert_close(y, results[0], rtol=1e-6, atol=1e-6)
 
 
 def unpack_int4(codes: torch.Tensor, out_features: int) -> torch.Tensor:

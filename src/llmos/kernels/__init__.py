@@ -7,7 +7,9 @@
   `Int4Linear`; GGUF's Q8_0 blocks run as `GroupInt8Linear`). Few-row inputs go to
   our integer dot-product kernels (`int_dot`, a C++ extension built once by
   `python -m llmos.kernels` and cached) or to torch's own int8 / int4 kernels,
-  whichever `choice` measured faster on this machine.
+  whichever `choice` measured faster on this machine. `adapt_activations`
+  (which both apply) gives int_dot's 16-bit activation codes only to the blocks
+  that need them, in every quantized linear but the output head.
 
 LLMOS_KERNELS=0 switches the fp32 fast paths off; LLMOS_INT_KERNEL=int_dot|torch
 forces the quantized kernel, LLMOS_INT_DOT=0 leaves the extension out.
@@ -22,7 +24,7 @@ from llmos.kernels.quantized import (
     Int8Linear,
     QuantizedLinear,
 )
-from llmos.kernels.swap import kernels_enabled, quantize, use_kernels
+from llmos.kernels.swap import adapt_activations, kernels_enabled, quantize, use_kernels
 
 __all__ = [
     "METHODS",
@@ -33,6 +35,7 @@ __all__ = [
     "Int8Linear",
     "OneDNNLinear",
     "QuantizedLinear",
+    "adapt_activations",
     "head_cross_entropy",
     "inner_product",
     "kernels_enabled",

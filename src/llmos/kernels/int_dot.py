@@ -5,7 +5,9 @@ built and loaded by `llmos.kernels.build`; the C++ file's header explains the ar
 call quantizes its float32 input per block of 32, as llama.cpp's Q8 activations, but to 16 bits
 (two int8 codes, hi and a residual lo at 1/256 the step: plain int8 codes flip SmolLM2's greedy
 answers), then every output row takes exact integer dot products of its 4- or 8-bit codes with
-both, block by block, scaled in float32. Both ops have fake (meta) implementations, so
+both, block by block, scaled in float32. With `adaptive=True` only the blocks where one value
+holds over half the block's energy keep their lo codes (the others' are 0 and skipped): about
+half the work, and on SmolLM2 a perplexity within 0.01% of the 16-bit codes'. Both ops have fake (meta) implementations, so
 torch.compile(fullgraph=True) keeps them inside its graph, with or without Inductor's cpp_wrapper.
 
 The ops read weights in their own layout, made once at load time from what a module stores:
@@ -128,15 +130,16 @@ def pack_int8(qweight: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor
 
 
 def int4_linear(x2: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor,
-                out_features: int, isa: int = -1) -> torch.Tensor:
-    """x2 (rows, in) float32 times the packed int4 weight^T -> (rows, out) float32; `isa` from `isa_index`."""
-    return torch.ops.llmos.int4_linear(x2, codes, scales, mins, out_features, isa)
+                out_features: int, isa: int = -1, adaptive: bool = False) -> torch.Tensor:
+    """x2 (rows, in) float32 times the packed int4 weight^T -> (rows, out) float32; `isa` from `isa_index`;
+    `adaptive`: 16-bit activation codes only in the blocks that need them (see the top)."""
+    return torch.ops.llmos.int4_linear(x2, codes, scales, mins, out_features, isa, adaptive)
 
 
 def int8_linear(x2: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, out_features: int,
-                isa: int = -1) -> torch.Tensor:
-    """x2 (rows, in) float32 times the packed int8 weight^T -> (rows, out) float32; `isa` from `isa_index`."""
-    return torch.ops.llmos.int8_linear(x2, codes, scales, out_features, isa)
+                isa: int = -1, adaptive: bool = False) -> torch.Tensor:
+    """x2 (rows, in) float32 times the packed int8 weight^T -> (rows, out) float32; as `int4_linear`."""
+    return torch.ops.llmos.int8_linear(x2, codes, scales, out_features, isa, adaptive)
 
 
 _fakes_registered = False
@@ -150,9 +153,9 @@ def _register_fakes() -> None:
     _fakes_registered = True
 
     @torch.library.register_fake("llmos::int4_linear")
-    def _int4_fake(x, codes, scales, mins, out_features, isa=-1):
+    def _int4_fake(x, codes, scales, mins, out_features, isa=-1, adaptive=False):
         return x.new_empty(x.shape[0], out_features)
 
     @torch.library.register_fake("llmos::int8_linear")
-    def _int8_fake(x, codes, scales, out_features, isa=-1):
+    def _int8_fake(x, codes, scales, out_features, isa=-1, adaptive=False):
         return x.new_empty(x.shape[0], out_features)

@@ -5,7 +5,9 @@ measured faster on this machine (LLMOS_INT_KERNEL=int_dot|torch forces one):
 
 - `int_dot` (csrc/int_dot.cpp, see `llmos.kernels.int_dot`): the input is quantized to int8 per
   block of 32 and multiplied with the codes in exact integer dot products (llama.cpp's Q4 x Q8 and
-  Q8 x Q8, onnxruntime's MatMulNBits), AVX2 / AVX-512 / VNNI chosen by CPUID. It reads its own
+  Q8 x Q8, onnxruntime's MatMulNBits), AVX2 / AVX-512 / VNNI chosen by CPUID. The input's codes
+  have 16 bits; with `adaptive_activations` (set by `swap.adapt_activations`: every quantized
+  linear but the output head) only the blocks that need them do, the others 8. It reads its own
   packed copy of the codes (same values, another byte order) and float32 scales, so GGUF's f16
   scales count exactly. 576 x 1536 int4 mat-vec, 1 thread: 15 us on the AVX2 path against 72 us
   for torch's AVX2 int4 kernel (Xeon with AVX-512 here, torch forced to AVX2).
@@ -74,6 +76,7 @@ class QuantizedLinear(nn.Module):
         self.bias = nn.Parameter(bias.detach().float(), requires_grad=False) if bias is not None else None
         self.kernel = "none"  # what serves few-row inputs: "int_dot:<isa>" or "torch:<op>"
         self.uses_int_dot, self.isa = False, -1
+        self.adaptive_activations = False  # int_dot: 16-bit activation codes only where needed (`adapt_activations`)
         self.int_dot_rows = 0  # int_dot also serves inputs of up to this many rows (`int_dot_rows_limit`)
 
     def extra_repr(self) -> str:
@@ -129,7 +132,8 @@ class QuantizedLinear(nn.Module):
 
     def _int_dot(self, x2: torch.Tensor) -> torch.Tensor:
         """(rows, in) float32 -> (rows, out) float32 through int_dot's int8 op (int4 overrides it)."""
-        return int_dot.int8_linear(x2, self.packed, self.packed_scales, self.out_features, self.isa)
+        return int_dot.int8_linear(x2, self.packed, self.packed_scales, self.out_features, self.isa,
+                                   self.adaptive_activations)
 
     def _torch_kernel(self, x2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -233,7 +237,7 @@ class Int4Linear(GroupedLinear):
 
     def _int_dot(self, x2: torch.Tensor) -> torch.Tensor:
         return int_dot.int4_linear(x2, self.packed, self.packed_scales, self.packed_mins, self.out_features,
-                                   self.isa)
+                                   self.isa, self.adaptive_activations)
 
     def _torch_kernel(self, x2: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, GROUP_SIZE, self.packed_scales)

@@ -5,7 +5,10 @@ is built or loaded, `use_kernels(model)` replaces each CPU fp32 linear with a
 `OneDNNLinear` (and a causal LM's head with a `FusedLossHead`), sharing the
 same parameter objects: tied weights stay tied, state_dict keys and optimizer
 parameters are unchanged. `quantize(model, "int8" | "int4")` replaces them with
-weight-only quantized linears instead. This is the way torchao's `quantize_`
+weight-only quantized linears instead, and `adapt_activations` (run by both)
+lets every quantized linear but the output head quantize its input adaptively:
+16-bit codes only in the blocks that need them (see `llmos.kernels.int_dot`).
+The head keeps 16 bits everywhere: its logits decide greedy answers. This is the way torchao's `quantize_`
 works; the model code never imports this package.
 
 `LLMOS_KERNELS=0` (or `use_kernels(model, enabled=False)`) leaves every module
@@ -23,7 +26,7 @@ from llmos.errors import LLMOSError
 from llmos.kernels.choice import few_rows_onednn
 from llmos.kernels.head_loss import FusedLossHead
 from llmos.kernels.onednn import ONEDNN, OneDNNLinear
-from llmos.kernels.quantized import METHODS, quantize_linear
+from llmos.kernels.quantized import METHODS, QuantizedLinear, quantize_linear
 
 HEAD_NAMES = ("lm_head",)  # a causal LM's output head (qualified name): fused loss in training
 
@@ -49,7 +52,10 @@ def replace_linears(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module
 
 def use_kernels(model: nn.Module, enabled: bool | None = None) -> nn.Module:
     """Swap `model`'s CPU fp32 linears for the oneDNN ones (in place; returns `model`)."""
-    if not kernels_enabled(enabled) or not ONEDNN:
+    if not kernels_enabled(enabled):
+        return model
+    adapt_activations(model)
+    if not ONEDNN:
         return model
     on_cpu = any(p.device.type == "cpu" for p in model.parameters())
     if not on_cpu:
@@ -71,5 +77,15 @@ def quantize(model: nn.Module, method: str, skip: Callable[[str], bool] | None =
     lookup keeps the float table."""
     if method not in METHODS:
         raise LLMOSError(f"quantization {method!r} is not known; expected one of {list(METHODS)}")
-    return replace_linears(model, lambda name, layer: layer if skip is not None and skip(name)
-                           else quantize_linear(layer, method))
+    replace_linears(model, lambda name, layer: layer if skip is not None and skip(name)
+                    else quantize_linear(layer, method))
+    return adapt_activations(model)
+
+
+def adapt_activations(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Adaptive activation codes (see the top) for every quantized linear but the output head, or
+    (enabled=False) 16 bits everywhere. In place; returns `model`."""
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLinear):
+            module.adaptive_activations = enabled and name not in HEAD_NAMES
+    return model
