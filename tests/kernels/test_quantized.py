@@ -7,7 +7,15 @@ from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
-from llmos.kernels import Int4Linear, Int8Linear, adapt_activations, build, int_dot, quantize
+from llmos.kernels import (
+    Int4Linear,
+    Int8Linear,
+    adapt_activations,
+    build,
+    int_dot,
+    quantize,
+    use_kernels,
+)
 from llmos.kernels.quantized import pack_nibbles, unpack_nibbles
 from llmos.model import CausalLM
 
@@ -114,6 +122,8 @@ def test_quantize_swaps_the_fitting_linears_and_keeps_the_embedding_float():
 
 def test_every_quantized_linear_but_the_head_takes_adaptive_activation_codes():
     model = quantize(CausalLM(ModelConfig.from_preset("micro", d_model=64)), "int8")
+    assert not any(m.adaptive_activations for m in model.modules() if isinstance(m, Int8Linear))  # 16-bit codes until
+    use_kernels(model)  # the fast paths go in
     adaptive = {name: m.adaptive_activations for name, m in model.named_modules() if isinstance(m, Int8Linear)}
     assert adaptive.pop("lm_head") is False and adaptive and all(adaptive.values())
     adapt_activations(model, False)

@@ -8,7 +8,7 @@
   our integer dot-product kernels (`int_dot`, a C++ extension built once by
   `python -m llmos.kernels` and cached) or to torch's own int8 / int4 kernels,
   whichever `choice` measured faster on this machine. `adapt_activations`
-  (which both apply) gives int_dot's 16-bit activation codes only to the blocks
+  (which `use_kernels` applies) gives int_dot's 16-bit activation codes only to the blocks
   that need them, in every quantized linear but the output head.
 
 LLMOS_KERNELS=0 switches the fp32 fast paths off; LLMOS_INT_KERNEL=int_dot|torch

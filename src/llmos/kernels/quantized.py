@@ -6,8 +6,8 @@ measured faster on this machine (LLMOS_INT_KERNEL=int_dot|torch forces one):
 - `int_dot` (csrc/int_dot.cpp, see `llmos.kernels.int_dot`): the input is quantized to int8 per
   block of 32 and multiplied with the codes in exact integer dot products (llama.cpp's Q4 x Q8 and
   Q8 x Q8, onnxruntime's MatMulNBits), AVX2 / AVX-512 / VNNI chosen by CPUID. The input's codes
-  have 16 bits; with `adaptive_activations` (set by `swap.adapt_activations`: every quantized
-  linear but the output head) only the blocks that need them do, the others 8. It reads its own
+  have 16 bits; with `adaptive_activations` (set by `swap.adapt_activations`, which `use_kernels`
+  runs: every quantized linear but the output head) only the blocks that need them do, the others 8. It reads its own
   packed copy of the codes (same values, another byte order) and float32 scales, so GGUF's f16
   scales count exactly. 576 x 1536 int4 mat-vec, 1 thread: 15 us on the AVX2 path against 72 us
   for torch's AVX2 int4 kernel (Xeon with AVX-512 here, torch forced to AVX2).

@@ -5,11 +5,12 @@ is built or loaded, `use_kernels(model)` replaces each CPU fp32 linear with a
 `OneDNNLinear` (and a causal LM's head with a `FusedLossHead`), sharing the
 same parameter objects: tied weights stay tied, state_dict keys and optimizer
 parameters are unchanged. `quantize(model, "int8" | "int4")` replaces them with
-weight-only quantized linears instead, and `adapt_activations` (run by both)
-lets every quantized linear but the output head quantize its input adaptively:
-16-bit codes only in the blocks that need them (see `llmos.kernels.int_dot`).
-The head keeps 16 bits everywhere: its logits decide greedy answers. This is the way torchao's `quantize_`
-works; the model code never imports this package.
+weight-only quantized linears instead. `use_kernels` also runs
+`adapt_activations`: every quantized linear but the output head then quantizes
+its input adaptively, 16-bit codes only in the blocks that need them (see
+`llmos.kernels.int_dot`); the head keeps 16 bits everywhere, its logits decide
+greedy answers. This is the way torchao's `quantize_` works; the model code
+never imports this package.
 
 `LLMOS_KERNELS=0` (or `use_kernels(model, enabled=False)`) leaves every module
 as it is: the plain PyTorch path, for comparison or debugging.
@@ -51,7 +52,8 @@ def replace_linears(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module
 
 
 def use_kernels(model: nn.Module, enabled: bool | None = None) -> nn.Module:
-    """Swap `model`'s CPU fp32 linears for the oneDNN ones (in place; returns `model`)."""
+    """Swap `model`'s CPU fp32 linears for the oneDNN ones and give its quantized ones adaptive
+    activation codes (in place; returns `model`)."""
     if not kernels_enabled(enabled):
         return model
     adapt_activations(model)
@@ -77,9 +79,8 @@ def quantize(model: nn.Module, method: str, skip: Callable[[str], bool] | None =
     lookup keeps the float table."""
     if method not in METHODS:
         raise LLMOSError(f"quantization {method!r} is not known; expected one of {list(METHODS)}")
-    replace_linears(model, lambda name, layer: layer if skip is not None and skip(name)
-                    else quantize_linear(layer, method))
-    return adapt_activations(model)
+    return replace_linears(model, lambda name, layer: layer if skip is not None and skip(name)
+                           else quantize_linear(layer, method))
 
 
 def adapt_activations(model: nn.Module, enabled: bool = True) -> nn.Module:
