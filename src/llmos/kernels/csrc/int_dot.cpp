@@ -146,16 +146,22 @@ void int8_scalar(const QuantizedRows& a, const PackedWeights& w, float* y, int64
 // Whether an adaptive quantizer keeps a block's lo codes: one value holds over half its energy.
 inline bool needs_lo(float amax, float energy) { return 2.0f * amax * amax > energy; }
 
+// sum x^2 over a block, in one order (every code path decides alike).
+inline float block_energy(const float* xb) {
+  float energy = 0.0f;
+  for (int i = 0; i < kBlock; ++i) energy = std::fma(xb[i], xb[i], energy);
+  return energy;
+}
+
 // hi and lo codes of each block (see the top); quantize_avx2 computes the same bits.
 void quantize_scalar(const float* x, int64_t rows, int64_t blocks, bool adaptive, int8_t* q, float* d, float* s,
                      int32_t* sums, uint8_t* fine) {
   for (int64_t rb = 0; rb < rows * blocks; ++rb) {
     const float* xb = x + rb * kBlock;
     int8_t* codes = q + rb * kRowBytes;
-    float amax = 0.0f, energy = 0.0f;
+    float amax = 0.0f;
     for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    for (int i = 0; i < kBlock; ++i) energy = std::fma(xb[i], xb[i], energy);
-    fine[rb] = !adaptive || needs_lo(amax, energy);
+    fine[rb] = !adaptive || needs_lo(amax, block_energy(xb));
     const float dx = amax / 127.0f;
     const float inverse = dx != 0.0f ? 1.0f / dx : 0.0f;
     int32_t sum_hi = 0, sum_lo = 0;
