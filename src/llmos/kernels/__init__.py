@@ -10,11 +10,14 @@
   whichever `choice` measured faster on this machine. `adapt_activations`
   (which `use_kernels` applies) gives int_dot's 16-bit activation codes only to the blocks
   that need them, in every quantized linear but the output head.
+- `use_cached_attention(model)` (which `use_kernels` applies): a decode step's attention over the
+  KV cache through a C++ kernel (`cached_attention`, built with int_dot) instead of SDPA.
 
 LLMOS_KERNELS=0 switches the fp32 fast paths off; LLMOS_INT_KERNEL=int_dot|torch
 forces the quantized kernel, LLMOS_INT_DOT=0 leaves the extension out.
 """
 
+from llmos.kernels.cached_attention import cached_attention, use_cached_attention
 from llmos.kernels.head_loss import FusedLossHead, head_cross_entropy
 from llmos.kernels.onednn import ONEDNN, OneDNNLinear, inner_product, onednn_linear
 from llmos.kernels.quantized import (
@@ -36,10 +39,12 @@ __all__ = [
     "OneDNNLinear",
     "QuantizedLinear",
     "adapt_activations",
+    "cached_attention",
     "head_cross_entropy",
     "inner_product",
     "kernels_enabled",
     "onednn_linear",
     "quantize",
+    "use_cached_attention",
     "use_kernels",
 ]

@@ -1,7 +1,7 @@
-"""Layer 2b (kernels): build the integer dot-product kernels (csrc/int_dot.cpp) once, cache them, load them.
+"""Layer 2b (kernels): build the C++ kernels (csrc/: int_dot.cpp, cached_attention.cpp) once, cache them, load them.
 
-The C++ source ships in the package. `make setup` runs `python -m llmos.kernels`, which
-compiles it with torch's own extension builder (g++ and ninja) into
+The C++ sources ship in the package. `make setup` runs `python -m llmos.kernels`, which
+compiles them into one library with torch's own extension builder (g++ and ninja) into
 ~/.cache/llmos/extensions/int_dot-torch<version>-<source hash>/ (LLMOS_CACHE_DIR overrides), and
 prints one line saying what happened. The directory name changes with torch's version and with
 the source, so a stale build is never loaded; a build is made in a temporary directory and renamed
@@ -9,7 +9,8 @@ into place, so a half-built library is never seen by another process.
 
 At use time `load()` loads that library (building it first if it is missing, saying so once).
 When it cannot (no compiler, a build error, a platform without the ops), it says so once and
-returns False: the quantized linears then keep to torch's own kernels, so everything still works.
+returns False: the quantized linears then keep to torch's own kernels and attention to SDPA, so
+everything still works.
 LLMOS_INT_DOT=0 skips the extension altogether.
 """
 
@@ -30,7 +31,8 @@ import torch
 from llmos.measured import cache_dir
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
-SOURCES = ("int_dot.cpp", "int_dot_avx2.inc", "int_dot_avx512.inc")
+SOURCES = ("int_dot.cpp", "int_dot_avx2.inc", "int_dot_avx512.inc", "cached_attention.cpp")
+COMPILED = ("int_dot.cpp", "cached_attention.cpp")  # the .inc files are included by int_dot.cpp
 LIBRARY_NAME = "llmos_int_dot"
 log = logging.getLogger("llmos.kernels")
 
@@ -76,7 +78,7 @@ def build() -> Path:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its compiler-compatibility banner; a failure raises anyway
     try:
-        load_extension(name=LIBRARY_NAME, sources=[str(SOURCE_DIR / "int_dot.cpp")], build_directory=str(scratch),
+        load_extension(name=LIBRARY_NAME, sources=[str(SOURCE_DIR / name) for name in COMPILED], build_directory=str(scratch),
                        extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], is_python_module=False,
                        verbose=False)
         try:
@@ -101,7 +103,8 @@ def failure(exc: BaseException) -> str:
 
 
 def _has_ops() -> bool:
-    return hasattr(torch.ops, "llmos") and hasattr(torch.ops.llmos, "int4_linear")
+    return hasattr(torch.ops, "llmos") and hasattr(torch.ops.llmos, "int4_linear") and hasattr(
+        torch.ops.llmos, "cached_attention")
 
 
 def _built_and_loaded() -> Path:

@@ -9,7 +9,8 @@ weight-only quantized linears instead. `use_kernels` also runs
 `adapt_activations`: every quantized linear but the output head then quantizes
 its input adaptively, 16-bit codes only in the blocks that need them (see
 `llmos.kernels.int_dot`); the head keeps 16 bits everywhere, its logits decide
-greedy answers. This is the way torchao's `quantize_` works; the model code
+greedy answers. And it gives every attention layer `cached_attention`, a C++ kernel for the few
+queries of a decode step over a KV cache (see `llmos.kernels.cached_attention`). This is the way torchao's `quantize_` works; the model code
 never imports this package.
 
 `LLMOS_KERNELS=0` (or `use_kernels(model, enabled=False)`) leaves every module
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from torch import nn
 
 from llmos.errors import LLMOSError
+from llmos.kernels.cached_attention import use_cached_attention
 from llmos.kernels.choice import few_rows_onednn
 from llmos.kernels.head_loss import FusedLossHead
 from llmos.kernels.onednn import ONEDNN, OneDNNLinear
@@ -52,11 +54,12 @@ def replace_linears(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module
 
 
 def use_kernels(model: nn.Module, enabled: bool | None = None) -> nn.Module:
-    """Swap `model`'s CPU fp32 linears for the oneDNN ones and give its quantized ones adaptive
-    activation codes (in place; returns `model`)."""
+    """Swap `model`'s CPU fp32 linears for the oneDNN ones, give its quantized ones adaptive
+    activation codes and its attention layers the C++ attention over a cache (in place; returns `model`)."""
     if not kernels_enabled(enabled):
         return model
     adapt_activations(model)
+    use_cached_attention(model)
     if not ONEDNN:
         return model
     on_cpu = any(p.device.type == "cpu" for p in model.parameters())

@@ -73,6 +73,9 @@ class Attention(nn.Module):
             self.k_norm = make_norm(config, self.head_dim)
         else:
             self.q_norm = self.k_norm = None
+        # What attends over a KV cache (few queries, many keys): SDPA here; llmos.kernels swaps in a
+        # faster one on CPU (`use_cached_attention`). Same arguments and result as `sdpa`.
+        self.cached_attention = sdpa
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:  # x (B, T, C)
         B, T, _ = x.shape
@@ -93,7 +96,7 @@ class Attention(nn.Module):
         mask, is_causal = (ctx.local_mask, ctx.local_is_causal) if self.local else (ctx.mask, ctx.is_causal)
         if ctx.cache is not None and ctx.read_cache:  # the cache knows how its keys are laid out
             y = ctx.cache.attend(self.layer_index, q, k, v, ctx.cache_position, mask,
-                                 **self._score_options())
+                                 attention=self.cached_attention, **self._score_options())
         else:
             if ctx.cache is not None:
                 ctx.cache.update(self.layer_index, k, v, ctx.cache_position)

@@ -21,6 +21,8 @@ only in where it writes and which keys it hands back to attention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from llmos.config import ModelConfig
@@ -103,11 +105,12 @@ class KVCache(KVBuffer):
         return self.k[layer], self.v[layer]
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor,
-               mask: torch.Tensor | None, **scores) -> torch.Tensor:
+               mask: torch.Tensor | None, attention: Callable[..., torch.Tensor] = sdpa, **scores) -> torch.Tensor:
         """Store this pass's k, v (B, H_kv, T, D) and attend q (B, H, T, D) over the whole buffer under `mask`
-        (`scores`: the layer's scale and cap, see `sdpa`)."""
+        with `attention` (the layer's: `sdpa` or a kernel with its arguments; `scores`: the layer's scale
+        and cap)."""
         keys, values = self.update(layer, k, v, cache_position)
-        return sdpa(q, keys, values, mask, is_causal=False, **scores)
+        return attention(q, keys, values, mask, is_causal=False, **scores)
 
     def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
                        sliding_window: int | None) -> torch.Tensor:

@@ -17,6 +17,8 @@ and the longest history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from llmos.model.attention import sdpa
@@ -40,13 +42,14 @@ class PagedCache:
         self._flat(self.v[layer]).index_copy_(0, self.slots, v.transpose(1, 2).reshape(B * T, H, D))
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor,
-               mask: torch.Tensor, **scores) -> torch.Tensor:
+               mask: torch.Tensor, attention: Callable[..., torch.Tensor] = sdpa, **scores) -> torch.Tensor:
         """Store k, v, then attend q (B, H, T, D) over each row's S positions (B, H_kv, S, D) under `mask`
-        (the layer's own: sliding-window layers get a windowed one; `scores`: its scale and cap)."""
+        (the layer's own: sliding-window layers get a windowed one) with `attention` (the layer's: `sdpa`
+        or a kernel with its arguments; `scores`: its scale and cap)."""
         self.update(layer, k, v, cache_position)
         keys = self._flat(self.k[layer])[self.context_slots].transpose(1, 2)  # (B, H_kv, S, D)
         values = self._flat(self.v[layer])[self.context_slots].transpose(1, 2)
-        return sdpa(q, keys, values, mask, is_causal=False, **scores)
+        return attention(q, keys, values, mask, is_causal=False, **scores)
 
     def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
                        sliding_window: int | None) -> torch.Tensor:
