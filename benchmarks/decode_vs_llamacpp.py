@@ -19,7 +19,11 @@ all rows). The header prints the host's CPU flags and the kernel every quantized
 compile (an empty Inductor cache) and a warm start (a second process), each in a process of its own. Each row reports decode tokens/s (a 32-token
 prompt, 128 new tokens; from the first new token to the last, so the prompt is not
 counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --repeats.
-Ratios are against llama.cpp measured in this same run.
+Ratios are against llama.cpp measured in this same run. With `--rounds N` every row is measured
+N times, the rows taking turns (llama.cpp, then each LLMOS row, then llama.cpp again...), so
+that a host whose speed drifts during the run (these shared 2-core hosts drift by 20%) slows
+both sides alike; the table gives each row's best over the rounds, and a last column the
+median of the rounds' own ratios.
 
 llama-cpp-python builds from source (about 10-15 minutes on 2 cores): the script builds it
 once into ~/.cache/llmos/peers/llama-cpp-python-<features> (a venv of its own, for this CPU's
@@ -34,18 +38,21 @@ machine: caches and memory bandwidth stay the host's. Run:
 
     .venv/bin/python benchmarks/decode_vs_llamacpp.py
     .venv/bin/python benchmarks/decode_vs_llamacpp.py --new-tokens 32 --repeats 1   # quicker
-    .venv/bin/python benchmarks/decode_vs_llamacpp.py --isa avx2 --rows llama.cpp,int8,int4
+    .venv/bin/python benchmarks/decode_vs_llamacpp.py --isa avx2 --rows llama.cpp,int8,int4 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # --isa avx2: every library held to AVX2 (read when each loads, so set before torch is imported)
@@ -241,6 +248,8 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--long-prompt", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every row this many times, the rows taking turns (see above)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,int4-batch8,gpt2",
                         help="comma list of transformers, llama.cpp, fp32, int8, int4, int4-batch8, "
@@ -279,24 +288,22 @@ def main() -> None:
               f"{', '.join(f'{k}={v}' for k, v in AVX2_ONLY.items())}; llama.cpp built for {' '.join(AVX2_FEATURES)}")
     print(f"{EMBEDDED['smollm2'].description}; prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), "
           f"prompt processing {len(long)} tokens")
-    results: dict[str, dict] = {}
+    runs: dict[str, Callable[[], dict]] = {}  # row -> one measurement (best of --repeats)
     if python is not None and "llama.cpp" in rows:
-        results["llama.cpp"] = llama_cpp_row(python, path, args.threads, prompt, args.new_tokens, long, args.repeats)
+        runs["llama.cpp"] = functools.partial(llama_cpp_row, python, path, args.threads, prompt, args.new_tokens,
+                                              long, args.repeats)
     if "transformers" in rows:
         import transformers
 
         transformers.logging.set_verbosity_error()
         hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                                dtype=torch.float32).eval()
-        results["transformers fp32"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
-                                                 pad_token_id=tokenizer.pad_token_id)
-        del hf
+        runs["transformers fp32"] = functools.partial(torch_row, hf, prompt, long, args.new_tokens, args.repeats,
+                                                      pad_token_id=tokenizer.pad_token_id)
         if "transformers-batch8" in rows:
-            hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                                   dtype=torch.float32).eval()
-            results["transformers fp32, batch 8"] = torch_row(hf, prompt, long, args.new_tokens, args.repeats,
-                                                              batch=8, pad_token_id=tokenizer.pad_token_id)
-            del hf
+            runs["transformers fp32, batch 8"] = functools.partial(
+                torch_row, hf, prompt, long, args.new_tokens, args.repeats, batch=8,
+                pad_token_id=tokenizer.pad_token_id)
     from llmos.kernels import adapt_activations
 
     for name, quantize, batch in (("fp32", "none", 1), ("int8", "int8", 1), ("int4", "auto", 1),
@@ -308,17 +315,25 @@ def main() -> None:
                 print(f"  LLMOS {name} kernels: {kernels_chosen(model)}", flush=True)
             label = (f"LLMOS {name.split('-')[0]}" + (f", batch {batch}" if batch > 1 else "")
                      + (", 16-bit activations" if name == "int4-16bit" else ""))
-            results[label] = torch_row(model, prompt, long, args.new_tokens, args.repeats, batch=batch)
-            del model
+            runs[label] = functools.partial(torch_row, model, prompt, long, args.new_tokens, args.repeats,
+                                            batch=batch)
+    rounds = [{label: run() for label, run in runs.items()} for _ in range(args.rounds)]
+    results = {label: {key: max(r[label][key] for r in rounds) for key in ("decode", "prefill")} for label in runs}
     peer = results.get("llama.cpp")
     print("what ran in this run: every row (llama.cpp in a subprocess of its own venv); "
-          + ("ratios against llama.cpp as measured here" if peer else "llama.cpp did not run: ratios unknown"))
+          + ("ratios against llama.cpp as measured here" if peer else "llama.cpp did not run: ratios unknown")
+          + (f"; {args.rounds} rounds, the rows taking turns" if args.rounds > 1 else ""))
+    per_round = args.rounds > 1 and peer is not None
     print(f"{'SmolLM2-135M-Instruct':26} {'decode tok/s':>12} {'x llama.cpp':>11} {'prompt tok/s':>13} "
-          f"{'x llama.cpp':>11}")
+          f"{'x llama.cpp':>11}" + (f" {'decode x llama.cpp, each round (median)':>40}" if per_round else ""))
     for name, r in results.items():
         ratio = (f"{r['decode'] / peer['decode']:10.2f}x", f"{r['prefill'] / peer['prefill']:10.2f}x") if peer \
             else ("unknown", "unknown")
-        print(f"{name:26} {r['decode']:12.1f} {ratio[0]:>11} {r['prefill']:13.1f} {ratio[1]:>11}")
+        line = f"{name:26} {r['decode']:12.1f} {ratio[0]:>11} {r['prefill']:13.1f} {ratio[1]:>11}"
+        if per_round:
+            ratios = [x[name]["decode"] / x["llama.cpp"]["decode"] for x in rounds]
+            line += f" {' '.join(f'{x:.2f}' for x in ratios):>32} ({statistics.median(ratios):.2f})"
+        print(line)
     if "transformers fp32" in results and "LLMOS fp32" in results:
         print(f"LLMOS fp32 / transformers fp32: decode "
               f"{results['LLMOS fp32']['decode'] / results['transformers fp32']['decode']:.2f}x, prompt "

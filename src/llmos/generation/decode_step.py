@@ -65,6 +65,8 @@ def compile_wanted(model: Any) -> bool:
 def _kv_step(model: Any, tokens: torch.Tensor, cache_position: torch.Tensor, position_ids: torch.Tensor,
              attention_mask: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
     """The traced function of `next_logits`: a cache over the given buffers, one forward, last logits."""
+    for buffer in (*keys, *values):  # one length, one symbol in the graph (else one argument per buffer)
+        torch._check(buffer.shape[2] == attention_mask.shape[1])
     cache = KVCache.over(keys, values)
     out = model(tokens, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
                 cache_position=cache_position, logits_to_keep=1)

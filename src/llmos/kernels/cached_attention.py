@@ -70,5 +70,6 @@ def _register_fake() -> None:
 
     @torch.library.register_fake("llmos::cached_attention")
     def _fake(q, k, v, mask, scale, isa=-1):
+        torch._check(k.shape[2] == v.shape[2] and k.shape[2] == mask.shape[3])  # one length: one symbol
         B, H, T, D = q.shape
         return q.new_empty(B, T, H, D).transpose(1, 2)
