@@ -67,12 +67,14 @@ def test_a_query_that_may_attend_to_nothing_gets_zeros(isas):
         assert torch.equal(torch.ops.llmos.cached_attention(q, k, v, mask, 0.25, isa), torch.zeros(1, 2, 1, 16))
 
 
-@pytest.mark.parametrize("case", ["softcap", "bfloat16", "long pass", "gradient", "no mask", "head size 40"])
+@pytest.mark.parametrize("case", ["softcap", "bfloat16", "long pass", "gradient", "no mask", "head size 40",
+                                  "a mask per head"])
 def test_where_it_does_not_apply_it_is_sdpa(case, isas):
     D = 40 if case == "head size 40" else 16
     T = MAX_QUERIES + 1 if case == "long pass" else 1
     q, k, v = torch.randn(1, 4, T, D), torch.randn(1, 2, 12, D), torch.randn(1, 2, 12, D)
-    mask = None if case == "no mask" else random_mask((1, 1, T, 12), torch.Generator().manual_seed(2))
+    mask = None if case == "no mask" else random_mask((1, 4 if case == "a mask per head" else 1, T, 12),
+                                                      torch.Generator().manual_seed(2))
     options = {"softcap": 5.0} if case == "softcap" else {}
     if case == "bfloat16":
         q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()

@@ -83,7 +83,7 @@ def sample_loop(model, request: GenerationRequest, streamer=None) -> GenerateOut
             probs = torch.softmax(scores, dim=-1)
             next_tokens = torch.multinomial(probs, 1, generator=request.generator).squeeze(1)
         else:
-            next_tokens = best.indices  # as argmax, in a third of its time on CPU (27 against 75 us here)
+            next_tokens = best.indices  # argmax's answer, in a third of its time on CPU
         next_tokens = torch.where(unfinished, next_tokens, request.pad_token_id)
         sequences[:, length] = next_tokens
         length += 1

@@ -39,8 +39,8 @@ def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
                      is_causal: bool = False, dropout: float = 0.0, scale: float | None = None,
                      softcap: float | None = None, isa: int = -1) -> torch.Tensor:
     """softmax(q k^T * scale) v as `sdpa` computes it, through the C++ op where it applies (see the top)."""
-    applies = (mask is not None and mask.dtype == torch.bool and not is_causal and not dropout and softcap is None
-               and q.dtype == k.dtype == v.dtype == torch.float32 and q.device.type == "cpu"
+    applies = (mask is not None and mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] == 1
+               and not is_causal and not dropout and softcap is None and q.dtype == k.dtype == v.dtype == torch.float32 and q.device.type == "cpu"
                and q.shape[2] <= MAX_QUERIES and q.shape[-1] % 16 == 0 and q.shape[-1] <= 256
                and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
     if not applies:
@@ -49,9 +49,11 @@ def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 
 
 def use_cached_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Every attention layer of `model` attends over its cache with `cached_attention` (or, enabled=False
-    or without the extension, with SDPA). In place; returns `model`."""
-    attend = functools.partial(cached_attention, isa=int_dot.isa_index()) if enabled and available() else sdpa
+    """Every attention layer of `model` attends over its cache with `cached_attention` (or, enabled=False,
+    off the CPU or without the extension, with SDPA). In place; returns `model`."""
+    on_cpu = any(p.device.type == "cpu" for p in model.parameters())
+    wanted = enabled and on_cpu and available()
+    attend = functools.partial(cached_attention, isa=int_dot.isa_index()) if wanted else sdpa
     for module in model.modules():
         if isinstance(module, Attention):
             module.cached_attention = attend
@@ -70,6 +72,7 @@ def _register_fake() -> None:
 
     @torch.library.register_fake("llmos::cached_attention")
     def _fake(q, k, v, mask, scale, isa=-1):
-        torch._check(k.shape[2] == v.shape[2] and k.shape[2] == mask.shape[3])  # one length: one symbol
+        torch._check(k.shape[2] == v.shape[2])  # one length: one symbol in a compiled graph
+        torch._check(k.shape[2] == mask.shape[3])
         B, H, T, D = q.shape
         return q.new_empty(B, T, H, D).transpose(1, 2)

@@ -9,9 +9,10 @@ weight-only quantized linears instead. `use_kernels` also runs
 `adapt_activations`: every quantized linear but the output head then quantizes
 its input adaptively, 16-bit codes only in the blocks that need them (see
 `llmos.kernels.int_dot`); the head keeps 16 bits everywhere, its logits decide
-greedy answers. And it gives every attention layer `cached_attention`, a C++ kernel for the few
-queries of a decode step over a KV cache (see `llmos.kernels.cached_attention`). This is the way torchao's `quantize_` works; the model code
-never imports this package.
+greedy answers. And it gives every attention layer `cached_attention`, a C++
+kernel for the few queries of a decode step over a KV cache (see
+`llmos.kernels.cached_attention`). This is the way torchao's `quantize_`
+works; the model code never imports this package.
 
 `LLMOS_KERNELS=0` (or `use_kernels(model, enabled=False)`) leaves every module
 as it is: the plain PyTorch path, for comparison or debugging.
