@@ -4,7 +4,6 @@ graph, and in every attention layer after use_kernels."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from llmos.config import ModelConfig
 from llmos.kernels import build, cached_attention, int_dot, use_cached_attention, use_kernels
