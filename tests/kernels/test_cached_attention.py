@@ -48,15 +48,19 @@ def test_every_code_path_gives_sdpas_result(B, H, Hkv, T, D, S, isas):
             assert (y.double() - exact).abs().max() < 1e-5, isa
 
 
-def test_keys_and_values_may_be_gathered_views_as_a_paged_cache_hands_them(isas):
+def test_a_paged_caches_pools_are_read_through_its_slots_or_gathered(isas):
     g = torch.Generator().manual_seed(1)
     pool_k, pool_v = torch.randn(50, 2, 32, generator=g), torch.randn(50, 2, 32, generator=g)  # (slots, Hkv, D)
     slots = torch.randint(0, 50, (2, 20), generator=g)
     k, v = pool_k[slots].transpose(1, 2), pool_v[slots].transpose(1, 2)  # (B, Hkv, S, D), not contiguous
     q = torch.randn(2, 4, 1, 32, generator=g)
     mask = random_mask((2, 1, 1, 20), g)
-    y = cached_attention(q, k, v, mask)
-    assert (y.double() - reference(q, k, v, mask)).abs().max() < 1e-5
+    exact = reference(q, k, v, mask)
+    for isa in isas:
+        y = torch.ops.llmos.cached_attention(q, pool_k, pool_v, mask, 32 ** -0.5, isa, slots)
+        assert (y.double() - exact).abs().max() < 1e-5, isa
+    assert (cached_attention(q, k, v, mask).double() - exact).abs().max() < 1e-5  # gathered views work too
+    assert torch.equal(sdpa(q, pool_k, pool_v, mask, False, slots=slots), sdpa(q, k, v, mask, False))
 
 
 def test_a_query_that_may_attend_to_nothing_gets_zeros(isas):

@@ -7,7 +7,8 @@ most `MAX_QUERIES` queries a row, a boolean mask, no dropout and no score cap, a
 a multiple of 16 up to 256, no gradient. Anything else goes to `sdpa` itself. Measured on
 SmolLM2's shapes (9 query heads over 3 key/value heads of 64, one query): SDPA ~30 us a layer over
 160 cached columns and ~250-400 us over 2,048, this op ~9 us and ~55-110 us. It reads only the
-columns the mask lets through, so a cache sized for a long reply costs nothing until it fills.
+columns the mask lets through, so a cache sized for a long reply costs nothing until it fills,
+and a paged cache's pools in place (through its slot table, where SDPA needs them gathered first).
 
 `use_cached_attention(model)` (which `use_kernels` runs) gives it to every attention layer of a
 model: the function a layer attends with when it reads a cache. The op's `isa` follows
@@ -37,15 +38,18 @@ def available() -> bool:
 
 def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                      is_causal: bool = False, dropout: float = 0.0, scale: float | None = None,
-                     softcap: float | None = None, isa: int = -1) -> torch.Tensor:
-    """softmax(q k^T * scale) v as `sdpa` computes it, through the C++ op where it applies (see the top)."""
+                     softcap: float | None = None, slots: torch.Tensor | None = None, isa: int = -1) -> torch.Tensor:
+    """softmax(q k^T * scale) v as `sdpa` computes it (`slots`: k and v are a paged cache's pools, read
+    through them), through the C++ op where it applies (see the top)."""
     applies = (mask is not None and mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] == 1
                and not is_causal and not dropout and softcap is None and q.dtype == k.dtype == v.dtype == torch.float32 and q.device.type == "cpu"
                and q.shape[2] <= MAX_QUERIES and q.shape[-1] % 16 == 0 and q.shape[-1] <= 256
+               and (slots is None or slots.dtype == torch.long)
                and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))
     if not applies:
-        return sdpa(q, k, v, mask, is_causal, dropout, scale, softcap)
-    return torch.ops.llmos.cached_attention(q, k, v, mask, q.shape[-1] ** -0.5 if scale is None else scale, isa)
+        return sdpa(q, k, v, mask, is_causal, dropout, scale, softcap, slots)
+    return torch.ops.llmos.cached_attention(q, k, v, mask, q.shape[-1] ** -0.5 if scale is None else scale, isa,
+                                            None if slots is None else slots.contiguous())
 
 
 def use_cached_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
@@ -71,8 +75,10 @@ def _register_fake() -> None:
     _fake_registered = True
 
     @torch.library.register_fake("llmos::cached_attention")
-    def _fake(q, k, v, mask, scale, isa=-1):
-        torch._check(k.shape[2] == v.shape[2])  # one length: one symbol in a compiled graph
-        torch._check(k.shape[2] == mask.shape[3])
+    def _fake(q, k, v, mask, scale, isa=-1, slots=None):
+        length = k.shape[2] if slots is None else slots.shape[1]
+        torch._check(length == mask.shape[3])  # one length: one symbol in a compiled graph
+        if slots is None:
+            torch._check(v.shape[2] == length)
         B, H, T, D = q.shape
         return q.new_empty(B, T, H, D).transpose(1, 2)

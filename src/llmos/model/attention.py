@@ -115,10 +115,14 @@ class Attention(nn.Module):
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-         dropout: float = 0.0, scale: float | None = None, softcap: float | None = None) -> torch.Tensor:
+         dropout: float = 0.0, scale: float | None = None, softcap: float | None = None,
+         slots: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T * scale) v for q (B, H, T, D) over k, v (B, Hkv, S, D), Hkv dividing H;
     scale defaults to 1/sqrt(D). With `softcap` the scores are capped (softcap * tanh(s / softcap))
-    before the softmax, in plain math: SDPA has no such option."""
+    before the softmax, in plain math: SDPA has no such option. With `slots` (B, S), k and v are
+    pools (N, Hkv, D) and row b's column s is pool row slots[b, s] (a paged cache)."""
+    if slots is not None:
+        k, v = k[slots].transpose(1, 2), v[slots].transpose(1, 2)  # (B, Hkv, S, D)
     grouped = {}
     if k.shape[1] != q.shape[1]:
         if SDPA_SHARES_KV_HEADS and softcap is None:

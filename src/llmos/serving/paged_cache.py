@@ -5,9 +5,9 @@ to `attend` (attention over everything a row may see). Here a row's history
 is scattered over the pool's blocks: `slots` says where each new token of the
 pass goes (block * block_size + offset, one per token, row after row) and
 `context_slots` (B, S) where each of a row's first S positions lives (slots
-past a row's length are padding, hidden by the mask). Attention gathers a
-row's keys and values from those slots and runs SDPA under a causal mask by
-absolute position, so a decode step (T = 1) and a prefill chunk (T tokens
+past a row's length are padding, hidden by the mask). Attention reads a row's
+keys and values through those slots (SDPA gathers them first; the C++ kernel
+reads the pools in place) under a causal mask by absolute position, so a decode step (T = 1) and a prefill chunk (T tokens
 after a cached or earlier-computed prefix) are the same code.
 
 Everything is a tensor argument (no host-side state is read), so the decode
@@ -43,13 +43,12 @@ class PagedCache:
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor,
                mask: torch.Tensor, attention: Callable[..., torch.Tensor] = sdpa, **scores) -> torch.Tensor:
-        """Store k, v, then attend q (B, H, T, D) over each row's S positions (B, H_kv, S, D) under `mask`
-        (the layer's own: sliding-window layers get a windowed one) with `attention` (the layer's: `sdpa`
-        or a kernel with its arguments; `scores`: its scale and cap)."""
+        """Store k, v, then attend q (B, H, T, D) over each row's S positions (the pools through
+        `context_slots`) under `mask` (the layer's own: sliding-window layers get a windowed one) with
+        `attention` (the layer's: `sdpa` or a kernel with its arguments; `scores`: its scale and cap)."""
         self.update(layer, k, v, cache_position)
-        keys = self._flat(self.k[layer])[self.context_slots].transpose(1, 2)  # (B, H_kv, S, D)
-        values = self._flat(self.v[layer])[self.context_slots].transpose(1, 2)
-        return attention(q, keys, values, mask, is_causal=False, **scores)
+        return attention(q, self._flat(self.k[layer]), self._flat(self.v[layer]), mask, is_causal=False,
+                         slots=self.context_slots, **scores)
 
     def attention_mask(self, cache_position: torch.Tensor, attention_mask: torch.Tensor | None,
                        sliding_window: int | None) -> torch.Tensor:

@@ -1,7 +1,9 @@
 // Attention of a few queries over a KV cache (a decode step), as a torch custom op:
 //
-//   llmos::cached_attention(q, k, v, mask, scale, isa=-1) -> y
+//   llmos::cached_attention(q, k, v, mask, scale, isa=-1, slots=None) -> y
 //       q (B, H, T, D), k and v (B, Hkv, S, D), mask (B or 1, 1, T or 1, S) bool: True = may attend;
+//       or, with slots (B, S) int64, k and v are pools (N, Hkv, D) and row b's column s is pool row
+//       slots[b, s] (a paged cache's layout: read in place, no gather);
 //       y (B, H, T, D) = softmax(scale * q k^T, masked) v, laid out as (B, T, H, D) (what the layer's
 //       output projection reads, so its transpose back costs no copy).
 //       Every tensor is float32 (mask bool) with its last dimension contiguous; D % 16 == 0, D <= 256,
@@ -28,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -84,11 +87,12 @@ inline __attribute__((always_inline)) V exp_nonpositive(V x_in) {
 
 // One query head over S columns of D = L * C dimensions, in vectors V of L floats (C a template
 // argument where the compiler should keep the query and the output in registers; 0: `c_runtime`).
-// `scores`: room for S rounded up to 16.
+// Column s is row `rows[s]` of k and v (rows: nullptr for row s). `scores`: room for S rounded up to 16.
 template <typename V, int C>
 inline __attribute__((always_inline)) void attend_head(const float* q, const float* k, int64_t k_row, const float* v,
-                                                        int64_t v_row, const bool* mask, int64_t mask_step, int64_t S,
-                                                        int64_t c_runtime, float scale, float* scores, float* y) {
+                                                        int64_t v_row, const int64_t* rows, const bool* mask,
+                                                        int64_t mask_step, int64_t S, int64_t c_runtime, float scale,
+                                                        float* scores, float* y) {
   constexpr int L = Lanes<V>::n;
   const int64_t nc = C > 0 ? C : c_runtime;
   V query[C > 0 ? C : 256 / L];
@@ -98,7 +102,7 @@ inline __attribute__((always_inline)) void attend_head(const float* q, const flo
   for (int64_t s = 0; s < S; ++s) {
     float score = none;
     if (mask[s * mask_step]) {
-      const float* key = k + s * k_row;
+      const float* key = k + (rows ? rows[s] : s) * k_row;
       V dot = query[0] * load<V>(key);
       for (int64_t c = 1; c < nc; ++c) dot += query[c] * load<V>(key + L * c);
       score = lane_sum(dot);
@@ -119,7 +123,7 @@ inline __attribute__((always_inline)) void attend_head(const float* q, const flo
   for (int64_t c = 0; c < nc; ++c) sums[c] = V{};
   for (int64_t s = 0; s < S; ++s) {
     if (!mask[s * mask_step]) continue;
-    const float* value = v + s * v_row;
+    const float* value = v + (rows ? rows[s] : s) * v_row;
     const float weight = scores[s];
     for (int64_t c = 0; c < nc; ++c) sums[c] += weight * load<V>(value + L * c);
   }
@@ -127,13 +131,14 @@ inline __attribute__((always_inline)) void attend_head(const float* q, const flo
   for (int64_t c = 0; c < nc; ++c) store(y + L * c, sums[c] * inverse);
 }
 
-using Attend = void (*)(const float*, const float*, int64_t, const float*, int64_t, const bool*, int64_t, int64_t,
-                        int64_t, float, float*, float*);
+using Attend = void (*)(const float*, const float*, int64_t, const float*, int64_t, const int64_t*, const bool*,
+                        int64_t, int64_t, int64_t, float, float*, float*);
 
 #define LLMOS_ATTEND(NAME, TARGET, V, C)                                                                         \
-  TARGET void NAME(const float* q, const float* k, int64_t k_row, const float* v, int64_t v_row, const bool* mask, \
-                   int64_t mask_step, int64_t S, int64_t c, float scale, float* scores, float* y) {               \
-    attend_head<V, C>(q, k, k_row, v, v_row, mask, mask_step, S, c, scale, scores, y);                           \
+  TARGET void NAME(const float* q, const float* k, int64_t k_row, const float* v, int64_t v_row,                 \
+                   const int64_t* rows, const bool* mask, int64_t mask_step, int64_t S, int64_t c, float scale,    \
+                   float* scores, float* y) {                                                                     \
+    attend_head<V, C>(q, k, k_row, v, v_row, rows, mask, mask_step, S, c, scale, scores, y);                     \
   }
 #define LLMOS_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
 #define LLMOS_AVX2 __attribute__((target("avx2,fma")))
@@ -163,21 +168,27 @@ int64_t best_isa() {
 }
 
 at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                            double scale, int64_t isa) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && mask.dim() == 4,
-              "cached_attention: q, k, v and mask must be 4-D, got ", q.sizes(), k.sizes(), v.sizes(), mask.sizes());
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+                            double scale, int64_t isa, const std::optional<at::Tensor>& slots) {
+  const bool paged = slots.has_value();
+  TORCH_CHECK(q.dim() == 4 && k.dim() == (paged ? 3 : 4) && v.sizes() == k.sizes() && mask.dim() == 4,
+              "cached_attention: q (B, H, T, D), k and v (B, Hkv, S, D) or, with slots, (N, Hkv, D), and a 4-D mask; "
+              "got ", q.sizes(), k.sizes(), v.sizes(), mask.sizes());
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), S = paged ? slots->size(1) : k.size(2);
   TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat &&
                   mask.scalar_type() == at::kBool && q.device().is_cpu() && k.device().is_cpu(),
               "cached_attention: float32 q, k, v and a bool mask on the CPU");
-  TORCH_CHECK(D % 16 == 0 && D <= 256 && Hkv > 0 && H % Hkv == 0 && k.sizes() == v.sizes() && k.size(0) == B &&
-                  k.size(3) == D,
+  TORCH_CHECK(D % 16 == 0 && D <= 256 && Hkv > 0 && H % Hkv == 0 && k.size(k.dim() - 1) == D &&
+                  (paged || k.size(0) == B),
               "cached_attention: head size must be a multiple of 16 up to 256 and H a multiple of Hkv, got q ",
-              q.sizes(), " k ", k.sizes(), " v ", v.sizes());
+              q.sizes(), " k ", k.sizes());
+  TORCH_CHECK(!paged || (slots->dim() == 2 && slots->size(0) == B && slots->scalar_type() == at::kLong &&
+                         slots->is_contiguous()),
+              "cached_attention: slots must be contiguous int64 (B, S)");
   TORCH_CHECK((mask.size(0) == 1 || mask.size(0) == B) && mask.size(1) == 1 &&
                   (mask.size(2) == 1 || mask.size(2) == T) && mask.size(3) == S,
               "cached_attention: mask must be (B or 1, 1, T or 1, S), got ", mask.sizes());
-  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1,
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(k.dim() - 1) == 1 && v.stride(v.dim() - 1) == 1,
               "cached_attention: the head dimension must be contiguous");
   static const int64_t best = best_isa();
   int64_t lanes = 16;
@@ -188,7 +199,12 @@ at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const float* kp = k.data_ptr<float>();
   const float* vp = v.data_ptr<float>();
   const bool* mp = mask.data_ptr<bool>();
+  const int64_t* sp = paged ? slots->data_ptr<int64_t>() : nullptr;
   float* yp = y.data_ptr<float>();
+  // Per row b and key/value head h: where column 0 is, how far apart columns are (paged: pool rows).
+  const int64_t row_stride = paged ? 0 : k.stride(0), head_k = k.stride(1), head_v = v.stride(1);
+  const int64_t k_column = paged ? k.stride(0) : k.stride(2), v_column = paged ? v.stride(0) : v.stride(2);
+  const int64_t v_row_stride = paged ? 0 : v.stride(0);
   const int64_t mask_row = mask.size(0) == 1 ? 0 : mask.stride(0), mask_query = mask.size(2) == 1 ? 0 : mask.stride(2);
   // Below ~256K multiply-adds (9 heads of 64 over 450 columns) a second thread costs more than it saves.
   const int64_t grain = items * S * D < (1 << 18) ? items : 1;
@@ -196,10 +212,10 @@ at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::
     std::vector<float> scores((S + 15) / 16 * 16);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / (H * T), h = (i / T) % H, t = i % T, kh = h / group;
-      attend(qp + b * q.stride(0) + h * q.stride(1) + t * q.stride(2), kp + b * k.stride(0) + kh * k.stride(1),
-             k.stride(2), vp + b * v.stride(0) + kh * v.stride(1), v.stride(2), mp + b * mask_row + t * mask_query,
-             mask.stride(3), S, D / lanes, static_cast<float>(scale), scores.data(),
-             yp + ((b * T + t) * H + h) * D);
+      attend(qp + b * q.stride(0) + h * q.stride(1) + t * q.stride(2), kp + b * row_stride + kh * head_k, k_column,
+             vp + b * v_row_stride + kh * head_v, v_column, paged ? sp + b * S : nullptr,
+             mp + b * mask_row + t * mask_query, mask.stride(3), S, D / lanes, static_cast<float>(scale),
+             scores.data(), yp + ((b * T + t) * H + h) * D);
     }
   });
   return y.transpose(1, 2);
@@ -208,7 +224,8 @@ at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(llmos, m) {
-  m.def("cached_attention(Tensor q, Tensor k, Tensor v, Tensor mask, float scale, int isa=-1) -> Tensor");
+  m.def("cached_attention(Tensor q, Tensor k, Tensor v, Tensor mask, float scale, int isa=-1, Tensor? slots=None) "
+        "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(llmos, CPU, m) { m.impl("cached_attention", &cached_attention); }
