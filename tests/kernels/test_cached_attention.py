@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from llmos.config import ModelConfig
+from llmos.generation.decode_step import compile_wanted, set_compile
 from llmos.kernels import build, cached_attention, int_dot, use_cached_attention, use_kernels
 from llmos.kernels.cached_attention import MAX_QUERIES, available
 from llmos.model import CausalLM
@@ -116,10 +117,17 @@ def test_use_kernels_gives_it_to_every_attention_layer_and_decoding_keeps_its_to
     assert len(layers) == 2 and all(layer.cached_attention is sdpa for layer in layers)
     ids = torch.randint(0, 97, (2, 9))
     with torch.no_grad():
+        set_compile(False)
         before = model.generate(ids, max_new_tokens=12, do_sample=False)
         use_kernels(model)
         assert all(layer.cached_attention.func is cached_attention for layer in layers)
         assert torch.equal(model.generate(ids, max_new_tokens=12, do_sample=False), before)
+        set_compile(True)  # the op inside the compiled decode step, every buffer's length one symbol
+        try:
+            assert torch.equal(model.generate(ids[:1], max_new_tokens=12, do_sample=False), before[:1])
+            assert compile_wanted(model) and model._llmos_decode_step  # compiled, not fallen back to eager
+        finally:
+            set_compile(None)
     use_cached_attention(model, enabled=False)
     assert all(layer.cached_attention is sdpa for layer in layers)
     assert use_kernels(CausalLM(config), enabled=False).transformer.blocks[0].attn.cached_attention is sdpa
