@@ -8,18 +8,19 @@
 //       output projection reads, so its transpose back costs no copy).
 //       Every tensor is float32 (mask bool) with its last dimension contiguous; D % 16 == 0, D <= 256,
 //       H % Hkv == 0. A query that may attend to nothing gets zeros.
-//   isa: 0 scalar, 1 avx2, 2 or 3 avx512 (int_dot's numbering, so that LLMOS_INT_DOT_ISA holds both
-//       to one path); -1 the best this CPU has.
+//   isa: 0 plain x86-64, 1 avx2, 2 or 3 avx512 (int_dot's numbering, so that LLMOS_INT_DOT_ISA holds
+//       both to one path); -1 the best this CPU has.
 //
 // Why: SDPA's CPU kernel is built for long query blocks. For one query row per head it costs ~30 us a
 // layer at 160 cached positions (SmolLM2, 9 heads over 3 key/value heads), most of it set-up, and it
-// reads every column, masked or not. Here each (row, key/value head, query) item scores the columns
-// it may see for all the query heads that share the key/value head (each key and value row is read
-// once for the group), takes the softmax in float32 and sums the value rows it weighted.
+// reads every column, masked or not. Here each (row, query head, query) item scores the columns it
+// may see (one dot product a column, summed as a tree), takes the softmax in float32 (a vectorised
+// exp) and sums the value rows it weighted, the query and the sum held in registers. Items are split
+// over two threads only when there are more than ~256K multiply-adds.
 //
-// The code is written once on 16-float vectors (GCC's vector extensions) and compiled three times,
-// for AVX-512, AVX2 + FMA and plain x86-64, by inlining it into functions with those targets; the
-// path is chosen at run time by CPUID (or `isa`).
+// The code is written once on GCC's vector extensions and compiled three times, by inlining it into
+// functions with those targets: on 16 floats for AVX-512, 8 for AVX2 + FMA, 4 for plain x86-64 (SSE2);
+// the path is chosen at run time by CPUID (or `isa`).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
