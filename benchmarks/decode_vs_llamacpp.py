@@ -242,13 +242,20 @@ def gpt2_gguf(directory: Path) -> Path:
     return path
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--long-prompt", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--rounds", type=positive, default=1,
                         help="measure every row this many times, the rows taking turns (see above)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", default="transformers,llama.cpp,fp32,int8,int4,int4-batch8,gpt2",

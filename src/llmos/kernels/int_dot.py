@@ -29,6 +29,7 @@ LLMOS_INT_DOT_ISA forces one, e.g. to run the AVX2 path on an AVX-512 host).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -143,15 +144,9 @@ def int8_linear(x2: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, out
     return torch.ops.llmos.int8_linear(x2, codes, scales, out_features, isa, adaptive)
 
 
-_fakes_registered = False
-
-
+@functools.cache
 def _register_fakes() -> None:
     """Shapes for tracing (torch.compile, meta tensors): (rows, out) float32 like x."""
-    global _fakes_registered
-    if _fakes_registered:
-        return
-    _fakes_registered = True
 
     @torch.library.register_fake("llmos::int4_linear")
     def _int4_fake(x, codes, scales, mins, out_features, isa=-1, adaptive=False):
