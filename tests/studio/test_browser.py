@@ -173,6 +173,8 @@ def test_a_checkpoint_is_evaluated_from_the_models_page(studio, page):
     page.click("#eval-start")
     page.wait_for_selector("#eval-result[data-state='finished']", timeout=60000)
     assert "perplexity" in page.inner_text("#eval-result")
+    # The table is listed again after the result shows (seconds: every checkpoint's config is read).
+    row.locator("ul.evals", has_text="perplexity").wait_for(timeout=60000)
     assert "perplexity" in row.locator("ul.evals").inner_text()
     screenshot(page, "models")
 
