@@ -1,5 +1,6 @@
 """The compiled decode step: the same tokens as eager, one graph per row-count class whatever the
-length, eager with one switch, and eager (said once) when compiling fails."""
+length, a generation's later steps replayed without Dynamo, eager with one switch, and eager (said
+once) when compiling fails."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from llmos.config import ModelConfig
-from llmos.generation import decode_step
+from llmos.generation import decode_step, graph_replay
 from llmos.generation.decode_step import set_compile
 from llmos.model import CausalLM
 
@@ -90,3 +91,67 @@ def test_inductor_caches_under_ours_keyed_by_the_kernels_build_unless_another_wa
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     decode_step.use_our_inductor_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def counting_dynamo_calls(model, monkeypatch) -> tuple[list[int], list[int]]:
+    """Counts of the step's calls through Dynamo and of its replays, from now on."""
+    through, replayed = [0], [0]
+    steps = model._llmos_decode_step
+    compiled = steps[decode_step._kv_step]
+
+    def through_dynamo(*args):
+        through[0] += 1
+        return compiled(*args)
+
+    steps[decode_step._kv_step] = through_dynamo
+    replay = graph_replay.Replay.__call__
+
+    def counted_replay(self, args):
+        replayed[0] += 1
+        return replay(self, args)
+
+    monkeypatch.setattr(graph_replay.Replay, "__call__", counted_replay)
+    return through, replayed
+
+
+def test_a_generations_later_steps_replay_its_first_steps_graph_without_dynamo(model, monkeypatch):
+    ids = torch.randint(0, 97, (1, 6))
+    generate_both(model, ids, max_new_tokens=3)  # compiled here
+    through, replayed = counting_dynamo_calls(model, monkeypatch)
+    eager, compiled = generate_both(model, ids, max_new_tokens=20)
+    assert torch.equal(eager, compiled)
+    assert through[0] == 1 and replayed[0] >= 17  # the first step through Dynamo, then replays
+    rows = torch.randint(0, 97, (3, 5))
+    eager, compiled = generate_both(model, rows, max_new_tokens=10)  # several rows: their own graph
+    assert torch.equal(eager, compiled) and through[0] == 2
+
+
+def test_a_model_changed_between_generations_is_checked_by_dynamo_again(model):
+    ids = torch.randint(0, 97, (1, 6))
+    generate_both(model, ids, max_new_tokens=8)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * 3)  # a new tensor
+    eager, compiled = generate_both(model, ids, max_new_tokens=8)
+    assert torch.equal(eager, compiled)
+
+
+SHIFT = torch.zeros(97)
+
+
+class Scope:
+    pass
+
+
+def test_a_step_reading_a_tensor_outside_its_arguments_and_model_is_never_replayed(model):
+    global SHIFT
+
+    def step(model, tokens):
+        return model(tokens).logits[:, -1] + SHIFT
+
+    set_compile(True)
+    scope, tokens = Scope(), torch.tensor([[3, 4, 5]])
+    with torch.no_grad():
+        for value in (0.0, 1.0, 2.0):
+            SHIFT = torch.full((97,), value)  # a new tensor, neither an argument nor the model's
+            out = decode_step.run_step(model, step, (tokens,), lengths=[], scope=scope)
+            torch.testing.assert_close(out, model(tokens).logits[:, -1] + value)
+    assert scope not in decode_step._replays

@@ -56,3 +56,26 @@ def test_compiled_step_applies_each_layers_own_window_and_rope():
     finally:
         set_compile(None)
     assert torch.equal(compiled, expected)
+
+
+@torch.no_grad()
+def test_compiled_engine_steps_replay_their_graphs_as_rows_join_and_leave():
+    from llmos.generation import decode_step
+
+    model = windowed_model()
+    engine = Engine(model, max_batch=4, chunk_tokens=5)
+    prompts = [[5, 6, 7], [9, 8, 7, 6], [11, 12]]
+    lengths = [14, 5, 3]  # rows leave at different steps: several rows, then one
+    recorders = [Recorder(engine) for _ in prompts]
+    set_compile(True)
+    try:
+        for prompt, n, recorder in zip(prompts, lengths, recorders, strict=True):
+            engine.submit(prompt, SamplingParams(max_tokens=n, temperature=0), recorder)
+        for _ in range(30):
+            engine.step()
+    finally:
+        set_compile(None)
+    for prompt, n, recorder in zip(prompts, lengths, recorders, strict=True):
+        assert recorder.tokens == solo_tokens(model, prompt, n)
+    kinds = decode_step._replays[engine.runner.pool]
+    assert sorted(rows for _, _, rows in kinds) == [False, True]  # one row and several: each replayed

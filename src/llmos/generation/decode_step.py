@@ -7,8 +7,11 @@ becomes one call into generated code. The model is shaped for it (see
 `llmos.model.cache`): the step writes at a position tensor and attends over
 the whole cache under a mask, so its graph is the same at every position. The
 cache's length and the batch size are dynamic dimensions: one graph serves
-batch 1 at every length (another serves 2 and more rows), and a second
-process loads it from Inductor's on-disk cache instead of compiling again:
+batch 1 at every length (another serves 2 and more rows). A generation's
+first step goes through Dynamo, its later ones call the same graph directly
+(`llmos.generation.graph_replay`: Dynamo's ~1 ms a call saved on every token of
+SmolLM2). A second process loads the graphs from Inductor's on-disk cache
+instead of compiling again:
 ~/.cache/llmos/inductor/<torch version>-int_dot-<its source hash> (a
 TORCHINDUCTOR_CACHE_DIR of your own wins). The integer kernels' build is part
 of the name because Inductor's key does not cover a custom op's schema: a graph
@@ -25,12 +28,14 @@ import functools
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from llmos.adapters import active_adapter
+from llmos.generation.graph_replay import Replay, recorded, recording_backend
 from llmos.kernels import build
 from llmos.measured import cache_dir
 from llmos.model.cache import KVCache
@@ -40,6 +45,7 @@ log = logging.getLogger("llmos.compile")
 _ENABLED: bool | None = None  # set_compile's choice; None: the environment decides
 _COMPILED_ATTR = "_llmos_decode_step"
 _FAILED_ATTR = "_llmos_decode_step_failed"
+_replays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # scope -> {(model, step, rows?): Replay}
 
 
 def set_compile(enabled: bool | None) -> None:
@@ -99,21 +105,27 @@ def next_logits(model: Any, tokens: torch.Tensor, cache: KVCache, attention_mask
     tokens, position_ids, attention_mask = tokens.contiguous(), position_ids.contiguous(), attention_mask.contiguous()
     rows = (tokens, position_ids, attention_mask, *cache.k, *cache.v) if N > 1 else ()
     logits = run_step(model, _kv_step, (tokens, cache_position, position_ids, attention_mask, cache.k, cache.v),
-                      lengths=[(attention_mask, 1)] + [(t, 2) for t in (*cache.k, *cache.v)], rows=rows)
+                      lengths=[(attention_mask, 1)] + [(t, 2) for t in (*cache.k, *cache.v)], rows=rows, scope=cache)
     cache.advance(1)
     return logits
 
 
 def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths: list[tuple[torch.Tensor, int]],
-             rows: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+             rows: tuple[torch.Tensor, ...] = (), scope: object | None = None) -> torch.Tensor:
     """`step(model, *args)`, compiled once per (model, step) when compiling is wanted, else eager.
 
     lengths: (tensor, dim) pairs whose size is a history length, dynamic in the graph; rows: tensors whose
     first dimension counts rows, dynamic when given (pass none for one row: that graph is specialised).
-    A step through a LoRA adapter (one is active) runs eagerly: a graph per adapter state would
-    recompile at every switch between a tool request and a plain one."""
+    scope: an object that outlives a run of steps on an unchanged model (a generation's cache): after
+    its first step of a kind (one row or several) through Dynamo, its later ones replay that graph
+    (`graph_replay`). A step through a LoRA adapter (one is active) runs eagerly: a graph per
+    adapter state would recompile at every switch between a tool request and a plain one."""
     if not compile_wanted(model) or active_adapter(model) is not None:
         return step(model, *args)
+    kind = (model, step, bool(rows))
+    replays = _replays.get(scope) if scope is not None else None
+    if replays is not None and kind in replays:
+        return replays[kind](args)
     for tensor, dim in lengths:
         torch._dynamo.maybe_mark_dynamic(tensor, dim)
     for tensor in rows:
@@ -133,12 +145,12 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
             # cpp_wrapper: the step is one call into C++ (a Python wrapper costs ~1 ms of a ~6 ms token);
             # built separately from the kernels, the wrapper of a 30-layer model compiles in ~1/3 the time
             # (measured: 74 s instead of ~125 s on a loaded 2-core host), at no cost per token measured.
+            backend = recording_backend({"cpp_wrapper": True, "cpp_wrapper_build_separate": True})
             steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
-                                        options={"cpp_wrapper": True, "cpp_wrapper_build_separate": True})
+                                        backend=backend)
         # Dynamo checks its guards (the model's ~400 tensors among them) before every step; with
-        # dict tags it skips the subtrees whose dicts did not change: 0.3 ms instead of 0.65 ms of a
-        # ~8 ms SmolLM2 token (measured here; it is read when a graph is built).
-        with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+        # dict tags it skips the subtrees whose dicts did not change (read when a graph is built).
+        with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True), recorded() as calls:
             out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once
         object.__setattr__(model, _FAILED_ATTR, True)
@@ -149,6 +161,10 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
         log.warning("decode step for %s ready in %.1f s", "several rows" if rows else "1 row",
                     time.perf_counter() - started)
         give_back_freed_memory()
+    if scope is not None:
+        replay = Replay.of(calls, args, out, model)
+        if replay is not None:
+            _replays.setdefault(scope, {})[kind] = replay
     return out
 
 

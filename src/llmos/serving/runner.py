@@ -77,7 +77,7 @@ class Runner:
         batch = (tokens, positions, slots, context_slots) if len(rows) > 1 else ()
         return run_step(self.model, _paged_step,
                         (tokens, positions, slots, context_slots.contiguous(), self.pool.k, self.pool.v),
-                        lengths=[(context_slots, 1)], rows=batch)
+                        lengths=[(context_slots, 1)], rows=batch, scope=self.pool)
 
     @torch.no_grad()
     def prefill(self, chunks: list[Chunk]) -> list[torch.Tensor]:
