@@ -180,6 +180,17 @@ void quantize_scalar(const float* x, int64_t rows, int64_t blocks, bool adaptive
   }
 }
 
+// Ask for the weight codes kPrefetchBlocks blocks past `block` (BYTES a block). A decode step reads
+// every weight once (~96 MB for SmolLM2), and with the hardware prefetcher alone the kernels waited
+// on memory: a step's matmuls took ~1.5x as long (benchmarks/int_kernels.py, the whole step).
+// Reaching past the end is harmless: a prefetch never faults.
+constexpr int64_t kPrefetchBlocks = 8;
+
+template <int64_t BYTES>
+inline void prefetch_ahead(const uint8_t* block) {
+  for (int64_t line = 0; line < BYTES; line += 64) __builtin_prefetch(block + kPrefetchBlocks * BYTES + line);
+}
+
 // Whether any of the NR rows from r0 keeps lo codes in block b (else their lo products are all 0).
 template <int NR>
 inline bool any_fine(const QuantizedRows& a, int64_t r0, int64_t b) {
