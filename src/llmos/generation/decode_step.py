@@ -148,8 +148,9 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
             backend = recording_backend({"cpp_wrapper": True, "cpp_wrapper_build_separate": True})
             steps[step] = torch.compile(functools.partial(step, model), fullgraph=True, dynamic=False,
                                         backend=backend)
-        # Dynamo checks its guards (the model's ~400 tensors among them) before every step; with
-        # dict tags it skips the subtrees whose dicts did not change (read when a graph is built).
+        # Dynamo checks its guards (the model's ~430 tensors among them) at a scope's first step and at
+        # every step without a scope; with dict tags it skips the subtrees whose dicts did not change
+        # (read when a graph is built).
         with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True), recorded() as calls:
             out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once

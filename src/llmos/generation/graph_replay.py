@@ -110,7 +110,8 @@ class Replay:
             elif not (isinstance(value, torch.Tensor) and id(value) in own):
                 return None
         replay = cls(graph, list(inputs), slots)
-        same = all(a is b or (not isinstance(a, torch.Tensor) and a == b) for a, b in zip(replay._inputs(args), inputs, strict=True))
+        rebuilt = replay._inputs(args)  # must give back what Dynamo passed
+        same = all(a is b or (not isinstance(a, torch.Tensor) and a == b) for a, b in zip(rebuilt, inputs, strict=True))
         return replay if same else None
 
     def _inputs(self, args: tuple) -> list[Any]:
