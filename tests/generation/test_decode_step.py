@@ -155,3 +155,34 @@ def test_a_step_reading_a_tensor_outside_its_arguments_and_model_is_never_replay
             out = decode_step.run_step(model, step, (tokens,), lengths=[], scope=scope)
             torch.testing.assert_close(out, model(tokens).logits[:, -1] + value)
     assert scope not in decode_step._replays
+
+
+def test_a_replay_given_shapes_its_graph_was_not_built_for_goes_back_through_dynamo(model):
+    def step(model, tokens):
+        return model(tokens).logits[:, -1]
+
+    set_compile(True)
+    scope = Scope()
+    with torch.no_grad():
+        for length in (3, 3, 5, 5):  # the graph of 3 tokens is specialised to them; 5 needs another
+            tokens = torch.randint(0, 97, (1, length))
+            out = decode_step.run_step(model, step, (tokens,), lengths=[], scope=scope)
+            torch.testing.assert_close(out, model(tokens).logits[:, -1])
+    assert len(decode_step._replays[scope]) == 1
+
+
+def test_one_process_compiles_the_steps_of_many_models():
+    # every model's steps are one code object to Dynamo: ten graphs, past its default limit of 8
+    set_compile(True)
+    try:
+        for seed in range(5):
+            torch.manual_seed(seed)
+            config = ModelConfig(vocab_size=97, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, max_seq_len=64,
+                                 position="rope", norm="rmsnorm", mlp="swiglu")
+            model = CausalLM(config).eval()
+            for rows in (1, 2):
+                eager, compiled = generate_both(model, torch.randint(0, 97, (rows, 4)), max_new_tokens=4)
+                assert torch.equal(eager, compiled)
+            assert decode_step.compile_wanted(model)  # not fallen back to eager
+    finally:
+        set_compile(None)

@@ -125,7 +125,10 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
     kind = (model, step, bool(rows))
     replays = _replays.get(scope) if scope is not None else None
     if replays is not None and kind in replays:
-        return replays[kind](args)
+        try:
+            return replays[kind](args)
+        except RuntimeError:  # shapes its graph was not built for (its size checks): Dynamo decides again
+            del replays[kind]  # (a step that failed midway rewrote only its own keys and values: none is lost)
     for tensor, dim in lengths:
         torch._dynamo.maybe_mark_dynamic(tensor, dim)
     for tensor in rows:
@@ -150,8 +153,11 @@ def run_step(model: Any, step: Callable[..., torch.Tensor], args: tuple, lengths
                                         backend=backend)
         # Dynamo checks its guards (the model's ~430 tensors among them) at a scope's first step and at
         # every step without a scope; with dict tags it skips the subtrees whose dicts did not change
-        # (read when a graph is built).
-        with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True), recorded() as calls:
+        # (read when a graph is built). Every (model, step) is one code object to Dynamo (the wrapper
+        # it runs a functools.partial through), so all of a process's step graphs count towards one
+        # recompile limit: 8 by default, hit by a fifth model (a graph for 1 row and one for more).
+        with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True, recompile_limit=64), \
+                recorded() as calls:
             out = steps[step](*args)
     except Exception as exc:  # a host without a working compiler: eager from now on, said once
         object.__setattr__(model, _FAILED_ATTR, True)
