@@ -18,6 +18,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from decode_vs_llamacpp import positive
 from int_kernels import cpu_flags
 
 from llmos.kernels import build, int_dot
@@ -29,13 +30,6 @@ def per_call_us(fn, calls: int) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - start) / calls * 1e6
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def main() -> None:

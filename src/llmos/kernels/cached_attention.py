@@ -7,9 +7,10 @@ most `MAX_QUERIES` queries a row, a boolean mask, no dropout and no score cap, a
 a multiple of 16 up to 256, no gradient. Anything else goes to `sdpa` itself.
 `benchmarks/cached_attention.py` times both on SmolLM2's shapes (9 query heads over 3 key/value heads
 of 64, one query, half the columns open): SDPA 33 us a layer over 160 cached columns and 254-405 us
-over 2,048, this op 10-11 us and 59-122 us (3.1-4.3x, one run on a Xeon, 1 and 2 threads). It reads only the
-columns the mask lets through, so a cache sized for a long reply costs nothing until it fills,
-and a paged cache's pools in place (through its slot table, where SDPA needs them gathered first).
+over 2,048, this op 10-11 us and 59-122 us (3.1-4.3x, one run on a Xeon, 1 and 2 threads). It
+reads only the columns the mask lets through, so a cache sized for a long reply costs nothing
+until it fills, and a paged cache's pools in place (through its slot table, where SDPA needs them
+gathered first).
 
 `use_cached_attention(model)` (which `use_kernels` runs) gives it to every attention layer of a
 model: the function a layer attends with when it reads a cache. The op's `isa` follows
@@ -43,7 +44,8 @@ def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     """softmax(q k^T * scale) v as `sdpa` computes it (`slots`: k and v are a paged cache's pools, read
     through them), through the C++ op where it applies (see the top)."""
     applies = (mask is not None and mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] == 1
-               and not is_causal and not dropout and softcap is None and q.dtype == k.dtype == v.dtype == torch.float32 and q.device.type == "cpu"
+               and not is_causal and not dropout and softcap is None
+               and q.dtype == k.dtype == v.dtype == torch.float32 and q.device.type == "cpu"
                and q.shape[2] <= MAX_QUERIES and q.shape[-1] % 16 == 0 and q.shape[-1] <= 256
                and (slots is None or slots.dtype == torch.long)
                and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))

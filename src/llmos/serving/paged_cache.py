@@ -7,8 +7,9 @@ pass goes (block * block_size + offset, one per token, row after row) and
 `context_slots` (B, S) where each of a row's first S positions lives (slots
 past a row's length are padding, hidden by the mask). Attention reads a row's
 keys and values through those slots (SDPA gathers them first; the C++ kernel
-reads the pools in place) under a causal mask by absolute position, so a decode step (T = 1) and a prefill chunk (T tokens
-after a cached or earlier-computed prefix) are the same code.
+reads the pools in place) under a causal mask by absolute position, so a
+decode step (T = 1) and a prefill chunk (T tokens after a cached or
+earlier-computed prefix) are the same code.
 
 Everything is a tensor argument (no host-side state is read), so the decode
 step over a batch of rows compiles into one graph, dynamic in the row count
