@@ -19,7 +19,8 @@ all rows). The header prints the host's CPU flags and the kernel every quantized
 compile (an empty Inductor cache) and a warm start (a second process), each in a process of its own. Each row reports decode tokens/s (a 32-token
 prompt, 128 new tokens; from the first new token to the last, so the prompt is not
 counted) and prompt processing of 512 tokens (tokens/s, no sampling). Best of --repeats.
-Ratios are against llama.cpp measured in this same run. With `--rounds N` every row is measured
+Ratios are against llama.cpp measured in this same run. With the fp32 row it also prints the host's
+read bandwidth and the ceiling it sets for any batch-1 fp32 decoder (bandwidth / weight bytes). With `--rounds N` every row is measured
 N times, the rows taking turns (llama.cpp, then each LLMOS row, then llama.cpp again...), so
 that a host whose speed drifts during the run (these shared 2-core hosts drift by 20%) slows
 both sides alike; the table gives each row's best over the rounds, and a last column the
@@ -242,6 +243,20 @@ def gpt2_gguf(directory: Path) -> Path:
     return path
 
 
+def read_bandwidth(threads: int) -> float:
+    """GB/s this host reads with torch: a sum over 1 GiB of float32, best of 3 (the ceiling of any
+    batch-1 decoder is this over its weight bytes a token)."""
+    torch.set_num_threads(threads)
+    x = torch.ones(1 << 28)
+    x.sum()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -324,6 +339,8 @@ def main() -> None:
                      + (", 16-bit activations" if name == "int4-16bit" else ""))
             runs[label] = functools.partial(torch_row, model, prompt, long, args.new_tokens, args.repeats,
                                             batch=batch)
+            if name == "fp32":
+                fp32_bytes = model.num_parameters() * 4
     rounds = [{label: run() for label, run in runs.items()} for _ in range(args.rounds)]
     results = {label: {key: max(r[label][key] for r in rounds) for key in ("decode", "prefill")} for label in runs}
     peer = results.get("llama.cpp")
@@ -345,6 +362,13 @@ def main() -> None:
         print(f"LLMOS fp32 / transformers fp32: decode "
               f"{results['LLMOS fp32']['decode'] / results['transformers fp32']['decode']:.2f}x, prompt "
               f"{results['LLMOS fp32']['prefill'] / results['transformers fp32']['prefill']:.2f}x")
+    if "LLMOS fp32" in results:
+        bandwidth = read_bandwidth(args.threads)
+        ceiling = bandwidth * 1e9 / fp32_bytes
+        print(f"fp32 ceiling: this host reads {bandwidth:.1f} GB/s (torch sum over 1 GiB), the fp32 model is "
+              f"{fp32_bytes / 1e6:.0f} MB, so no batch-1 fp32 decoder passes ~{ceiling:.0f} tok/s"
+              + (f" ({ceiling / results['transformers fp32']['decode']:.2f}x transformers fp32)"
+                 if "transformers fp32" in results else ""))
     if args.compile_times and not args.eager:
         first, warm = compile_times(args.threads)
         print(f"compiled decode step (SmolLM2 int4): first compile {first:.1f} s (empty Inductor cache), "
