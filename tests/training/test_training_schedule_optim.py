@@ -63,9 +63,12 @@ def test_matmul_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
 
     calls = []
     real = mfu_module.measure_matmul_peak
-    monkeypatch.setattr(mfu_module, "measure_matmul_peak",
-                        lambda device: calls.append(1) or real(device, sizes=(128,), seconds_per_size=0.05))
+    monkeypatch.setattr(mfu_module, "measure_matmul_peak", lambda device, dtype: calls.append(dtype) or real(
+        device, sizes=(128,), seconds_per_size=0.05, dtype=dtype))
     first = matmul_peak("cpu")
     second = matmul_peak("cpu")
-    assert len(calls) == 1 and first == second and first > 1e6 and math.isfinite(first)
+    assert calls == [torch.float32] and first == second and first > 1e6 and math.isfinite(first)
     assert (tmp_path / "matmul_peak.json").is_file()
+    # a run under bf16 autocast is measured against bf16 matmuls, cached on its own
+    bf16 = matmul_peak("cpu", torch.bfloat16)
+    assert matmul_peak("cpu", torch.bfloat16) == bf16 and calls == [torch.float32, torch.bfloat16] and bf16 > 1e6

@@ -1,4 +1,4 @@
-"""Layer 6: model FLOPs utilization (MFU) against this machine's measured fp32 matmul peak.
+"""Layer 6: model FLOPs utilization (MFU) against this machine's measured matmul peak.
 
 Peak: instead of a datasheet number, a short benchmark times square fp32
 matmuls (the best of a few sizes and repeats) with the current thread count,
@@ -6,9 +6,11 @@ through every matmul kernel torch offers on the device: torch.mm (MKL/OpenBLAS
 on CPU, cuBLAS on GPU) and, on CPU, oneDNN's inner product (the kernel LLMOS'
 linears use; on this project's AMD Zen 3 it is ~2x MKL's sgemm). The peak is
 the best of them, so MFU is against what the machine can do, not against one
-library's slow path. The result is cached in ~/.cache/llmos/matmul_peak.json
-(see llmos.measured) keyed by device, threads and kernel set, so it runs
-once per machine setting.
+library's slow path. A run under bf16 autocast is measured against bf16
+matmuls (on a CPU with native bf16 they are ~2x fp32's, so against the fp32
+peak its MFU went over 100%). The result is cached in
+~/.cache/llmos/matmul_peak.json (see llmos.measured) keyed by device, threads,
+kernel set and dtype, so it runs once per machine setting.
 
 Model FLOPs per trained token (the PaLM / nanoGPT convention):
     6 * N  +  12 * n_layers * d_attn * T
@@ -31,10 +33,11 @@ from llmos.kernels.onednn import ONEDNN, inner_product
 from llmos.measured import measured_once
 
 
-def _device_key(device: torch.device) -> str:
+def _device_key(device: torch.device, dtype: torch.dtype) -> str:
+    suffix = "" if dtype == torch.float32 else f":{str(dtype).removeprefix('torch.')}"
     if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:threads={torch.get_num_threads()}:kernels={'+'.join(matmul_kernels(device))}"
+        return f"cuda:{torch.cuda.get_device_name(device)}{suffix}"
+    return f"cpu:threads={torch.get_num_threads()}:kernels={'+'.join(matmul_kernels(device))}{suffix}"
 
 
 def matmul_kernels(device: torch.device | str = "cpu") -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
@@ -47,15 +50,15 @@ def matmul_kernels(device: torch.device | str = "cpu") -> dict[str, Callable[[to
 
 
 def measure_matmul_peaks(device: torch.device | str = "cpu", sizes: tuple[int, ...] = (512, 1024, 2048),
-                         seconds_per_size: float = 0.3) -> dict[str, float]:
-    """Best fp32 matmul throughput in FLOP/s of each kernel on `device` (no cache)."""
+                         seconds_per_size: float = 0.3, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Best matmul throughput in FLOP/s of each kernel on `device`, in `dtype` (no cache)."""
     device = torch.device(device)
     peaks: dict[str, float] = {}
     for name, kernel in matmul_kernels(device).items():
         best = 0.0
         for n in sizes:
-            a = torch.randn(n, n, device=device)
-            b = torch.randn(n, n, device=device)
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
             kernel(a, b)  # warm-up
             deadline = time.perf_counter() + seconds_per_size
             while time.perf_counter() < deadline:
@@ -69,15 +72,17 @@ def measure_matmul_peaks(device: torch.device | str = "cpu", sizes: tuple[int, .
 
 
 def measure_matmul_peak(device: torch.device | str = "cpu", sizes: tuple[int, ...] = (512, 1024, 2048),
-                        seconds_per_size: float = 0.3) -> float:
-    """Best fp32 matmul throughput in FLOP/s on `device` over all its kernels (no cache)."""
-    return max(measure_matmul_peaks(device, sizes, seconds_per_size).values())
+                        seconds_per_size: float = 0.3, dtype: torch.dtype = torch.float32) -> float:
+    """Best matmul throughput in FLOP/s on `device` over all its kernels, in `dtype` (no cache)."""
+    return max(measure_matmul_peaks(device, sizes, seconds_per_size, dtype).values())
 
 
-def matmul_peak(device: torch.device | str = "cpu") -> float:
-    """The cached fp32 matmul peak for `device` and the current thread count (measured once)."""
+def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """The cached matmul peak in `dtype` (a run under bf16 autocast: bfloat16) for `device` and the
+    current thread count (measured once)."""
     device = torch.device(device)
-    return float(measured_once("matmul_peak.json", _device_key(device), lambda: measure_matmul_peak(device)))
+    return float(measured_once("matmul_peak.json", _device_key(device, dtype),
+                               lambda: measure_matmul_peak(device, dtype=dtype)))
 
 
 def matmul_parameters(config: ModelConfig, num_parameters: int) -> int:

@@ -131,7 +131,8 @@ class Trainer:
             cfg.save_yaml(self.run_dir / "recipe.yaml")
             log = MetricsLog(self.run_dir / "metrics.jsonl", self.step if resume_from else None)
         # tokens/s counts every process's tokens, so the peak is that of all processes together.
-        peak = matmul_peak(ctx.device) * ctx.world_size if ctx.is_main else 0.0
+        peak = matmul_peak(ctx.device, torch.bfloat16 if self.bf16 else torch.float32) * ctx.world_size \
+            if ctx.is_main else 0.0
         result = TrainResult(steps=self.step, best_val_loss=self.best_val_loss, run_dir=self.run_dir)
         autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         params = [p for p in self.model.parameters() if p.requires_grad]
