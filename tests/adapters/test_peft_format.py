@@ -79,6 +79,27 @@ def test_adapter_loads_in_peft_with_the_same_logits(case, tmp_path):
     assert config["r"] == 4 and config["lora_alpha"] == 8 and config["peft_type"] == "LORA"
 
 
+def test_an_adapter_on_the_top_blocks_only_loads_in_peft_with_the_same_logits(tmp_path):
+    from llmos.training.finetune import apply_method
+    from llmos.training.finetune_recipe import FinetuneConfig
+
+    torch.manual_seed(0)
+    model = CausalLM(llama(n_layers=3)).eval()
+    export_hf(model, tmp_path / "base")
+    apply_method(model, FinetuneConfig(method="lora", lora_targets="all-linear", train_top=1, lora_r=4, lora_alpha=8))
+    _train_a_little(model)
+    save_adapter(model, tmp_path / "adapter", base_model=str(tmp_path / "base"))
+    with torch.no_grad():
+        ours = model(IDS).logits
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base").eval()
+    peft_model = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        theirs = peft_model(input_ids=IDS).logits
+    assert (ours - theirs).abs().max().item() < TOL
+    targets = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]
+    assert targets and all(".layers.2." in name for name in targets)
+
+
 def test_peft_trained_adapter_loads_here_with_the_same_logits(tmp_path):
     torch.manual_seed(0)
     model = CausalLM(llama()).eval()

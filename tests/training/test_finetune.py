@@ -286,3 +286,17 @@ def test_cli_lora_targets_matching_nothing_is_one_line_and_exit_2(base, tmp_path
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "query_proj" in lines[0] and "q_proj" in lines[0]
+
+
+def test_lora_on_the_top_blocks_only_trains_adapters_there_alone(base, tmp_path):
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_records())
+    result = finetune(run_config(tmp_path, base, data, method="lora", train_top=1), report=lambda *_: None)
+    keys = load_file(result.run_dir / "last" / "adapter_model.safetensors")
+    assert keys and all(".layers.1." in key for key in keys)  # the model has blocks 0 and 1
+    assert result.losses[-1][1] < result.losses[0][1]
+    tuned = AutoModelForCausalLM.from_pretrained(result.run_dir / "last")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert (tuned(ids).logits - AutoModelForCausalLM.from_pretrained(base)(ids).logits).abs().max() > 1e-4

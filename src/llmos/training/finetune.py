@@ -35,7 +35,13 @@ from llmos.generation.loading import describe_source, load_model
 from llmos.model.heads import SequenceClassifier
 from llmos.training import distributed as dist_utils
 from llmos.training.finetune_recipe import FinetuneConfig
-from llmos.training.freeze import count_parameters, freeze_all_but, freeze_lower, train_top
+from llmos.training.freeze import (
+    count_parameters,
+    freeze_all_but,
+    freeze_lower,
+    top_blocks,
+    train_top,
+)
 from llmos.training.objectives import (
     CausalLMObjective,
     ClassificationObjective,
@@ -97,6 +103,9 @@ def apply_method(model: nn.Module, config: FinetuneConfig) -> nn.Module:
         from llmos.checkpoint.peft_format import resolve_targets
 
         targets, _ = resolve_targets(model, config.lora_targets)
+        if config.train_top:  # adapters on the top blocks only: the backward pass stops below them
+            top = top_blocks(model, config.train_top)
+            targets = {module: parts for module, parts in targets.items() if module.startswith(top)}
         torch.manual_seed(config.seed)  # the adapters' initial A matrices
         add_lora(model, targets, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
         freeze_all_but(model, (".adapters.",) + (("classifier",) if is_classifier else ()))

@@ -35,7 +35,7 @@ class FinetuneConfig(RunConfig):
     task: str = "auto"  # auto (from the data) | chat | completion | classification
     method: str = "lora"  # lora | freeze | full
     freeze_layers: int = 0  # freeze: the embeddings and this many lowest blocks
-    train_top: int = 0  # freeze: train only this many top blocks and the head (instead of freeze_layers)
+    train_top: int = 0  # freeze: train only the top N blocks and the head; lora: adapters on the top N only
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05

@@ -3,7 +3,9 @@
 The seed's fine-tuning: most pretrained parameters stay fixed and only the last
 layers are adjusted to the new task. `freeze_lower(model, n)` freezes the
 embeddings and the lowest n blocks; `train_top(model, n)` is the same said the
-other way round (everything but the top n blocks, the final norm and the head).
+other way round (everything but the top n blocks, the final norm and the head);
+`top_blocks` names those blocks, for LoRA adapters on them alone (no backward
+pass through the blocks below).
 A task head the base model did not have (a classifier) is always trained.
 """
 
@@ -35,10 +37,15 @@ def freeze_lower(model: nn.Module, n_blocks: int) -> nn.Module:
 
 def train_top(model: nn.Module, n_blocks: int) -> nn.Module:
     """Train only the top n_blocks blocks, the final norm and the head."""
+    return freeze_lower(model, len(model.transformer.blocks) - len(top_blocks(model, n_blocks)))
+
+
+def top_blocks(model: nn.Module, n_blocks: int) -> tuple[str, ...]:
+    """The module-name prefixes of the top n_blocks blocks ("transformer.blocks.i.")."""
     n_layers = len(model.transformer.blocks)
     if not 1 <= n_blocks <= n_layers:
         raise FreezeError(f"train_top={n_blocks} does not fit a model of {n_layers} blocks; use 1..{n_layers}")
-    return freeze_lower(model, n_layers - n_blocks)
+    return tuple(f"transformer.blocks.{i}." for i in range(n_layers - n_blocks, n_layers))
 
 
 def freeze_all_but(model: nn.Module, keep: tuple[str, ...]) -> nn.Module:
