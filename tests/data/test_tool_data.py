@@ -13,7 +13,7 @@ import pytest
 from llmos.apps.builtin_tools import calculate
 from llmos.data.jsonl import DataError
 from llmos.data.tool_catalogue import SLOT, family_for_function, load_catalogue
-from llmos.data.tool_conversations import ToolData, ToolDataSpec
+from llmos.data.tool_conversations import CANNOT, ToolData, ToolDataSpec
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -25,9 +25,9 @@ def catalogue():
     return load_catalogue()
 
 
-def tool_data(catalogue, seed=0, conversations=300):
+def tool_data(catalogue, seed=0, conversations=300, **spec):
     return ToolData(catalogue.families, catalogue.pools, catalogue.chat,
-                    ToolDataSpec(seed=seed, conversations=conversations), calculate)
+                    ToolDataSpec(seed=seed, conversations=conversations, **spec), calculate)
 
 
 def pattern(text: str) -> re.Pattern:
@@ -145,3 +145,60 @@ def test_a_weight_that_is_not_a_whole_number_of_at_least_one_is_refused(tmp_path
                    f"    requests: [\"In {{city}}\"]\n    weight: {weight}\n")
     with pytest.raises(DataError, match=r"family 'f': weight must be a whole number of at least 1"):
         load_catalogue(bad)
+
+
+REFUSAL = re.compile("|".join(pattern(text.replace("{cannot}", "{x}")).pattern for text in CANNOT))
+
+
+def refusals(record):
+    """[(the refused request, its index)] in a record."""
+    messages = record["messages"]
+    return [(messages[i - 1]["content"], i) for i, m in enumerate(messages)
+            if m["role"] == "assistant" and REFUSAL.match(m.get("content") or "")]
+
+
+def test_each_refusal_is_followed_by_its_twin_that_lists_the_tool_and_calls_it(catalogue):
+    records = tool_data(catalogue, contrast=1.0).training_records(ANSWERS)
+    assert len(records) == 300
+    twins = 0
+    for i, record in enumerate(records[:-3]):
+        refused = refusals(record)
+        for offset, (request, _) in enumerate(refused, start=1):
+            twin = records[i + offset]
+            listed, twin_listed = [t["name"] for t in record["tools"]], [t["name"] for t in twin["tools"]]
+            (added,) = [name for name in twin_listed if name not in listed]
+            assert [name for name in twin_listed if name != added] == listed
+            assert twin["messages"][0] == {"role": "user", "content": request}
+            assert twin["messages"][1]["tool_calls"][0]["function"]["name"] == added
+            twins += 1
+    assert twins > 50
+    without = tool_data(catalogue).training_records(ANSWERS)
+    paired = sum(len(refusals(r)) for r in without[:-3]) and [
+        r for i, r in enumerate(without[:-3]) for request, _ in refusals(r)
+        if without[i + 1]["messages"][0]["content"] == request]
+    assert not paired  # contrast 0 (the default): no twins
+
+
+def test_related_tools_are_listed_beside_calls_when_asked_and_never_beside_refusals(catalogue):
+    names = {alias: f.name for f in catalogue.families for alias in (f.name, *f.aliases)}
+    phrasings = [(f, pattern(r.text)) for f in catalogue.families for r in f.requests if isinstance(r.text, str)]
+
+    def related_listed(data, records):
+        """(calls listed beside a tool related to theirs, refusals listed beside such a tool)."""
+        beside_calls = beside_refusals = 0
+        for record in records:
+            listed = {names[t["name"]] for t in record.get("tools", [])}
+            called = {names[c["function"]["name"]] for m in record["messages"] for c in m.get("tool_calls") or []}
+            for name in called:
+                family = next(f for f in catalogue.families if f.name == name)
+                beside_calls += bool(listed & data._unrelated(family) - called)
+            for request, _ in refusals(record):
+                families = [f for f, p in phrasings if p.match(request)]
+                beside_refusals += all(listed & data._unrelated(f) for f in families)
+        return beside_calls, beside_refusals
+
+    data = tool_data(catalogue)
+    assert related_listed(data, data.training_records(ANSWERS)) == (0, 0)
+    data = tool_data(catalogue, related_beside_calls=1.0)
+    beside_calls, beside_refusals = related_listed(data, data.training_records(ANSWERS))
+    assert beside_calls > 20 and beside_refusals == 0

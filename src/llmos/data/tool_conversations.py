@@ -53,6 +53,8 @@ class ToolDataSpec:
     results: float = 0.75  # share of the last calls followed by the result and an answer
     plain_chat: float = 0.15  # conversations with no tools, learnt as the base model's distribution
     renames: float = 0.5  # a tool listed under another of its names
+    contrast: float = 0.0  # share of refusals whose request is also called, with its tool listed (a twin)
+    related_beside_calls: float = 0.0  # share of calls listed beside a tool related to theirs
 
 
 def _rng(seed: int, *names: str) -> random.Random:
@@ -121,10 +123,11 @@ class ToolData:
             functions.append(family.function(name, renamed))
         return functions, names
 
-    def _call(self, family: ToolFamily, request: Request, rng: random.Random, listed: tuple[str, dict]
+    def _call(self, family: ToolFamily, request: Request | tuple, rng: random.Random, listed: tuple[str, dict]
               ) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
-        """(request text, the call in OpenAI's shape, its arguments as listed, the answer's slots)."""
-        text, arguments, slots = family.draw(request, self.pools, rng)
+        """(request text, the call in OpenAI's shape, its arguments as listed, the answer's slots);
+        `request` is a phrasing to draw, or what `family.draw` already drew."""
+        text, arguments, slots = request if isinstance(request, tuple) else family.draw(request, self.pools, rng)
         name, renamed = listed
         passed = {renamed.get(k, k): v for k, v in arguments.items()}
         call = {"id": f"call_{rng.randrange(16 ** 8):08x}", "type": "function",
@@ -134,6 +137,13 @@ class ToolData:
     def _result(self, family: ToolFamily, arguments: dict[str, Any], slots: dict[str, str],
                 rng: random.Random) -> tuple[str, dict[str, str]]:
         return family.outcome(arguments, slots, self.pools, rng, self.calculate)
+
+    def _answered(self, family: ToolFamily, call: dict[str, Any], arguments: dict[str, Any], slots: dict[str, str],
+                  rng: random.Random) -> list[dict[str, Any]]:
+        """The call's result and an answer written from it."""
+        result, slots = self._result(family, arguments, slots, rng)
+        return [{"role": "tool", "tool_call_id": call["id"], "content": result},
+                {"role": "assistant", "content": fill(rng.choice(family.answers), slots)}]
 
     @staticmethod
     def _cannot(family: ToolFamily, rng: random.Random) -> str:
@@ -161,11 +171,14 @@ class ToolData:
                                              {"role": "assistant", "content": chat_answers[question]}],
                                 "distill": True})
                 continue
-            records.append(self._conversation(rng, questions, chat_answers))
-        return records
+            records += self._conversation(rng, questions, chat_answers)
+        return records[:self.spec.conversations]
 
     def _conversation(self, rng: random.Random, questions: list[str], chat_answers: dict[str, str]
-                      ) -> dict[str, Any]:
+                      ) -> list[dict[str, Any]]:
+        """One conversation, then the twins of its refusals (`spec.contrast`): each the refused
+        request alone, its tool added to the same listing, and called. A request's tool is then
+        learnt from the listing rather than remembered as one to refuse."""
         kinds = []
         for _ in range(rng.randint(1, self.spec.max_exchanges)):
             if rng.random() < self.spec.calls:
@@ -176,14 +189,19 @@ class ToolData:
         callers = _weighted_sample(pool, min(kinds.count("call"), len(pool)), rng)
         kinds = [k for k in kinds if k != "call"] + ["call"] * len(callers)
         rng.shuffle(kinds)
-        avoid = set().union(*(self._unrelated(f) for f in callers)) - {f.name for f in callers}
-        wanted = [f for f in self.trained if not (self._unrelated(f) & ({c.name for c in callers} | avoid))]
+        related = set().union(*(self._unrelated(f) for f in callers)) - {f.name for f in callers}
+        wanted = [f for f in self.trained if not (self._unrelated(f) & ({c.name for c in callers} | related))]
         refused = rng.sample(wanted, min(kinds.count("cannot"), len(wanted)))
+        near = [f for f in self.trained if f.name in related and not ("chat" in kinds and f.general)]
+        near = [rng.choice(near)] if near and self.spec.related_beside_calls and \
+            rng.random() < self.spec.related_beside_calls else []  # (no draw at 0: the data as before)
+        avoid = related - {f.name for f in near}  # a related tool is listed only as the one near the call
         avoid |= set().union(*(self._unrelated(f) for f in refused)) if refused else set()
         if "chat" in kinds:
             avoid |= {f.name for f in self.families if f.general}
-        functions, names = self._listing(rng, list(callers), self.trained, avoid, renames=True)
+        functions, names = self._listing(rng, [*callers, *near], self.trained, avoid, renames=True)
         messages: list[dict[str, Any]] = []
+        twins: list[dict[str, Any]] = []
         callers, refused = list(callers), list(refused)
         for i, kind in enumerate(kinds):
             if kind == "call":
@@ -194,21 +212,34 @@ class ToolData:
                              {"role": "assistant", "content": "", "tool_calls": [call]}]
                 last = i == len(kinds) - 1
                 if not last or rng.random() < self.spec.results:
-                    result, slots = self._result(family, arguments, slots, rng)
-                    messages += [{"role": "tool", "tool_call_id": call["id"], "content": result},
-                                 {"role": "assistant", "content": fill(rng.choice(family.answers), slots)}]
+                    messages += self._answered(family, call, arguments, slots, rng)
             elif kind == "cannot" and refused:
                 family = refused.pop()
-                text = family.draw(rng.choice(self.train_requests[family.name]), self.pools, rng)[0]
-                messages += [{"role": "user", "content": text},
+                drawn = family.draw(rng.choice(self.train_requests[family.name]), self.pools, rng)
+                messages += [{"role": "user", "content": drawn[0]},
                              {"role": "assistant", "content": self._cannot(family, rng)}]
+                if self.spec.contrast and rng.random() < self.spec.contrast:
+                    twins.append(self._twin(family, drawn, functions, rng))
             elif kind == "chat":
                 question = rng.choice(questions)
                 messages += [{"role": "user", "content": question},
                              {"role": "assistant", "content": chat_answers[question]}]
         if not messages:  # every exchange was dropped (no tool left to refuse): one call instead
             return self._conversation(rng, [], {})
-        return {"messages": messages, "tools": functions}
+        return [{"messages": messages, "tools": functions}, *twins]
+
+    def _twin(self, family: ToolFamily, drawn: tuple, functions: list[dict[str, Any]], rng: random.Random
+              ) -> dict[str, Any]:
+        """The refused request `drawn`, with `family` added to `functions` and called."""
+        name = family.name if family.fixed_name or rng.random() >= self.spec.renames else \
+            rng.choice((family.name, *family.aliases))
+        listed = list(functions)
+        listed.insert(rng.randint(0, len(listed)), family.function(name))
+        text, call, arguments, slots = self._call(family, drawn, rng, (name, {}))
+        messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+        if rng.random() < self.spec.results:
+            messages += self._answered(family, call, arguments, slots, rng)
+        return {"messages": messages, "tools": listed}
 
     # ---- testing -------------------------------------------------------------------------------
 
