@@ -111,7 +111,9 @@ def test_sentiment_uses_a_fine_tuned_classifier_and_its_labels_when_given_one(ti
         pipe("the cat sat", labels="yes,no")
     classifier.save_pretrained(tmp_path / "classifier", tokenizer=tiny["tokenizer"])
     by_path = pipeline("sentiment-analysis", model=tmp_path / "classifier")
-    assert not by_path.zero_shot and by_path("the cat sat") == [result]
+    [again] = by_path("the cat sat")  # loaded by path: its linears may run on other kernels (last bits differ)
+    assert not by_path.zero_shot and again["label"] == result["label"]
+    assert again["score"] == pytest.approx(result["score"], abs=1e-5)
 
 
 def test_zero_shot_sentiment_scores_the_labels_given(tiny):
