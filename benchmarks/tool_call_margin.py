@@ -1,6 +1,7 @@
 """How sure a tools adapter is that a request needs a call: the probability that its reply starts
-one (the first token begins "<", as `<tool_call>` does), on the automation benchmark's items
-(`automation_smollm2.py`: our 70 hand-written requests, and the catalogue's held-out tools).
+one (its first character is "<", the server grammar's rule under tool_choice "auto"), on the
+automation benchmark's items (`automation_smollm2.py`: our 70 hand-written requests, and the
+catalogue's held-out tools).
 
 Greedy decoding calls when that probability wins; this prints how well it ranks the items that
 need a call above those that do not (AUC), and how many call-or-not decisions each threshold gets
@@ -56,7 +57,7 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained("smollm2")
     model = AutoModelForCausalLM.from_pretrained("smollm2", adapter=str(args.adapter))
-    starts = torch.tensor([i for i in tokenizer.get_vocab().values() if tokenizer.decode([i]).lstrip().startswith("<")])
+    starts = torch.tensor([i for i in tokenizer.get_vocab().values() if tokenizer.decode([i]).startswith("<")])
     scores: dict[str, list[tuple[bool, float]]] = {}
     with torch.no_grad():
         for split, needs, request, functions in requests():
