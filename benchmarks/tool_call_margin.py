@@ -50,6 +50,11 @@ def main() -> None:
     parser.add_argument("--adapter", type=Path, default=ADAPTER, help="the tools adapter (PEFT)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from llmos.checkpoint.peft_format import is_adapter_dir
+
+    if not is_adapter_dir(args.adapter):
+        parser.error(f"--adapter {args.adapter} is not a LoRA adapter directory "
+                     "(adapter_config.json and adapter_model.safetensors)")
     torch.set_num_threads(args.threads)
 
     from llmos import AutoModelForCausalLM, AutoTokenizer
