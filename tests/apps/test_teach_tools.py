@@ -66,7 +66,8 @@ def test_bad_tools_and_examples_are_one_line_errors(tmp_path, llmos_cli):
             (["--tools", tmp_path / "tools.json", "--examples", tmp_path / "examples.jsonl"],
              "tool 'nope' is not one of the tools"),
             (["--data", "train.jsonl"], "teach-tools writes its own training data"),
-            (["--no-catalogue"], "nothing to teach")):
+            (["--no-catalogue"], "nothing to teach"),
+            (["--served", "2"], "served=2.0 must be in [0, 1]")):
         code, _, err = llmos_cli("teach-tools", "--base-model", tmp_path / "absent", *args)
         assert code == 2 and err.count("\n") == 1 and message in err, err
     with pytest.raises(ToolError, match="needs a name"):

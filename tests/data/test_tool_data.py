@@ -12,12 +12,16 @@ import pytest
 
 from llmos.apps.builtin_tools import calculate
 from llmos.data.jsonl import DataError
-from llmos.data.tool_catalogue import SLOT, family_for_function, load_catalogue
+from llmos.data.tool_catalogue import CATALOGUE, SLOT, family_for_function, load_catalogue
 from llmos.data.tool_conversations import CANNOT, ToolData, ToolDataSpec
 
 jsonschema = pytest.importorskip("jsonschema")
 
 ANSWERS = {"What is the capital of Italy?": "The capital of Italy is Rome.", "Hi there!": "Hello! How can I help?"}
+
+
+def load_catalogue_text() -> str:
+    return CATALOGUE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +57,9 @@ def test_held_out_tools_and_phrasings_never_appear_in_training(catalogue):
     assert not [t for t in texts for p in held if p.match(t)]
     assert not set(data.test_chat) & set(texts) and set(ANSWERS) & set(texts)
     items = data.test_items(6)
-    assert {i["split"] for i in items} == {"new phrasings", "new tools"}
-    for item in items:  # every test request comes from a held-out phrasing or tool
+    other = data.test_items(6, draw="calibration")
+    assert {i["split"] for i in items} == {"new phrasings", "new tools"} and other != items
+    for item in items + other:  # every test request, of either draw, comes from a held-out phrasing or tool
         text = item["messages"][0]["content"]
         assert text in data.test_chat or any(p.match(text) for p in held)
 
@@ -177,6 +182,46 @@ def test_each_refusal_is_followed_by_its_twin_that_lists_the_tool_and_calls_it(c
         r for i, r in enumerate(without[:-3]) for request, _ in refusals(r)
         if without[i + 1]["messages"][0]["content"] == request]
     assert not paired  # contrast 0 (the default): no twins
+
+
+def test_a_refused_request_a_general_tool_serves_is_also_trained_as_its_search(catalogue):
+    names = {alias: f.name for f in catalogue.families for alias in (f.name, *f.aliases)}
+    searched = {f.name: f for f in catalogue.families if f.search}
+    phrasings = [(f, pattern(r.text)) for f in searched.values() for r in f.requests]
+    assert set(searched) >= {"get_news", "country_info", "define_word"}
+
+    def served(records):
+        """[(the refused family, the record that follows its refusal)] where that record repeats the request."""
+        found = []
+        for i, record in enumerate(records[:-3]):
+            following = records[i + 1:i + 4]
+            for request, _ in refusals(record):
+                family = next((f for f, p in phrasings if p.match(request)), None)
+                again = [r for r in following if r["messages"][0]["content"] == request]
+                if family is not None and again:
+                    found.append((family, again[0]))
+        return found
+
+    pairs = served(tool_data(catalogue, served=1.0).training_records(ANSWERS))
+    assert len(pairs) > 3
+    for family, record in pairs:
+        listed = {names[t["name"]] for t in record["tools"]}
+        (call,) = record["messages"][1]["tool_calls"]
+        assert names[call["function"]["name"]] == "search_web" and "search_web" in listed
+        assert not listed & ({family.name, *family.related} - {"search_web"})  # nothing else could serve it
+        query = json.loads(call["function"]["arguments"])["query"]
+        assert pattern(family.search).match(query)
+        fixed = SLOT.sub("", family.search).strip()  # " news": the rest is the request's own words
+        assert (query.replace(fixed, "").strip() if fixed else query) in record["messages"][0]["content"]
+    assert not served(tool_data(catalogue).training_records(ANSWERS))  # served 0 (the default): none
+
+
+def test_a_search_that_names_no_parameter_of_its_tool_is_one_clear_error(tmp_path):
+    document = load_catalogue_text().replace('search: "{topic} news"', 'search: "{subject} news"')
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(document, encoding="utf-8")
+    with pytest.raises(DataError, match=r"family 'get_news'.*search '\{subject\} news' names \['subject'\]"):
+        load_catalogue(path)
 
 
 def test_related_tools_are_listed_beside_calls_when_asked_and_never_beside_refusals(catalogue):

@@ -189,7 +189,8 @@ def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResu
     families, pools, chat = families_to_teach(config)
     spec = ToolDataSpec(seed=config.seed, conversations=config.conversations, max_tools=config.max_tools,
                         held_out_phrasings=config.held_out_phrasings, calls=config.calls, cannot=config.cannot,
-                        contrast=config.contrast, related_beside_calls=config.related_beside_calls)
+                        contrast=config.contrast, related_beside_calls=config.related_beside_calls,
+                        served=config.served)
     data = ToolData(families, pools, chat, spec, calculate)
     out = Path(config.out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)

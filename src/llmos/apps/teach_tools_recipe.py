@@ -41,6 +41,7 @@ class TeachToolsConfig(FinetuneConfig):
     cannot: float = 0.5  # of the others: a request for a tool that is not listed (else a general request)
     contrast: float = 0.0  # share of those refusals also trained as a call, the tool added to the listing
     related_beside_calls: float = 0.0  # share of calls listed beside a related tool (get_forecast by get_weather)
+    served: float = 0.0  # share of refusals also trained as a call of a general tool that serves them (search_web)
     held_out_phrasings: float = 0.25  # of each tool's request phrasings, never trained on
     held_out_tools: float = 0.0  # of your own tools (the catalogue holds out its own), never trained on
     chat_answers: bool = True  # general requests answered by the base model itself, to keep its chat
@@ -57,7 +58,7 @@ class TeachToolsConfig(FinetuneConfig):
                               param="method")
         if self.task not in ("auto", "chat"):
             raise RecipeError(f"teach-tools trains on chat data; task={self.task!r} is not for it", param="task")
-        for name in ("calls", "cannot", "contrast", "related_beside_calls"):
+        for name in ("calls", "cannot", "contrast", "related_beside_calls", "served"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise RecipeError(f"{name}={getattr(self, name)!r} must be in [0, 1]", param=name)
         for name in ("held_out_phrasings", "held_out_tools"):

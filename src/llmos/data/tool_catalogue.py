@@ -135,6 +135,7 @@ class ToolFamily:
     compute: str = ""  # calculate | days: the result is computed from the arguments
     related: tuple[str, ...] = ()  # families that could serve its requests (never "no tool fits" beside it)
     weight: int = 1  # how often, against the others' weights, a training request needs it
+    search: str = ""  # the web search that serves its requests, over its slots ("{topic} news")
 
     def function(self, name: str | None = None, renamed: dict[str, str] | None = None) -> dict[str, Any]:
         """The OpenAI function description, under `name` and with parameters `renamed`."""
@@ -215,8 +216,12 @@ def _family(spec: dict[str, Any], where: str) -> ToolFamily:
                         list(spec.get("key", [])), spec.get("cannot", ""), tuple(spec.get("aliases", ())),
                         bool(spec.get("held_out")), bool(spec.get("general")), bool(spec.get("fixed_name")),
                         tuple(spec.get("distinct", ())), spec.get("compute", ""), tuple(spec.get("related", ())),
-                        weight)
+                        weight, spec.get("search", ""))
     required = {p.name for p in params if not p.optional}
+    unknown = set(slots_of(family.search)) - required
+    if unknown:
+        raise DataError(f"{where}: search {family.search!r} names {sorted(unknown)}, which are not among its "
+                        f"required parameters {sorted(required)}")
     for request in requests:
         given = set(request.arguments) if request.arguments is not None else set(slots_of(request.text))
         if not required <= given:

@@ -55,6 +55,7 @@ class ToolDataSpec:
     renames: float = 0.5  # a tool listed under another of its names
     contrast: float = 0.0  # share of refusals whose request is also called, with its tool listed (a twin)
     related_beside_calls: float = 0.0  # share of calls listed beside a tool related to theirs
+    served: float = 0.0  # share of refusals with a `search` also trained as a call of the general tool they relate to
 
 
 def _rng(seed: int, *names: str) -> random.Random:
@@ -178,7 +179,9 @@ class ToolData:
                       ) -> list[dict[str, Any]]:
         """One conversation, then the twins of its refusals (`spec.contrast`): each the refused
         request alone, its tool added to the same listing, and called. A request's tool is then
-        learnt from the listing rather than remembered as one to refuse."""
+        learnt from the listing rather than remembered as one to refuse. Likewise (`spec.served`)
+        a refused request that a general tool serves (news -> search_web), that tool added and
+        called with the request's search."""
         kinds = []
         for _ in range(rng.randint(1, self.spec.max_exchanges)):
             if rng.random() < self.spec.calls:
@@ -220,6 +223,9 @@ class ToolData:
                              {"role": "assistant", "content": self._cannot(family, rng)}]
                 if self.spec.contrast and rng.random() < self.spec.contrast:
                     twins.append(self._twin(family, drawn, functions, rng))
+                server = self._server(family) if self.spec.served else None
+                if server is not None and rng.random() < self.spec.served:
+                    twins.append(self._served(family, server, drawn, functions, rng))
             elif kind == "chat":
                 question = rng.choice(questions)
                 messages += [{"role": "user", "content": question},
@@ -241,15 +247,37 @@ class ToolData:
             messages += self._answered(family, call, arguments, slots, rng)
         return {"messages": messages, "tools": listed}
 
+    def _server(self, family: ToolFamily) -> ToolFamily | None:
+        """The trained general tool (search_web) that serves `family`'s requests through its `search`."""
+        return next((f for f in self.trained if f.general and family.name in f.related and family.search
+                     and len(f.params) == 1), None)
+
+    def _served(self, family: ToolFamily, server: ToolFamily, drawn: tuple, functions: list[dict[str, Any]],
+                rng: random.Random) -> dict[str, Any]:
+        """The refused request `drawn`, with the general tool `server` added to `functions` (which
+        hold neither `family` nor its relatives) and called with the request's `search`."""
+        name = server.name if server.fixed_name or rng.random() >= self.spec.renames else \
+            rng.choice((server.name, *server.aliases))
+        listed = list(functions)
+        listed.insert(rng.randint(0, len(listed)), server.function(name))
+        search = fill(family.search, drawn[2])
+        served = (drawn[0], {server.params[0].name: search}, {server.params[0].name: search})
+        text, call, arguments, slots = self._call(server, served, rng, (name, {}))
+        messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+        if rng.random() < self.spec.results:
+            messages += self._answered(server, call, arguments, slots, rng)
+        return {"messages": messages, "tools": listed}
+
     # ---- testing -------------------------------------------------------------------------------
 
-    def test_items(self, per_kind: int = 12) -> list[dict[str, Any]]:
+    def test_items(self, per_kind: int = 12, draw: str = "test") -> list[dict[str, Any]]:
         """Items for what training never saw, `per_kind` of each kind (call, none, answer) in each
         split ("new phrasings" of trained tools, "new tools"): {"split", "kind", "family", "tools",
-        "messages", "expected" (the call {"name", "arguments"}, or None), "key" (answer facts)}."""
+        "messages", "expected" (the call {"name", "arguments"}, or None), "key" (answer facts)}.
+        Another `draw` name draws other items from the same held-out phrasings and tools."""
         items = []
         for split, families in (("new phrasings", self.trained), ("new tools", self.new)):
-            rng = _rng(self.spec.seed, "test", split)
+            rng = _rng(self.spec.seed, draw, split)
             askable = [f for f in families if self.test_requests[f.name]]
             if not askable:
                 continue
