@@ -225,7 +225,7 @@ class ToolData:
                     twins.append(self._twin(family, drawn, functions, rng))
                 server = self._server(family) if self.spec.served else None
                 if server is not None and rng.random() < self.spec.served:
-                    twins.append(self._served(family, server, drawn, functions, rng))
+                    twins.append(self._twin(server, self._searched(family, server, drawn), functions, rng))
             elif kind == "chat":
                 question = rng.choice(questions)
                 messages += [{"role": "user", "content": question},
@@ -234,17 +234,19 @@ class ToolData:
             return self._conversation(rng, [], {})
         return [{"messages": messages, "tools": functions}, *twins]
 
-    def _twin(self, family: ToolFamily, drawn: tuple, functions: list[dict[str, Any]], rng: random.Random
+    def _twin(self, tool: ToolFamily, drawn: tuple, functions: list[dict[str, Any]], rng: random.Random
               ) -> dict[str, Any]:
-        """The refused request `drawn`, with `family` added to `functions` and called."""
-        name = family.name if family.fixed_name or rng.random() >= self.spec.renames else \
-            rng.choice((family.name, *family.aliases))
+        """The request `drawn` (text, arguments, slots) alone, with `tool` added to `functions` and
+        called with those arguments: a refused request's twin (`contrast`), or its search by the
+        general tool that serves it (`served`)."""
+        name = tool.name if tool.fixed_name or rng.random() >= self.spec.renames else \
+            rng.choice((tool.name, *tool.aliases))
         listed = list(functions)
-        listed.insert(rng.randint(0, len(listed)), family.function(name))
-        text, call, arguments, slots = self._call(family, drawn, rng, (name, {}))
+        listed.insert(rng.randint(0, len(listed)), tool.function(name))
+        text, call, arguments, slots = self._call(tool, drawn, rng, (name, {}))
         messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "", "tool_calls": [call]}]
         if rng.random() < self.spec.results:
-            messages += self._answered(family, call, arguments, slots, rng)
+            messages += self._answered(tool, call, arguments, slots, rng)
         return {"messages": messages, "tools": listed}
 
     def _server(self, family: ToolFamily) -> ToolFamily | None:
@@ -252,21 +254,11 @@ class ToolData:
         return next((f for f in self.trained if f.general and family.name in f.related and family.search
                      and len(f.params) == 1), None)
 
-    def _served(self, family: ToolFamily, server: ToolFamily, drawn: tuple, functions: list[dict[str, Any]],
-                rng: random.Random) -> dict[str, Any]:
-        """The refused request `drawn`, with the general tool `server` added to `functions` (which
-        hold neither `family` nor its relatives) and called with the request's `search`."""
-        name = server.name if server.fixed_name or rng.random() >= self.spec.renames else \
-            rng.choice((server.name, *server.aliases))
-        listed = list(functions)
-        listed.insert(rng.randint(0, len(listed)), server.function(name))
-        search = fill(family.search, drawn[2])
-        served = (drawn[0], {server.params[0].name: search}, {server.params[0].name: search})
-        text, call, arguments, slots = self._call(server, served, rng, (name, {}))
-        messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "", "tool_calls": [call]}]
-        if rng.random() < self.spec.results:
-            messages += self._answered(server, call, arguments, slots, rng)
-        return {"messages": messages, "tools": listed}
+    @staticmethod
+    def _searched(family: ToolFamily, server: ToolFamily, drawn: tuple) -> tuple:
+        """`family`'s request `drawn` as `server`'s call: the request's `search` as its one argument."""
+        search = {server.params[0].name: fill(family.search, drawn[2])}
+        return drawn[0], search, dict(search)
 
     # ---- testing -------------------------------------------------------------------------------
 
