@@ -356,8 +356,8 @@ def chat_checks(model, tokenizer, tmp: Path, adapter: str | None) -> dict:
             "adapter_replies": adapter_replies}
 
 
-def unseen_items(count: int) -> list[dict]:
-    """The catalogue's held-out tools as test items, drawn with the recipe's seed."""
+def recipe_data():
+    """The catalogue's `ToolData` as the recipe's seed splits it (its held-out phrasings and tools)."""
     import yaml
 
     from llmos.apps.builtin_tools import calculate
@@ -366,9 +366,13 @@ def unseen_items(count: int) -> list[dict]:
 
     recipe = yaml.safe_load(RECIPE.read_text()) if RECIPE.is_file() else {}
     catalogue = load_catalogue()
-    data = ToolData(catalogue.families, catalogue.pools, catalogue.chat,
-                    ToolDataSpec(seed=recipe.get("seed", 0)), calculate)
-    return [i for i in data.test_items(count) if i["split"] == "new tools"]
+    return ToolData(catalogue.families, catalogue.pools, catalogue.chat, ToolDataSpec(seed=recipe.get("seed", 0)),
+                    calculate)
+
+
+def unseen_items(count: int) -> list[dict]:
+    """The catalogue's held-out tools as test items, drawn with the recipe's seed."""
+    return [i for i in recipe_data().test_items(count) if i["split"] == "new tools"]
 
 
 def rate(values: list) -> str:
