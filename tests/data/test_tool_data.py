@@ -20,10 +20,6 @@ jsonschema = pytest.importorskip("jsonschema")
 ANSWERS = {"What is the capital of Italy?": "The capital of Italy is Rome.", "Hi there!": "Hello! How can I help?"}
 
 
-def load_catalogue_text() -> str:
-    return CATALOGUE.read_text(encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def catalogue():
     return load_catalogue()
@@ -217,7 +213,7 @@ def test_a_refused_request_a_general_tool_serves_is_also_trained_as_its_search(c
 
 
 def test_a_search_that_names_no_parameter_of_its_tool_is_one_clear_error(tmp_path):
-    document = load_catalogue_text().replace('search: "{topic} news"', 'search: "{subject} news"')
+    document = CATALOGUE.read_text(encoding="utf-8").replace('search: "{topic} news"', 'search: "{subject} news"')
     path = tmp_path / "catalogue.yaml"
     path.write_text(document, encoding="utf-8")
     with pytest.raises(DataError, match=r"family 'get_news'.*search '\{subject\} news' names \['subject'\]"):
