@@ -251,8 +251,9 @@ class ToolData:
 
     def _server(self, family: ToolFamily) -> ToolFamily | None:
         """The trained general tool (search_web) that serves `family`'s requests through its `search`."""
-        return next((f for f in self.trained if f.general and family.name in f.related and family.search
-                     and len(f.params) == 1), None)
+        if not family.search:
+            return None
+        return next((f for f in self.trained if f.general and family.name in f.related and len(f.params) == 1), None)
 
     @staticmethod
     def _searched(family: ToolFamily, server: ToolFamily, drawn: tuple) -> tuple:
