@@ -9,7 +9,8 @@ import torch
 
 from llmos.config import ModelConfig
 from llmos.model import CausalLM
-from llmos.training.mfu import matmul_peak, mfu, training_flops_per_token
+from llmos.training.freeze import train_top
+from llmos.training.mfu import Backward, backward_of, matmul_peak, mfu, training_flops_per_token
 from llmos.training.optim import build_optimizer, parameter_groups
 from llmos.training.schedule import learning_rate
 
@@ -55,6 +56,20 @@ def test_training_flops_follow_6n_plus_attention():
     matmul_params = n - config.max_seq_len * config.d_model  # learned positions are a lookup
     assert per_token == 6 * matmul_params + 12 * config.n_layers * config.d_model * 100
     assert mfu(per_token, tokens_per_second=1000.0, peak_flops=per_token * 2000.0) == pytest.approx(0.5)
+
+
+def test_frozen_parameters_leave_their_backward_out_of_the_flops():
+    config = ModelConfig.from_preset("micro")
+    model = CausalLM(config)
+    n, d = model.num_parameters(), config.n_heads * config.head_dim
+    assert backward_of(model) == Backward()  # everything trains: 6N + attention, as above
+    train_top(model, 1)  # the top block and the final norm train; the tied head (the token table) is frozen
+    lower = sum(p.numel() for block in model.transformer.blocks[:-1] for p in block.parameters())
+    table = model.transformer.embed.tokens.weight.numel()  # the head's input gradients, not its own
+    backward = backward_of(model)
+    assert backward == Backward(below_parameters=lower, below_blocks=config.n_layers - 1, frozen_parameters=table)
+    assert training_flops_per_token(config, n, 100, backward=backward) == \
+        training_flops_per_token(config, n, 100) - 4 * lower - 2 * table - 8 * (config.n_layers - 1) * d * 100
 
 
 def test_matmul_peak_is_measured_once_and_cached(tmp_path, monkeypatch):

@@ -19,14 +19,20 @@ position-embedding tables; a tied token embedding counts once, as the LM head),
 6 = 2 (multiply-add) * 3 (forward + the two backward matmuls), and the second
 term is the attention scores and weighted sum (QK^T and AV) over a context of T,
 with d_attn = n_heads * head_dim. MFU = flops_per_token * tokens_per_second / peak.
+With frozen parameters (LoRA, freeze_layers) the backward pass does less, and
+the count follows it (`Backward`): no gradients at all below the lowest block
+that trains (4 * their parameters, and 8 * d_attn * T of attention a block
+fewer), and no weight gradients of a frozen matmul (2 * its parameters fewer).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from llmos.config import ModelConfig
 from llmos.kernels.onednn import ONEDNN, inner_product
@@ -92,14 +98,42 @@ def matmul_parameters(config: ModelConfig, num_parameters: int) -> int:
     return num_parameters
 
 
+@dataclass(frozen=True)
+class Backward:
+    """The parameters and blocks a backward pass leaves out (all 0 when everything trains)."""
+
+    below_parameters: int = 0  # matmul parameters of the blocks below the lowest that trains: no gradients
+    below_blocks: int = 0  # how many blocks those are (their attention has no backward either)
+    frozen_parameters: int = 0  # frozen matmul parameters above them: input gradients, no weight gradients
+
+
+def backward_of(model: nn.Module) -> Backward:
+    """What `model`'s backward pass leaves out, from which of its parameters require gradients."""
+    blocks = list(model.transformer.blocks)
+    lowest = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
+                  len(blocks))
+    below = {id(p) for block in blocks[:lowest] for p in block.parameters()}
+    positions = getattr(model.transformer.embed, "positions", None)  # a learned table is a lookup, not in N
+    lookups = {id(p) for p in positions.parameters()} if isinstance(positions, nn.Module) else set()
+    unique = {id(p): p for p in model.parameters() if id(p) not in lookups}
+    return Backward(below_parameters=sum(unique[i].numel() for i in below),
+                    below_blocks=lowest,
+                    frozen_parameters=sum(p.numel() for i, p in unique.items()
+                                          if i not in below and not p.requires_grad))
+
+
 def training_flops_per_token(config: ModelConfig, num_parameters: int, context: int,
-                             head_fraction: float = 1.0) -> float:
-    """6N + 12 L d_attn T: forward + backward FLOPs per token (see module docstring).
+                             head_fraction: float = 1.0, backward: Backward = Backward()) -> float:
+    """6N + 12 L d_attn T: forward + backward FLOPs per token, less what `backward` leaves out
+    (see module docstring).
 
     head_fraction: the share of tokens the output head (V x d) runs on; masked-LM
     training runs it on the masked ~15% only, so those FLOPs are not counted for the rest."""
     n = matmul_parameters(config, num_parameters) - (1.0 - head_fraction) * config.vocab_size * config.d_model
-    return 6.0 * n + 12.0 * config.n_layers * config.n_heads * config.head_dim * context
+    d_attn = config.n_heads * config.head_dim
+    left_out = 4.0 * backward.below_parameters + 2.0 * backward.frozen_parameters + \
+        8.0 * backward.below_blocks * d_attn * context
+    return 6.0 * n + 12.0 * config.n_layers * d_attn * context - left_out
 
 
 def mfu(flops_per_token: float, tokens_per_second: float, peak_flops: float) -> float:

@@ -43,7 +43,7 @@ from llmos.kernels.choice import bf16_products
 from llmos.training import distributed as dist_utils
 from llmos.training import state as ckpt
 from llmos.training.metrics import MetricsLog, plot_loss_curve
-from llmos.training.mfu import matmul_peak, mfu, training_flops_per_token
+from llmos.training.mfu import backward_of, matmul_peak, mfu, training_flops_per_token
 from llmos.training.objectives import Objective, shard_batch, to_device
 from llmos.training.optim import build_optimizer
 from llmos.training.progress import TrainingProgress
@@ -112,7 +112,7 @@ class Trainer:
         self.stop_requested = False  # set by SIGTERM during train(); the loop then ends and saves `last`
         self.num_parameters = self.model.num_parameters()
         self.flops_per_token = training_flops_per_token(self.model_config, self.num_parameters, config.context,
-                                                         objective.head_fraction)
+                                                         objective.head_fraction, backward_of(self.model))
 
     # ---- the loop ------------------------------------------------------------
 
