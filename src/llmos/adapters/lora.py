@@ -5,7 +5,8 @@ at zero, so a fresh adapter changes nothing. Our model fuses q/k/v (and SwiGLU's
 gate/up) into one linear, while Hugging Face and PEFT keep them apart, so one
 `LoRAAdapter` holds one (A, B) pair per *part*, a row range of the fused output:
 an adapter on q_proj and v_proj of a fused qkv touches exactly the q and v rows,
-as PEFT's would. The A matrices of all parts are stacked so the input is read once.
+as PEFT's would. The A matrices of all parts are stacked so the input is read once,
+and the B matrices so that one matmul writes the whole output.
 
 `add_lora` wraps chosen linears in `LoRALinear` (the base module stays inside,
 whatever it is: nn.Linear, a oneDNN or a quantized kernel). A layer can hold
@@ -53,26 +54,23 @@ class LoRAAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.dropout_p > 0:
             x = F.dropout(x, self.dropout_p, training=True)
-        z = F.linear(x, self.A.to(x.dtype)).split(self.r, dim=-1)  # one (..., r) per part
+        z = F.linear(x, self.A.to(x.dtype))  # (..., r * parts)
+        return F.linear(z, self.stacked_B().to(x.dtype)) * self.scale
+
+    def stacked_B(self) -> torch.Tensor:
+        """The parts' B in one (out, r * parts) matrix, zero outside each part's rows and its r columns:
+        one matmul gives every part's rows (and zeros between them), with no pieces to concatenate."""
         if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
-            return F.linear(z[0], self.B[0].to(x.dtype)) * self.scale
-        pieces, row = [], 0
-        for (start, rows), zi, b in zip(self.parts, z, self.B, strict=True):
-            if start > row:
-                pieces.append(x.new_zeros(*x.shape[:-1], start - row))
-            pieces.append(F.linear(zi, b.to(x.dtype)))
-            row = start + rows
-        if row < self.out_features:
-            pieces.append(x.new_zeros(*x.shape[:-1], self.out_features - row))
-        return torch.cat(pieces, dim=-1) * self.scale
+            return self.B[0]
+        stacked = self.A.new_zeros(self.out_features, self.A.shape[0])
+        for i, ((start, rows), b) in enumerate(zip(self.parts, self.B, strict=True)):
+            stacked[start:start + rows, i * self.r:(i + 1) * self.r] = b
+        return stacked
 
     @torch.no_grad()
     def delta_weight(self) -> torch.Tensor:
         """scale * B A in the layer's (out, in) shape: what merging adds to the base weight."""
-        delta = self.A.new_zeros(self.out_features, self.A.shape[1])
-        for (start, rows), a, b in zip(self.parts, self.A.split(self.r), self.B, strict=True):
-            delta[start:start + rows] = (b @ a) * self.scale
-        return delta
+        return (self.stacked_B() @ self.A) * self.scale
 
 
 class LoRALinear(nn.Module):
