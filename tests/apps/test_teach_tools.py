@@ -73,3 +73,12 @@ def test_bad_tools_and_examples_are_one_line_errors(tmp_path, llmos_cli):
     with pytest.raises(ToolError, match="needs a name"):
         (tmp_path / "bad.json").write_text(json.dumps([{"function": {"name": "has space"}}]))
         load_tools(str(tmp_path / "bad.json"))
+
+
+def test_a_train_top_deeper_than_the_model_is_said_before_any_work(tiny_chat_model, tmp_path, llmos_cli):
+    model, tokenizer = tiny_chat_model
+    model.save_pretrained(tmp_path / "tiny", tokenizer=tokenizer)
+    code, _, err = llmos_cli("teach-tools", "--base-model", tmp_path / "tiny", "--train-top", 3, "--out-dir",
+                             tmp_path / "run")
+    assert code == 2 and err == "error: train_top=3 does not fit a model of 2 blocks; use 1..2\n", err
+    assert not (tmp_path / "run").exists()  # before any data is generated or model loaded

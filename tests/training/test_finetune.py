@@ -217,10 +217,20 @@ def test_freeze_trains_only_the_top_blocks(base, tmp_path):
                            after["transformer.blocks.1.attn.qkv.weight"])
 
 
-def test_freeze_deeper_than_the_model_is_one_clear_error(base, tmp_path):
+def test_a_depth_deeper_than_the_model_is_one_clear_error_before_it_loads(base, tmp_path, monkeypatch):
+    import llmos.training.finetune as module
+
+    def never(*_, **__):
+        raise AssertionError("the model was loaded before its depth was checked")
+
+    monkeypatch.setattr(module, "load_model", never)
     data = write_jsonl(tmp_path / "chat.jsonl", chat_records())
-    with pytest.raises(FreezeError, match=r"freeze_layers=5 does not fit a model of 2 blocks; use 0\.\.2"):
-        finetune(run_config(tmp_path, base, data, method="freeze", freeze_layers=5), report=lambda *_: None)
+    for method, depth, message in (("freeze", {"freeze_layers": 5}, r"freeze_layers=5 does not fit a model of 2 "
+                                                                     r"blocks; use 0\.\.2"),
+                                   ("lora", {"train_top": 3}, r"train_top=3 does not fit a model of 2 blocks; "
+                                                              r"use 1\.\.2")):
+        with pytest.raises(FreezeError, match=message):
+            finetune(run_config(tmp_path, base, data, method=method, **depth), report=lambda *_: None)
 
 
 def labelled(tmp_path, n=40):

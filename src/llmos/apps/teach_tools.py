@@ -184,8 +184,9 @@ def _finetune_config(config: TeachToolsConfig, data: Path) -> FinetuneConfig:
 def teach_tools(config: TeachToolsConfig, report: Any = print) -> TeachToolsResult:
     """Generate, measure, train, measure again (see the module docstring)."""
     from llmos.generation.loading import load_model
-    from llmos.training.finetune import finetune
+    from llmos.training.finetune import check_base_depth, finetune
 
+    check_base_depth(config)
     families, pools, chat = families_to_teach(config)
     spec = ToolDataSpec(seed=config.seed, conversations=config.conversations, max_tools=config.max_tools,
                         held_out_phrasings=config.held_out_phrasings, calls=config.calls, cannot=config.cannot,

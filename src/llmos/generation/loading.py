@@ -20,7 +20,8 @@ and conversion never get it): `loaded.generator()`, the server and the engine
 decode requests that carry tools through it and every other request through
 the base model, unchanged.
 Callers decide by it (an evaluation refuses a classifier whose head is
-untrained). `describe_source` answers "what is this?" without loading weights.
+untrained). `describe_source` answers "what is this?" without loading weights, and
+`source_config` reads its ModelConfig the same way.
 
 An architecture LLMOS does not implement is refused by the format readers in
 one line naming the supported ones.
@@ -97,6 +98,31 @@ def describe_source(name_or_path: str | Path, gguf_file: str | None = None) -> M
     if resolved.is_gguf:
         return ModelSource(str(name_or_path), resolved.path, "gguf", resolved.store, "causal-lm")
     return ModelSource(str(name_or_path), resolved.path, "checkpoint", resolved.store, _saved_head(resolved.path))
+
+
+def source_config(name_or_path: str | Path) -> Any:
+    """The ModelConfig of what `name_or_path` names, read without its weights: a GGUF file's
+    metadata, a checkpoint's config.json; an adapter directory's base model's."""
+    source = describe_source(name_or_path)
+    if source.format == "adapter":
+        return source_config(_adapter_base(source))
+    if source.is_gguf:
+        from llmos.checkpoint.gguf_config import config_from_gguf
+        from llmos.checkpoint.gguf_file import open_gguf
+
+        return config_from_gguf(open_gguf(source.path))
+    from llmos.checkpoint import read_config
+
+    return read_config(source.path)[0]
+
+
+def _adapter_base(source: ModelSource) -> str:
+    from llmos.checkpoint.peft_format import read_adapter_config
+
+    base = read_adapter_config(source.path).get("base_model_name_or_path")
+    if not base:
+        raise LLMOSError(f"the adapter {str(source.path)!r} does not name its base model")
+    return base
 
 
 def _saved_head(path: Path) -> str | None:
@@ -189,13 +215,9 @@ def _architecture(source: ModelSource, model: Any) -> str:
 def _tokenizer(source: ModelSource) -> Any:
     """The checkpoint's tokenizer; an adapter without one has its base model's."""
     from llmos.auto import AutoTokenizer
-    from llmos.checkpoint.peft_format import read_adapter_config
 
     if source.format == "adapter" and not (source.path / "tokenizer.json").is_file():
-        base = read_adapter_config(source.path).get("base_model_name_or_path")
-        if not base:
-            raise LLMOSError(f"the adapter {str(source.path)!r} holds no tokenizer and does not name its base model")
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer = AutoTokenizer.from_pretrained(_adapter_base(source))  # it holds none: its base model's
     elif source.format == "checkpoint" and not (source.path / "tokenizer.json").is_file():
         raise LLMOSError(f"{str(source.path)!r} has no tokenizer.json; load it with tokenizer=False, or save the "
                          "model with its tokenizer: model.save_pretrained(dir, tokenizer=tokenizer)", param="model")

@@ -31,11 +31,12 @@ from llmos.data.sft import (
     pad_id_of,
     read_examples,
 )
-from llmos.generation.loading import describe_source, load_model
+from llmos.generation.loading import describe_source, load_model, source_config
 from llmos.model.heads import SequenceClassifier
 from llmos.training import distributed as dist_utils
 from llmos.training.finetune_recipe import FinetuneConfig
 from llmos.training.freeze import (
+    check_depth,
     count_parameters,
     freeze_all_but,
     freeze_lower,
@@ -75,6 +76,7 @@ def finetune(config: FinetuneConfig, report: Any = print) -> TrainResult:
     if not config.data:
         raise DataError("no data: set data (--data) to a JSONL or labelled-text file")
     task = config.task if config.task != "auto" else detect_format(config.data)
+    check_base_depth(config)
     ctx = dist_utils.setup()
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.base_model)
@@ -94,6 +96,12 @@ def finetune(config: FinetuneConfig, report: Any = print) -> TrainResult:
         return trainer.train()
     finally:
         dist_utils.teardown(ctx)
+
+
+def check_base_depth(config: FinetuneConfig) -> None:
+    """freeze_layers / train_top against the base model's blocks, read from its config alone."""
+    if config.freeze_layers or config.train_top:
+        check_depth(source_config(config.base_model).n_layers, config.freeze_layers, config.train_top or None)
 
 
 def apply_method(model: nn.Module, config: FinetuneConfig) -> nn.Module:

@@ -20,12 +20,20 @@ class FreezeError(LLMOSError):
     """A freeze depth does not fit the model."""
 
 
+def check_depth(n_layers: int, freeze_layers: int = 0, train_top: int | None = None) -> None:
+    """freeze_layers (0..n_layers) and train_top (None: not asked for; else 1..n_layers) against a model
+    of n_layers blocks. A fine-tuning run checks them before it loads the model (and teach-tools before
+    it generates its data), so a depth that does not fit is said before minutes of work."""
+    if not 0 <= freeze_layers <= n_layers:
+        raise FreezeError(f"freeze_layers={freeze_layers} does not fit a model of {n_layers} blocks; "
+                          f"use 0..{n_layers} (or train_top)")
+    if train_top is not None and not 1 <= train_top <= n_layers:
+        raise FreezeError(f"train_top={train_top} does not fit a model of {n_layers} blocks; use 1..{n_layers}")
+
+
 def freeze_lower(model: nn.Module, n_blocks: int) -> nn.Module:
     """Freeze the embeddings and blocks 0 .. n_blocks-1 (in place; returns `model`)."""
-    n_layers = len(model.transformer.blocks)
-    if not 0 <= n_blocks <= n_layers:
-        raise FreezeError(f"freeze_layers={n_blocks} does not fit a model of {n_layers} blocks; "
-                          f"use 0..{n_layers} (or train_top)")
+    check_depth(len(model.transformer.blocks), freeze_layers=n_blocks)
     for p in model.transformer.embed.parameters():
         p.requires_grad_(False)
     for block in model.transformer.blocks[:n_blocks]:
@@ -43,8 +51,7 @@ def train_top(model: nn.Module, n_blocks: int) -> nn.Module:
 def top_blocks(model: nn.Module, n_blocks: int) -> tuple[str, ...]:
     """The module-name prefixes of the top n_blocks blocks ("transformer.blocks.i.")."""
     n_layers = len(model.transformer.blocks)
-    if not 1 <= n_blocks <= n_layers:
-        raise FreezeError(f"train_top={n_blocks} does not fit a model of {n_layers} blocks; use 1..{n_layers}")
+    check_depth(n_layers, train_top=n_blocks)
     return tuple(f"transformer.blocks.{i}." for i in range(n_layers - n_blocks, n_layers))
 
 
