@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.adapters import active_adapter
+from llmos.config import ModelConfig
 from llmos.errors import LLMOSError
 from llmos.generation.replies import model_eos_ids, stop_token_ids
 from llmos.process_memory import give_back_freed_memory
@@ -100,7 +101,7 @@ def describe_source(name_or_path: str | Path, gguf_file: str | None = None) -> M
     return ModelSource(str(name_or_path), resolved.path, "checkpoint", resolved.store, _saved_head(resolved.path))
 
 
-def source_config(name_or_path: str | Path) -> Any:
+def source_config(name_or_path: str | Path) -> ModelConfig:
     """The ModelConfig of what `name_or_path` names, read without its weights: a GGUF file's
     metadata, a checkpoint's config.json; an adapter directory's base model's."""
     source = describe_source(name_or_path)
