@@ -48,6 +48,7 @@ class LoRAAdapter(nn.Module):
         self.A = nn.Parameter(torch.empty(r * len(self.parts), in_features))  # stacked A of each part
         self.B = nn.ParameterList(nn.Parameter(torch.zeros(rows, r)) for _, rows in self.parts)
         self.dropout_p = dropout
+        self._stacked: tuple[tuple, torch.Tensor] | None = None  # (the B's versions, stacked_B) when decoding
         for block in self.A.data.split(r):  # PEFT's init: kaiming-uniform A, zero B
             nn.init.kaiming_uniform_(block, a=math.sqrt(5))
 
@@ -59,9 +60,18 @@ class LoRAAdapter(nn.Module):
 
     def stacked_B(self) -> torch.Tensor:
         """The parts' B in one (out, r * parts) matrix, zero outside each part's rows and its r columns:
-        one matmul gives every part's rows (and zeros between them), with no pieces to concatenate."""
+        one matmul gives every part's rows (and zeros between them), with no pieces to concatenate.
+        Without gradients (decoding) it is built once and kept until a B changes (a load's copy_)."""
         if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
             return self.B[0]
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._stack_B()
+        key = tuple((b.data_ptr(), b._version) for b in self.B)
+        if self._stacked is None or self._stacked[0] != key:
+            self._stacked = (key, self._stack_B())
+        return self._stacked[1]
+
+    def _stack_B(self) -> torch.Tensor:
         stacked = self.A.new_zeros(self.out_features, self.A.shape[0])
         for i, ((start, rows), b) in enumerate(zip(self.parts, self.B, strict=True)):
             stacked[start:start + rows, i * self.r:(i + 1) * self.r] = b
