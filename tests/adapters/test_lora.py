@@ -1,5 +1,6 @@
 """LoRA layers: a decode (no gradients) reuses a fused layer's stacked B, and still sees every
-change to the adapter made after it (a load, a training step)."""
+change to the adapter made after it (a load, a training step); an adapter made under
+inference_mode (whose tensors keep no version) still decodes."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_a_forward_without_gradients_reuses_the_stacked_B_and_sees_a_change_made
     stacked_afresh = model(IDS).logits  # with gradients: B is stacked on every call
     assert (after - before).abs().max() > 1e-3
     assert (after - stacked_afresh).abs().max() < 1e-6
+
+
+def test_an_adapter_made_under_inference_mode_decodes_without_gradients():
+    from llmos.adapters.lora import LoRAAdapter
+
+    with torch.inference_mode():  # its tensors keep no version: B is stacked on every call
+        adapter = LoRAAdapter(8, 12, [(0, 6), (6, 6)], r=2, alpha=4)
+    with torch.no_grad():
+        assert adapter(torch.ones(1, 8)).shape == (1, 12)

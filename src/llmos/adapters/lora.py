@@ -64,8 +64,8 @@ class LoRAAdapter(nn.Module):
         Without gradients (decoding) it is built once and kept until a B changes (a load's copy_)."""
         if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
             return self.B[0]
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return self._stack_B()
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or self.A.is_inference():
+            return self._stack_B()  # (an inference tensor, made under inference_mode, has no version)
         key = tuple((b.data_ptr(), b._version) for b in self.B)
         if self._stacked is None or self._stacked[0] != key:
             self._stacked = (key, self._stack_B())
